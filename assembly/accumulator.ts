@@ -1,0 +1,72 @@
+// count, sum, min, max, mean and M2 of one window.
+//
+// The mean and M2 follow Welford's update and Chan et al.'s parallel merge, so the
+// variance never comes from sqrt(E[x^2] - mean^2) on raw sums: values like
+// 1.5e9 ± 2 keep their stddev to ~1e-9 relative. The sum is Neumaier-compensated,
+// so it stays exact to rounding even when large terms cancel.
+import { SLOT_COUNT, SLOT_SUM, SLOT_SUM_ERR, SLOT_MIN, SLOT_MAX, SLOT_MEAN, SLOT_M2 } from './layout';
+import { ldf, stf } from './mem';
+
+export function accInit(s: usize): void {
+  stf(s + SLOT_COUNT, 0);
+  stf(s + SLOT_SUM, 0);
+  stf(s + SLOT_SUM_ERR, 0);
+  stf(s + SLOT_MIN, Infinity);
+  stf(s + SLOT_MAX, -Infinity);
+  stf(s + SLOT_MEAN, 0);
+  stf(s + SLOT_M2, 0);
+}
+
+// @ts-ignore: decorator
+@inline export function accAdd(s: usize, x: f64): void {
+  const n = ldf(s + SLOT_COUNT) + 1;
+  stf(s + SLOT_COUNT, n);
+  const sum = ldf(s + SLOT_SUM);
+  const t = sum + x;
+  const err = abs(sum) >= abs(x) ? (sum - t) + x : (x - t) + sum;
+  stf(s + SLOT_SUM, t);
+  stf(s + SLOT_SUM_ERR, ldf(s + SLOT_SUM_ERR) + err);
+  stf(s + SLOT_MIN, min(ldf(s + SLOT_MIN), x));
+  stf(s + SLOT_MAX, max(ldf(s + SLOT_MAX), x));
+  const mean = ldf(s + SLOT_MEAN);
+  const delta = x - mean;
+  const mean2 = mean + delta / n;
+  stf(s + SLOT_MEAN, mean2);
+  stf(s + SLOT_M2, ldf(s + SLOT_M2) + delta * (x - mean2));
+}
+
+/** Merges accumulator `b` into `a` (Chan's parallel update). */
+export function accMerge(a: usize, b: usize): void {
+  const nb = ldf(b + SLOT_COUNT);
+  if (nb == 0) return;
+  const na = ldf(a + SLOT_COUNT);
+  if (na == 0) {
+    memory.copy(a, b, SLOT_M2 + 8);
+    return;
+  }
+  const n = na + nb;
+  const ma = ldf(a + SLOT_MEAN);
+  const delta = ldf(b + SLOT_MEAN) - ma;
+  stf(a + SLOT_MEAN, ma + delta * (nb / n));
+  stf(a + SLOT_M2, ldf(a + SLOT_M2) + ldf(b + SLOT_M2) + delta * delta * (na * nb / n));
+  stf(a + SLOT_COUNT, n);
+  // Neumaier-add b's sum (value and compensation) into a's.
+  const sum = ldf(a + SLOT_SUM);
+  const x = ldf(b + SLOT_SUM);
+  const t = sum + x;
+  const err = abs(sum) >= abs(x) ? (sum - t) + x : (x - t) + sum;
+  stf(a + SLOT_SUM, t);
+  stf(a + SLOT_SUM_ERR, ldf(a + SLOT_SUM_ERR) + err + ldf(b + SLOT_SUM_ERR));
+  stf(a + SLOT_MIN, min(ldf(a + SLOT_MIN), ldf(b + SLOT_MIN)));
+  stf(a + SLOT_MAX, max(ldf(a + SLOT_MAX), ldf(b + SLOT_MAX)));
+}
+
+// @ts-ignore: decorator
+@inline export function accSum(s: usize): f64 { return ldf(s + SLOT_SUM) + ldf(s + SLOT_SUM_ERR); }
+
+/** Population standard deviation. */
+// @ts-ignore: decorator
+@inline export function accStddev(s: usize): f64 {
+  const n = ldf(s + SLOT_COUNT);
+  return n > 0 ? Math.sqrt(max(ldf(s + SLOT_M2), 0) / n) : 0;
+}

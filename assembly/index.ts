@@ -1,0 +1,58 @@
+// The ABI between TypeScript and the WebAssembly core. Nothing but exports.
+//
+// Per batch, TS: writes ts[] (and, per aggregation, val[] and key[]), calls
+// computeWatermarks, then processWindows (tumbling/sliding) or runOps (sessions)
+// per aggregation, then reads the out region (results) and gone region (purged
+// windows), and calls resetOutput. Any call may grow memory: re-read pointers and
+// re-create views afterwards. Layouts of every region: layout.ts.
+import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, tsBase, wmBase, batchCap } from './windows';
+import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
+import { slotsLive, slotsCapacity } from './table';
+import { SLOT_BYTES } from './layout';
+export { computeWatermarks, processWindows, runOps, advance } from './windows';
+
+/** Allocates the batch region for `cap` events and `aggregations` aggregations. Call once. */
+export function init(cap: u32, aggregations: u32): void {
+  windowsInit(cap, aggregations);
+  outputInit();
+}
+
+/** Sets aggregation `a`'s window (WIN_* kind, sizes in ms) and allowed lateness. */
+export function configure(a: u32, kind: i32, sizeMs: f64, slideMs: f64, latenessMs: f64): void {
+  aggConfigure(a, kind, sizeMs, slideMs, latenessMs);
+}
+
+/** Batch region pointers (stable after init): ts f64[cap], wm f64[cap]. */
+export function tsPtr(): usize { return tsBase; }
+export function wmPtr(): usize { return wmBase; }
+export function capacity(): u32 { return batchCap; }
+/** Per aggregation: val f64[cap], key u32[cap], evs u8[cap] (EV_* statuses). */
+export function valPtr(a: u32): usize { return aggValues(a); }
+export function keyPtr(a: u32): usize { return aggKeys(a); }
+export function statusPtr(a: u32): usize { return aggStatus(a); }
+
+/** Out region: outLength() RES_BYTES records from outPtr(); valid until resetOutput. */
+export function outPtr(): usize { return outBase; }
+export function outLength(): u32 { return outCount; }
+/** Gone region: goneLength() GONE_BYTES records from gonePtr(). */
+export function gonePtr(): usize { return goneBase; }
+export function goneLength(): u32 { return goneCount; }
+export function resetOutput(): void { outputReset(); }
+
+/** Scratch for session ops: TS asks for room for `count` ops, writes them, calls runOps. */
+let opsBase: usize = 0;
+let opsCap: u32 = 0;
+export function opsPtr(count: u32): usize {
+  if (count > opsCap) {
+    if (opsBase) heap.free(opsBase);
+    opsCap = max<u32>(count, opsCap << 1);
+    opsBase = heap.alloc(<usize>opsCap * 32);
+  }
+  return opsBase;
+}
+
+/** Open windows (tumbling/sliding: key-window slots; sessions: live sessions). */
+export function openWindows(a: u32): u32 { return aggOpenWindows(a); }
+/** Bytes of linear memory the window slots occupy (sketch stores excluded: see stateBytes). */
+export function slotBytes(): u32 { return <u32>(<usize>slotsLive() * SLOT_BYTES); }
+export function slotCapacity(): u32 { return slotsCapacity(); }

@@ -1,0 +1,128 @@
+// Every region of linear memory the TypeScript side reads or writes, in one place.
+//
+// All regions are allocated from the runtime's heap (TLSF) at `init`, so they never
+// collide with each other and memory may grow at any call. The TypeScript side must
+// therefore re-create its typed-array views after every call that can allocate
+// (see src/core/wasm.ts: it compares `memory.buffer` before each read).
+
+// ─── Batch region (written by TS before a call, one value per event) ────────────
+//
+//   ts      f64[cap]   event time in epoch ms; NaN = invalid timestamp
+//   wm      f64[cap]   watermark W before event i (written by computeWatermarks)
+//   per aggregation a:
+//   val[a]  f64[cap]   the aggregation's value; NaN = invalid value
+//   key[a]  u32[cap]   the aggregation's key id (dense ids owned by TS)
+//   evs[a]  u8[cap]    out: EV_* status of the event for this aggregation
+
+/** Status of one event for one aggregation, written by the window kernel. */
+export const EV_OK: u8 = 0; // added to every window it belongs to
+export const EV_INVALID: u8 = 1; // timestamp or value invalid: not added
+export const EV_PARTLY_LATE: u8 = 2; // too late for some of its windows, added to the rest
+export const EV_LATE: u8 = 3; // too late for all of its windows: dead letter
+
+// ─── Slot: the state of one window of one key ─────────────────────────────────
+//
+//   ┌────────┬────────┬────────┬────────┬────────┬────────┬────────┬────────┐
+//   │ count  │  sum   │ sumErr │  min   │  max   │  mean  │   m2   │ start  │  f64 × 8
+//   ├────────┼────────┼────────┼────────┴────────┴────────┴────────┴────────┤
+//   │  end   │ keyId  │ flags  │ next   │ sid    │ sketch header (32 B)      │
+//   └────────┴────────┴────────┴────────┴────────┴───────────────────────────┘
+//      f64      u32      u32      u32      u32
+export const SLOT_COUNT: usize = 0;
+export const SLOT_SUM: usize = 8;
+export const SLOT_SUM_ERR: usize = 16; // Neumaier compensation term
+export const SLOT_MIN: usize = 24;
+export const SLOT_MAX: usize = 32;
+export const SLOT_MEAN: usize = 40;
+export const SLOT_M2: usize = 48; // sum of squared deviations (Welford)
+export const SLOT_START: usize = 56; // window start, epoch ms (f64 holding an integer)
+export const SLOT_END: usize = 64; // window end (exclusive)
+export const SLOT_KEY: usize = 72;
+export const SLOT_FLAGS: usize = 76;
+export const SLOT_NEXT: usize = 80; // next slot of the same window group (tumbling/sliding)
+export const SLOT_SID: usize = 84; // session id (sessions) or table position hint
+export const SLOT_SKETCH: usize = 88;
+export const SLOT_BYTES: usize = 120;
+
+export const SLOT_FIRED: u32 = 1; // fired at least once
+export const SLOT_DIRTY: u32 = 2; // changed since it last fired
+export const SLOT_LIVE: u32 = 4; // allocated
+export const NO_SLOT: u32 = 0xffffffff;
+
+// ─── Sketch header (inside a slot) ────────────────────────────────────────────
+//
+//   ┌──────────┬──────────┬──────────┬──────────┬──────────┬──────────┬─────┐
+//   │ zeros u32│ pos ptr  │ pos min  │ pos cap  │ neg ptr  │ neg min  │ cap │
+//   └──────────┴──────────┴──────────┴──────────┴──────────┴──────────┴─────┘
+//   Each store is a dense u32 array of bucket counts; bucket j holds index min + j.
+export const SK_ZEROS: usize = 0;
+export const SK_POS: usize = 4; // store: ptr u32, min i32, cap u32
+export const SK_NEG: usize = 16;
+export const ST_PTR: usize = 0;
+export const ST_MIN: usize = 4;
+export const ST_CAP: usize = 8;
+export const SK_BYTES: usize = 28;
+
+// ─── Result record (out region, appended by firings) ──────────────────────────
+//
+//   ┌──────┬───────┬───────┬──────┬───────┬─────┬───────┬─────┬─────┬─────┬─────┬────────┬─────┬─────┬─────┐
+//   │ agg  │ keyId │ flags │ slot │ start │ end │ count │ sum │ min │ max │ avg │ stddev │ p50 │ p95 │ p99 │
+//   └──────┴───────┴───────┴──────┴───────┴─────┴───────┴─────┴─────┴─────┴─────┴────────┴─────┴─────┴─────┘
+//     u32    u32     u32     u32    f64 ...
+export const RES_AGG: usize = 0;
+export const RES_KEY: usize = 4;
+export const RES_FLAGS: usize = 8; // RES_LATE
+export const RES_SID: usize = 12; // session id for sessions, else 0
+export const RES_START: usize = 16;
+export const RES_END: usize = 24;
+export const RES_COUNT: usize = 32;
+export const RES_SUM: usize = 40;
+export const RES_MIN: usize = 48;
+export const RES_MAX: usize = 56;
+export const RES_AVG: usize = 64;
+export const RES_STDDEV: usize = 72;
+export const RES_P50: usize = 80;
+export const RES_P95: usize = 88;
+export const RES_P99: usize = 96;
+export const RES_BYTES: usize = 104;
+export const RES_LATE: u32 = 1;
+
+// ─── Purge record (gone region): a window whose state was dropped ─────────────
+//   ┌──────┬───────┬───────┬───────┐
+//   │ agg  │ keyId │ start │  end  │   u32 u32 f64 f64
+//   └──────┴───────┴───────┴───────┘
+export const GONE_AGG: usize = 0;
+export const GONE_KEY: usize = 4;
+export const GONE_START: usize = 8;
+export const GONE_END: usize = 16;
+export const GONE_BYTES: usize = 24;
+
+// ─── Session op (ops region, written by TS, executed by runOps) ───────────────
+//   ┌──────┬─────┬─────┬─────┬─────┬─────┐
+//   │  op  │  a  │  b  │ pad │  x  │  y  │   u32 × 4, f64 × 2
+//   └──────┴─────┴─────┴─────┴─────┴─────┘
+export const OP_OP: usize = 0;
+export const OP_A: usize = 4;
+export const OP_B: usize = 8;
+export const OP_X: usize = 16;
+export const OP_Y: usize = 24;
+export const OP_BYTES: usize = 32;
+
+export const OP_NEW: u32 = 1; // a = sid, b = keyId, x = start, y = end
+export const OP_ADD: u32 = 2; // a = sid, b = event index (value from val[agg])
+export const OP_MERGE: u32 = 3; // a = dst sid, b = src sid (src is freed), x = start, y = end of dst
+export const OP_FIRE: u32 = 4; // a = sid, b = 1 if late
+export const OP_FREE: u32 = 5; // a = sid (purged)
+export const OP_RESIZE: u32 = 6; // a = sid, x = start, y = end
+
+// ─── Window kinds (per aggregation) ───────────────────────────────────────────
+export const WIN_TUMBLING: i32 = 0;
+export const WIN_SLIDING: i32 = 1;
+export const WIN_SESSION: i32 = 2;
+
+// ─── Slot serialization (checkpoints) ─────────────────────────────────────────
+//   ┌─────────┬──────────────────┬───────┬─────────┬────────┬─────────┬─────────┬────────┬─────────┐
+//   │ version │ 7 × f64 acc      │ zeros │ pos min │ pos n  │ pos u32…│ neg min │ neg n  │ neg u32…│
+//   └─────────┴──────────────────┴───────┴─────────┴────────┴─────────┴─────────┴────────┴─────────┘
+//     u32 (=1)  count..m2          u32     i32       u32                i32       u32
+export const SER_VERSION: u32 = 1;

@@ -1,0 +1,32 @@
+// Tiny typed load/store helpers: every memory access of the core goes through these.
+
+// @ts-ignore: decorator
+@inline export function ldf(p: usize): f64 { return load<f64>(p); }
+// @ts-ignore: decorator
+@inline export function stf(p: usize, v: f64): void { store<f64>(p, v); }
+// @ts-ignore: decorator
+@inline export function ldu(p: usize): u32 { return load<u32>(p); }
+// @ts-ignore: decorator
+@inline export function stu(p: usize, v: u32): void { store<u32>(p, v); }
+// @ts-ignore: decorator
+@inline export function ldi(p: usize): i32 { return load<i32>(p); }
+// @ts-ignore: decorator
+@inline export function sti(p: usize, v: i32): void { store<i32>(p, v); }
+// @ts-ignore: decorator
+@inline export function ldb(p: usize): u8 { return load<u8>(p); }
+// @ts-ignore: decorator
+@inline export function stb(p: usize, v: u8): void { store<u8>(p, v); }
+
+/** Zeroed allocation from the runtime heap. */
+export function zalloc(size: usize): usize {
+  const p = heap.alloc(size);
+  memory.fill(p, 0, size);
+  return p;
+}
+
+/** Grows a heap block to `newSize` bytes, zeroing the new tail. */
+export function zrealloc(p: usize, oldSize: usize, newSize: usize): usize {
+  const q = heap.realloc(p, newSize);
+  memory.fill(q + oldSize, 0, newSize - oldSize);
+  return q;
+}

@@ -1,0 +1,219 @@
+// A mergeable relative-error quantile sketch (DDSketch-style), with log-linear buckets.
+//
+// A bucket is the top 6 mantissa bits plus the exponent of |x|: index = bits(|x|) >> 46.
+// So each binary octave holds 64 buckets of equal width, and a bucket's midpoint is
+// within 0.5/64 = 0.78% of every value in it: the 1% relative-error guarantee of a
+// DDSketch with α = 0.0078, computed with one shift instead of a logarithm.
+// (DDSketch: Masson, Rim, Lee, VLDB 2019; the same bucket idea as HdrHistogram.)
+//
+// Stores are dense u32 arrays over the range of indices actually seen, so memory is
+// proportional to the spread of the data (a few hundred bytes for a typical latency
+// window) and bounded by the double range (2112 octaves' worth: 528 KiB per sign)
+// whatever the count. Subnormal magnitudes are scaled by 2^64 into indices below the
+// normal range so that they keep the same accuracy. Zeros are counted apart.
+import { SK_ZEROS, SK_POS, SK_NEG, ST_PTR, ST_MIN, ST_CAP } from './layout';
+import { ldu, stu, ldi, sti, zalloc } from './mem';
+
+const SUBNORMAL_SHIFT: i32 = 4096; // 64 exponents × 64 buckets: where x·2^64 lands
+const INITIAL_CAP: u32 = 16;
+const TWO_64: f64 = 18446744073709551616.0;
+
+/** Bucket index of a positive, finite magnitude. */
+// @ts-ignore: decorator
+@inline export function bucketIndex(m: f64): i32 {
+  if (m >= 2.2250738585072014e-308) return <i32>(reinterpret<u64>(m) >> 46);
+  return <i32>(reinterpret<u64>(m * TWO_64) >> 46) - SUBNORMAL_SHIFT;
+}
+
+/** The midpoint of a bucket: within 0.78% of every magnitude in it. */
+export function bucketValue(index: i32): f64 {
+  if (index >= 64) return reinterpret<f64>((<u64>index << 46) | (<u64>1 << 45));
+  return reinterpret<f64>((<u64>(index + SUBNORMAL_SHIFT) << 46) | (<u64>1 << 45)) / TWO_64;
+}
+
+export function sketchInit(sk: usize): void {
+  memory.fill(sk, 0, 28);
+}
+
+export function sketchFree(sk: usize): void {
+  let p = <usize>ldu(sk + SK_POS + ST_PTR);
+  if (p) heap.free(p);
+  p = <usize>ldu(sk + SK_NEG + ST_PTR);
+  if (p) heap.free(p);
+  memory.fill(sk, 0, 28);
+}
+
+/** Bytes of heap the sketch's stores hold (for the state-size metric). */
+export function sketchHeapBytes(sk: usize): usize {
+  return (<usize>ldu(sk + SK_POS + ST_CAP) + <usize>ldu(sk + SK_NEG + ST_CAP)) << 2;
+}
+
+/** Makes `st` cover [lo, hi] and returns the bucket array pointer. */
+function storeEnsure(st: usize, lo: i32, hi: i32): usize {
+  let p = <usize>ldu(st + ST_PTR);
+  const cap = ldu(st + ST_CAP);
+  if (p == 0) {
+    const c = max<u32>(INITIAL_CAP, <u32>(hi - lo + 1));
+    p = zalloc(<usize>c << 2);
+    stu(st + ST_PTR, <u32>p);
+    // Centre the first bucket: the next values land on either side of it.
+    sti(st + ST_MIN, lo - <i32>((c - <u32>(hi - lo + 1)) >> 1));
+    stu(st + ST_CAP, c);
+    return p;
+  }
+  const curLo = ldi(st + ST_MIN);
+  const curHi = curLo + <i32>cap - 1;
+  if (lo >= curLo && hi <= curHi) return p;
+  const newLo = lo < curLo ? lo : curLo;
+  const newHi = hi > curHi ? hi : curHi;
+  const need = <u32>(newHi - newLo + 1);
+  const c = max<u32>(need, cap << 1);
+  // Spare room goes to the side that grew: data tends to keep spreading that way.
+  const newMin = lo < curLo ? newHi - <i32>c + 1 : newLo;
+  const q = zalloc(<usize>c << 2);
+  memory.copy(q + ((<usize>(curLo - newMin)) << 2), p, <usize>cap << 2);
+  heap.free(p);
+  stu(st + ST_PTR, <u32>q);
+  sti(st + ST_MIN, newMin);
+  stu(st + ST_CAP, c);
+  return q;
+}
+
+// @ts-ignore: decorator
+@inline function storeAdd(st: usize, index: i32, count: u32): void {
+  let p = <usize>ldu(st + ST_PTR);
+  let j = index - ldi(st + ST_MIN);
+  if (p == 0 || <u32>j >= ldu(st + ST_CAP)) {
+    p = storeEnsure(st, index, index);
+    j = index - ldi(st + ST_MIN);
+  }
+  const b = p + (<usize>j << 2);
+  store<u32>(b, load<u32>(b) + count);
+}
+
+// @ts-ignore: decorator
+@inline export function sketchAdd(sk: usize, x: f64): void {
+  if (x > 0) storeAdd(sk + SK_POS, bucketIndex(x), 1);
+  else if (x < 0) storeAdd(sk + SK_NEG, bucketIndex(-x), 1);
+  else stu(sk + SK_ZEROS, ldu(sk + SK_ZEROS) + 1);
+}
+
+function storeMerge(dst: usize, src: usize): void {
+  const sp = <usize>ldu(src + ST_PTR);
+  if (sp == 0) return;
+  const smin = ldi(src + ST_MIN);
+  const scap = ldu(src + ST_CAP);
+  // Only the occupied range of src matters.
+  let lo: i32 = -1, hi: i32 = -1;
+  for (let j: u32 = 0; j < scap; j++) {
+    if (load<u32>(sp + (<usize>j << 2))) { if (lo < 0) lo = <i32>j; hi = <i32>j; }
+  }
+  if (lo < 0) return;
+  const dp = storeEnsure(dst, smin + lo, smin + hi);
+  const off = smin - ldi(dst + ST_MIN);
+  for (let j = lo; j <= hi; j++) {
+    const d = dp + (<usize>(j + off) << 2);
+    store<u32>(d, load<u32>(d) + load<u32>(sp + (<usize>j << 2)));
+  }
+}
+
+export function sketchMerge(dst: usize, src: usize): void {
+  stu(dst + SK_ZEROS, ldu(dst + SK_ZEROS) + ldu(src + SK_ZEROS));
+  storeMerge(dst + SK_POS, src + SK_POS);
+  storeMerge(dst + SK_NEG, src + SK_NEG);
+}
+
+// Quantile results of the last sketchQuantiles call (three at once: one pass).
+export let q0: f64 = 0;
+export let q1: f64 = 0;
+export let q2: f64 = 0;
+
+/**
+ * The values of rank qa·(n-1), qb·(n-1), qc·(n-1) (qa <= qb <= qc) among `n` values:
+ * the bucket holding the element of rank floor(q·(n-1)), as DDSketch does.
+ */
+export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): void {
+  q0 = q1 = q2 = NaN;
+  if (n <= 0) return;
+  const ra = Math.floor(qa * (n - 1)), rb = Math.floor(qb * (n - 1)), rc = Math.floor(qc * (n - 1));
+  let want: i32 = 0; // how many of the three ranks are answered
+  let seen: f64 = 0;
+  // Negative values, most negative first: the negative store from its highest index down.
+  const np = <usize>ldu(sk + SK_NEG + ST_PTR);
+  if (np) {
+    const nmin = ldi(sk + SK_NEG + ST_MIN);
+    for (let j = <i32>ldu(sk + SK_NEG + ST_CAP) - 1; j >= 0; j--) {
+      const c = load<u32>(np + (<usize>j << 2));
+      if (c == 0) continue;
+      seen += <f64>c;
+      want = answer(want, seen, ra, rb, rc, -bucketValue(nmin + j));
+      if (want == 3) return;
+    }
+  }
+  const z = ldu(sk + SK_ZEROS);
+  if (z) {
+    seen += <f64>z;
+    want = answer(want, seen, ra, rb, rc, 0);
+    if (want == 3) return;
+  }
+  const pp = <usize>ldu(sk + SK_POS + ST_PTR);
+  if (pp) {
+    const pmin = ldi(sk + SK_POS + ST_MIN);
+    const cap = <i32>ldu(sk + SK_POS + ST_CAP);
+    for (let j = 0; j < cap; j++) {
+      const c = load<u32>(pp + (<usize>j << 2));
+      if (c == 0) continue;
+      seen += <f64>c;
+      want = answer(want, seen, ra, rb, rc, bucketValue(pmin + j));
+      if (want == 3) return;
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function answer(want: i32, seen: f64, ra: f64, rb: f64, rc: f64, v: f64): i32 {
+  // `seen` elements have ranks 0..seen-1, so this bucket holds rank r iff r < seen.
+  if (want == 0 && ra < seen) { q0 = v; want = 1; }
+  if (want == 1 && rb < seen) { q1 = v; want = 2; }
+  if (want == 2 && rc < seen) { q2 = v; want = 3; }
+  return want;
+}
+
+/** Serialized size in bytes of the sketch (see layout.ts, slot serialization). */
+export function sketchSerializedBytes(sk: usize): usize {
+  return 4 + 8 + (<usize>ldu(sk + SK_POS + ST_CAP) << 2) + 8 + (<usize>ldu(sk + SK_NEG + ST_CAP) << 2);
+}
+
+function storeWrite(st: usize, out: usize): usize {
+  const cap = ldu(st + ST_CAP);
+  sti(out, ldi(st + ST_MIN));
+  stu(out + 4, cap);
+  if (cap) memory.copy(out + 8, <usize>ldu(st + ST_PTR), <usize>cap << 2);
+  return out + 8 + (<usize>cap << 2);
+}
+
+function storeRead(st: usize, inp: usize): usize {
+  const lo = ldi(inp);
+  const cap = ldu(inp + 4);
+  if (cap) {
+    const p = heap.alloc(<usize>cap << 2);
+    memory.copy(p, inp + 8, <usize>cap << 2);
+    stu(st + ST_PTR, <u32>p);
+    sti(st + ST_MIN, lo);
+    stu(st + ST_CAP, cap);
+  }
+  return inp + 8 + (<usize>cap << 2);
+}
+
+/** Writes the sketch at `out`; returns the end pointer. */
+export function sketchWrite(sk: usize, out: usize): usize {
+  stu(out, ldu(sk + SK_ZEROS));
+  return storeWrite(sk + SK_NEG, storeWrite(sk + SK_POS, out + 4));
+}
+
+/** Reads a sketch written by sketchWrite into a freshly initialised header. */
+export function sketchRead(sk: usize, inp: usize): usize {
+  sketchInit(sk);
+  stu(sk + SK_ZEROS, ldu(inp));
+  return storeRead(sk + SK_NEG, storeRead(sk + SK_POS, inp + 4));
+}

@@ -1,0 +1,367 @@
+// Window assignment, lateness and firing for tumbling and sliding windows, and the
+// session-op executor. One call handles a whole batch of one aggregation.
+//
+// Semantics (../shared/SEMANTICS.md): windows are [start, end); W before event i is
+// in wm[i]; before event i every window with end <= W fires (once) and every window
+// with end + lateness <= W is purged; then the event is judged per window against W.
+import {
+  WIN_TUMBLING, WIN_SLIDING, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
+  SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_DIRTY, SLOT_FIRED, NO_SLOT,
+  OP_OP, OP_A, OP_B, OP_X, OP_Y, OP_BYTES, OP_NEW, OP_ADD, OP_MERGE, OP_FIRE, OP_FREE, OP_RESIZE,
+} from './layout';
+import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
+import { accInit, accAdd, accMerge } from './accumulator';
+import { sketchAdd, sketchMerge } from './sketch';
+import { slotAlloc, slotFree, slotAddr, tableInit, tableGet, tablePut, tableDelete, TABLE_BYTES } from './table';
+import { emitResult, emitGone } from './output';
+
+// ─── Aggregation record ───────────────────────────────────────────────────────
+//   ┌──────┬──────┬───────┬──────────┬───────────┬────────────────────┬──────────┬───────────┐
+//   │ type │ size │ slide │ lateness │ table(12) │ groups ptr/n/cap   │ nextFire │ nextPurge │ ...
+//   └──────┴──────┴───────┴──────────┴───────────┴────────────────────┴──────────┴───────────┘
+const A_TYPE: usize = 0;
+const A_SIZE: usize = 8;
+const A_SLIDE: usize = 16;
+const A_LATENESS: usize = 24;
+const A_TABLE: usize = 32;
+const A_GROUPS: usize = 44;
+const A_NGROUPS: usize = 48;
+const A_GCAP: usize = 52;
+const A_NEXT_FIRE: usize = 56; // end of the first unfired window group, or +inf
+const A_NEXT_PURGE: usize = 64; // end + lateness of the first group, or +inf
+const A_VAL: usize = 72; // f64[cap]
+const A_KEY: usize = 76; // u32[cap]
+const A_EVS: usize = 80; // u8[cap]
+const A_SIDS: usize = 84; // sessions: u32[sidCap] sid -> slot
+const A_SIDCAP: usize = 88;
+const A_CACHE_LO: usize = 96; // timestamps in [lo, hi) share the last computed start
+const A_CACHE_HI: usize = 104;
+const A_CACHE_START: usize = 112;
+const A_LIVE: usize = 120; // sessions: live session slots
+const A_BYTES: usize = 128;
+
+// ─── Window group: all keys' windows with one start (tumbling/sliding) ───────
+//   ┌───────┬─────┬───────────┬───────┐
+//   │ start │ end │ head slot │ fired │    f64 f64 u32 u32, sorted by start
+//   └───────┴─────┴───────────┴───────┘
+const G_START: usize = 0;
+const G_END: usize = 8;
+const G_HEAD: usize = 16;
+const G_FIRED: usize = 20;
+const G_BYTES: usize = 24;
+
+const MAX_AGGS: u32 = 64;
+let aggs: usize = 0; // u32[MAX_AGGS] of aggregation record pointers
+let aggCount: u32 = 0;
+export let batchCap: u32 = 0;
+export let tsBase: usize = 0; // f64[batchCap]
+export let wmBase: usize = 0; // f64[batchCap]
+
+export function windowsInit(cap: u32, count: u32): void {
+  batchCap = cap;
+  aggCount = count;
+  tsBase = zalloc(<usize>cap << 3);
+  wmBase = zalloc(<usize>cap << 3);
+  aggs = zalloc(<usize>MAX_AGGS << 2);
+  for (let a: u32 = 0; a < count; a++) {
+    const p = zalloc(A_BYTES);
+    stu(aggs + (<usize>a << 2), <u32>p);
+    tableInit(p + A_TABLE, 1024);
+    stu(p + A_VAL, <u32>zalloc(<usize>cap << 3));
+    stu(p + A_KEY, <u32>zalloc(<usize>cap << 2));
+    stu(p + A_EVS, <u32>zalloc(<usize>cap));
+    stf(p + A_NEXT_FIRE, Infinity);
+    stf(p + A_NEXT_PURGE, Infinity);
+    stf(p + A_CACHE_LO, Infinity);
+    stf(p + A_CACHE_HI, -Infinity);
+  }
+}
+
+// @ts-ignore: decorator
+@inline export function aggAddr(a: u32): usize { return <usize>ldu(aggs + (<usize>a << 2)); }
+
+export function aggConfigure(a: u32, type: i32, sizeMs: f64, slideMs: f64, latenessMs: f64): void {
+  const p = aggAddr(a);
+  sti(p + A_TYPE, type);
+  stf(p + A_SIZE, sizeMs);
+  stf(p + A_SLIDE, type == WIN_TUMBLING ? sizeMs : slideMs);
+  stf(p + A_LATENESS, latenessMs);
+}
+
+export function aggValues(a: u32): usize { return <usize>ldu(aggAddr(a) + A_VAL); }
+export function aggKeys(a: u32): usize { return <usize>ldu(aggAddr(a) + A_KEY); }
+export function aggStatus(a: u32): usize { return <usize>ldu(aggAddr(a) + A_EVS); }
+export function aggOpenWindows(a: u32): u32 {
+  const p = aggAddr(a);
+  return ldi(p + A_TYPE) == WIN_TUMBLING || ldi(p + A_TYPE) == WIN_SLIDING ? ldu(p + A_TABLE + 8) : liveSessions(p);
+}
+
+/**
+ * Fills wm[0..n) with W before each event: the running max of valid timestamps
+ * minus the out-of-orderness bound, capped by `otherMin` (the other partitions'
+ * watermark) and never below `floorW` (W is monotonic). Returns the new running max.
+ */
+export function computeWatermarks(n: u32, maxBefore: f64, oooMs: f64, otherMin: f64, floorW: f64): f64 {
+  let m = maxBefore;
+  for (let i: u32 = 0; i < n; i++) {
+    let w = m - oooMs;
+    if (w > otherMin) w = otherMin;
+    if (w < floorW) w = floorW;
+    stf(wmBase + (<usize>i << 3), w);
+    const t = ldf(tsBase + (<usize>i << 3));
+    if (t > m) m = t; // NaN (invalid) never moves W
+  }
+  return m;
+}
+
+// ─── Groups ───────────────────────────────────────────────────────────────────
+
+function groupFind(p: usize, start: f64): i32 {
+  const g = <usize>ldu(p + A_GROUPS);
+  const n = <i32>ldu(p + A_NGROUPS);
+  for (let i = n - 1; i >= 0; i--) {
+    const gs = ldf(g + <usize>i * G_BYTES + G_START);
+    if (gs == start) return i;
+    if (gs < start) return -1;
+  }
+  return -1;
+}
+
+/** Inserts a group for [start, end), keeping the array sorted by start. */
+function groupInsert(p: usize, start: f64, end: f64, fired: bool): i32 {
+  let n = ldu(p + A_NGROUPS);
+  let cap = ldu(p + A_GCAP);
+  let g = <usize>ldu(p + A_GROUPS);
+  if (n == cap) {
+    const c = cap ? cap << 1 : 8;
+    g = cap ? zrealloc(g, <usize>cap * G_BYTES, <usize>c * G_BYTES) : zalloc(<usize>c * G_BYTES);
+    stu(p + A_GROUPS, <u32>g);
+    stu(p + A_GCAP, c);
+  }
+  let i = <i32>n;
+  while (i > 0 && ldf(g + <usize>(i - 1) * G_BYTES + G_START) > start) i--;
+  memory.copy(g + <usize>(i + 1) * G_BYTES, g + <usize>i * G_BYTES, <usize>(<i32>n - i) * G_BYTES);
+  const e = g + <usize>i * G_BYTES;
+  stf(e + G_START, start);
+  stf(e + G_END, end);
+  stu(e + G_HEAD, NO_SLOT);
+  stu(e + G_FIRED, fired ? 1 : 0);
+  stu(p + A_NGROUPS, n + 1);
+  if (!fired && end < ldf(p + A_NEXT_FIRE)) stf(p + A_NEXT_FIRE, end);
+  const purgeAt = end + ldf(p + A_LATENESS);
+  if (purgeAt < ldf(p + A_NEXT_PURGE)) stf(p + A_NEXT_PURGE, purgeAt);
+  return i;
+}
+
+/** Fires every unfired group with end <= w. */
+function fireDue(a: u32, p: usize, w: f64): void {
+  const n = ldu(p + A_NGROUPS);
+  let next = Infinity;
+  for (let i: u32 = 0; i < n; i++) {
+    const e = <usize>ldu(p + A_GROUPS) + <usize>i * G_BYTES;
+    if (ldu(e + G_FIRED)) continue;
+    const end = ldf(e + G_END);
+    if (end > w) { next = end; break; }
+    stu(e + G_FIRED, 1);
+    let s = ldu(e + G_HEAD);
+    while (s != NO_SLOT) {
+      emitResult(a, s, false);
+      s = ldu(slotAddr(s) + SLOT_NEXT);
+    }
+  }
+  stf(p + A_NEXT_FIRE, next);
+}
+
+/** Drops every group with end + lateness <= w (they have fired: fireDue runs first). */
+function purgeDue(a: u32, p: usize, w: f64): void {
+  const lateness = ldf(p + A_LATENESS);
+  const g = <usize>ldu(p + A_GROUPS);
+  const n = ldu(p + A_NGROUPS);
+  let k: u32 = 0;
+  while (k < n && ldf(g + <usize>k * G_BYTES + G_END) + lateness <= w) {
+    let s = ldu(g + <usize>k * G_BYTES + G_HEAD);
+    const start = ldf(g + <usize>k * G_BYTES + G_START);
+    while (s != NO_SLOT) {
+      const next = ldu(slotAddr(s) + SLOT_NEXT);
+      emitGone(a, s);
+      tableDelete(p + A_TABLE, ldu(slotAddr(s) + SLOT_KEY), start);
+      slotFree(s);
+      s = next;
+    }
+    k++;
+  }
+  if (k) {
+    memory.copy(g, g + <usize>k * G_BYTES, <usize>(n - k) * G_BYTES);
+    stu(p + A_NGROUPS, n - k);
+  }
+  stf(p + A_NEXT_PURGE, n - k > 0 ? ldf(g + G_END) + lateness : Infinity);
+}
+
+/** Fires and purges what W = w makes due, without new events (idle time, end of input). */
+export function advance(a: u32, w: f64): void {
+  const p = aggAddr(a);
+  if (w >= ldf(p + A_NEXT_FIRE)) fireDue(a, p, w);
+  if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+}
+
+// ─── The batch kernel ─────────────────────────────────────────────────────────
+
+/** The slot of (key, window [start, end)), created (and linked into its group) if new. */
+// @ts-ignore: decorator
+@inline function slotFor(p: usize, key: u32, start: f64, end: f64, w: f64): u32 {
+  let s = tableGet(p + A_TABLE, key, start);
+  if (s != NO_SLOT) return s;
+  s = slotAlloc();
+  const sp = slotAddr(s);
+  accInit(sp);
+  stf(sp + SLOT_START, start);
+  stf(sp + SLOT_END, end);
+  stu(sp + SLOT_KEY, key);
+  tablePut(p + A_TABLE, key, start, s);
+  let gi = groupFind(p, start);
+  // A new group whose end W already passed is born fired: its slots fire on every add.
+  if (gi < 0) gi = groupInsert(p, start, end, w >= end);
+  const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+  stu(sp + SLOT_NEXT, ldu(ge + G_HEAD));
+  stu(ge + G_HEAD, s);
+  return s;
+}
+
+/** Adds x to window [start, end) of `key`; returns 1 if the event is too late for it. */
+// @ts-ignore: decorator
+@inline function addTo(a: u32, p: usize, key: u32, start: f64, end: f64, w: f64, lateness: f64, x: f64): u32 {
+  if (w >= end + lateness) return 1;
+  const s = slotFor(p, key, start, end, w);
+  const sp = slotAddr(s);
+  accAdd(sp, x);
+  sketchAdd(sp + SLOT_SKETCH, x);
+  if (w >= end) emitResult(a, s, true); // late but allowed: fire again at once
+  else stu(sp + SLOT_FLAGS, ldu(sp + SLOT_FLAGS) | SLOT_DIRTY);
+  return 0;
+}
+
+/**
+ * Runs events 0..n-1 of the batch through tumbling or sliding aggregation `a`.
+ * Reads ts, wm, val[a], key[a]; writes evs[a], the out and gone regions, state.
+ * Returns how many events got a status other than EV_OK.
+ */
+export function processWindows(a: u32, n: u32): u32 {
+  const p = aggAddr(a);
+  const sliding = ldi(p + A_TYPE) == WIN_SLIDING;
+  const size = ldf(p + A_SIZE);
+  const slide = ldf(p + A_SLIDE);
+  const lateness = ldf(p + A_LATENESS);
+  const vals = <usize>ldu(p + A_VAL);
+  const keys = <usize>ldu(p + A_KEY);
+  const evs = <usize>ldu(p + A_EVS);
+  let cacheLo = ldf(p + A_CACHE_LO), cacheHi = ldf(p + A_CACHE_HI), cacheStart = ldf(p + A_CACHE_START);
+  let notOk: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const w = ldf(wmBase + (<usize>i << 3));
+    if (w >= ldf(p + A_NEXT_FIRE)) fireDue(a, p, w);
+    if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+    const t = ldf(tsBase + (<usize>i << 3));
+    const x = ldf(vals + (<usize>i << 3));
+    if (isNaN(t) || isNaN(x)) {
+      stb(evs + i, EV_INVALID);
+      notOk++;
+      continue;
+    }
+    // The start of the last window (tumbling) or last slide (sliding) holding t:
+    // floor(t / slide) * slide, cached because consecutive events share it.
+    if (!(t >= cacheLo && t < cacheHi)) {
+      const ti = <i64>t, sl = <i64>slide;
+      let r = ti % sl;
+      if (r < 0) r += sl;
+      cacheStart = <f64>(ti - r);
+      cacheLo = cacheStart;
+      cacheHi = cacheStart + slide;
+    }
+    const key = ldu(keys + (<usize>i << 2));
+    let late: u32 = 0, windows: u32 = 0;
+    if (!sliding) {
+      late = addTo(a, p, key, cacheStart, cacheStart + size, w, lateness, x);
+      windows = 1;
+    } else {
+      for (let s = cacheStart; s > t - size; s -= slide) {
+        late += addTo(a, p, key, s, s + size, w, lateness, x);
+        windows++;
+      }
+    }
+    const st = late == 0 ? EV_OK : late == windows ? EV_LATE : EV_PARTLY_LATE;
+    stb(evs + i, st);
+    if (st != EV_OK) notOk++;
+  }
+  stf(p + A_CACHE_LO, cacheLo);
+  stf(p + A_CACHE_HI, cacheHi);
+  stf(p + A_CACHE_START, cacheStart);
+  return notOk;
+}
+
+// ─── Sessions: TS merges windows, WASM executes the resulting ops ────────────
+
+function sidSlot(p: usize, sid: u32): u32 { return ldu(<usize>ldu(p + A_SIDS) + (<usize>sid << 2)); }
+
+function sidSet(p: usize, sid: u32, slot: u32): void {
+  let cap = ldu(p + A_SIDCAP);
+  if (sid >= cap) {
+    let c = cap ? cap : 1024;
+    while (c <= sid) c <<= 1;
+    const m = cap ? zrealloc(<usize>ldu(p + A_SIDS), <usize>cap << 2, <usize>c << 2) : zalloc(<usize>c << 2);
+    stu(p + A_SIDS, <u32>m);
+    stu(p + A_SIDCAP, c);
+  }
+  stu(<usize>ldu(p + A_SIDS) + (<usize>sid << 2), slot);
+}
+
+function liveSessions(p: usize): u32 { return ldu(p + A_LIVE); }
+
+/** Executes `count` session ops from `ops` for aggregation `a` (see layout.ts, OP_*). */
+export function runOps(a: u32, ops: usize, count: u32): void {
+  const p = aggAddr(a);
+  const vals = <usize>ldu(p + A_VAL);
+  for (let k: u32 = 0; k < count; k++) {
+    const o = ops + <usize>k * OP_BYTES;
+    const op = ldu(o + OP_OP);
+    const sid = ldu(o + OP_A);
+    if (op == OP_ADD) {
+      const sp = slotAddr(sidSlot(p, sid));
+      const x = ldf(vals + (<usize>ldu(o + OP_B) << 3));
+      accAdd(sp, x);
+      sketchAdd(sp + SLOT_SKETCH, x);
+      stu(sp + SLOT_FLAGS, ldu(sp + SLOT_FLAGS) | SLOT_DIRTY);
+    } else if (op == OP_NEW) {
+      const s = slotAlloc();
+      const sp = slotAddr(s);
+      accInit(sp);
+      stu(sp + SLOT_KEY, ldu(o + OP_B));
+      stu(sp + SLOT_SID, sid);
+      stf(sp + SLOT_START, ldf(o + OP_X));
+      stf(sp + SLOT_END, ldf(o + OP_Y));
+      sidSet(p, sid, s);
+      stu(p + A_LIVE, ldu(p + A_LIVE) + 1);
+    } else if (op == OP_MERGE) {
+      const dst = slotAddr(sidSlot(p, sid));
+      const srcSlot = sidSlot(p, ldu(o + OP_B));
+      const src = slotAddr(srcSlot);
+      accMerge(dst, src);
+      sketchMerge(dst + SLOT_SKETCH, src + SLOT_SKETCH);
+      stf(dst + SLOT_START, ldf(o + OP_X));
+      stf(dst + SLOT_END, ldf(o + OP_Y));
+      stu(dst + SLOT_FLAGS, ldu(dst + SLOT_FLAGS) | SLOT_DIRTY);
+      slotFree(srcSlot);
+      stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
+    } else if (op == OP_RESIZE) {
+      const sp = slotAddr(sidSlot(p, sid));
+      stf(sp + SLOT_START, ldf(o + OP_X));
+      stf(sp + SLOT_END, ldf(o + OP_Y));
+    } else if (op == OP_FIRE) {
+      emitResult(a, sidSlot(p, sid), ldu(o + OP_B) != 0);
+    } else if (op == OP_FREE) {
+      const s = sidSlot(p, sid);
+      emitGone(a, s);
+      slotFree(s);
+      stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// The `weir` command.
+import { loadConfig, maskSecrets, type Config } from './config';
+import { ConfigError, WeirError, toWeirError } from './errors/errors';
+import { runEmbedded } from './pipeline/runner';
+
+const VERSION: string = (require('../../package.json') as { version: string }).version;
+
+const MAIN_HELP = `weir ${VERSION}: event-time stream processor for LLM metric events
+
+Usage:
+  weir run --config FILE [options]   process a source to its end (or until stopped)
+  weir help [run]                    this help, or the help of a command
+  weir --version
+
+Run 'weir run --help' for every option of run.
+`;
+
+const RUN_HELP = `Usage: weir run --config FILE [options]
+
+Reads events from the configured source, windows and aggregates them by event
+time, and writes results to the sinks and rejected events to the dead-letter queue.
+A bounded source (a file, a generator with a count) ends with every open window
+firing, and exit code 0.
+
+Options:
+  -c, --config FILE      config file, YAML or JSON (required)
+      --batch-size N     events per batch handed to the WebAssembly core (default 4096)
+      --instance-id ID   processor_instance of dead letters (default $WEIR_INSTANCE_ID or processor-1)
+      --progress         show progress on stderr even when it is not a terminal
+      --no-progress      never show progress (default: shown on a terminal only)
+      --print-config     print the validated config (secrets masked) and exit
+  -h, --help             this help
+
+Exit codes: 0 done, 1 failure while running, 2 bad usage or config.
+`;
+
+interface RunArgs {
+  config?: string;
+  batchSize?: number;
+  instanceId?: string;
+  progress?: boolean;
+  printConfig: boolean;
+  help: boolean;
+}
+
+function parseRunArgs(argv: string[]): RunArgs {
+  const args: RunArgs = { printConfig: false, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new ConfigError(`option ${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '-c':
+      case '--config':
+        args.config = value();
+        break;
+      case '--batch-size': {
+        const v = value();
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 65536) throw new ConfigError(`--batch-size: must be a whole number from 1 to 65536 (got "${v}")`);
+        args.batchSize = n;
+        break;
+      }
+      case '--instance-id':
+        args.instanceId = value();
+        break;
+      case '--progress':
+        args.progress = true;
+        break;
+      case '--no-progress':
+        args.progress = false;
+        break;
+      case '--print-config':
+        args.printConfig = true;
+        break;
+      case '-h':
+      case '--help':
+        args.help = true;
+        break;
+      default:
+        throw new ConfigError(`unknown option ${a} (see 'weir run --help')`);
+    }
+  }
+  return args;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const args = parseRunArgs(argv);
+  if (args.help) {
+    process.stdout.write(RUN_HELP);
+    return 0;
+  }
+  if (args.config === undefined) throw new ConfigError(`weir run needs --config FILE (see 'weir run --help')`);
+  const cfg: Config = loadConfig(args.config);
+  if (args.batchSize !== undefined) cfg.processing.batchSize = args.batchSize;
+  if (args.instanceId !== undefined) cfg.processing.instanceId = args.instanceId;
+  if (args.printConfig) {
+    process.stdout.write(JSON.stringify(maskSecrets(cfg), null, 2) + '\n');
+    return 0;
+  }
+  const summary = await runEmbedded(cfg, args.progress === undefined ? {} : { progress: args.progress });
+  if (args.progress ?? process.stderr.isTTY) {
+    const rate = summary.elapsedMs > 0 ? Math.round((summary.records * 1000) / summary.elapsedMs) : summary.records;
+    process.stderr.write(
+      `done: ${summary.records} events in ${(summary.elapsedMs / 1000).toFixed(2)} s (${rate} events/s), ${summary.results} results, ${summary.deadLetters} dead letters, ${summary.lateEvents} late\n`,
+    );
+  }
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(rest[0] === 'run' ? RUN_HELP : MAIN_HELP);
+        return cmd === undefined ? 2 : 0;
+      case '-v':
+      case '--version':
+      case 'version':
+        process.stdout.write(`${VERSION}\n`);
+        return 0;
+      case 'run':
+        return await run(rest);
+      default:
+        throw new ConfigError(`unknown command "${cmd}" (see 'weir --help')`);
+    }
+  } catch (e) {
+    const err = toWeirError(e);
+    if (err instanceof ConfigError) {
+      process.stderr.write(`weir: ${err.message}\n`);
+      return 2;
+    }
+    if (err.domain === 'user') {
+      process.stderr.write(`weir: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`weir: internal error: ${err.message}\n${err instanceof WeirError && err.cause instanceof Error ? (err.cause.stack ?? '') : ''}\n`);
+    return 1;
+  }
+}

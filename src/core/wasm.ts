@@ -1,0 +1,177 @@
+// Loads build/core.wasm and wraps its ABI (assembly/index.ts) in typed methods.
+// Views into linear memory are re-created whenever memory has grown: every call
+// into the core may allocate.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Offsets and sizes mirrored from assembly/layout.ts. */
+export const Layout = {
+  RES_BYTES: 104,
+  RES: { AGG: 0, KEY: 4, FLAGS: 8, SID: 12, START: 16, END: 24, COUNT: 32, SUM: 40, MIN: 48, MAX: 56, AVG: 64, STDDEV: 72, P50: 80, P95: 88, P99: 96 },
+  RES_LATE: 1,
+  GONE_BYTES: 24,
+  GONE: { AGG: 0, KEY: 4, START: 8, END: 16 },
+  OP_BYTES: 32,
+  OP: { NEW: 1, ADD: 2, MERGE: 3, FIRE: 4, FREE: 5, RESIZE: 6 },
+  EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
+  WIN: { tumbling: 0, sliding: 1, session: 2 },
+} as const;
+
+interface CoreExports {
+  memory: WebAssembly.Memory;
+  init(cap: number, aggregations: number): void;
+  configure(a: number, kind: number, sizeMs: number, slideMs: number, latenessMs: number): void;
+  tsPtr(): number;
+  wmPtr(): number;
+  capacity(): number;
+  valPtr(a: number): number;
+  keyPtr(a: number): number;
+  statusPtr(a: number): number;
+  outPtr(): number;
+  outLength(): number;
+  gonePtr(): number;
+  goneLength(): number;
+  resetOutput(): void;
+  opsPtr(count: number): number;
+  computeWatermarks(n: number, maxBefore: number, oooMs: number, otherMin: number, floorW: number): number;
+  processWindows(a: number, n: number): number;
+  runOps(a: number, ops: number, count: number): void;
+  advance(a: number, w: number): void;
+  openWindows(a: number): number;
+  slotBytes(): number;
+  slotCapacity(): number;
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+/** The compiled release build (or WEIR_WASM=debug for the debug build). */
+function wasmModule(): WebAssembly.Module {
+  if (compiled === undefined) {
+    const file = process.env['WEIR_WASM'] === 'debug' ? 'core.debug.wasm' : 'core.wasm';
+    compiled = new WebAssembly.Module(readFileSync(join(__dirname, '..', '..', '..', 'build', file)));
+  }
+  return compiled;
+}
+
+/** Batch arrays of one aggregation, as views into linear memory. */
+export interface AggViews {
+  val: Float64Array;
+  key: Uint32Array;
+  status: Uint8Array;
+}
+
+/** One instance of the WebAssembly core: the working state of every window. */
+export class WasmCore {
+  readonly capacity: number;
+  private readonly x: CoreExports;
+  private buffer: ArrayBuffer;
+  private f64!: Float64Array;
+  private u32!: Uint32Array;
+  private u8!: Uint8Array;
+  private tsView!: Float64Array;
+  private wmView!: Float64Array;
+  private aggViews: AggViews[] = [];
+
+  constructor(capacity: number, windows: ReadonlyArray<{ kind: number; sizeMs: number; slideMs: number; latenessMs: number }>) {
+    const instance = new WebAssembly.Instance(wasmModule(), {
+      env: {
+        abort(msg: number, file: number, line: number, col: number): never {
+          throw new Error(`wasm core aborted at ${line}:${col} (msg ${msg}, file ${file})`);
+        },
+      },
+    });
+    this.x = instance.exports as unknown as CoreExports;
+    this.capacity = capacity;
+    this.x.init(capacity, windows.length);
+    windows.forEach((w, a) => this.x.configure(a, w.kind, w.sizeMs, w.slideMs, w.latenessMs));
+    this.buffer = this.x.memory.buffer;
+    this.refresh();
+  }
+
+  /** Re-creates every view if memory grew (the old ArrayBuffer is then detached). */
+  private refresh(): void {
+    const buf = this.x.memory.buffer;
+    if (buf === this.buffer && this.tsView !== undefined) return;
+    this.buffer = buf;
+    this.f64 = new Float64Array(buf);
+    this.u32 = new Uint32Array(buf);
+    this.u8 = new Uint8Array(buf);
+    const cap = this.capacity;
+    this.tsView = new Float64Array(buf, this.x.tsPtr(), cap);
+    this.wmView = new Float64Array(buf, this.x.wmPtr(), cap);
+    this.aggViews = this.aggViews.length === 0 ? [] : this.aggViews;
+    const n = this.aggViews.length;
+    this.aggViews = [];
+    for (let a = 0; a < n; a++) this.aggViews.push(this.viewsOf(a));
+  }
+
+  private viewsOf(a: number): AggViews {
+    return {
+      val: new Float64Array(this.buffer, this.x.valPtr(a), this.capacity),
+      key: new Uint32Array(this.buffer, this.x.keyPtr(a), this.capacity),
+      status: new Uint8Array(this.buffer, this.x.statusPtr(a), this.capacity),
+    };
+  }
+
+  /** Event times of the batch (NaN = invalid). Valid until the next call into the core. */
+  ts(): Float64Array {
+    this.refresh();
+    return this.tsView;
+  }
+
+  /** W before each event of the batch, after computeWatermarks. */
+  wm(): Float64Array {
+    this.refresh();
+    return this.wmView;
+  }
+
+  agg(a: number): AggViews {
+    this.refresh();
+    while (this.aggViews.length <= a) this.aggViews.push(this.viewsOf(this.aggViews.length));
+    return this.aggViews[a]!;
+  }
+
+  computeWatermarks(n: number, maxBefore: number, oooMs: number, otherMin: number, floorW: number): number {
+    return this.x.computeWatermarks(n, maxBefore, oooMs, otherMin, floorW);
+  }
+
+  processWindows(a: number, n: number): number {
+    return this.x.processWindows(a, n);
+  }
+
+  advance(a: number, w: number): void {
+    this.x.advance(a, w);
+  }
+
+  /** Copies `count` session ops (OP_BYTES each) from `ops` into the core and runs them. */
+  runOps(a: number, ops: Uint8Array, count: number): void {
+    if (count === 0) return;
+    const p = this.x.opsPtr(count);
+    this.refresh();
+    this.u8.set(ops.subarray(0, count * Layout.OP_BYTES), p);
+    this.x.runOps(a, p, count);
+  }
+
+  /** Results fired since resetOutput: count and typed views to read them. */
+  results(): { count: number; base: number; f64: Float64Array; u32: Uint32Array } {
+    this.refresh();
+    return { count: this.x.outLength(), base: this.x.outPtr(), f64: this.f64, u32: this.u32 };
+  }
+
+  gone(): { count: number; base: number; f64: Float64Array; u32: Uint32Array } {
+    this.refresh();
+    return { count: this.x.goneLength(), base: this.x.gonePtr(), f64: this.f64, u32: this.u32 };
+  }
+
+  resetOutput(): void {
+    this.x.resetOutput();
+  }
+
+  openWindows(a: number): number {
+    return this.x.openWindows(a);
+  }
+
+  memoryBytes(): number {
+    return this.x.memory.buffer.byteLength;
+  }
+}

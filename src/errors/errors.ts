@@ -1,0 +1,40 @@
+/**
+ * Where a failure comes from: the user's input or config, something outside
+ * Weir (a broker, a disk), or Weir itself (a bug, corrupt state).
+ */
+export type ErrorDomain = 'user' | 'external' | 'internal';
+
+/** The one error base class: every error Weir raises or converts is one of these. */
+export class WeirError extends Error {
+  readonly domain: ErrorDomain;
+  /** Whether doing the same thing again may succeed (read by retry()). */
+  readonly retriable: boolean;
+
+  constructor(message: string, opts: { domain: ErrorDomain; retriable?: boolean; cause?: unknown }) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.domain = opts.domain;
+    this.retriable = opts.retriable ?? false;
+  }
+}
+
+/** A config file or option that is wrong: reported as one line, exit code 2. */
+export class ConfigError extends WeirError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { domain: 'user', cause });
+  }
+}
+
+/** Input that cannot be read at all (a missing file): reported as one line. */
+export class InputError extends WeirError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { domain: 'user', cause });
+  }
+}
+
+/** Converts anything thrown into a WeirError, once, at the boundary that caught it. */
+export function toWeirError(e: unknown): WeirError {
+  if (e instanceof WeirError) return e;
+  if (e instanceof Error) return new WeirError(e.message, { domain: 'internal', cause: e });
+  return new WeirError(String(e), { domain: 'internal' });
+}

@@ -1,0 +1,45 @@
+// JSON-lines writers for results and dead letters: a file, stdout or stderr.
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { InputError } from '../errors/errors';
+
+export interface RecordSink<T> {
+  write(records: readonly T[]): Promise<void> | void;
+  close(): Promise<void>;
+}
+
+/** Writes each record as one JSON line, waiting for the stream to drain when it asks to. */
+export class JsonLinesSink<T> implements RecordSink<T> {
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly out: NodeJS.WritableStream,
+    private readonly ownsStream: boolean,
+    private readonly what: string,
+  ) {
+    out.on('error', (e: Error) => (this.failure = e));
+  }
+
+  static toFile<T>(path: string, what: string): Promise<JsonLinesSink<T>> {
+    const ws: WriteStream = createWriteStream(path, { flags: 'w' });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, what)));
+      ws.once('error', (e) => reject(new InputError(`cannot write ${what} file ${path}: ${e.message}`)));
+    });
+  }
+
+  async write(records: readonly T[]): Promise<void> {
+    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
+    if (records.length === 0) return;
+    let text = '';
+    for (const r of records) text += JSON.stringify(r) + '\n';
+    if (!this.out.write(text)) await once(this.out, 'drain');
+  }
+
+  async close(): Promise<void> {
+    if (!this.ownsStream) return;
+    const ws = this.out as WriteStream;
+    await new Promise<void>((resolve) => ws.end(resolve));
+    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
+  }
+}
