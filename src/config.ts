@@ -199,6 +199,11 @@ export function validateConfig(raw: unknown, origin = 'config'): Config {
     if (names.has(a.name)) throw new ConfigError(`${origin}: aggregations[${i}].name: duplicate aggregation name "${a.name}"`);
     names.add(a.name);
   });
+  cfg.aggregations.forEach((a, i) => {
+    // With slide > size some events would fall in no window at all: neither counted nor dead-lettered.
+    if (a.window.type === 'sliding' && a.window.slideMs > a.window.sizeMs)
+      throw new ConfigError(`${origin}: aggregations[${i}].window.slideMs: must not exceed sizeMs (${a.window.slideMs} > ${a.window.sizeMs})`);
+  });
   if (cfg.state.backend === undefined) cfg.state.backend = cfg.source.type === 'kafka' ? 'rocksdb' : 'memory';
   return cfg;
 }

@@ -1,0 +1,96 @@
+// Accuracy of the core's aggregates against plain two-pass references (SEMANTICS.md, Results).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runLines, testConfig } from './helpers/run';
+import { rng, normal, fsum } from './helpers/random';
+
+const cfg = testConfig({
+  eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
+  aggregations: [{ name: 'a', value: 'v', window: { type: 'tumbling', sizeMs: 1_000_000 } }],
+});
+
+/** Aggregates of `values` computed by the real pipeline (one window). */
+function aggregate(values: readonly number[]) {
+  const lines = values.map((v, i) => JSON.stringify({ timestamp: i % 1000, v }));
+  const { results } = runLines(cfg, lines);
+  assert.equal(results.length, 1);
+  return results[0]!.results;
+}
+
+/** True when v is within 1% of some value between the sorted values at floor and ceil of rank q(n-1). */
+function quantileOk(sorted: readonly number[], q: number, v: number): boolean {
+  const r = q * (sorted.length - 1);
+  const lo = sorted[Math.floor(r)]!, hi = sorted[Math.ceil(r)]!;
+  if (v >= lo && v <= hi) return true;
+  const t = v < lo ? lo : hi;
+  return Math.abs(v - t) <= 0.01 * Math.abs(t);
+}
+
+const distributions: Record<string, (r: () => number) => number> = {
+  uniform: (r) => r() * 1000,
+  lognormal: (r) => Math.exp(5 + 1.5 * normal(r)),
+  exponential: (r) => -Math.log(1 - r()) * 250,
+  'normal around zero': (r) => normal(r) * 100,
+  'negative only': (r) => -1 - r() * 1e6,
+  'with many zeros': (r) => (r() < 0.6 ? 0 : r() * 10),
+  'log-uniform over the whole double range': (r) => Math.pow(10, -300 + r() * 600) * (r() < 0.5 ? -1 : 1),
+  subnormals: (r) => r() * 1e-310,
+  constant: () => 42.42,
+  'integers 1..5': (r) => 1 + Math.floor(r() * 5),
+};
+
+for (const [name, draw] of Object.entries(distributions)) {
+  test(`p50/p95/p99 within 1% of the true rank value: ${name}`, () => {
+    const r = rng(name.length * 7919);
+    const values = Array.from({ length: 20_000 }, () => draw(r));
+    const got = aggregate(values);
+    const sorted = [...values].sort((a, b) => a - b);
+    for (const [q, v] of [[0.5, got.p50], [0.95, got.p95], [0.99, got.p99]] as const) {
+      assert.ok(quantileOk(sorted, q, v), `${name}: p${q * 100} = ${v}, true ${sorted[Math.floor(q * (sorted.length - 1))]}`);
+    }
+  });
+}
+
+test('small windows: quantiles of 1, 2 and 3 values', () => {
+  for (const values of [[7], [1, 100], [-5, 0, 5], [3, 3, 3]]) {
+    const got = aggregate(values);
+    const sorted = [...values].sort((a, b) => a - b);
+    assert.ok(quantileOk(sorted, 0.5, got.p50), `p50 of ${values}: ${got.p50}`);
+    assert.ok(quantileOk(sorted, 0.99, got.p99), `p99 of ${values}: ${got.p99}`);
+  }
+});
+
+function twoPass(values: readonly number[]) {
+  const n = values.length;
+  const mean = fsum(values) / n;
+  const m2 = fsum(values.map((x) => (x - mean) * (x - mean)));
+  return { sum: fsum(values), mean, stddev: Math.sqrt(m2 / n) };
+}
+
+function close(got: number, want: number, rel: number, what: string): void {
+  assert.ok(Math.abs(got - want) <= rel * Math.abs(want) + 1e-300, `${what}: got ${got}, want ${want} (rel ${rel})`);
+}
+
+test('count, min, max exact; sum and avg to 1e-9; stddev to 1e-6 (two-pass reference)', () => {
+  const r = rng(11);
+  for (const [name, values] of Object.entries({
+    lognormal: Array.from({ length: 50_000 }, () => Math.exp(3 + normal(r))),
+    'large and close together: 1.5e9 ± 2': Array.from({ length: 50_000 }, () => 1.5e9 + (r() * 4 - 2)),
+    'cancelling sum': Array.from({ length: 10_000 }, (_, i) => (i % 2 ? 1e15 : -1e15) + r()),
+    'mixed signs': Array.from({ length: 10_000 }, () => normal(r) * 1e6),
+  })) {
+    const got = aggregate(values);
+    const want = twoPass(values);
+    assert.equal(got.count, values.length, `${name} count`);
+    assert.equal(got.min, Math.min(...values), `${name} min`);
+    assert.equal(got.max, Math.max(...values), `${name} max`);
+    close(got.sum, want.sum, 1e-9, `${name} sum`);
+    close(got.avg, want.mean, 1e-9, `${name} avg`);
+    close(got.stddev, want.stddev, 1e-6, `${name} stddev`);
+  }
+});
+
+test('stddev of a constant is 0 and of one value is 0', () => {
+  assert.equal(aggregate([1.5e9, 1.5e9, 1.5e9]).stddev, 0);
+  assert.equal(aggregate([3]).stddev, 0);
+});
