@@ -108,12 +108,11 @@ export const OP_X: usize = 16;
 export const OP_Y: usize = 24;
 export const OP_BYTES: usize = 32;
 
-export const OP_NEW: u32 = 1; // a = sid, b = keyId, x = start, y = end
+export const OP_NEW: u32 = 1; // a = sid, b = keyId
 export const OP_ADD: u32 = 2; // a = sid, b = event index (value from val[agg])
-export const OP_MERGE: u32 = 3; // a = dst sid, b = src sid (src is freed), x = start, y = end of dst
-export const OP_FIRE: u32 = 4; // a = sid, b = 1 if late
-export const OP_FREE: u32 = 5; // a = sid (purged)
-export const OP_RESIZE: u32 = 6; // a = sid, x = start, y = end
+export const OP_MERGE: u32 = 3; // a = dst sid, b = src sid (src is freed)
+export const OP_FIRE: u32 = 4; // a = sid, b = 1 if late, x = start, y = end
+export const OP_FREE: u32 = 5; // a = sid (purged), x = start, y = end
 
 // ─── Window kinds (per aggregation) ───────────────────────────────────────────
 export const WIN_TUMBLING: i32 = 0;

@@ -7,7 +7,7 @@
 import {
   WIN_TUMBLING, WIN_SLIDING, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
   SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_DIRTY, SLOT_FIRED, NO_SLOT,
-  OP_OP, OP_A, OP_B, OP_X, OP_Y, OP_BYTES, OP_NEW, OP_ADD, OP_MERGE, OP_FIRE, OP_FREE, OP_RESIZE,
+  OP_OP, OP_A, OP_B, OP_X, OP_Y, OP_BYTES, OP_NEW, OP_ADD, OP_MERGE, OP_FIRE, OP_FREE,
 } from './layout';
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
@@ -316,6 +316,13 @@ function sidSet(p: usize, sid: u32, slot: u32): void {
 
 function liveSessions(p: usize): u32 { return ldu(p + A_LIVE); }
 
+/** Session windows travel with FIRE and FREE: the core needs them only then. */
+// @ts-ignore: decorator
+@inline function setWindow(sp: usize, o: usize): void {
+  stf(sp + SLOT_START, ldf(o + OP_X));
+  stf(sp + SLOT_END, ldf(o + OP_Y));
+}
+
 /** Executes `count` session ops from `ops` for aggregation `a` (see layout.ts, OP_*). */
 export function runOps(a: u32, ops: usize, count: u32): void {
   const p = aggAddr(a);
@@ -336,8 +343,6 @@ export function runOps(a: u32, ops: usize, count: u32): void {
       accInit(sp);
       stu(sp + SLOT_KEY, ldu(o + OP_B));
       stu(sp + SLOT_SID, sid);
-      stf(sp + SLOT_START, ldf(o + OP_X));
-      stf(sp + SLOT_END, ldf(o + OP_Y));
       sidSet(p, sid, s);
       stu(p + A_LIVE, ldu(p + A_LIVE) + 1);
     } else if (op == OP_MERGE) {
@@ -346,19 +351,16 @@ export function runOps(a: u32, ops: usize, count: u32): void {
       const src = slotAddr(srcSlot);
       accMerge(dst, src);
       sketchMerge(dst + SLOT_SKETCH, src + SLOT_SKETCH);
-      stf(dst + SLOT_START, ldf(o + OP_X));
-      stf(dst + SLOT_END, ldf(o + OP_Y));
       stu(dst + SLOT_FLAGS, ldu(dst + SLOT_FLAGS) | SLOT_DIRTY);
       slotFree(srcSlot);
       stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
-    } else if (op == OP_RESIZE) {
-      const sp = slotAddr(sidSlot(p, sid));
-      stf(sp + SLOT_START, ldf(o + OP_X));
-      stf(sp + SLOT_END, ldf(o + OP_Y));
     } else if (op == OP_FIRE) {
-      emitResult(a, sidSlot(p, sid), ldu(o + OP_B) != 0);
+      const s = sidSlot(p, sid);
+      setWindow(slotAddr(s), o);
+      emitResult(a, s, ldu(o + OP_B) != 0);
     } else if (op == OP_FREE) {
       const s = sidSlot(p, sid);
+      setWindow(slotAddr(s), o);
       emitGone(a, s);
       slotFree(s);
       stu(p + A_LIVE, ldu(p + A_LIVE) - 1);

@@ -12,7 +12,7 @@ export const Layout = {
   GONE_BYTES: 24,
   GONE: { AGG: 0, KEY: 4, START: 8, END: 16 },
   OP_BYTES: 32,
-  OP: { NEW: 1, ADD: 2, MERGE: 3, FIRE: 4, FREE: 5, RESIZE: 6 },
+  OP: { NEW: 1, ADD: 2, MERGE: 3, FIRE: 4, FREE: 5 },
   EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
   WIN: { tumbling: 0, sliding: 1, session: 2 },
 } as const;

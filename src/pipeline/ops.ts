@@ -34,10 +34,18 @@ export class OpWriter {
     this.count++;
   }
 
-  create(sid: number, key: number, start: number, end: number): void { this.put(OP.NEW, sid, key, start, end); }
-  add(sid: number, eventIndex: number): void { this.put(OP.ADD, sid, eventIndex, 0, 0); }
-  merge(dst: number, src: number, start: number, end: number): void { this.put(OP.MERGE, dst, src, start, end); }
-  resize(sid: number, start: number, end: number): void { this.put(OP.RESIZE, sid, 0, start, end); }
-  fire(sid: number, late: boolean): void { this.put(OP.FIRE, sid, late ? 1 : 0, 0, 0); }
-  free(sid: number): void { this.put(OP.FREE, sid, 0, 0, 0); }
+  create(sid: number, key: number): void { this.put(OP.NEW, sid, key, 0, 0); }
+  add(sid: number, eventIndex: number): void {
+    // The hot op: only the words the core reads.
+    if ((this.count + 1) * OP_BYTES > this.buf.byteLength) return this.put(OP.ADD, sid, eventIndex, 0, 0);
+    const w = this.count * (OP_BYTES / 4);
+    this.u32[w] = OP.ADD;
+    this.u32[w + 1] = sid;
+    this.u32[w + 2] = eventIndex;
+    this.count++;
+  }
+  merge(dst: number, src: number): void { this.put(OP.MERGE, dst, src, 0, 0); }
+  /** The window travels with the firing: the core needs it only then. */
+  fire(sid: number, late: boolean, start: number, end: number): void { this.put(OP.FIRE, sid, late ? 1 : 0, start, end); }
+  free(sid: number, start: number, end: number): void { this.put(OP.FREE, sid, 0, start, end); }
 }
