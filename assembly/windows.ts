@@ -12,18 +12,18 @@ import {
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge } from './sketch';
-import { slotAlloc, slotFree, slotAddr, tableInit, tableGet, tablePut, tableDelete, TABLE_BYTES } from './table';
+import { slotAlloc, slotFree, slotAddr } from './table';
 import { emitResult, emitGone } from './output';
 
 // ─── Aggregation record ───────────────────────────────────────────────────────
 //   ┌──────┬──────┬───────┬──────────┬───────────┬────────────────────┬──────────┬───────────┐
-//   │ type │ size │ slide │ lateness │ table(12) │ groups ptr/n/cap   │ nextFire │ nextPurge │ ...
+//   │ type │ size │ slide │ lateness │ (free 12) │ groups ptr/n/cap   │ nextFire │ nextPurge │ ...
 //   └──────┴──────┴───────┴──────────┴───────────┴────────────────────┴──────────┴───────────┘
 const A_TYPE: usize = 0;
 const A_SIZE: usize = 8;
 const A_SLIDE: usize = 16;
 const A_LATENESS: usize = 24;
-const A_TABLE: usize = 32;
+const A_UNUSED: usize = 32; // 12 bytes free
 const A_GROUPS: usize = 44;
 const A_NGROUPS: usize = 48;
 const A_GCAP: usize = 52;
@@ -37,18 +37,22 @@ const A_SIDCAP: usize = 88;
 const A_CACHE_LO: usize = 96; // timestamps in [lo, hi) share the last computed start
 const A_CACHE_HI: usize = 104;
 const A_CACHE_START: usize = 112;
-const A_LIVE: usize = 120; // sessions: live session slots
+const A_LIVE: usize = 120; // live slots (open windows of all keys)
 const A_BYTES: usize = 128;
 
 // ─── Window group: all keys' windows with one start (tumbling/sliding) ───────
-//   ┌───────┬─────┬───────────┬───────┐
-//   │ start │ end │ head slot │ fired │    f64 f64 u32 u32, sorted by start
-//   └───────┴─────┴───────────┴───────┘
+//   ┌───────┬─────┬───────────┬───────┬──────────┬─────────┐
+//   │ start │ end │ head slot │ fired │ keys ptr │ key cap │   f64 f64 u32 u32 u32 u32,
+//   └───────┴─────┴───────────┴───────┴──────────┴─────────┘   sorted by start
+// `keys` is a dense u32[keyCap] from key id to slot (NO_SLOT when absent): key ids
+// are dense (interned by TS), so finding a window's slot is one indexed load.
 const G_START: usize = 0;
 const G_END: usize = 8;
 const G_HEAD: usize = 16;
 const G_FIRED: usize = 20;
-const G_BYTES: usize = 24;
+const G_KEYS: usize = 24;
+const G_KEYCAP: usize = 28;
+const G_BYTES: usize = 32;
 
 const MAX_AGGS: u32 = 64;
 let aggs: usize = 0; // u32[MAX_AGGS] of aggregation record pointers
@@ -66,7 +70,6 @@ export function windowsInit(cap: u32, count: u32): void {
   for (let a: u32 = 0; a < count; a++) {
     const p = zalloc(A_BYTES);
     stu(aggs + (<usize>a << 2), <u32>p);
-    tableInit(p + A_TABLE, 1024);
     stu(p + A_VAL, <u32>zalloc(<usize>cap << 3));
     stu(p + A_KEY, <u32>zalloc(<usize>cap << 2));
     stu(p + A_EVS, <u32>zalloc(<usize>cap));
@@ -93,7 +96,7 @@ export function aggKeys(a: u32): usize { return <usize>ldu(aggAddr(a) + A_KEY); 
 export function aggStatus(a: u32): usize { return <usize>ldu(aggAddr(a) + A_EVS); }
 export function aggOpenWindows(a: u32): u32 {
   const p = aggAddr(a);
-  return ldi(p + A_TYPE) == WIN_TUMBLING || ldi(p + A_TYPE) == WIN_SLIDING ? ldu(p + A_TABLE + 8) : liveSessions(p);
+  return ldu(p + A_LIVE);
 }
 
 /**
@@ -146,6 +149,8 @@ function groupInsert(p: usize, start: f64, end: f64, fired: bool): i32 {
   stf(e + G_END, end);
   stu(e + G_HEAD, NO_SLOT);
   stu(e + G_FIRED, fired ? 1 : 0);
+  stu(e + G_KEYS, 0);
+  stu(e + G_KEYCAP, 0);
   stu(p + A_NGROUPS, n + 1);
   if (!fired && end < ldf(p + A_NEXT_FIRE)) stf(p + A_NEXT_FIRE, end);
   const purgeAt = end + ldf(p + A_LATENESS);
@@ -180,14 +185,15 @@ function purgeDue(a: u32, p: usize, w: f64): void {
   let k: u32 = 0;
   while (k < n && ldf(g + <usize>k * G_BYTES + G_END) + lateness <= w) {
     let s = ldu(g + <usize>k * G_BYTES + G_HEAD);
-    const start = ldf(g + <usize>k * G_BYTES + G_START);
     while (s != NO_SLOT) {
       const next = ldu(slotAddr(s) + SLOT_NEXT);
       emitGone(a, s);
-      tableDelete(p + A_TABLE, ldu(slotAddr(s) + SLOT_KEY), start);
       slotFree(s);
+      stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
       s = next;
     }
+    const keys = <usize>ldu(g + <usize>k * G_BYTES + G_KEYS);
+    if (keys) heap.free(keys);
     k++;
   }
   if (k) {
@@ -206,24 +212,45 @@ export function advance(a: u32, w: f64): void {
 
 // ─── The batch kernel ─────────────────────────────────────────────────────────
 
-/** The slot of (key, window [start, end)), created (and linked into its group) if new. */
+/** Index of the group of `start`, inserted if new (usually the last one: scan from the end). */
 // @ts-ignore: decorator
-@inline function slotFor(p: usize, key: u32, start: f64, end: f64, w: f64): u32 {
-  let s = tableGet(p + A_TABLE, key, start);
-  if (s != NO_SLOT) return s;
-  s = slotAlloc();
+@inline function groupOf(p: usize, start: f64, end: f64, w: f64): i32 {
+  const g = <usize>ldu(p + A_GROUPS);
+  const n = <i32>ldu(p + A_NGROUPS);
+  if (n > 0 && ldf(g + <usize>(n - 1) * G_BYTES + G_START) == start) return n - 1;
+  const gi = groupFind(p, start);
+  // A new group whose end W already passed is born fired: its slots fire on every add.
+  return gi >= 0 ? gi : groupInsert(p, start, end, w >= end);
+}
+
+/** The slot of `key` in group `gi`, created (and linked into the group) if new. */
+// @ts-ignore: decorator
+@inline function slotFor(p: usize, gi: i32, key: u32): u32 {
+  let ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+  const cap = ldu(ge + G_KEYCAP);
+  if (key < cap) {
+    const s = ldu(<usize>ldu(ge + G_KEYS) + (<usize>key << 2));
+    if (s != NO_SLOT) return s;
+  } else {
+    let c = cap ? cap : 64;
+    while (c <= key) c <<= 1;
+    // TLSF's realloc needs a live block: the first array is a plain alloc.
+    const keys = cap ? heap.realloc(<usize>ldu(ge + G_KEYS), <usize>c << 2) : heap.alloc(<usize>c << 2);
+    memory.fill(keys + (<usize>cap << 2), 0xff, <usize>(c - cap) << 2);
+    stu(ge + G_KEYS, <u32>keys);
+    stu(ge + G_KEYCAP, c);
+  }
+  const s = slotAlloc();
+  ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
   const sp = slotAddr(s);
   accInit(sp);
-  stf(sp + SLOT_START, start);
-  stf(sp + SLOT_END, end);
+  stf(sp + SLOT_START, ldf(ge + G_START));
+  stf(sp + SLOT_END, ldf(ge + G_END));
   stu(sp + SLOT_KEY, key);
-  tablePut(p + A_TABLE, key, start, s);
-  let gi = groupFind(p, start);
-  // A new group whose end W already passed is born fired: its slots fire on every add.
-  if (gi < 0) gi = groupInsert(p, start, end, w >= end);
-  const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+  stu(<usize>ldu(ge + G_KEYS) + (<usize>key << 2), s);
   stu(sp + SLOT_NEXT, ldu(ge + G_HEAD));
   stu(ge + G_HEAD, s);
+  stu(p + A_LIVE, ldu(p + A_LIVE) + 1);
   return s;
 }
 
@@ -231,7 +258,7 @@ export function advance(a: u32, w: f64): void {
 // @ts-ignore: decorator
 @inline function addTo(a: u32, p: usize, key: u32, start: f64, end: f64, w: f64, lateness: f64, x: f64): u32 {
   if (w >= end + lateness) return 1;
-  const s = slotFor(p, key, start, end, w);
+  const s = slotFor(p, groupOf(p, start, end, w), key);
   const sp = slotAddr(s);
   accAdd(sp, x);
   sketchAdd(sp + SLOT_SKETCH, x);
@@ -314,7 +341,6 @@ function sidSet(p: usize, sid: u32, slot: u32): void {
   stu(<usize>ldu(p + A_SIDS) + (<usize>sid << 2), slot);
 }
 
-function liveSessions(p: usize): u32 { return ldu(p + A_LIVE); }
 
 /** Session windows travel with FIRE and FREE: the core needs them only then. */
 // @ts-ignore: decorator
