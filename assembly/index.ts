@@ -7,7 +7,7 @@
 // re-create views afterwards. Layouts of every region: layout.ts.
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
-import { slotsLive, slotsCapacity } from './table';
+import { slotsLive, slotsCapacity } from './slots';
 import { SLOT_BYTES } from './layout';
 export { computeWatermarks, processWindows, runOps, advance } from './windows';
 

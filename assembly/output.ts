@@ -10,7 +10,7 @@ import {
 import { ldf, stf, ldu, stu } from './mem';
 import { accSum, accStddev } from './accumulator';
 import { sketchQuantiles, q0, q1, q2 } from './sketch';
-import { slotAddr } from './table';
+import { slotAddr } from './slots';
 
 export let outBase: usize = 0;
 export let outCount: u32 = 0;

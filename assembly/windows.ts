@@ -12,7 +12,7 @@ import {
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge } from './sketch';
-import { slotAlloc, slotFree, slotAddr } from './table';
+import { slotAlloc, slotFree, slotAddr } from './slots';
 import { emitResult, emitGone } from './output';
 
 // ─── Aggregation record ───────────────────────────────────────────────────────
