@@ -10,6 +10,19 @@ import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from 
 import { slotsLive, slotsCapacity } from './slots';
 import { SLOT_BYTES } from './layout';
 export { computeWatermarks, processWindows, runOps, advance } from './windows';
+export { decodeInit, decodeBatch, keyTable } from './decode';
+export { internTableNew, intern, internCount, internBytes, internLen, internFree } from './intern';
+// Exported for the scanner's own tests, which run against this release build.
+export { scanRecords } from './scan';
+export { parseIsoMs } from './isotime';
+import { fixBase } from './decode';
+
+/** Fixup list of the last decodeBatch: decodeBatch's result × FIX_BYTES from fixPtr(). */
+export function fixPtr(): usize { return fixBase; }
+
+/** Heap blocks for TS-owned regions (decode config, path spec, input bytes, fields). */
+export function alloc(size: usize): usize { return heap.alloc(size); }
+export function free(ptr: usize): void { heap.free(ptr); }
 
 /** Allocates the batch region for `cap` events and `aggregations` aggregations. Call once. */
 export function init(cap: u32, aggregations: u32): void {

@@ -88,7 +88,8 @@ function compareWindow(got: WindowResult, want: RefEmission): void {
   assert.deepEqual(got.group, want.group, `${id} group`);
 }
 
-test('pipeline == reference on random event sequences (final windows, dead letters, late counts)', () => {
+for (const decoder of ['scan', 'json'] as const)
+test(`pipeline (${decoder} decoder) == reference on random event sequences (final windows, dead letters, late counts)`, () => {
   fc.assert(
     fc.property(
       aggsArb,
@@ -100,7 +101,7 @@ test('pipeline == reference on random event sequences (final windows, dead lette
         const lines = render(steps);
         const eventTime = { field: 'timestamp', maxOutOfOrdernessMs: ooo, allowedLatenessMs: lateness };
         const want = runReference(lines, eventTime, aggs);
-        const got = runLines(testConfig({ eventTime, aggregations: aggs }), lines, batchSize);
+        const got = runLines(testConfig({ eventTime, aggregations: aggs }), lines, batchSize, decoder);
 
         const wantFinal = lastPerWindow(want.emissions, (e) => windowId(e.name, e.key, e.window.start, e.window.end));
         const gotFinal = lastPerWindow(got.results, (r) => windowId(r.name, r.key, r.window.start, r.window.end));

@@ -40,6 +40,15 @@ interface CoreExports {
   openWindows(a: number): number;
   slotBytes(): number;
   slotCapacity(): number;
+  alloc(size: number): number;
+  free(ptr: number): void;
+  decodeInit(config: number, aggregations: number): void;
+  decodeBatch(bytes: number, bounds: number, n: number, spec: number, fields: number, status: number): number;
+  fixPtr(): number;
+  keyTable(a: number): number;
+  internCount(t: number): number;
+  internBytes(t: number, id: number): number;
+  internLen(t: number, id: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -173,5 +182,63 @@ export class WasmCore {
 
   memoryBytes(): number {
     return this.x.memory.buffer.byteLength;
+  }
+
+  // ─── Decoding (assembly/decode.ts) ──────────────────────────────────────────
+
+  /** A heap block in linear memory, for TS-owned regions. */
+  alloc(size: number): number {
+    return this.x.alloc(size);
+  }
+
+  free(ptr: number): void {
+    this.x.free(ptr);
+  }
+
+  /** Copies bytes into linear memory at ptr. */
+  write(ptr: number, bytes: Uint8Array): void {
+    this.refresh();
+    this.u8.set(bytes, ptr);
+  }
+
+  /** Byte view of all of linear memory (valid until the next call into the core). */
+  bytes(): Uint8Array {
+    this.refresh();
+    return this.u8;
+  }
+
+  words(): Uint32Array {
+    this.refresh();
+    return this.u32;
+  }
+
+  doubles(): Float64Array {
+    this.refresh();
+    return this.f64;
+  }
+
+  decodeInit(config: number, aggregations: number): void {
+    this.x.decodeInit(config, aggregations);
+  }
+
+  /** Scans n records and fills ts, val[a], key[a] (raw ids); returns the fixup count. */
+  decodeBatch(bytes: number, bounds: number, n: number, spec: number, fields: number, status: number): number {
+    return this.x.decodeBatch(bytes, bounds, n, spec, fields, status);
+  }
+
+  fixPtr(): number {
+    return this.x.fixPtr();
+  }
+
+  /** Raw key ids interned so far for aggregation a, and the bytes of one. */
+  keyCount(a: number): number {
+    return this.x.internCount(this.x.keyTable(a));
+  }
+
+  keyBytes(a: number, id: number): Buffer {
+    const t = this.x.keyTable(a);
+    const p = this.x.internBytes(t, id), len = this.x.internLen(t, id);
+    this.refresh();
+    return Buffer.from(this.buffer, p, len);
   }
 }

@@ -11,6 +11,7 @@ import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED
 import { KeyRegistry } from './keys';
 import { OpWriter } from './ops';
 import { SessionWindows } from './sessions';
+import { ScanDecoder } from './scandecoder';
 import type { DeadLetter, RecordBatch, WindowResult } from './types';
 
 const { EV, RES, RES_BYTES, GONE, GONE_BYTES } = Layout;
@@ -30,7 +31,8 @@ export interface Output {
 export interface OperatorOptions {
   /** Wall clock for emittedAt and dead-letter timestamps (injected by tests). @default Date.now */
   clock?: () => number;
-  decoder?: (registries: KeyRegistry[]) => Decoder;
+  /** `scan`: the WASM byte scanner (default); `json`: JSON.parse per record (the reference path). */
+  decoder?: 'scan' | 'json';
 }
 
 export class WindowOperator {
@@ -66,7 +68,10 @@ export class WindowOperator {
       }),
     );
     this.sessions = aggregations.map((a) => (a.window.type === 'session' ? new SessionWindows(a.window.gapMs, eventTime.allowedLatenessMs) : undefined));
-    this.decoder = opts.decoder?.(this.registries) ?? new JsonDecoder(eventTime.field, aggregations, this.registries);
+    this.decoder =
+      opts.decoder === 'json'
+        ? new JsonDecoder(eventTime.field, aggregations, this.registries)
+        : new ScanDecoder(this.core, eventTime.field, aggregations, this.registries);
     this.rec = new Uint8Array(processing.batchSize);
     const idle = cfg.source.type === 'kafka' ? cfg.source.idleTimeoutMs : Infinity;
     this.watermarks = new Watermarks(eventTime.maxOutOfOrdernessMs, idle);

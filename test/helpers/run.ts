@@ -17,8 +17,8 @@ export function testConfig(parts: Record<string, unknown>): Config {
 }
 
 /** Feeds `lines` in batches of `batchSize` (splitting batches must not change anything), then ends the input. */
-export function runLines(cfg: Config, lines: readonly string[], batchSize = 4096): RunResult {
-  const op = new WindowOperator({ ...cfg, processing: { ...cfg.processing, batchSize: Math.max(batchSize, 1) } }, { clock: () => 0 });
+export function runLines(cfg: Config, lines: readonly string[], batchSize = 4096, decoder: 'scan' | 'json' = 'scan'): RunResult {
+  const op = new WindowOperator({ ...cfg, processing: { ...cfg.processing, batchSize: Math.max(batchSize, 1) } }, { clock: () => 0, decoder });
   const acc: RunResult = { results: [], deadLetters: [], late: cfg.aggregations.map(() => 0), gone: [] };
   const take = (o: Output): void => {
     acc.results.push(...o.results);

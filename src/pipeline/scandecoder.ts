@@ -1,0 +1,134 @@
+// The fast decoding path: raw bytes go into linear memory and the WASM scanner
+// (assembly/scan.ts, decode.ts) validates each record and extracts only the
+// configured fields; no JS object per event. What WASM cannot finish exactly
+// (numbers beyond the fast exact path, escaped timestamp strings) is fixed up here
+// with the same functions the JSON.parse path uses, so both agree bit for bit.
+import type { AggregationConfig } from '../config';
+import type { WasmCore } from '../core/wasm';
+import { compilePathSpec, FIELD_BYTES, KIND_MISSING, KIND_NUMBER, KIND_STRING, KIND_TRUE, KIND_FALSE } from '../core/pathspec';
+import { eventTimeOf } from '../time/timestamp';
+import type { Decoder } from './decoder';
+import { KeyRegistry, groupValueString } from './keys';
+import type { RecordBatch } from './types';
+
+const FIX_BYTES = 12;
+const NO_AGG = 0xffffffff;
+
+export class ScanDecoder implements Decoder {
+  private readonly P: number;
+  private readonly spec: number;
+  private readonly bounds: number;
+  private readonly fields: number;
+  private readonly status: number;
+  private input = 0;
+  private inputCap = 0;
+  /** Per aggregation: raw key id -> registry (canonical) id. */
+  private readonly canon: number[][];
+  /** Per aggregation: whether every raw id so far equals its canonical id (no remapping pass needed). */
+  private readonly identity: boolean[];
+
+  constructor(
+    private readonly core: WasmCore,
+    tsField: string,
+    private readonly aggs: readonly AggregationConfig[],
+    private readonly registries: KeyRegistry[],
+  ) {
+    const paths: string[] = [];
+    const indexOf = (p: string): number => {
+      let i = paths.indexOf(p);
+      if (i < 0) i = paths.push(p) - 1;
+      return i;
+    };
+    const words: number[] = [0, indexOf(tsField)];
+    for (const a of aggs) {
+      words.push(indexOf(a.value), a.groupBy.length);
+      for (const g of a.groupBy) words.push(indexOf(g));
+    }
+    words[0] = this.P = paths.length;
+    const spec = compilePathSpec(paths);
+    this.spec = core.alloc(spec.length);
+    core.write(this.spec, spec);
+    const cfg = core.alloc(words.length * 4);
+    core.write(cfg, new Uint8Array(Uint32Array.from(words).buffer));
+    core.decodeInit(cfg, aggs.length);
+    const cap = core.capacity;
+    this.bounds = core.alloc(cap * 8);
+    this.fields = core.alloc(cap * this.P * FIELD_BYTES);
+    this.status = core.alloc(cap);
+    this.canon = aggs.map(() => []);
+    this.identity = aggs.map(() => true);
+  }
+
+  decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void {
+    const n = batch.n;
+    // Records of a batch are increasing, non-overlapping slices of one buffer.
+    const base = batch.starts[0]!;
+    const span = batch.ends[n - 1]! - base;
+    if (span > this.inputCap) {
+      if (this.input) core.free(this.input);
+      this.inputCap = Math.max(span, this.inputCap * 2, 1 << 20);
+      this.input = core.alloc(this.inputCap);
+    }
+    const u8 = core.bytes();
+    u8.set(batch.buf.subarray(base, base + span), this.input);
+    const words = core.words();
+    const b = this.bounds >>> 2;
+    for (let i = 0; i < n; i++) {
+      words[b + 2 * i] = batch.starts[i]! - base;
+      words[b + 2 * i + 1] = batch.ends[i]! - base;
+    }
+    const fixes = core.decodeBatch(this.input, this.bounds, n, this.spec, this.fields, this.status);
+    rec.set(core.bytes().subarray(this.status, this.status + n));
+    if (fixes > 0) this.fixUp(fixes);
+    for (let a = 0; a < this.aggs.length; a++) this.mapKeys(a, n);
+  }
+
+  /** Values only JavaScript parses exactly: the token text through JSON.parse. */
+  private fixUp(count: number): void {
+    const core = this.core;
+    const fp = core.fixPtr() >>> 2;
+    for (let k = 0; k < count; k++) {
+      const words = core.words();
+      const i = words[fp + 3 * k]!, p = words[fp + 3 * k + 1]!, a = words[fp + 3 * k + 2]!;
+      const f = this.fields + (i * this.P + p) * FIELD_BYTES;
+      const start = words[(f + 4) >>> 2]!, end = words[(f + 8) >>> 2]!;
+      const text = Buffer.from(core.bytes().buffer, this.input + start, end - start).toString('utf8');
+      const v: unknown = JSON.parse(text);
+      if (a === NO_AGG) core.ts()[i] = eventTimeOf(v);
+      else core.agg(a).val[i] = typeof v === 'number' && Number.isFinite(v) ? v : NaN;
+    }
+  }
+
+  /** Gives new raw key ids their canonical ids, and rewrites key[a] if they differ. */
+  private mapKeys(a: number, n: number): void {
+    const core = this.core;
+    const canon = this.canon[a]!;
+    const total = core.keyCount(a);
+    for (let r = canon.length; r < total; r++) {
+      const id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)));
+      canon.push(id);
+      if (id !== r) this.identity[a] = false;
+    }
+    if (this.identity[a]) return;
+    const key = core.agg(a).key;
+    for (let i = 0; i < n; i++) key[i] = canon[key[i]!] ?? 0;
+  }
+}
+
+/** Value strings of an interned key: per field a kind byte, the raw token, a 0 byte. */
+function decodeKey(bytes: Buffer): string[] {
+  const values: string[] = [];
+  let pos = 0;
+  while (pos < bytes.length) {
+    const kind = bytes[pos]!;
+    const end = bytes.indexOf(0, pos + 1);
+    const token = bytes.toString('utf8', pos + 1, end);
+    pos = end + 1;
+    if (kind === KIND_MISSING) values.push('null');
+    else if (kind === KIND_STRING || kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(token)));
+    else if (kind === KIND_TRUE) values.push('true');
+    else if (kind === KIND_FALSE) values.push('false');
+    else values.push(groupValueString(JSON.parse(token)));
+  }
+  return values;
+}
