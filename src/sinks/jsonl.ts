@@ -1,5 +1,6 @@
 // JSON-lines writers for results and dead letters: a file, stdout or stderr.
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
 import { once } from 'node:events';
 import { InputError } from '../errors/errors';
 
@@ -21,6 +22,11 @@ export class JsonLinesSink<T> implements RecordSink<T> {
   }
 
   static toFile<T>(path: string, what: string): Promise<JsonLinesSink<T>> {
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (e) {
+      return Promise.reject(new InputError(`cannot create the directory of ${what} file ${path}: ${(e as Error).message}`));
+    }
     const ws: WriteStream = createWriteStream(path, { flags: 'w' });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, what)));

@@ -1,0 +1,132 @@
+// The `weir` command as a user runs it: exit codes, one-line errors, files written.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(__dirname, '..', '..');
+const bin = join(root, 'bin', 'weir.js');
+
+function weir(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, input, encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'weir-cli-'));
+}
+
+function writeConfig(dir: string, body: string, name = 'weir.yaml'): string {
+  const p = join(dir, name);
+  writeFileSync(p, body);
+  return p;
+}
+
+const GOOD = (dir: string) => `
+source: { type: file, path: ${join(dir, 'events.jsonl')} }
+eventTime: { field: timestamp, maxOutOfOrdernessMs: 1s, allowedLatenessMs: 2s }
+aggregations:
+  - name: latency
+    groupBy: [data.model]
+    value: data.latency_ms
+    window: { type: tumbling, sizeMs: 10s }
+sinks: [ { type: file, path: ${join(dir, 'results.jsonl')} } ]
+deadLetter: { type: file, path: ${join(dir, 'dlq.jsonl')} }
+`;
+
+test('--help and run --help list the commands and every option', () => {
+  const h = weir(['--help']);
+  assert.equal(h.code, 0);
+  assert.match(h.out, /weir run --config FILE/);
+  const r = weir(['run', '--help']);
+  assert.equal(r.code, 0);
+  for (const opt of ['--config', '--batch-size', '--instance-id', '--progress', '--no-progress', '--print-config', '--help']) assert.ok(r.out.includes(opt), opt);
+});
+
+test('a config error exits 2 with one line naming the key, no stack trace', () => {
+  const dir = tmp();
+  const cases: Array<[string, RegExp]> = [
+    [GOOD(dir).replace('sizeMs: 10s', 'sizeMs: ten'), /aggregations\[0\]\.window\.sizeMs: must be a positive/],
+    [GOOD(dir).replace('groupBy:', 'groupby:'), /aggregations\[0\]: unknown key "groupby"/],
+    [GOOD(dir).replace('type: tumbling', 'type: hopping'), /aggregations\[0\]\.window/],
+    [GOOD(dir).replace('value: data.latency_ms', ''), /aggregations\[0\]\.value/],
+    [GOOD(dir).replace('maxOutOfOrdernessMs: 1s', 'maxOutOfOrdernessMs: -5'), /eventTime\.maxOutOfOrdernessMs/],
+    ['source: [1, 2', /not valid YAML/],
+  ];
+  for (const [body, want] of cases) {
+    const r = weir(['run', '--config', writeConfig(dir, body)]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, want);
+    assert.equal(r.err.trim().split('\n').length, 1, `one line: ${r.err}`);
+    assert.doesNotMatch(r.err, /^\s+at \S+ \(|^\s+at \//m, "no stack trace");
+  }
+  const missing = weir(['run', '--config', join(dir, 'nope.yaml')]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /config file not found: .*nope\.yaml/);
+  assert.equal(weir(['run', '--bogus']).code, 2);
+  assert.equal(weir(['frobnicate']).code, 2);
+});
+
+test('a missing input file is named, without a stack trace', () => {
+  const dir = tmp();
+  const r = weir(['run', '--config', writeConfig(dir, GOOD(dir))]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /input file not found: .*events\.jsonl/);
+  assert.doesNotMatch(r.err, /^\s+at \S+ \(|^\s+at \//m, "no stack trace");
+});
+
+test('a file run writes results and dead letters and exits 0; every line is accounted for', () => {
+  const dir = tmp();
+  const lines = [
+    '{"timestamp": 1000, "data": {"model": "a", "latency_ms": 10}}',
+    '{"timestamp": 2000, "data": {"model": "b", "latency_ms": 20}}',
+    'garbage',
+    '{"timestamp": 3000, "data": {"model": "a"}}',
+    '{"timestamp": 25000, "data": {"model": "a", "latency_ms": 30}}',
+    '{"timestamp": 1500, "data": {"model": "a", "latency_ms": 40}}',
+  ];
+  writeFileSync(join(dir, 'events.jsonl'), lines.join('\n') + '\n');
+  const r = weir(['run', '--config', writeConfig(dir, GOOD(dir)), '--instance-id', 'p-7']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.err, '', 'quiet when stderr is not a terminal');
+  const results = readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { key: string; window: { start: number }; results: { count: number } });
+  assert.deepEqual(results.map((x) => `${x.key}@${x.window.start}:${x.results.count}`).sort(), ['model=a@0:1', 'model=a@20000:1', 'model=b@0:1']);
+  const dlq = readFileSync(join(dir, 'dlq.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(dlq.map((d) => [d['reason'], d['offset'], d['processor_instance']]), [['malformed', '2', 'p-7'], ['invalid', '3', 'p-7'], ['late', '5', 'p-7']]);
+  assert.equal(dlq[2]!['original_event'], lines[5]);
+  // 6 lines: 3 counted (one result each), 3 dead-lettered.
+  assert.equal(results.reduce((a, x) => a + x.results.count, 0) + dlq.length, lines.length);
+});
+
+test('stdin source and stdout sink', () => {
+  const dir = tmp();
+  const cfg = writeConfig(dir, `
+source: { type: stdin }
+aggregations: [ { name: n, value: v, window: { type: session, gapMs: 5s } } ]
+sinks: [ { type: stdout } ]
+deadLetter: { type: stderr }
+`);
+  const r = weir(['run', '--config', cfg], '{"timestamp": 1, "v": 2}\n{"timestamp": 2, "v": 4}\n');
+  assert.equal(r.code, 0, r.err);
+  const out = r.out.trim().split('\n').map((l) => JSON.parse(l) as { window: unknown; results: { avg: number } });
+  assert.equal(out.length, 1);
+  assert.deepEqual(out[0]!.window, { start: 1, end: 5002 });
+  assert.equal(out[0]!.results.avg, 3);
+});
+
+test('--print-config shows defaults and masks secrets', () => {
+  const dir = tmp();
+  const cfg = writeConfig(dir, `
+source: { type: kafka, brokers: [127.0.0.1:9092], topic: t, sasl: { mechanism: plain, username: u, password: hunter2 } }
+aggregations: [ { name: n, value: v, window: { type: tumbling, sizeMs: 1m } } ]
+`);
+  const r = weir(['run', '--config', cfg, '--print-config']);
+  assert.equal(r.code, 0, r.err);
+  assert.doesNotMatch(r.out, /hunter2/);
+  const printed = JSON.parse(r.out) as { eventTime: unknown; state: { backend: string }; aggregations: Array<{ window: { sizeMs: number } }> };
+  assert.deepEqual(printed.eventTime, { field: 'timestamp', maxOutOfOrdernessMs: 30000, allowedLatenessMs: 60000 });
+  assert.equal(printed.state.backend, 'rocksdb');
+  assert.equal(printed.aggregations[0]!.window.sizeMs, 60000);
+});
