@@ -45,7 +45,6 @@ export const SLOT_SKETCH: usize = 88;
 export const SLOT_BYTES: usize = 120;
 
 export const SLOT_FIRED: u32 = 1; // fired at least once
-export const SLOT_DIRTY: u32 = 2; // changed since it last fired
 export const SLOT_LIVE: u32 = 4; // allocated
 export const NO_SLOT: u32 = 0xffffffff;
 

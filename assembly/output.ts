@@ -5,7 +5,7 @@ import {
   RES_AVG, RES_STDDEV, RES_P50, RES_P95, RES_P99, RES_BYTES, RES_LATE,
   GONE_AGG, GONE_KEY, GONE_START, GONE_END, GONE_BYTES,
   SLOT_COUNT, SLOT_MIN, SLOT_MAX, SLOT_MEAN, SLOT_START, SLOT_END, SLOT_KEY, SLOT_SKETCH, SLOT_FLAGS, SLOT_SID,
-  SLOT_FIRED, SLOT_DIRTY,
+  SLOT_FIRED,
 } from './layout';
 import { ldf, stf, ldu, stu } from './mem';
 import { accSum, accStddev } from './accumulator';
@@ -58,7 +58,7 @@ export function emitResult(agg: u32, i: u32, late: bool): void {
   stf(r + RES_P50, q0);
   stf(r + RES_P95, q1);
   stf(r + RES_P99, q2);
-  stu(s + SLOT_FLAGS, (ldu(s + SLOT_FLAGS) | SLOT_FIRED) & ~SLOT_DIRTY);
+  stu(s + SLOT_FLAGS, ldu(s + SLOT_FLAGS) | SLOT_FIRED);
 }
 
 /** Records that the state of slot `i` is gone (purged), for the state backend. */

@@ -6,7 +6,7 @@
 // with end + lateness <= W is purged; then the event is judged per window against W.
 import {
   WIN_TUMBLING, WIN_SLIDING, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
-  SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_DIRTY, SLOT_FIRED, NO_SLOT,
+  SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, NO_SLOT,
   OP_OP, OP_A, OP_B, OP_X, OP_Y, OP_BYTES, OP_NEW, OP_ADD, OP_MERGE, OP_FIRE, OP_FREE,
 } from './layout';
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
@@ -254,23 +254,22 @@ export function advance(a: u32, w: f64): void {
   return s;
 }
 
-/** Adds x to window [start, end) of `key`; returns 1 if the event is too late for it. */
+/** Adds x to slot s; a window W already passed fires again at once (late but allowed). */
 // @ts-ignore: decorator
-@inline function addTo(a: u32, p: usize, key: u32, start: f64, end: f64, w: f64, lateness: f64, x: f64): u32 {
-  if (w >= end + lateness) return 1;
-  const s = slotFor(p, groupOf(p, start, end, w), key);
+@inline function addToSlot(a: u32, s: u32, x: f64, late: bool): void {
   const sp = slotAddr(s);
   accAdd(sp, x);
   sketchAdd(sp + SLOT_SKETCH, x);
-  if (w >= end) emitResult(a, s, true); // late but allowed: fire again at once
-  else stu(sp + SLOT_FLAGS, ldu(sp + SLOT_FLAGS) | SLOT_DIRTY);
-  return 0;
+  if (late) emitResult(a, s, true);
 }
 
 /**
  * Runs events 0..n-1 of the batch through tumbling or sliding aggregation `a`.
  * Reads ts, wm, val[a], key[a]; writes evs[a], the out and gone regions, state.
  * Returns how many events got a status other than EV_OK.
+ *
+ * The hot values (next firing and purge times, the current window's key -> slot
+ * array) live in locals and are reloaded only after a call that may change them.
  */
 export function processWindows(a: u32, n: u32): u32 {
   const p = aggAddr(a);
@@ -281,12 +280,21 @@ export function processWindows(a: u32, n: u32): u32 {
   const vals = <usize>ldu(p + A_VAL);
   const keys = <usize>ldu(p + A_KEY);
   const evs = <usize>ldu(p + A_EVS);
+  memory.fill(evs, EV_OK, <usize>n);
   let cacheLo = ldf(p + A_CACHE_LO), cacheHi = ldf(p + A_CACHE_HI), cacheStart = ldf(p + A_CACHE_START);
+  let nextFire = ldf(p + A_NEXT_FIRE), nextPurge = ldf(p + A_NEXT_PURGE);
+  // Tumbling: the key -> slot array of the current window (cap 0 = look it up).
+  let slots: usize = 0, slotCap: u32 = 0;
   let notOk: u32 = 0;
   for (let i: u32 = 0; i < n; i++) {
     const w = ldf(wmBase + (<usize>i << 3));
-    if (w >= ldf(p + A_NEXT_FIRE)) fireDue(a, p, w);
-    if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+    if (w >= nextFire || w >= nextPurge) {
+      if (w >= nextFire) fireDue(a, p, w);
+      if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+      nextFire = ldf(p + A_NEXT_FIRE);
+      nextPurge = ldf(p + A_NEXT_PURGE);
+      slotCap = 0;
+    }
     const t = ldf(tsBase + (<usize>i << 3));
     const x = ldf(vals + (<usize>i << 3));
     if (isNaN(t) || isNaN(x)) {
@@ -303,21 +311,45 @@ export function processWindows(a: u32, n: u32): u32 {
       cacheStart = <f64>(ti - r);
       cacheLo = cacheStart;
       cacheHi = cacheStart + slide;
+      slotCap = 0;
     }
     const key = ldu(keys + (<usize>i << 2));
-    let late: u32 = 0, windows: u32 = 0;
     if (!sliding) {
-      late = addTo(a, p, key, cacheStart, cacheStart + size, w, lateness, x);
-      windows = 1;
+      const end = cacheStart + size;
+      if (w >= end + lateness) {
+        stb(evs + i, EV_LATE);
+        notOk++;
+        continue;
+      }
+      let s = key < slotCap ? load<u32>(slots + (<usize>key << 2)) : NO_SLOT;
+      if (s == NO_SLOT) {
+        const gi = groupOf(p, cacheStart, end, w);
+        s = slotFor(p, gi, key);
+        const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+        slots = <usize>ldu(ge + G_KEYS);
+        slotCap = ldu(ge + G_KEYCAP);
+        nextFire = ldf(p + A_NEXT_FIRE);
+        nextPurge = ldf(p + A_NEXT_PURGE);
+      }
+      addToSlot(a, s, x, w >= end);
     } else {
-      for (let s = cacheStart; s > t - size; s -= slide) {
-        late += addTo(a, p, key, s, s + size, w, lateness, x);
+      let late: u32 = 0, windows: u32 = 0;
+      for (let st = cacheStart; st > t - size; st -= slide) {
         windows++;
+        const end = st + size;
+        if (w >= end + lateness) {
+          late++;
+          continue;
+        }
+        addToSlot(a, slotFor(p, groupOf(p, st, end, w), key), x, w >= end);
+      }
+      nextFire = ldf(p + A_NEXT_FIRE);
+      nextPurge = ldf(p + A_NEXT_PURGE);
+      if (late) {
+        stb(evs + i, late == windows ? EV_LATE : EV_PARTLY_LATE);
+        notOk++;
       }
     }
-    const st = late == 0 ? EV_OK : late == windows ? EV_LATE : EV_PARTLY_LATE;
-    stb(evs + i, st);
-    if (st != EV_OK) notOk++;
   }
   stf(p + A_CACHE_LO, cacheLo);
   stf(p + A_CACHE_HI, cacheHi);
@@ -362,7 +394,6 @@ export function runOps(a: u32, ops: usize, count: u32): void {
       const x = ldf(vals + (<usize>ldu(o + OP_B) << 3));
       accAdd(sp, x);
       sketchAdd(sp + SLOT_SKETCH, x);
-      stu(sp + SLOT_FLAGS, ldu(sp + SLOT_FLAGS) | SLOT_DIRTY);
     } else if (op == OP_NEW) {
       const s = slotAlloc();
       const sp = slotAddr(s);
@@ -377,7 +408,6 @@ export function runOps(a: u32, ops: usize, count: u32): void {
       const src = slotAddr(srcSlot);
       accMerge(dst, src);
       sketchMerge(dst + SLOT_SKETCH, src + SLOT_SKETCH);
-      stu(dst + SLOT_FLAGS, ldu(dst + SLOT_FLAGS) | SLOT_DIRTY);
       slotFree(srcSlot);
       stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
     } else if (op == OP_FIRE) {
