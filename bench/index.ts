@@ -2,6 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchCore } from './core';
+import { benchE2e } from './e2e';
 
 async function main(): Promise<void> {
   const started = new Date().toISOString();
@@ -22,6 +23,17 @@ async function main(): Promise<void> {
       console.log(`| ${w} | ${wasm.toFixed(1)} | ${ts.toFixed(1)} | ${dd.toFixed(1)} | ${(dd / wasm).toFixed(1)}x |`);
     }
     console.log();
+  }
+  if (all || which.has('e2e')) {
+    console.log('# End to end: 1,000,000 events, four aggregations, one core (median of 3, alternating)\n');
+    const e = await benchE2e();
+    report['e2e'] = e;
+    const [weir, idio] = e.figures;
+    console.log(`input: ${e.file} (${(e.bytes / 1e6).toFixed(0)} MB)`);
+    console.log('| implementation | events/s |');
+    console.log('| --- | --- |');
+    for (const f of e.figures) console.log(`| ${f.impl} | ${Math.round(f.eventsPerSecond).toLocaleString('en-US')} |`);
+    console.log(`\nweir / idiomatic: ${(weir!.eventsPerSecond / idio!.eventsPerSecond).toFixed(1)}x\n`);
   }
   const file = join(__dirname, '..', '..', 'bench', 'results.json');
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');

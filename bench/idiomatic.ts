@@ -1,0 +1,251 @@
+// The baseline Weir is benchmarked against: the event-time aggregator a competent
+// Node.js developer would write without WebAssembly. readline over a file stream,
+// JSON.parse per line, a Map of window states per aggregation, Welford for the
+// variance and @datadog/sketches-js for the quantiles. It does the same work as
+// Weir (every quantile, every result serialized, every dead letter built) but is
+// not meant to match SEMANTICS.md on every edge (e.g. session merges are judged
+// for lateness before merging, and a merged session re-fires as a whole).
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { DDSketch } from '@datadog/sketches-js';
+
+export interface IdiomaticAgg {
+  name: string;
+  groupBy: string[];
+  value: string;
+  window: { type: 'tumbling'; sizeMs: number } | { type: 'sliding'; sizeMs: number; slideMs: number } | { type: 'session'; gapMs: number };
+}
+
+export interface IdiomaticOptions {
+  timestampField: string;
+  maxOutOfOrdernessMs: number;
+  allowedLatenessMs: number;
+  /** Receives each result and dead-letter record as a JSON line; by default they are counted and dropped. */
+  sink?: (json: string, kind: 'result' | 'deadLetter') => void;
+}
+
+interface WindowState {
+  key: string;
+  group: Record<string, string>;
+  start: number;
+  end: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  mean: number;
+  m2: number;
+  sketch: DDSketch;
+  fired: boolean;
+}
+
+interface AggState {
+  agg: IdiomaticAgg;
+  groupPaths: string[][];
+  groupNames: string[];
+  valuePath: string[];
+  /** Tumbling and sliding windows, by `${key}|${start}`. */
+  windows: Map<string, WindowState>;
+  /** Open sessions, by key. */
+  sessions: Map<string, WindowState[]>;
+}
+
+const get = (obj: unknown, path: string[]): unknown => {
+  let cur = obj;
+  for (const seg of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[seg];
+  }
+  return cur;
+};
+
+const parseTimestamp = (v: unknown): number => {
+  if (typeof v === 'number') return Number.isFinite(v) ? v : NaN;
+  if (typeof v === 'string') return Date.parse(v);
+  return NaN;
+};
+
+const newState = (key: string, group: Record<string, string>, start: number, end: number): WindowState => ({
+  key, group, start, end, count: 0, sum: 0, min: Infinity, max: -Infinity, mean: 0, m2: 0,
+  sketch: new DDSketch({ relativeAccuracy: 0.01 }), fired: false,
+});
+
+const add = (s: WindowState, x: number): void => {
+  s.count++;
+  s.sum += x;
+  if (x < s.min) s.min = x;
+  if (x > s.max) s.max = x;
+  const delta = x - s.mean;
+  s.mean += delta / s.count;
+  s.m2 += delta * (x - s.mean);
+  s.sketch.accept(x);
+};
+
+/** Folds `b` into `a` (Chan et al. for the variance). */
+const merge = (a: WindowState, b: WindowState): void => {
+  const n = a.count + b.count;
+  const delta = b.mean - a.mean;
+  a.m2 += b.m2 + (delta * delta * a.count * b.count) / n;
+  a.mean += (delta * b.count) / n;
+  a.count = n;
+  a.sum += b.sum;
+  a.min = Math.min(a.min, b.min);
+  a.max = Math.max(a.max, b.max);
+  a.sketch.merge(b.sketch);
+  a.start = Math.min(a.start, b.start);
+  a.end = Math.max(a.end, b.end);
+};
+
+/** Start of every tumbling or sliding window that contains `ts`. */
+const windowStarts = (w: IdiomaticAgg['window'], ts: number): number[] => {
+  if (w.type === 'tumbling') return [ts - (((ts % w.sizeMs) + w.sizeMs) % w.sizeMs)];
+  if (w.type !== 'sliding') return [];
+  const starts: number[] = [];
+  for (let start = ts - (((ts % w.slideMs) + w.slideMs) % w.slideMs); start > ts - w.sizeMs; start -= w.slideMs) starts.push(start);
+  return starts;
+};
+
+export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: IdiomaticOptions): Promise<{ events: number; results: number; deadLetters: number }> {
+  const states: AggState[] = aggs.map((agg) => ({
+    agg,
+    groupPaths: agg.groupBy.map((f) => f.split('.')),
+    groupNames: agg.groupBy.map((f) => f.split('.').pop() ?? f),
+    valuePath: agg.value.split('.'),
+    windows: new Map(),
+    sessions: new Map(),
+  }));
+  const tsPath = opts.timestampField.split('.');
+  const lateness = opts.allowedLatenessMs;
+  let events = 0;
+  let results = 0;
+  let deadLetters = 0;
+  let sinkBytes = 0;
+  const sink = opts.sink ?? ((json: string) => void (sinkBytes += json.length + 1));
+  let maxTs = -Infinity;
+  let watermark = -Infinity;
+  let nextCheck = Infinity; // earliest window end (or purge time) that the watermark can pass
+
+  const emit = (a: AggState, s: WindowState, late: boolean): void => {
+    const stddev = s.count > 0 ? Math.sqrt(s.m2 / s.count) : 0;
+    const result = {
+      name: a.agg.name, key: s.key, group: s.group,
+      window: { start: s.start, end: s.end },
+      results: {
+        count: s.count, sum: s.sum, avg: s.sum / s.count, min: s.min, max: s.max,
+        p50: s.sketch.getValueAtQuantile(0.5), p95: s.sketch.getValueAtQuantile(0.95),
+        p99: s.sketch.getValueAtQuantile(0.99), stddev,
+      },
+      late, emittedAt: Date.now(),
+    };
+    sink(JSON.stringify(result), 'result');
+    results++;
+    s.fired = true;
+  };
+
+  const deadLetter = (line: string, reason: 'malformed' | 'invalid' | 'late', error: string, aggregation?: string): void => {
+    const record = { original_event: line, reason, error, aggregation, retry_count: 0, timestamp: new Date().toISOString(), processor_instance: 'idiomatic', partition: 0, offset: String(events - 1) };
+    sink(JSON.stringify(record), 'deadLetter');
+    deadLetters++;
+  };
+
+  /** Fires windows whose end the watermark passed and drops those past allowed lateness. */
+  const advance = (): void => {
+    if (watermark < nextCheck) return;
+    nextCheck = Infinity;
+    const visit = (a: AggState, s: WindowState): boolean => {
+      if (!s.fired && s.end <= watermark) emit(a, s, false);
+      if (s.end + lateness <= watermark) return false;
+      nextCheck = Math.min(nextCheck, s.fired ? s.end + lateness : s.end);
+      return true;
+    };
+    for (const a of states) {
+      for (const [id, s] of a.windows) if (!visit(a, s)) a.windows.delete(id);
+      for (const [key, list] of a.sessions) {
+        const open = list.filter((s) => visit(a, s));
+        if (open.length > 0) a.sessions.set(key, open);
+        else a.sessions.delete(key);
+      }
+    }
+  };
+
+  /** Adds `x` to a window that is not too late; a window the watermark already passed fires again at once. */
+  const accept = (a: AggState, s: WindowState, x: number): void => {
+    add(s, x);
+    if (s.end <= watermark) emit(a, s, true);
+    nextCheck = Math.min(nextCheck, s.fired ? s.end + lateness : s.end);
+  };
+
+  /** Merges [ts, ts + gap) with the key's sessions it touches; false when the result is too late. */
+  const addToSession = (a: AggState, key: string, group: () => Record<string, string>, ts: number, x: number): boolean => {
+    const gap = (a.agg.window as { gapMs: number }).gapMs;
+    const list = a.sessions.get(key) ?? [];
+    const touching = list.filter((s) => s.start <= ts + gap && ts <= s.end);
+    if (watermark >= Math.max(ts + gap, ...touching.map((s) => s.end)) + lateness) return false;
+    let target = touching[0];
+    if (!target) {
+      target = newState(key, group(), ts, ts + gap);
+      list.push(target);
+      a.sessions.set(key, list);
+    }
+    for (const other of touching.slice(1)) {
+      merge(target, other);
+      list.splice(list.indexOf(other), 1);
+    }
+    target.start = Math.min(target.start, ts);
+    target.end = Math.max(target.end, ts + gap);
+    if (target.end > watermark) target.fired = false; // grew past the watermark: fires again later
+    accept(a, target, x);
+    return true;
+  };
+
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (line.trim() === '') continue;
+    events++;
+    let event: unknown;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      deadLetter(line, 'malformed', 'not valid JSON');
+      continue;
+    }
+    if (event === null || typeof event !== 'object' || Array.isArray(event)) {
+      deadLetter(line, 'malformed', 'not a JSON object');
+      continue;
+    }
+    const ts = parseTimestamp(get(event, tsPath));
+    for (const a of states) {
+      const x = get(event, a.valuePath);
+      if (Number.isNaN(ts)) deadLetter(line, 'invalid', `${opts.timestampField} is missing or unparseable`, a.agg.name);
+      else if (typeof x !== 'number' || !Number.isFinite(x)) deadLetter(line, 'invalid', `${a.agg.value} is not a number`, a.agg.name);
+      else {
+        const values = a.groupPaths.map((p) => String(get(event, p) ?? null));
+        const key = values.map((v, i) => `${a.groupNames[i]}=${v}`).join(':');
+        const group = () => Object.fromEntries(values.map((v, i) => [a.groupNames[i], v]));
+        let added = false;
+        if (a.agg.window.type === 'session') added = addToSession(a, key, group, ts, x);
+        else {
+          const size = a.agg.window.sizeMs;
+          for (const start of windowStarts(a.agg.window, ts)) {
+            if (watermark >= start + size + lateness) continue;
+            const id = `${key}|${start}`;
+            let s = a.windows.get(id);
+            if (!s) a.windows.set(id, (s = newState(key, group(), start, start + size)));
+            accept(a, s, x);
+            added = true;
+          }
+        }
+        if (!added) deadLetter(line, 'late', `event time ${ts} is past allowed lateness of all its windows`, a.agg.name);
+      }
+    }
+    if (!Number.isNaN(ts) && ts > maxTs) {
+      maxTs = ts;
+      watermark = maxTs - opts.maxOutOfOrdernessMs;
+      advance();
+    }
+  }
+  watermark = Infinity; // end of a bounded input: everything fires
+  nextCheck = -Infinity;
+  advance();
+  return { events, results, deadLetters };
+}
