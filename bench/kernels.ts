@@ -89,17 +89,15 @@ class TsStore {
   }
 }
 
-class TsState {
+/** count, sum, min, max and Welford's mean and M2: the accumulators of both JS paths. */
+class JsAccumulator {
   count = 0;
   sum = 0;
   min = Infinity;
   max = -Infinity;
   mean = 0;
   m2 = 0;
-  zeros = 0;
-  pos = new TsStore();
-  neg = new TsStore();
-  add(x: number): void {
+  protected accumulate(x: number): void {
     this.count++;
     this.sum += x;
     if (x < this.min) this.min = x;
@@ -107,6 +105,15 @@ class TsState {
     const d = x - this.mean;
     this.mean += d / this.count;
     this.m2 += d * (x - this.mean);
+  }
+}
+
+class TsState extends JsAccumulator {
+  zeros = 0;
+  pos = new TsStore();
+  neg = new TsStore();
+  add(x: number): void {
+    this.accumulate(x);
     if (x > 0) this.pos.add(bucket(x));
     else if (x < 0) this.neg.add(bucket(-x));
     else this.zeros++;
@@ -148,22 +155,10 @@ function mergeTs(a: TsState, b: TsState): void {
 
 // ─── The library path: @datadog/sketches-js + JS accumulators ─────────────────
 
-class DdState {
-  count = 0;
-  sum = 0;
-  min = Infinity;
-  max = -Infinity;
-  mean = 0;
-  m2 = 0;
+class DdState extends JsAccumulator {
   sketch = new DDSketch({ relativeAccuracy: 0.01 });
   add(x: number): void {
-    this.count++;
-    this.sum += x;
-    if (x < this.min) this.min = x;
-    if (x > this.max) this.max = x;
-    const d = x - this.mean;
-    this.mean += d / this.count;
-    this.m2 += d * (x - this.mean);
+    this.accumulate(x);
     this.sketch.accept(x);
   }
 }

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runLines, testConfig } from './helpers/run';
 import { rng, normal, fsum } from './helpers/random';
+import { quantileOk } from './helpers/accuracy';
 
 const cfg = testConfig({
   eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
@@ -17,14 +18,6 @@ function aggregate(values: readonly number[]) {
   return results[0]!.results;
 }
 
-/** True when v is within 1% of some value between the sorted values at floor and ceil of rank q(n-1). */
-function quantileOk(sorted: readonly number[], q: number, v: number): boolean {
-  const r = q * (sorted.length - 1);
-  const lo = sorted[Math.floor(r)]!, hi = sorted[Math.ceil(r)]!;
-  if (v >= lo && v <= hi) return true;
-  const t = v < lo ? lo : hi;
-  return Math.abs(v - t) <= 0.01 * Math.abs(t);
-}
 
 const distributions: Record<string, (r: () => number) => number> = {
   uniform: (r) => r() * 1000,

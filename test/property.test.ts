@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { runReference, type RefAggregation, type RefEmission } from './reference/reference';
 import { runLines, testConfig } from './helpers/run';
 import type { WindowResult } from '../src/pipeline/types';
+import { quantileOk } from './helpers/accuracy';
 
 const windowArb = fc.oneof(
   fc.record({ type: fc.constant('tumbling' as const), sizeMs: fc.integer({ min: 1, max: 60 }) }),
@@ -54,13 +55,6 @@ function lastPerWindow<T>(items: readonly T[], id: (t: T) => string): Map<string
   return m;
 }
 
-function quantileOk(sorted: readonly number[], q: number, v: number): boolean {
-  const r = q * (sorted.length - 1);
-  const lo = sorted[Math.floor(r)]!, hi = sorted[Math.ceil(r)]!;
-  if (v >= lo && v <= hi) return true;
-  const t = v < lo ? lo : hi;
-  return Math.abs(v - t) <= 0.01 * Math.abs(t);
-}
 
 function near(got: number, want: number, rel: number): boolean {
   return Math.abs(got - want) <= rel * Math.max(Math.abs(want), 1e-6);

@@ -3,6 +3,7 @@
 // numbers, interning tables, ISO time parsing.
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
+import { rng } from './helpers/random';
 import {
   FLAG_NUM_EXACT,
   FLAG_STR_ESCAPED,
@@ -111,17 +112,6 @@ function checkAgainstReference(scanner: RecordScanner, paths: string[], records:
 
 // ─── Seeded randomness ────────────────────────────────────────────────────────
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    // mulberry32
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   constructor(readonly rand: () => number) {}
