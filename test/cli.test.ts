@@ -130,3 +130,22 @@ aggregations: [ { name: n, value: v, window: { type: tumbling, sizeMs: 1m } } ]
   assert.equal(printed.state.backend, 'rocksdb');
   assert.equal(printed.aggregations[0]!.window.sizeMs, 60000);
 });
+
+test('generator source with a count: every generated event is counted or dead-lettered, then exit 0', () => {
+  const dir = tmp();
+  const cfg = writeConfig(dir, `
+source: { type: generator, count: 3000, eventsPerSecond: 50, seed: 7, startMs: 1767225600000 }
+aggregations: [ { name: lat, groupBy: [data.model], value: data.latency_ms, window: { type: tumbling, sizeMs: 10s } } ]
+sinks: [ { type: file, path: ${join(dir, 'r.jsonl')} } ]
+deadLetter: { type: file, path: ${join(dir, 'd.jsonl')} }
+`);
+  const r = weir(['run', '--config', cfg]);
+  assert.equal(r.code, 0, r.err);
+  const finals = new Map<string, number>();
+  for (const l of readFileSync(join(dir, 'r.jsonl'), 'utf8').trim().split('\n')) {
+    const x = JSON.parse(l) as { key: string; window: { start: number }; results: { count: number } };
+    finals.set(`${x.key}@${x.window.start}`, x.results.count);
+  }
+  const dead = readFileSync(join(dir, 'd.jsonl'), 'utf8').split('\n').filter((l) => l !== '').length;
+  assert.equal([...finals.values()].reduce((a, b) => a + b, 0) + dead, 3000);
+});
