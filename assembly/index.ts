@@ -1,15 +1,15 @@
 // The ABI between TypeScript and the WebAssembly core. Nothing but exports.
 //
-// Per batch, TS: writes ts[] (and, per aggregation, val[] and key[]), calls
-// computeWatermarks, then processWindows (tumbling/sliding) or runOps (sessions)
-// per aggregation, then reads the out region (results) and gone region (purged
+// Per batch, TS: has decodeBatch fill ts[], val[] and key[] (or writes them),
+// calls computeWatermarks, then processWindows (tumbling/sliding) or
+// processSessions per aggregation, then reads the out region (results) and gone region (purged
 // windows), and calls resetOutput. Any call may grow memory: re-read pointers and
 // re-create views afterwards. Layouts of every region: layout.ts.
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
 import { slotsLive, slotsCapacity } from './slots';
 import { SLOT_BYTES } from './layout';
-export { computeWatermarks, processWindows, runOps, advance } from './windows';
+export { computeWatermarks, processWindows, processSessions, advance } from './windows';
 export { decodeInit, decodeBatch, keyTable } from './decode';
 export { internTableNew, intern, internCount, internBytes, internLen, internFree } from './intern';
 // Exported for the scanner's own tests, which run against this release build.
@@ -51,18 +51,6 @@ export function outLength(): u32 { return outCount; }
 export function gonePtr(): usize { return goneBase; }
 export function goneLength(): u32 { return goneCount; }
 export function resetOutput(): void { outputReset(); }
-
-/** Scratch for session ops: TS asks for room for `count` ops, writes them, calls runOps. */
-let opsBase: usize = 0;
-let opsCap: u32 = 0;
-export function opsPtr(count: u32): usize {
-  if (count > opsCap) {
-    if (opsBase) heap.free(opsBase);
-    opsCap = max<u32>(count, opsCap << 1);
-    opsBase = heap.alloc(<usize>opsCap * 32);
-  }
-  return opsBase;
-}
 
 /** Open windows (tumbling/sliding: key-window slots; sessions: live sessions). */
 export function openWindows(a: u32): u32 { return aggOpenWindows(a); }

@@ -40,7 +40,7 @@ export const SLOT_END: usize = 64; // window end (exclusive)
 export const SLOT_KEY: usize = 72;
 export const SLOT_FLAGS: usize = 76;
 export const SLOT_NEXT: usize = 80; // next slot of the same window group (tumbling/sliding)
-export const SLOT_SID: usize = 84; // session id (sessions) or table position hint
+export const SLOT_SID: usize = 84; // sessions: serial number checked by timers; 0 otherwise
 export const SLOT_SKETCH: usize = 88;
 export const SLOT_BYTES: usize = 120;
 
@@ -71,7 +71,7 @@ export const SK_BYTES: usize = 28;
 export const RES_AGG: usize = 0;
 export const RES_KEY: usize = 4;
 export const RES_FLAGS: usize = 8; // RES_LATE
-export const RES_SID: usize = 12; // session id for sessions, else 0
+export const RES_SID: usize = 12; // session serial for sessions, else 0
 export const RES_START: usize = 16;
 export const RES_END: usize = 24;
 export const RES_COUNT: usize = 32;
@@ -95,23 +95,6 @@ export const GONE_KEY: usize = 4;
 export const GONE_START: usize = 8;
 export const GONE_END: usize = 16;
 export const GONE_BYTES: usize = 24;
-
-// ─── Session op (ops region, written by TS, executed by runOps) ───────────────
-//   ┌──────┬─────┬─────┬─────┬─────┬─────┐
-//   │  op  │  a  │  b  │ pad │  x  │  y  │   u32 × 4, f64 × 2
-//   └──────┴─────┴─────┴─────┴─────┴─────┘
-export const OP_OP: usize = 0;
-export const OP_A: usize = 4;
-export const OP_B: usize = 8;
-export const OP_X: usize = 16;
-export const OP_Y: usize = 24;
-export const OP_BYTES: usize = 32;
-
-export const OP_NEW: u32 = 1; // a = sid, b = keyId
-export const OP_ADD: u32 = 2; // a = sid, b = event index (value from val[agg])
-export const OP_MERGE: u32 = 3; // a = dst sid, b = src sid (src is freed)
-export const OP_FIRE: u32 = 4; // a = sid, b = 1 if late, x = start, y = end
-export const OP_FREE: u32 = 5; // a = sid (purged), x = start, y = end
 
 // ─── Window kinds (per aggregation) ───────────────────────────────────────────
 export const WIN_TUMBLING: i32 = 0;

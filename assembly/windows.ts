@@ -5,15 +5,15 @@
 // in wm[i]; before event i every window with end <= W fires (once) and every window
 // with end + lateness <= W is purged; then the event is judged per window against W.
 import {
-  WIN_TUMBLING, WIN_SLIDING, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
+  WIN_TUMBLING, WIN_SLIDING, WIN_SESSION, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
   SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, NO_SLOT,
-  OP_OP, OP_A, OP_B, OP_X, OP_Y, OP_BYTES, OP_NEW, OP_ADD, OP_MERGE, OP_FIRE, OP_FREE,
 } from './layout';
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge } from './sketch';
 import { slotAlloc, slotFree, slotAddr } from './slots';
 import { emitResult, emitGone } from './output';
+import { sessionsNew, sessionsAdvance, processSessions as runSessions } from './sessions';
 
 // ─── Aggregation record ───────────────────────────────────────────────────────
 //   ┌──────┬──────┬───────┬──────────┬───────────┬────────────────────┬──────────┬───────────┐
@@ -32,8 +32,7 @@ const A_NEXT_PURGE: usize = 64; // end + lateness of the first group, or +inf
 const A_VAL: usize = 72; // f64[cap]
 const A_KEY: usize = 76; // u32[cap]
 const A_EVS: usize = 80; // u8[cap]
-const A_SIDS: usize = 84; // sessions: u32[sidCap] sid -> slot
-const A_SIDCAP: usize = 88;
+const A_SESSIONS: usize = 84; // sessions: the aggregation's session state (sessions.ts)
 const A_CACHE_LO: usize = 96; // timestamps in [lo, hi) share the last computed start
 const A_CACHE_HI: usize = 104;
 const A_CACHE_START: usize = 112;
@@ -89,6 +88,7 @@ export function aggConfigure(a: u32, type: i32, sizeMs: f64, slideMs: f64, laten
   stf(p + A_SIZE, sizeMs);
   stf(p + A_SLIDE, type == WIN_TUMBLING ? sizeMs : slideMs);
   stf(p + A_LATENESS, latenessMs);
+  if (type == WIN_SESSION) stu(p + A_SESSIONS, <u32>sessionsNew(sizeMs, latenessMs, p + A_LIVE));
 }
 
 export function aggValues(a: u32): usize { return <usize>ldu(aggAddr(a) + A_VAL); }
@@ -206,6 +206,10 @@ function purgeDue(a: u32, p: usize, w: f64): void {
 /** Fires and purges what W = w makes due, without new events (idle time, end of input). */
 export function advance(a: u32, w: f64): void {
   const p = aggAddr(a);
+  if (ldi(p + A_TYPE) == WIN_SESSION) {
+    sessionsAdvance(a, <usize>ldu(p + A_SESSIONS), w);
+    return;
+  }
   if (w >= ldf(p + A_NEXT_FIRE)) fireDue(a, p, w);
   if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
 }
@@ -357,69 +361,14 @@ export function processWindows(a: u32, n: u32): u32 {
   return notOk;
 }
 
-// ─── Sessions: TS merges windows, WASM executes the resulting ops ────────────
-
-function sidSlot(p: usize, sid: u32): u32 { return ldu(<usize>ldu(p + A_SIDS) + (<usize>sid << 2)); }
-
-function sidSet(p: usize, sid: u32, slot: u32): void {
-  let cap = ldu(p + A_SIDCAP);
-  if (sid >= cap) {
-    let c = cap ? cap : 1024;
-    while (c <= sid) c <<= 1;
-    const m = cap ? zrealloc(<usize>ldu(p + A_SIDS), <usize>cap << 2, <usize>c << 2) : zalloc(<usize>c << 2);
-    stu(p + A_SIDS, <u32>m);
-    stu(p + A_SIDCAP, c);
-  }
-  stu(<usize>ldu(p + A_SIDS) + (<usize>sid << 2), slot);
-}
-
-
-/** Session windows travel with FIRE and FREE: the core needs them only then. */
-// @ts-ignore: decorator
-@inline function setWindow(sp: usize, o: usize): void {
-  stf(sp + SLOT_START, ldf(o + OP_X));
-  stf(sp + SLOT_END, ldf(o + OP_Y));
-}
-
-/** Executes `count` session ops from `ops` for aggregation `a` (see layout.ts, OP_*). */
-export function runOps(a: u32, ops: usize, count: u32): void {
+/**
+ * Runs events 0..n-1 of the batch through session aggregation `a`.
+ * Reads ts, wm, val[a], key[a]; writes evs[a], the out and gone regions, state.
+ * Returns how many events got a status other than EV_OK.
+ */
+export function processSessions(a: u32, n: u32): u32 {
   const p = aggAddr(a);
-  const vals = <usize>ldu(p + A_VAL);
-  for (let k: u32 = 0; k < count; k++) {
-    const o = ops + <usize>k * OP_BYTES;
-    const op = ldu(o + OP_OP);
-    const sid = ldu(o + OP_A);
-    if (op == OP_ADD) {
-      const sp = slotAddr(sidSlot(p, sid));
-      const x = ldf(vals + (<usize>ldu(o + OP_B) << 3));
-      accAdd(sp, x);
-      sketchAdd(sp + SLOT_SKETCH, x);
-    } else if (op == OP_NEW) {
-      const s = slotAlloc();
-      const sp = slotAddr(s);
-      accInit(sp);
-      stu(sp + SLOT_KEY, ldu(o + OP_B));
-      stu(sp + SLOT_SID, sid);
-      sidSet(p, sid, s);
-      stu(p + A_LIVE, ldu(p + A_LIVE) + 1);
-    } else if (op == OP_MERGE) {
-      const dst = slotAddr(sidSlot(p, sid));
-      const srcSlot = sidSlot(p, ldu(o + OP_B));
-      const src = slotAddr(srcSlot);
-      accMerge(dst, src);
-      sketchMerge(dst + SLOT_SKETCH, src + SLOT_SKETCH);
-      slotFree(srcSlot);
-      stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
-    } else if (op == OP_FIRE) {
-      const s = sidSlot(p, sid);
-      setWindow(slotAddr(s), o);
-      emitResult(a, s, ldu(o + OP_B) != 0);
-    } else if (op == OP_FREE) {
-      const s = sidSlot(p, sid);
-      setWindow(slotAddr(s), o);
-      emitGone(a, s);
-      slotFree(s);
-      stu(p + A_LIVE, ldu(p + A_LIVE) - 1);
-    }
-  }
+  const evs = <usize>ldu(p + A_EVS);
+  memory.fill(evs, EV_OK, <usize>n);
+  return runSessions(a, <usize>ldu(p + A_SESSIONS), n, tsBase, wmBase, <usize>ldu(p + A_VAL), <usize>ldu(p + A_KEY), evs);
 }

@@ -4,8 +4,6 @@
 // prepared events (ts, value, key id) and fires every window at the end.
 import { DDSketch } from '@datadog/sketches-js';
 import { WasmCore, Layout } from '../src/core/wasm';
-import { SessionWindows } from '../src/pipeline/sessions';
-import { OpWriter } from '../src/pipeline/ops';
 
 export type Win = { type: 'tumbling'; sizeMs: number } | { type: 'sliding'; sizeMs: number; slideMs: number } | { type: 'session'; gapMs: number };
 
@@ -24,8 +22,6 @@ export function runWasm(ev: Events, win: Win, batch = 4096): number {
   const kind = Layout.WIN[win.type];
   const size = win.type === 'session' ? win.gapMs : win.sizeMs;
   const core = new WasmCore(batch, [{ kind, sizeMs: size, slideMs: win.type === 'sliding' ? win.slideMs : size, latenessMs: LATENESS_MS }]);
-  const sessions = win.type === 'session' ? new SessionWindows(win.gapMs, LATENESS_MS) : undefined;
-  const ops = new OpWriter();
   let maxTs = -Infinity, floor = -Infinity, fired = 0;
   for (let off = 0; off < ev.n; off += batch) {
     const n = Math.min(batch, ev.n - off);
@@ -35,22 +31,12 @@ export function runWasm(ev: Events, win: Win, batch = 4096): number {
     v.key.set(ev.key.subarray(off, off + n));
     maxTs = core.computeWatermarks(n, maxTs, OOO_MS, Infinity, floor);
     floor = maxTs - OOO_MS;
-    if (sessions === undefined) core.processWindows(0, n);
-    else {
-      ops.reset();
-      const a = core.agg(0);
-      sessions.process(n, core.ts(), core.wm(), a.val, a.key, a.status, ops);
-      core.runOps(0, ops.bytes(), ops.count);
-    }
+    if (win.type === 'session') core.processSessions(0, n);
+    else core.processWindows(0, n);
     fired += core.results().count;
     core.resetOutput();
   }
-  if (sessions === undefined) core.advance(0, Infinity);
-  else {
-    ops.reset();
-    sessions.advance(Infinity, ops);
-    core.runOps(0, ops.bytes(), ops.count);
-  }
+  core.advance(0, Infinity);
   return fired + core.results().count;
 }
 

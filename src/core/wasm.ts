@@ -11,8 +11,6 @@ export const Layout = {
   RES_LATE: 1,
   GONE_BYTES: 24,
   GONE: { AGG: 0, KEY: 4, START: 8, END: 16 },
-  OP_BYTES: 32,
-  OP: { NEW: 1, ADD: 2, MERGE: 3, FIRE: 4, FREE: 5 },
   EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
   WIN: { tumbling: 0, sliding: 1, session: 2 },
 } as const;
@@ -32,10 +30,9 @@ interface CoreExports {
   gonePtr(): number;
   goneLength(): number;
   resetOutput(): void;
-  opsPtr(count: number): number;
   computeWatermarks(n: number, maxBefore: number, oooMs: number, otherMin: number, floorW: number): number;
   processWindows(a: number, n: number): number;
-  runOps(a: number, ops: number, count: number): void;
+  processSessions(a: number, n: number): number;
   advance(a: number, w: number): void;
   openWindows(a: number): number;
   slotBytes(): number;
@@ -152,13 +149,8 @@ export class WasmCore {
     this.x.advance(a, w);
   }
 
-  /** Copies `count` session ops (OP_BYTES each) from `ops` into the core and runs them. */
-  runOps(a: number, ops: Uint8Array, count: number): void {
-    if (count === 0) return;
-    const p = this.x.opsPtr(count);
-    this.refresh();
-    this.u8.set(ops.subarray(0, count * Layout.OP_BYTES), p);
-    this.x.runOps(a, p, count);
+  processSessions(a: number, n: number): number {
+    return this.x.processSessions(a, n);
   }
 
   /** Results fired since resetOutput: count and typed views to read them. */

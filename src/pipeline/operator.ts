@@ -1,7 +1,7 @@
 // The window operator: one batch in, results and dead letters out.
 //
 // Per batch: decode into the core's arrays, compute W before every event, run each
-// aggregation (tumbling/sliding in the core's kernel; sessions as ops), then read
+// aggregation through the core (one call each), then read
 // what fired and what was rejected. Synchronous and free of I/O: the runner does that.
 import type { AggregationConfig, Config } from '../config';
 import { WasmCore, Layout } from '../core/wasm';
@@ -9,8 +9,6 @@ import { isoOf } from '../time/timestamp';
 import { Watermarks } from '../time/watermarks';
 import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED, type Decoder } from './decoder';
 import { KeyRegistry } from './keys';
-import { OpWriter } from './ops';
-import { SessionWindows } from './sessions';
 import { ScanDecoder } from './scandecoder';
 import type { DeadLetter, RecordBatch, WindowResult } from './types';
 
@@ -40,9 +38,8 @@ export class WindowOperator {
   readonly watermarks: Watermarks;
   private readonly core: WasmCore;
   private readonly aggs: readonly AggregationConfig[];
-  private readonly sessions: (SessionWindows | undefined)[];
+  private readonly isSession: boolean[];
   private readonly decoder: Decoder;
-  private readonly ops = new OpWriter();
   private readonly rec: Uint8Array;
   private readonly clock: () => number;
   private readonly tsField: string;
@@ -67,7 +64,7 @@ export class WindowOperator {
         return { kind, sizeMs, slideMs, latenessMs: eventTime.allowedLatenessMs };
       }),
     );
-    this.sessions = aggregations.map((a) => (a.window.type === 'session' ? new SessionWindows(a.window.gapMs, eventTime.allowedLatenessMs) : undefined));
+    this.isSession = aggregations.map((a) => a.window.type === 'session');
     this.decoder =
       opts.decoder === 'json'
         ? new JsonDecoder(eventTime.field, aggregations, this.registries)
@@ -93,15 +90,7 @@ export class WindowOperator {
     const maxAfter = core.computeWatermarks(n, wmk.maxOf(p), wmk.ooo, wmk.othersMin(p, nowMs), wmk.current);
     const bad: Array<[number, number, number]> = []; // (record, agg, EV_*)
     for (let a = 0; a < this.aggs.length; a++) {
-      const sw = this.sessions[a];
-      let notOk: number;
-      if (sw === undefined) notOk = core.processWindows(a, n);
-      else {
-        this.ops.reset();
-        const v = core.agg(a);
-        notOk = sw.process(n, core.ts(), core.wm(), v.val, v.key, v.status, this.ops);
-        core.runOps(a, this.ops.bytes(), this.ops.count);
-      }
+      const notOk = this.isSession[a] ? core.processSessions(a, n) : core.processWindows(a, n);
       if (notOk > 0) {
         const status = core.agg(a).status;
         for (let i = 0; i < n; i++) if (status[i] !== EV.OK) bad.push([i, a, status[i]!]);
@@ -137,7 +126,7 @@ export class WindowOperator {
   }
 
   openWindows(a: number): number {
-    return this.sessions[a]?.open ?? this.core.openWindows(a);
+    return this.core.openWindows(a);
   }
 
   memoryBytes(): number {
@@ -149,15 +138,7 @@ export class WindowOperator {
   }
 
   private advanceAll(w: number): void {
-    for (let a = 0; a < this.aggs.length; a++) {
-      const sw = this.sessions[a];
-      if (sw === undefined) this.core.advance(a, w);
-      else {
-        this.ops.reset();
-        sw.advance(w, this.ops);
-        this.core.runOps(a, this.ops.bytes(), this.ops.count);
-      }
-    }
+    for (let a = 0; a < this.aggs.length; a++) this.core.advance(a, w);
   }
 
   /** Reads the out and gone regions into result objects, then clears them. */

@@ -1,0 +1,299 @@
+// Session windows of one aggregation, entirely in the core.
+//
+// A session is a slot (slots.ts): SLOT_START/SLOT_END hold its window, SLOT_NEXT links
+// the sessions of one key in order of start, SLOT_SID holds a serial number that
+// timers check. Per key the live sessions are disjoint and non-touching. An event
+// proposes [ts, ts + gap) and merges with every live session of its key that it
+// intersects or touches (a contiguous run of the list); the merged window is judged
+// against W (SEMANTICS.md).
+//
+// Timers (fire at end, purge at end + lateness) are min-heaps armed once per session
+// and re-armed when they pop early because the session grew. A stale timer (its
+// session merged away, its slot reused) is recognised by the serial and ignored.
+import {
+  EV_OK, EV_INVALID, EV_LATE, NO_SLOT,
+  SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
+} from './layout';
+import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
+import { accInit, accAdd, accMerge } from './accumulator';
+import { sketchAdd, sketchMerge } from './sketch';
+import { slotAlloc, slotFree, slotAddr } from './slots';
+import { emitResult, emitGone } from './output';
+
+// ─── Session state of one aggregation ─────────────────────────────────────────
+//   ┌─────┬──────────┬──────────┬─────────┬────────────────────────┬────────────────────────┐
+//   │ gap │ lateness │ live ptr │ heads   │ fire heap ptr/n/cap    │ purge heap ptr/n/cap   │
+//   │ f64 │ f64      │ u32      │ ptr/cap │                        │                        │
+//   └─────┴──────────┴──────────┴─────────┴────────────────────────┴────────────────────────┘
+// heads: i32[cap] key id -> first session slot (NO_SLOT = none).
+// heap entry: ┌──────────┬──────┬────────┐
+//             │ at (f64) │ slot │ serial │   16 bytes
+//             └──────────┴──────┴────────┘
+const S_GAP: usize = 0;
+const S_LATENESS: usize = 8;
+const S_LIVE: usize = 16; // pointer to the aggregation's live-slot counter
+const S_HEADS: usize = 20;
+const S_HEADCAP: usize = 24;
+const S_FIRE: usize = 28; // heap: ptr, n, cap
+const S_PURGE: usize = 40;
+const S_BYTES: usize = 52;
+const H_PTR: usize = 0;
+const H_N: usize = 4;
+const H_CAP: usize = 8;
+const E_AT: usize = 0;
+const E_SLOT: usize = 8;
+const E_SERIAL: usize = 12;
+const E_BYTES: usize = 16;
+
+const ARMED: u32 = 8; // slot flag: a fire timer is pending (SLOT_FIRED = 1, SLOT_LIVE = 4)
+
+let serials: u32 = 0;
+
+export function sessionsNew(gapMs: f64, latenessMs: f64, live: usize): usize {
+  const s = zalloc(S_BYTES);
+  stf(s + S_GAP, gapMs);
+  stf(s + S_LATENESS, latenessMs);
+  stu(s + S_LIVE, <u32>live);
+  heapInit(s + S_FIRE);
+  heapInit(s + S_PURGE);
+  return s;
+}
+
+// ─── Timer heaps ──────────────────────────────────────────────────────────────
+
+function heapInit(h: usize): void {
+  stu(h + H_PTR, <u32>heap.alloc(64 * E_BYTES));
+  stu(h + H_N, 0);
+  stu(h + H_CAP, 64);
+}
+
+/** Whether the earliest timer is due at w (never for an empty heap, even at w = +inf). */
+// @ts-ignore: decorator
+@inline function heapDue(h: usize, w: f64): bool {
+  return ldu(h + H_N) != 0 && ldf(<usize>ldu(h + H_PTR) + E_AT) <= w;
+}
+
+function heapPush(h: usize, at: f64, slot: u32, serial: u32): void {
+  let n = ldu(h + H_N);
+  if (n == ldu(h + H_CAP)) {
+    stu(h + H_CAP, n << 1);
+    stu(h + H_PTR, <u32>heap.realloc(<usize>ldu(h + H_PTR), <usize>(n << 1) * E_BYTES));
+  }
+  const e = <usize>ldu(h + H_PTR);
+  let i = n;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const pe = e + <usize>parent * E_BYTES;
+    if (ldf(pe + E_AT) <= at) break;
+    memory.copy(e + <usize>i * E_BYTES, pe, E_BYTES);
+    i = parent;
+  }
+  const d = e + <usize>i * E_BYTES;
+  stf(d + E_AT, at);
+  stu(d + E_SLOT, slot);
+  stu(d + E_SERIAL, serial);
+  stu(h + H_N, n + 1);
+}
+
+// The entry popped last (heapPop's result fields).
+let poppedSlot: u32 = 0;
+let poppedSerial: u32 = 0;
+
+function heapPop(h: usize): void {
+  const e = <usize>ldu(h + H_PTR);
+  poppedSlot = ldu(e + E_SLOT);
+  poppedSerial = ldu(e + E_SERIAL);
+  const n = ldu(h + H_N) - 1;
+  stu(h + H_N, n);
+  if (n == 0) return;
+  const last = e + <usize>n * E_BYTES;
+  const at = ldf(last + E_AT);
+  let i: u32 = 0;
+  while (true) {
+    let c: u32 = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && ldf(e + <usize>(c + 1) * E_BYTES + E_AT) < ldf(e + <usize>c * E_BYTES + E_AT)) c++;
+    if (ldf(e + <usize>c * E_BYTES + E_AT) >= at) break;
+    memory.copy(e + <usize>i * E_BYTES, e + <usize>c * E_BYTES, E_BYTES);
+    i = c;
+  }
+  memory.copy(e + <usize>i * E_BYTES, last, E_BYTES);
+}
+
+// ─── Sessions ─────────────────────────────────────────────────────────────────
+
+// @ts-ignore: decorator
+@inline function live(s: usize, delta: i32): void {
+  const p = <usize>ldu(s + S_LIVE);
+  stu(p, <u32>(<i32>ldu(p) + delta));
+}
+
+/** The key's first session; grows the heads array to hold `key`. */
+function headOf(s: usize, key: u32): usize {
+  let cap = ldu(s + S_HEADCAP);
+  if (key >= cap) {
+    let c = cap ? cap : 64;
+    while (c <= key) c <<= 1;
+    const old = <usize>ldu(s + S_HEADS);
+    const heads = heap.alloc(<usize>c << 2);
+    if (cap) {
+      memory.copy(heads, old, <usize>cap << 2);
+      heap.free(old);
+    }
+    memory.fill(heads + (<usize>cap << 2), 0xff, <usize>(c - cap) << 2);
+    stu(s + S_HEADS, <u32>heads);
+    stu(s + S_HEADCAP, c);
+  }
+  return <usize>ldu(s + S_HEADS) + (<usize>key << 2);
+}
+
+/** A timer for `slot` is current when the slot still holds the session it was set for. */
+// @ts-ignore: decorator
+@inline function current(slot: u32, serial: u32): bool {
+  const sp = slotAddr(slot);
+  return ldu(sp + SLOT_SID) == serial && (ldu(sp + SLOT_FLAGS) & SLOT_LIVE) != 0;
+}
+
+/** Fires every session with end <= w once, then purges those with end + lateness <= w. */
+export function sessionsAdvance(a: u32, s: usize, w: f64): void {
+  const fire = s + S_FIRE;
+  while (heapDue(fire, w)) {
+    heapPop(fire);
+    const slot = poppedSlot;
+    if (!current(slot, poppedSerial)) continue;
+    const sp = slotAddr(slot);
+    const flags = ldu(sp + SLOT_FLAGS) & ~ARMED;
+    stu(sp + SLOT_FLAGS, flags);
+    if (flags & SLOT_FIRED) continue;
+    if (ldf(sp + SLOT_END) > w) {
+      stu(sp + SLOT_FLAGS, flags | ARMED);
+      heapPush(fire, ldf(sp + SLOT_END), slot, poppedSerial);
+    } else emitResult(a, slot, false);
+  }
+  const purge = s + S_PURGE;
+  const lateness = ldf(s + S_LATENESS);
+  while (heapDue(purge, w)) {
+    heapPop(purge);
+    const slot = poppedSlot;
+    if (!current(slot, poppedSerial)) continue;
+    const due = ldf(slotAddr(slot) + SLOT_END) + lateness;
+    if (due > w) heapPush(purge, due, slot, poppedSerial);
+    else {
+      unlink(s, slot);
+      drop(a, s, slot);
+    }
+  }
+}
+
+/** Removes a session's slot from its key's list. */
+function unlink(s: usize, slot: u32): void {
+  const head = headOf(s, ldu(slotAddr(slot) + SLOT_KEY));
+  let prev = NO_SLOT, cur = ldu(head);
+  while (cur != slot) {
+    prev = cur;
+    cur = ldu(slotAddr(cur) + SLOT_NEXT);
+  }
+  const next = ldu(slotAddr(slot) + SLOT_NEXT);
+  if (prev == NO_SLOT) stu(head, next);
+  else stu(slotAddr(prev) + SLOT_NEXT, next);
+}
+
+/** The session's state is gone (purged, or merged into another): tell TS and free it. */
+function drop(a: u32, s: usize, slot: u32): void {
+  emitGone(a, slot);
+  slotFree(slot);
+  live(s, -1);
+}
+
+/**
+ * Runs events 0..n-1 through session aggregation `a` (state `s`). Reads ts, wm,
+ * vals, keys; writes evs (pre-filled with EV_OK), the out and gone regions, state.
+ * Returns how many events got a status other than EV_OK.
+ */
+export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, evs: usize): u32 {
+  const gap = ldf(s + S_GAP);
+  const lateness = ldf(s + S_LATENESS);
+  let notOk: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const w = ldf(wm + (<usize>i << 3));
+    if (heapDue(s + S_FIRE, w) || heapDue(s + S_PURGE, w)) sessionsAdvance(a, s, w);
+    const t = ldf(ts + (<usize>i << 3));
+    const x = ldf(vals + (<usize>i << 3));
+    if (isNaN(t) || isNaN(x)) {
+      stb(evs + i, EV_INVALID);
+      notOk++;
+      continue;
+    }
+    const key = ldu(keys + (<usize>i << 2));
+    const head = headOf(s, key);
+    // Skip the sessions that end before the proposal starts.
+    let prev = NO_SLOT, cur = ldu(head);
+    while (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_END) < t) {
+      prev = cur;
+      cur = ldu(slotAddr(cur) + SLOT_NEXT);
+    }
+    // The run that intersects or touches [t, t + gap).
+    let mStart = t, mEnd = t + gap, last = NO_SLOT;
+    for (let c = cur; c != NO_SLOT; ) {
+      const cp = slotAddr(c);
+      if (ldf(cp + SLOT_START) > t + gap) break;
+      mStart = min(mStart, ldf(cp + SLOT_START));
+      mEnd = max(mEnd, ldf(cp + SLOT_END));
+      last = c;
+      c = ldu(cp + SLOT_NEXT);
+    }
+    if (w >= mEnd + lateness) {
+      stb(evs + i, EV_LATE);
+      notOk++;
+      continue;
+    }
+    let slot: u32;
+    if (last == NO_SLOT) {
+      slot = slotAlloc();
+      const sp = slotAddr(slot);
+      accInit(sp);
+      stf(sp + SLOT_START, mStart);
+      stf(sp + SLOT_END, mEnd);
+      stu(sp + SLOT_KEY, key);
+      stu(sp + SLOT_SID, ++serials);
+      stu(sp + SLOT_NEXT, cur);
+      if (prev == NO_SLOT) stu(headOf(s, key), slot);
+      else stu(slotAddr(prev) + SLOT_NEXT, slot);
+      live(s, 1);
+      heapPush(s + S_PURGE, mEnd + lateness, slot, serials);
+    } else {
+      slot = cur;
+      let changed = last != cur;
+      if (changed) {
+        const after = ldu(slotAddr(last) + SLOT_NEXT);
+        let o = ldu(slotAddr(cur) + SLOT_NEXT);
+        while (o != after) {
+          const next = ldu(slotAddr(o) + SLOT_NEXT);
+          const sp = slotAddr(slot), op = slotAddr(o);
+          accMerge(sp, op);
+          sketchMerge(sp + SLOT_SKETCH, op + SLOT_SKETCH);
+          drop(a, s, o);
+          o = next;
+        }
+        stu(slotAddr(slot) + SLOT_NEXT, after);
+      }
+      const sp = slotAddr(slot);
+      if (changed || ldf(sp + SLOT_START) != mStart || ldf(sp + SLOT_END) != mEnd) {
+        stf(sp + SLOT_START, mStart);
+        stf(sp + SLOT_END, mEnd);
+        // A merged or extended session is a new window: it fires when W reaches its end.
+        stu(sp + SLOT_FLAGS, ldu(sp + SLOT_FLAGS) & ~SLOT_FIRED);
+      }
+    }
+    const sp = slotAddr(slot);
+    accAdd(sp, x);
+    sketchAdd(sp + SLOT_SKETCH, x);
+    const flags = ldu(sp + SLOT_FLAGS);
+    if (w >= mEnd) emitResult(a, slot, true); // late but allowed: fire again at once
+    else if ((flags & (SLOT_FIRED | ARMED)) == 0) {
+      stu(sp + SLOT_FLAGS, flags | ARMED);
+      heapPush(s + S_FIRE, mEnd, slot, ldu(sp + SLOT_SID));
+    }
+  }
+  return notOk;
+}
