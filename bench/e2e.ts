@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateConfig } from '../src/config';
-import { runEmbedded } from '../src/pipeline/runner';
+import { runEmbedded } from '../src/runner';
 import { EventGenerator } from '../src/sources/eventgen';
 import { runIdiomatic, type IdiomaticAgg } from './idiomatic';
 

@@ -1,7 +1,7 @@
 // The `weir` command.
 import { loadConfig, maskSecrets, type Config } from './config';
 import { ConfigError, WeirError, toWeirError } from './errors/errors';
-import { runEmbedded } from './pipeline/runner';
+import { runEmbedded } from './runner';
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 

@@ -156,7 +156,7 @@ export const configSchema = z.strictObject({
   metrics: z
     .strictObject({
       host: z.string().default('127.0.0.1'),
-      /** 0 disables the HTTP server. @default 9464 */
+      /** Port of /metrics, /healthz and /readyz; 0 picks a free one. Omit `metrics` for no server. @default 9464 */
       port: z.number().int().min(0).max(65535).default(9464),
     })
     .optional(),

@@ -1,12 +1,15 @@
-// Wires a source, the operator, sinks and the dead-letter queue together.
-import type { Config } from '../config';
-import { InputError } from '../errors/errors';
-import { fileBatches, streamBatches } from '../sources/lines';
-import { generatorBatches } from '../sources/generator';
-import { JsonLinesSink, type RecordSink } from '../sinks/jsonl';
-import { WindowOperator, type Output } from './operator';
-import type { DeadLetter, RecordBatch, WindowResult } from './types';
-import { isoOf } from '../time/timestamp';
+// The composition root: wires a source, the operator, sinks, the dead-letter queue
+// and metrics together. Everything else depends inward on pipeline/ and core/.
+import type { Config } from './config';
+import { InputError } from './errors/errors';
+import { fileBatches, streamBatches } from './sources/lines';
+import { generatorBatches } from './sources/generator';
+import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
+import { WindowOperator, type Output } from './pipeline/operator';
+import type { DeadLetter, RecordBatch, WindowResult } from './pipeline/types';
+import { isoOf } from './time/timestamp';
+import { performance } from 'node:perf_hooks';
+import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
 
 export interface RunSummary {
   records: number;
@@ -20,6 +23,10 @@ export interface RunOptions {
   /** Progress line on stderr (events/s, watermark, open windows). @default stderr is a TTY */
   progress?: boolean;
   clock?: () => number;
+  /** Instrumentation bus to report to (metrics subscribe to it). @default a new one */
+  bus?: Instrumentation;
+  /** Called with the metrics server's port once it listens (tests pass port 0). */
+  onMetricsListening?: (port: number) => void;
 }
 
 async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]> {
@@ -58,8 +65,25 @@ function sourceBatches(cfg: Config, batchSize: number): AsyncIterable<RecordBatc
 export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<RunSummary> {
   const clock = opts.clock ?? Date.now;
   const op = new WindowOperator(cfg, { clock });
+  const names = cfg.aggregations.map((a) => a.name);
+  const bus = opts.bus ?? new Instrumentation();
+  let ready = false;
+  let metricsServer: MetricsServer | undefined;
+  if (cfg.metrics !== undefined) {
+    const { registry } = createMetrics(bus, { aggregations: names });
+    metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready });
+    opts.onMetricsListening?.(metricsServer.port);
+  }
   const sinks = await openResultSinks(cfg);
   const dlq = await openDeadLetters(cfg);
+  /** One operator step, timed and reported. */
+  const step = (partition: number, run: () => Output): Output => {
+    const t0 = performance.now();
+    const out = run();
+    instrumentOutput(bus, out, names, partition, (performance.now() - t0) / 1000);
+    instrumentOperator(bus, op, names, clock());
+    return out;
+  };
   const summary: RunSummary = { records: 0, results: 0, deadLetters: 0, lateEvents: 0, elapsedMs: 0 };
   const t0 = Date.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
@@ -75,8 +99,9 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   };
 
   try {
+    ready = true;
     for await (const batch of sourceBatches(cfg, op.batchSize)) {
-      await emit(op.process(batch));
+      await emit(step(batch.partition, () => op.process(batch)));
       if (progress && Date.now() - lastReport >= 1000) {
         const now = Date.now();
         const rate = ((summary.records - lastRecords) * 1000) / (now - lastReport);
@@ -87,8 +112,13 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
         lastRecords = summary.records;
       }
     }
-    await emit(op.finish());
+    await emit(step(0, () => op.finish()));
+  } catch (e) {
+    bus.emit('error', { kind: 'critical' });
+    throw e;
   } finally {
+    ready = false;
+    await metricsServer?.close();
     if (progress) process.stderr.write('\n');
     await Promise.all([...sinks, dlq].map((s) => s.close()));
   }

@@ -1,0 +1,183 @@
+// Weir's Prometheus metrics: nine families fed by the instrumentation bus, plus
+// Node's default process metrics, in a registry of their own (never prom-client's
+// global one, so that two processors in one process or test do not collide).
+//
+// Labels stay bounded: aggregation names (from the config), partitions (from the
+// topic) and error kinds (three). Never a group-by key or value: those are
+// unbounded, and every label value is a series Prometheus keeps in memory.
+import * as prom from 'prom-client';
+import type { Instrumentation } from './events';
+
+/** The nine metric families, unprefixed, as deploy/ (alerts, dashboard) and test/deploy.test.ts name them. */
+export const METRIC_NAMES = [
+  'events_processed_total',
+  'processing_latency_seconds',
+  'kafka_consumer_lag',
+  'window_count',
+  'state_size_bytes',
+  'checkpoint_duration_seconds',
+  'errors_total',
+  'late_events_total',
+  'watermark_lag_seconds',
+] as const;
+
+/** Error kinds of `errors_total`; every one is exported from the start, at 0. */
+export const ERROR_KINDS = ['transient', 'permanent', 'critical'] as const;
+
+/**
+ * Per-batch processing time, seconds: 0.1 ms (a small batch in the WASM core)
+ * to 2 s (a 64k batch stalled by GC or a slow sink). The 1 s bucket bound is the
+ * WeirProcessingLatencyP99High alert threshold, so the alert is exact there.
+ */
+export const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
+
+/** Checkpoint duration, seconds: 5 ms (small memory state) to 2 min (large RocksDB state). */
+export const CHECKPOINT_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export interface MetricsOptions {
+  /** Prepended to every metric name, Node's default metrics included. @default "" */
+  prefix?: string;
+  /**
+   * Aggregation names known up front: their per-aggregation series start at 0, so
+   * `rate()` and `increase()` see the first events instead of a series appearing
+   * mid-flight. @default []
+   */
+  aggregations?: readonly string[];
+  /** Also register Node's default process metrics (CPU, memory, event loop lag, GC). @default true */
+  defaultMetrics?: boolean;
+}
+
+export interface Metrics {
+  registry: prom.Registry;
+  /** Unsubscribes from the bus (the registry keeps its last values). */
+  dispose(): void;
+}
+
+/**
+ * Registers the nine Weir metrics (and Node's default metrics) in a new registry
+ * and subscribes them to `bus`:
+ *
+ * | metric | type | labels | fed by |
+ * | --- | --- | --- | --- |
+ * | `events_processed_total` | counter | aggregation | `batch.processed`: `records` added for every aggregation (each aggregation reads every record, blank, malformed, invalid and late ones included) |
+ * | `processing_latency_seconds` | histogram | - | `batch.processed`: `durationSeconds`, one observation per batch |
+ * | `kafka_consumer_lag` | gauge | partition | `consumer.lag` |
+ * | `window_count` | gauge | aggregation | `windows.open`: windows holding state |
+ * | `state_size_bytes` | gauge | partition | `state.size` (partition `all` for shared state) |
+ * | `checkpoint_duration_seconds` | histogram | - | `checkpoint.completed` |
+ * | `errors_total` | counter | kind | `error`, and dead letters (below) |
+ * | `late_events_total` | counter | aggregation | `batch.processed`: `late[a]` |
+ * | `watermark_lag_seconds` | gauge | partition | `watermark`: (nowMs - watermarkMs) / 1000; 0 while there is no finite watermark |
+ *
+ * Dead letters: a `malformed` or `invalid` dead letter is an error that retrying
+ * can never fix, so each one also counts as `errors_total{kind="permanent"}`
+ * (malformed once per record, invalid once per aggregation that rejected it, as
+ * the dead-letter queue records them). `late` dead letters are not errors: they
+ * are counted by `late_events_total` only, together with the events that were
+ * too late for some but not all of their windows.
+ *
+ * Per-partition gauges of a partition are removed on `partition.revoked`.
+ */
+export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): Metrics {
+  const prefix = opts.prefix ?? '';
+  const registry = new prom.Registry();
+  if (opts.defaultMetrics ?? true) prom.collectDefaultMetrics({ register: registry, prefix });
+  const registers = [registry];
+
+  const eventsProcessed = new prom.Counter({
+    name: `${prefix}events_processed_total`,
+    help: 'Records read, per aggregation (each aggregation reads every record; dead-lettered and late ones included).',
+    labelNames: ['aggregation'] as const,
+    registers,
+  });
+  const latency = new prom.Histogram({
+    name: `${prefix}processing_latency_seconds`,
+    help: 'Wall-clock time to process one batch through the window operator, seconds.',
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers,
+  });
+  const consumerLag = new prom.Gauge({
+    name: `${prefix}kafka_consumer_lag`,
+    help: 'Messages between the consumed offset and the high watermark, per Kafka partition.',
+    labelNames: ['partition'] as const,
+    registers,
+  });
+  const windowCount = new prom.Gauge({
+    name: `${prefix}window_count`,
+    help: 'Open windows (holding state), per aggregation.',
+    labelNames: ['aggregation'] as const,
+    registers,
+  });
+  const stateSize = new prom.Gauge({
+    name: `${prefix}state_size_bytes`,
+    help: 'Bytes of window state, per partition ("all" when shared by every partition).',
+    labelNames: ['partition'] as const,
+    registers,
+  });
+  const checkpointDuration = new prom.Histogram({
+    name: `${prefix}checkpoint_duration_seconds`,
+    help: 'Time from checkpoint barrier to durable metadata, seconds.',
+    buckets: CHECKPOINT_BUCKETS_SECONDS,
+    registers,
+  });
+  const errors = new prom.Counter({
+    name: `${prefix}errors_total`,
+    help: 'Errors by kind: transient (retried), permanent (dead letters: malformed or invalid records), critical (the processor stops).',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const lateEvents = new prom.Counter({
+    name: `${prefix}late_events_total`,
+    help: 'Events too late for at least one of their windows, per aggregation.',
+    labelNames: ['aggregation'] as const,
+    registers,
+  });
+  const watermarkLag = new prom.Gauge({
+    name: `${prefix}watermark_lag_seconds`,
+    help: 'Wall clock minus event-time watermark, seconds, per partition ("all": the combined watermark); 0 before the first watermark.',
+    labelNames: ['partition'] as const,
+    registers,
+  });
+
+  for (const kind of ERROR_KINDS) errors.inc({ kind }, 0);
+  for (const aggregation of opts.aggregations ?? []) {
+    eventsProcessed.inc({ aggregation }, 0);
+    lateEvents.inc({ aggregation }, 0);
+    windowCount.set({ aggregation }, 0);
+  }
+  watermarkLag.set({ partition: 'all' }, 0);
+
+  const subscriptions = [
+    bus.on('batch.processed', (e) => {
+      latency.observe(e.durationSeconds);
+      e.aggregationNames.forEach((aggregation, a) => {
+        if (e.records > 0) eventsProcessed.inc({ aggregation }, e.records);
+        const late = e.late[a] ?? 0;
+        if (late > 0) lateEvents.inc({ aggregation }, late);
+      });
+      let permanent = 0;
+      for (const d of e.deadLetters) if (d.reason === 'malformed' || d.reason === 'invalid') permanent++;
+      if (permanent > 0) errors.inc({ kind: 'permanent' }, permanent);
+    }),
+    bus.on('windows.open', (e) => windowCount.set({ aggregation: e.aggregation }, e.open)),
+    bus.on('state.size', (e) => stateSize.set({ partition: String(e.partition) }, e.bytes)),
+    bus.on('watermark', (e) => {
+      const lag = Number.isFinite(e.watermarkMs) ? (e.nowMs - e.watermarkMs) / 1000 : 0;
+      watermarkLag.set({ partition: String(e.partition) }, lag);
+    }),
+    bus.on('consumer.lag', (e) => consumerLag.set({ partition: String(e.partition) }, e.lag)),
+    bus.on('checkpoint.completed', (e) => checkpointDuration.observe(e.durationSeconds)),
+    bus.on('error', (e) => errors.inc({ kind: e.kind })),
+    bus.on('partition.revoked', (e) => {
+      const partition = String(e.partition);
+      for (const g of [consumerLag, stateSize, watermarkLag]) g.remove({ partition });
+    }),
+  ];
+
+  return {
+    registry,
+    dispose: () => {
+      for (const off of subscriptions) off();
+    },
+  };
+}

@@ -1,0 +1,78 @@
+// The metrics port: /metrics for Prometheus, /healthz and /readyz for Kubernetes
+// probes (deploy/k8s/statefulset.yaml). Plain node:http: three routes do not
+// need a framework.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface MetricsServerOptions {
+  /** Interface to listen on, e.g. "127.0.0.1" or "0.0.0.0". */
+  host: string;
+  /** TCP port; 0 picks a free one (see the returned `port`). */
+  port: number;
+  /** The registry /metrics renders. */
+  registry: Registry;
+  /** /readyz answers 200 while this returns true, else 503 (e.g. not yet consuming, or draining). */
+  ready: () => boolean;
+}
+
+export interface MetricsServer {
+  /** The port actually listened on. */
+  port: number;
+  /** Stops listening and drops open (keep-alive) connections. */
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store', ...headers });
+  res.end(body);
+}
+
+/**
+ * Serves, until `close()`:
+ * - `GET /metrics`: the registry in Prometheus text format (its own content type);
+ * - `GET /healthz`: 200 `ok` while the process is alive (liveness: the event loop answers);
+ * - `GET /readyz`: 200 `ready` when `ready()` is true, else 503 `not ready`;
+ * - 405 for other methods on these paths, 404 for any other path.
+ * HEAD is answered like GET, without a body.
+ */
+export async function startMetricsServer(opts: MetricsServerOptions): Promise<MetricsServer> {
+  const { registry, ready } = opts;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    const route = path === '/metrics' || path === '/healthz' || path === '/readyz' ? path : undefined;
+    if (route === undefined) return send(res, 404, 'not found\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
+    switch (route) {
+      case '/healthz':
+        return send(res, 200, 'ok\n');
+      case '/readyz':
+        return ready() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
+      case '/metrics':
+        return send(res, 200, await registry.metrics(), { 'Content-Type': registry.contentType });
+    }
+  };
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      if (!res.headersSent) send(res, 500, `${e instanceof Error ? e.message : String(e)}\n`);
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((e) => (e === undefined ? resolve() : reject(e)));
+        // Prometheus keeps its scrape connection alive; without this close() waits for it to time out.
+        server.closeAllConnections();
+      }),
+  };
+}
