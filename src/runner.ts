@@ -1,7 +1,10 @@
 // The composition root: wires a source, the operator, sinks, the dead-letter queue
 // and metrics together. Everything else depends inward on pipeline/ and core/.
 import type { Config } from './config';
-import { InputError } from './errors/errors';
+import { ConfigError, InputError } from './errors/errors';
+import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
+import { PostgresResultSink } from './sinks/postgres';
+import { saslOptions } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
@@ -29,22 +32,51 @@ export interface RunOptions {
   onMetricsListening?: (port: number) => void;
 }
 
+/** A Kafka sink's own brokers, or else the Kafka source's cluster with its client id, TLS and SASL. */
+function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string; brokers?: string[] | undefined }): KafkaSinkOptions {
+  if (s.brokers !== undefined && s.brokers.length > 0) return { brokers: s.brokers, topic: s.topic };
+  const src = cfg.source;
+  if (src.type !== 'kafka') throw new ConfigError(`${where}.brokers: required when the source is not Kafka`);
+  const sasl = saslOptions(src.sasl, process.env);
+  return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: src.ssl, ...(sasl === undefined ? {} : { sasl }) };
+}
+
 async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]> {
-  return Promise.all(
-    cfg.sinks.map((s, i): Promise<RecordSink<WindowResult>> | RecordSink<WindowResult> => {
-      if (s.type === 'stdout') return new JsonLinesSink<WindowResult>(process.stdout, false, 'results');
-      if (s.type === 'file') return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`);
-      throw new InputError(`sinks[${i}].type: "${s.type}" needs the Kafka/Postgres integration, which this build does not have yet`);
+  const opened = await Promise.allSettled(
+    cfg.sinks.map(async (s, i): Promise<RecordSink<WindowResult>> => {
+      switch (s.type) {
+        case 'stdout':
+          return new JsonLinesSink<WindowResult>(process.stdout, false, 'results');
+        case 'file':
+          return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`);
+        case 'kafka':
+          return KafkaResultSink.open(kafkaSinkOptions(cfg, `sinks[${i}]`, s));
+        case 'postgres':
+          return PostgresResultSink.open({ url: s.url, table: s.table });
+      }
     }),
   );
+  const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    // A connected producer or pool keeps the process alive: close whatever did open.
+    await Promise.allSettled(opened.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+    throw failed.reason;
+  }
+  return opened.map((r) => (r as PromiseFulfilledResult<RecordSink<WindowResult>>).value);
 }
 
 async function openDeadLetters(cfg: Config): Promise<RecordSink<DeadLetter>> {
   const d = cfg.deadLetter;
-  if (d.type === 'file') return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter');
-  if (d.type === 'stdout') return new JsonLinesSink<DeadLetter>(process.stdout, false, 'dead letters');
-  if (d.type === 'stderr') return new JsonLinesSink<DeadLetter>(process.stderr, false, 'dead letters');
-  throw new InputError(`deadLetter.type: "${d.type}" needs the Kafka integration, which this build does not have yet`);
+  switch (d.type) {
+    case 'file':
+      return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter');
+    case 'stdout':
+      return new JsonLinesSink<DeadLetter>(process.stdout, false, 'dead letters');
+    case 'stderr':
+      return new JsonLinesSink<DeadLetter>(process.stderr, false, 'dead letters');
+    case 'kafka':
+      return KafkaDeadLetterSink.open(kafkaSinkOptions(cfg, 'deadLetter', d));
+  }
 }
 
 function sourceBatches(cfg: Config, batchSize: number): AsyncIterable<RecordBatch> {
@@ -74,8 +106,17 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready });
     opts.onMetricsListening?.(metricsServer.port);
   }
-  const sinks = await openResultSinks(cfg);
-  const dlq = await openDeadLetters(cfg);
+  let sinks: RecordSink<WindowResult>[] = [];
+  let dlq: RecordSink<DeadLetter>;
+  try {
+    sinks = await openResultSinks(cfg);
+    dlq = await openDeadLetters(cfg);
+  } catch (e) {
+    // Nothing opened may keep the process alive.
+    await Promise.allSettled(sinks.map((s) => s.close()));
+    await metricsServer?.close();
+    throw e;
+  }
   /** One operator step, timed and reported. */
   const step = (partition: number, run: () => Output): Output => {
     const t0 = performance.now();

@@ -129,7 +129,7 @@ function messageOf(e: unknown): string {
 }
 
 /** The kafkajs SASL options, with the password taken from the config or the environment. */
-function saslOptions(sasl: KafkaSourceConfig['sasl'], env: Record<string, string | undefined>): SASLOptions | undefined {
+export function saslOptions(sasl: KafkaSourceConfig['sasl'], env: Record<string, string | undefined>): SASLOptions | undefined {
   if (sasl === undefined) return undefined;
   let password: string;
   if (sasl.passwordEnv !== undefined) {

@@ -1,0 +1,149 @@
+// Kafka writers for results and dead letters: one message per record, one send per write().
+import { Kafka, Partitioners, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
+import { WeirError } from '../errors/errors';
+import { stateKey, type DeadLetter, type WindowResult } from '../pipeline/types';
+import type { RecordSink } from './jsonl';
+
+export interface KafkaSinkOptions {
+  brokers: string[];
+  topic: string;
+  /** @default "weir" */
+  clientId?: string;
+  /** @default false */
+  ssl?: boolean;
+  sasl?: SASLOptions;
+  /** kafkajs's retry policy for connecting and sending. @default kafkajs's (5 retries from 300 ms) */
+  retry?: RetryOptions;
+  /** ms to wait for a TCP connection to a broker. @default kafkajs's (1000) */
+  connectionTimeout?: number;
+  /** kafkajs's own log output; errors reach the caller as WeirError either way. @default logLevel.NOTHING */
+  logLevel?: logLevel;
+}
+
+/**
+ * Converts whatever kafkajs threw into a WeirError of domain 'external'. Retriability is
+ * kafkajs's own judgment: note that once its internal retries run out it throws
+ * KafkaJSNumberOfRetriesExceeded, which it marks non-retriable.
+ */
+function kafkaError(what: string, opts: KafkaSinkOptions, e: unknown): WeirError {
+  const detail = e instanceof Error ? e.message : String(e);
+  const retriable =
+    typeof e === 'object' && e !== null && 'retriable' in e && typeof (e as { retriable: unknown }).retriable === 'boolean'
+      ? (e as { retriable: boolean }).retriable
+      : false;
+  return new WeirError(`kafka ${what} (topic "${opts.topic}", brokers ${opts.brokers.join(',')}): ${detail}`, {
+    domain: 'external',
+    retriable,
+    cause: e,
+  });
+}
+
+/**
+ * One connected producer writing to one topic. Idempotent with at most one request in
+ * flight, so retries neither duplicate nor reorder messages within a partition:
+ * the last message for a key is the last record written for it.
+ */
+class TopicProducer {
+  private closed = false;
+
+  private constructor(
+    private readonly producer: Producer,
+    private readonly opts: KafkaSinkOptions,
+    private readonly what: string,
+  ) {}
+
+  static async open(opts: KafkaSinkOptions, what: string): Promise<TopicProducer> {
+    if (opts.brokers.length === 0) throw new WeirError(`kafka ${what} (topic "${opts.topic}"): no brokers given`, { domain: 'user' });
+    let producer: Producer;
+    try {
+      const kafka = new Kafka({
+        clientId: opts.clientId ?? 'weir',
+        brokers: opts.brokers,
+        ssl: opts.ssl ?? false,
+        ...(opts.sasl !== undefined ? { sasl: opts.sasl } : {}),
+        ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
+        ...(opts.connectionTimeout !== undefined ? { connectionTimeout: opts.connectionTimeout } : {}),
+        logLevel: opts.logLevel ?? logLevel.NOTHING,
+      });
+      // kafkajs checks the options here, synchronously (an idempotent producer needs retries > 0).
+      producer = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        // Java-client compatible murmur2 on the key: the same window always lands in the same partition.
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+    } catch (e) {
+      throw kafkaError(`${what}: invalid producer options`, opts, e);
+    }
+    try {
+      await producer.connect();
+    } catch (e) {
+      await producer.disconnect().catch(() => undefined);
+      throw kafkaError(`${what}: cannot connect`, opts, e);
+    }
+    return new TopicProducer(producer, opts, what);
+  }
+
+  async send(messages: Message[]): Promise<void> {
+    if (messages.length === 0) return;
+    if (this.closed) throw new WeirError(`kafka ${this.what} (topic "${this.opts.topic}"): write after close`, { domain: 'internal' });
+    try {
+      await this.producer.send({ topic: this.opts.topic, acks: -1, messages });
+    } catch (e) {
+      throw kafkaError(`${this.what}: cannot send ${messages.length} message(s)`, this.opts, e);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.producer.disconnect();
+    } catch (e) {
+      throw kafkaError(`${this.what}: cannot disconnect`, this.opts, e);
+    }
+  }
+}
+
+/**
+ * Writes each result as one message: key `name:key:start_end` (the state key), value the
+ * result's JSON exactly as the JSON-lines sink writes it (without the newline). On a
+ * compacted topic the last message per key is the window's final result.
+ */
+export class KafkaResultSink implements RecordSink<WindowResult> {
+  private constructor(private readonly out: TopicProducer) {}
+
+  static async open(opts: KafkaSinkOptions): Promise<KafkaResultSink> {
+    return new KafkaResultSink(await TopicProducer.open(opts, 'result sink'));
+  }
+
+  write(records: readonly WindowResult[]): Promise<void> {
+    return this.out.send(
+      records.map((r) => ({ key: stateKey(r.name, r.key, r.window.start, r.window.end), value: JSON.stringify(r) })),
+    );
+  }
+
+  close(): Promise<void> {
+    return this.out.close();
+  }
+}
+
+/**
+ * Writes each dead letter as one message: value the record's JSON, key its aggregation's
+ * name (null for `malformed` records, which belong to no aggregation).
+ */
+export class KafkaDeadLetterSink implements RecordSink<DeadLetter> {
+  private constructor(private readonly out: TopicProducer) {}
+
+  static async open(opts: KafkaSinkOptions): Promise<KafkaDeadLetterSink> {
+    return new KafkaDeadLetterSink(await TopicProducer.open(opts, 'dead-letter sink'));
+  }
+
+  write(records: readonly DeadLetter[]): Promise<void> {
+    return this.out.send(records.map((d) => ({ key: d.aggregation ?? null, value: JSON.stringify(d) })));
+  }
+
+  close(): Promise<void> {
+    return this.out.close();
+  }
+}
