@@ -4,12 +4,12 @@ import type { Config } from './config';
 import { ConfigError, InputError } from './errors/errors';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
-import { saslOptions } from './sources/kafka';
+import { KafkaSource, saslOptions } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
 import { WindowOperator, type Output } from './pipeline/operator';
-import type { DeadLetter, RecordBatch, WindowResult } from './pipeline/types';
+import type { DeadLetter, RecordBatch, StreamMessage, WindowResult } from './pipeline/types';
 import { isoOf } from './time/timestamp';
 import { performance } from 'node:perf_hooks';
 import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
@@ -79,23 +79,46 @@ async function openDeadLetters(cfg: Config): Promise<RecordSink<DeadLetter>> {
   }
 }
 
-function sourceBatches(cfg: Config, batchSize: number): AsyncIterable<RecordBatch> {
+/** The stream of a source: batches, then `end` for a bounded one. */
+interface OpenSource {
+  messages: AsyncIterable<StreamMessage>;
+  close(): Promise<void>;
+}
+
+async function* thenEnd(batches: AsyncIterable<RecordBatch>): AsyncGenerator<StreamMessage> {
+  for await (const batch of batches) yield { kind: 'batch', batch };
+  yield { kind: 'end' };
+}
+
+function openSource(cfg: Config, op: WindowOperator, clock: () => number): OpenSource {
   const s = cfg.source;
+  const batchSize = op.batchSize;
   switch (s.type) {
     case 'file':
-      return fileBatches(s.path, batchSize);
+      return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
     case 'stdin':
-      return streamBatches(process.stdin, batchSize);
+      return { messages: thenEnd(streamBatches(process.stdin, batchSize)), close: async () => {} };
     case 'generator':
-      return generatorBatches(s, batchSize);
-    case 'kafka':
-      throw new InputError('source.type: "kafka" is not available in this build yet');
+      return { messages: thenEnd(generatorBatches(s, batchSize)), close: async () => {} };
+    case 'kafka': {
+      const source = new KafkaSource(s, { batchSize, clock });
+      // Assigned partitions hold the watermark back until they send or idle; revoked ones stop.
+      source.onAssignment((assigned, revoked) => {
+        for (const p of revoked) op.watermarks.unregister(p);
+        for (const p of assigned) op.watermarks.register(p, clock());
+      });
+      return { messages: source.messages(), close: () => source.close() };
+    }
   }
 }
 
-/** Runs a bounded or unbounded embedded source to its end. */
+/** Runs a source to its end (a bounded one) or until it fails. */
 export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<RunSummary> {
   const clock = opts.clock ?? Date.now;
+  if (cfg.state.backend !== 'memory')
+    throw new ConfigError(
+      `state.backend: "${cfg.state.backend}" (durable state and checkpoints) is not in this build yet; set state: { backend: memory } (offsets are then never committed, so a restart reads the topic again)`,
+    );
   const op = new WindowOperator(cfg, { clock });
   const names = cfg.aggregations.map((a) => a.name);
   const bus = opts.bus ?? new Instrumentation();
@@ -139,9 +162,16 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     if (out.deadLetters.length > 0) await dlq.write(out.deadLetters);
   };
 
+  const source = openSource(cfg, op, clock);
   try {
     ready = true;
-    for await (const batch of sourceBatches(cfg, op.batchSize)) {
+    for await (const m of source.messages) {
+      if (m.kind === 'end') break;
+      if (m.kind === 'tick') {
+        await emit(step(-1, () => op.tick(m.nowMs)));
+        continue;
+      }
+      const batch = m.batch;
       await emit(step(batch.partition, () => op.process(batch)));
       if (progress && Date.now() - lastReport >= 1000) {
         const now = Date.now();
@@ -159,6 +189,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     throw e;
   } finally {
     ready = false;
+    await source.close();
     await metricsServer?.close();
     if (progress) process.stderr.write('\n');
     await Promise.all([...sinks, dlq].map((s) => s.close()));
