@@ -13,32 +13,8 @@ import * as path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { validateConfig } from '../src/config';
 
-/** Every metric family Weir exports on /metrics, by its Prometheus name. */
-export const WEIR_METRICS = [
-  'events_processed_total',
-  'processing_latency_seconds',
-  'kafka_consumer_lag',
-  'window_count',
-  'state_size_bytes',
-  'checkpoint_duration_seconds',
-  'errors_total',
-  'late_events_total',
-  'watermark_lag_seconds',
-] as const;
-
-export type WeirMetricName = (typeof WEIR_METRICS)[number];
-
-/** The histograms among `WEIR_METRICS`: they expose `_bucket`, `_sum` and `_count` series. */
-export const WEIR_HISTOGRAMS: readonly WeirMetricName[] = [
-  'processing_latency_seconds',
-  'checkpoint_duration_seconds',
-];
-
-/** Whether `series` is a name that Weir's /metrics can expose (a histogram's series included). */
-export function isWeirSeriesName(series: string): boolean {
-  if ((WEIR_METRICS as readonly string[]).includes(series)) return true;
-  return WEIR_HISTOGRAMS.some((h) => ['_bucket', '_sum', '_count'].some((suffix) => series === h + suffix));
-}
+import { WEIR_METRICS, WEIR_HISTOGRAMS, isWeirSeriesName, type WeirMetricName } from './helpers/metric-names';
+export { WEIR_METRICS };
 
 const PROMQL_KEYWORDS = new Set([
   'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset',
