@@ -1,7 +1,15 @@
 // The `weir` command.
 import { loadConfig, maskSecrets, type Config } from './config';
 import { ConfigError, WeirError, toWeirError } from './errors/errors';
-import { runEmbedded } from './runner';
+import { runEmbedded, type RunSummary } from './runner';
+
+/**
+ * The bound on a graceful stop: from the first SIGTERM/SIGINT, finishing the batch in
+ * flight, flushing and closing the sinks and the source must take at most this long,
+ * or weir exits 1. Below Kubernetes' default terminationGracePeriodSeconds (30 s), so
+ * weir, not SIGKILL, decides the exit code.
+ */
+export const STOP_BOUND_MS = 10_000;
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 
@@ -31,7 +39,12 @@ Options:
       --print-config     print the validated config (secrets masked) and exit
   -h, --help             this help
 
-Exit codes: 0 done, 1 failure while running, 2 bad usage or config.
+SIGTERM or SIGINT stops the run: no more events are read, results and dead
+letters written so far are flushed, and weir exits 0 (open windows do not fire).
+A stop that takes over ${STOP_BOUND_MS / 1000} s exits 1; a second signal exits 130 at once.
+
+Exit codes: 0 done or stopped, 1 failure while running, 2 bad usage or config,
+130 stopped at once by a second signal.
 `;
 
 interface RunArgs {
@@ -102,14 +115,45 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(maskSecrets(cfg), null, 2) + '\n');
     return 0;
   }
-  const summary = await runEmbedded(cfg, args.progress === undefined ? {} : { progress: args.progress });
+  const summary = await runStoppable(cfg, args.progress);
   if (args.progress ?? process.stderr.isTTY) {
     const rate = summary.elapsedMs > 0 ? Math.round((summary.records * 1000) / summary.elapsedMs) : summary.records;
     process.stderr.write(
-      `done: ${summary.records} events in ${(summary.elapsedMs / 1000).toFixed(2)} s (${rate} events/s), ${summary.results} results, ${summary.deadLetters} dead letters, ${summary.lateEvents} late\n`,
+      `${summary.stopped ? "stopped" : "done"}: ${summary.records} events in ${(summary.elapsedMs / 1000).toFixed(2)} s (${rate} events/s), ${summary.results} results, ${summary.deadLetters} dead letters, ${summary.lateEvents} late\n`,
     );
   }
   return 0;
+}
+
+/** Runs with SIGTERM and SIGINT wired to a graceful stop (the second one exits 130 at once). */
+async function runStoppable(cfg: Config, progress: boolean | undefined): Promise<RunSummary> {
+  const controller = new AbortController();
+  let bound: NodeJS.Timeout | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`weir: ${signal} again: exiting now\n`);
+      process.exit(130);
+    }
+    controller.abort();
+    bound = setTimeout(() => {
+      process.stderr.write(`weir: stop did not finish within ${STOP_BOUND_MS / 1000} s: exiting\n`);
+      process.exit(1);
+    }, STOP_BOUND_MS);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    return await runEmbedded(cfg, { signal: controller.signal, ...(progress === undefined ? {} : { progress }) });
+  } finally {
+    // Unreferenced, the timer no longer holds the process open, but it still fires (exit 1)
+    // if something else does: a stop that resolved and then hangs is a hang too.
+    bound?.unref();
+    // After a stop the handlers stay: a second signal still means "exit now" (130).
+    if (!controller.signal.aborted) {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -168,6 +168,28 @@ export const configSchema = z.strictObject({
       instanceId: z.string().default(process.env['WEIR_INSTANCE_ID'] ?? 'processor-1'),
     })
     .prefault({}),
+  /** Retries of sink writes (results and dead letters) that fail transiently: delays initialDelayMs, x factor, ... */
+  retry: z
+    .strictObject({
+      /** Retries after the first attempt; 0 = never retry. @default 3 */
+      retries: z.number().int().min(0).max(100).default(3),
+      /** Delay before the first retry, ms. @default 100 */
+      initialDelayMs: duration({ positive: false }).default(100),
+      /** Each delay is the previous one times this (1 = constant delay). @default 2 */
+      factor: z.number().min(1).max(10).default(2),
+    })
+    .prefault({}),
+  /**
+   * Structured JSON-lines logs on stderr (start, finish, retries, errors), secrets
+   * masked. Omit `log` for none (like `metrics`): `weir run` then writes only its
+   * one-line error and, on a terminal, progress. `log: {}` logs at "info".
+   */
+  log: z
+    .strictObject({
+      /** Lowest level written. @default "info" */
+      level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    })
+    .optional(),
 });
 
 export type Config = z.output<typeof configSchema>;

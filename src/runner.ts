@@ -1,7 +1,10 @@
 // The composition root: wires a source, the operator, sinks, the dead-letter queue
 // and metrics together. Everything else depends inward on pipeline/ and core/.
-import type { Config } from './config';
+import { maskSecrets, type Config } from './config';
 import { ConfigError, InputError } from './errors/errors';
+import { classify } from './errors/classify';
+import { retry, type RetryOptions } from './errors/retry';
+import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
 import { KafkaSource, saslOptions } from './sources/kafka';
@@ -20,6 +23,8 @@ export interface RunSummary {
   deadLetters: number;
   lateEvents: number;
   elapsedMs: number;
+  /** True when the run was stopped (RunOptions.signal) before its source ended: open windows did not fire. */
+  stopped: boolean;
 }
 
 export interface RunOptions {
@@ -30,6 +35,16 @@ export interface RunOptions {
   bus?: Instrumentation;
   /** Called with the metrics server's port once it listens (tests pass port 0). */
   onMetricsListening?: (port: number) => void;
+  /**
+   * Aborting it stops the run gracefully: no more pulls from the source, the batch in
+   * flight is finished and written, sinks are flushed and closed, and the run resolves
+   * with its summary. Open windows do NOT fire: a stop is not the end of the input.
+   */
+  signal?: AbortSignal;
+  /** Where logs go. @default createLogger(cfg): JSON lines on stderr, silent without a `log` section */
+  logger?: Logger;
+  /** Waits between retries of sink writes (tests inject one that returns at once). @default a timer */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** A Kafka sink's own brokers, or else the Kafka source's cluster with its client id, TLS and SASL. */
@@ -97,7 +112,8 @@ function openSource(cfg: Config, op: WindowOperator, clock: () => number): OpenS
     case 'file':
       return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
     case 'stdin':
-      return { messages: thenEnd(streamBatches(process.stdin, batchSize)), close: async () => {} };
+      // A stop leaves a read pending on stdin, which would keep the process alive.
+      return { messages: thenEnd(streamBatches(process.stdin, batchSize)), close: async () => void process.stdin.destroy() };
     case 'generator':
       return { messages: thenEnd(generatorBatches(s, batchSize)), close: async () => {} };
     case 'kafka': {
@@ -112,16 +128,24 @@ function openSource(cfg: Config, op: WindowOperator, clock: () => number): OpenS
   }
 }
 
-/** Runs a source to its end (a bounded one) or until it fails. */
+/** Runs a source to its end (a bounded one), until it fails, or until `opts.signal` stops it. */
 export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<RunSummary> {
   const clock = opts.clock ?? Date.now;
+  const log = opts.logger ?? createLogger(cfg);
   if (cfg.state.backend !== 'memory')
     throw new ConfigError(
       `state.backend: "${cfg.state.backend}" (durable state and checkpoints) is not in this build yet; set state: { backend: memory } (offsets are then never committed, so a restart reads the topic again)`,
     );
+  log.info({ config: maskSecrets(cfg) }, 'run starting');
   const op = new WindowOperator(cfg, { clock });
   const names = cfg.aggregations.map((a) => a.name);
   const bus = opts.bus ?? new Instrumentation();
+  /** Every caught error: classified once, counted on the bus, logged. */
+  const report = (e: unknown, msg: string): void => {
+    const kind = classify(e);
+    bus.emit('error', { kind });
+    log.error({ err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
+  };
   let ready = false;
   let metricsServer: MetricsServer | undefined;
   if (cfg.metrics !== undefined) {
@@ -135,6 +159,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     sinks = await openResultSinks(cfg);
     dlq = await openDeadLetters(cfg);
   } catch (e) {
+    report(e, 'cannot open the sinks');
     // Nothing opened may keep the process alive.
     await Promise.allSettled(sinks.map((s) => s.close()));
     await metricsServer?.close();
@@ -148,7 +173,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     instrumentOperator(bus, op, names, clock());
     return out;
   };
-  const summary: RunSummary = { records: 0, results: 0, deadLetters: 0, lateEvents: 0, elapsedMs: 0 };
+  const summary: RunSummary = { records: 0, results: 0, deadLetters: 0, lateEvents: 0, elapsedMs: 0, stopped: false };
   const t0 = Date.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
   let lastReport = t0, lastRecords = 0;
@@ -158,14 +183,48 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     summary.results += out.results.length;
     summary.deadLetters += out.deadLetters.length;
     for (const l of out.late) summary.lateEvents += l;
-    if (out.results.length > 0) for (const s of sinks) await s.write(out.results);
-    if (out.deadLetters.length > 0) await dlq.write(out.deadLetters);
+    // A write that still fails after its retries fails the run: results must not be
+    // lost, and every event must be counted or dead-lettered.
+    if (out.results.length > 0) for (const s of sinks) await retry(() => Promise.resolve(s.write(out.results)), retryOpts('results'));
+    if (out.deadLetters.length > 0) await retry(() => Promise.resolve(dlq.write(out.deadLetters)), retryOpts('dead letters'));
   };
+  const retryOpts = (what: string): RetryOptions => ({
+    ...cfg.retry,
+    ...(opts.sleep === undefined ? {} : { sleep: opts.sleep }),
+    onRetry: (e, attempt, delayMs) => {
+      bus.emit('error', { kind: 'transient' });
+      log.warn({ err: e, kind: 'transient', attempt, delayMs }, `writing ${what} failed, retrying in ${delayMs} ms: ${e.message}`);
+    },
+  });
+
+  // A stop wins the race against a pull that may wait long (an idle topic, stdin).
+  const STOP = Symbol('stop');
+  let onAbort: (() => void) | undefined;
+  const stopping = new Promise<typeof STOP>((resolve) => {
+    onAbort = () => resolve(STOP);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+  });
 
   const source = openSource(cfg, op, clock);
+  const messages = source.messages[Symbol.asyncIterator]();
+  let failed = false;
   try {
     ready = true;
-    for await (const m of source.messages) {
+    for (;;) {
+      if (opts.signal?.aborted === true) {
+        summary.stopped = true;
+        break;
+      }
+      const pull = messages.next();
+      // A pull left behind by a stop may still fail; it is no longer anyone's concern.
+      pull.catch(() => undefined);
+      const next = await Promise.race([pull, stopping]);
+      if (next === STOP) {
+        summary.stopped = true;
+        break;
+      }
+      if (next.done === true) break;
+      const m = next.value;
       if (m.kind === 'end') break;
       if (m.kind === 'tick') {
         await emit(step(-1, () => op.tick(m.nowMs)));
@@ -183,17 +242,28 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
         lastRecords = summary.records;
       }
     }
-    await emit(step(0, () => op.finish()));
+    // Only the end of the input fires the open windows; after a stop, the next run
+    // (from a checkpoint, once there are checkpoints) goes on with them.
+    if (!summary.stopped) await emit(step(0, () => op.finish()));
   } catch (e) {
-    bus.emit('error', { kind: 'critical' });
+    failed = true;
+    report(e, 'run failed');
     throw e;
   } finally {
     ready = false;
-    await source.close();
-    await metricsServer?.close();
+    if (onAbort !== undefined) opts.signal?.removeEventListener('abort', onAbort);
+    // Not awaited: after a stop a pull may still be pending, and the generator's return waits for it.
+    messages.return?.(undefined)?.catch(() => undefined);
     if (progress) process.stderr.write('\n');
-    await Promise.all([...sinks, dlq].map((s) => s.close()));
+    const closed = await Promise.allSettled([source.close(), metricsServer?.close(), ...[...sinks, dlq].map((s) => s.close())]);
+    const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (closeFailure !== undefined) {
+      report(closeFailure.reason, 'cannot close the source, sinks or metrics server');
+      // Not over the error that ended the run: that one says what went wrong first.
+      if (!failed) throw closeFailure.reason;
+    }
   }
   summary.elapsedMs = Date.now() - t0;
+  log.info({ summary }, summary.stopped ? 'run stopped' : 'run finished');
   return summary;
 }
