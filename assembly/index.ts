@@ -5,11 +5,17 @@
 // processSessions per aggregation, then reads the out region (results) and gone region (purged
 // windows), and calls resetOutput. Any call may grow memory: re-read pointers and
 // re-create views afterwards. Layouts of every region: layout.ts.
+//
+// Checkpoints: trackChanges turns on change tracking; serializeChanges then writes
+// the windows changed since its last call to the snap region (snapPtr/snapLength),
+// and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
-import { slotsLive, slotsCapacity } from './slots';
+import { slotsLive, slotsCapacity, setTracking, dirtyCount } from './slots';
+import { snapBase, snapLength } from './snapshot';
 import { SLOT_BYTES } from './layout';
-export { computeWatermarks, processWindows, processSessions, advance } from './windows';
+export { computeWatermarks, processWindows, processSessions, advance, restoreWindow } from './windows';
+export { serializeChanges, serializeAll } from './snapshot';
 export { decodeInit, decodeBatch, keyTable } from './decode';
 export { internTableNew, intern, internCount, internBytes, internLen, internFree } from './intern';
 // Exported for the scanner's own tests, which run against this release build.
@@ -57,3 +63,15 @@ export function openWindows(a: u32): u32 { return aggOpenWindows(a); }
 /** Bytes of linear memory the window slots occupy (sketch stores excluded: see stateBytes). */
 export function slotBytes(): u32 { return <u32>(<usize>slotsLive() * SLOT_BYTES); }
 export function slotCapacity(): u32 { return slotsCapacity(); }
+
+/**
+ * Change tracking for checkpoints. `on` with `listLive`: every live window counts as
+ * changed (the next serializeChanges writes them all); without: they count as
+ * persisted (restored). Off: nothing is tracked and the list is dropped.
+ */
+export function trackChanges(on: bool, listLive: bool): void { setTracking(on, listLive); }
+/** Entries on the dirty list (an upper bound of the windows changed). */
+export function changedSlots(): u32 { return dirtyCount; }
+/** Snap region: snapLength() bytes of SNAP records from snapPtr(), valid until the next serialize call. */
+export function snapPtr(): usize { return snapBase; }
+export function snapLen(): u32 { return <u32>snapLength; }

@@ -25,9 +25,9 @@ export const EV_LATE: u8 = 3; // too late for all of its windows: dead letter
 //   ┌────────┬────────┬────────┬────────┬────────┬────────┬────────┬────────┐
 //   │ count  │  sum   │ sumErr │  min   │  max   │  mean  │   m2   │ start  │  f64 × 8
 //   ├────────┼────────┼────────┼────────┴────────┴────────┴────────┴────────┤
-//   │  end   │ keyId  │ flags  │ next   │ sid    │ sketch header (32 B)      │
-//   └────────┴────────┴────────┴────────┴────────┴───────────────────────────┘
-//      f64      u32      u32      u32      u32
+//   │  end   │ keyId  │ flags  │ next   │ sid    │ sketch header (28 B)│agg │
+//   └────────┴────────┴────────┴────────┴────────┴─────────────────────┴────┘
+//      f64      u32      u32      u32      u32                          u32
 export const SLOT_COUNT: usize = 0;
 export const SLOT_SUM: usize = 8;
 export const SLOT_SUM_ERR: usize = 16; // Neumaier compensation term
@@ -42,10 +42,16 @@ export const SLOT_FLAGS: usize = 76;
 export const SLOT_NEXT: usize = 80; // next slot of the same window group (tumbling/sliding)
 export const SLOT_SID: usize = 84; // sessions: serial number checked by timers; 0 otherwise
 export const SLOT_SKETCH: usize = 88;
+export const SLOT_AGG: usize = 116; // the aggregation the window belongs to
 export const SLOT_BYTES: usize = 120;
 
 export const SLOT_FIRED: u32 = 1; // fired at least once
+// Changed since the last serializeChanges: the slot is on the dirty list (slots.ts).
+// While change tracking is off, every slot carries it, so that the one test the hot
+// path makes (`flags & SLOT_DIRTY`) never leads to a call.
+export const SLOT_DIRTY: u32 = 2;
 export const SLOT_LIVE: u32 = 4; // allocated
+// (8 is sessions.ts's ARMED)
 export const NO_SLOT: u32 = 0xffffffff;
 
 // ─── Sketch header (inside a slot) ────────────────────────────────────────────
@@ -87,14 +93,17 @@ export const RES_BYTES: usize = 104;
 export const RES_LATE: u32 = 1;
 
 // ─── Purge record (gone region): a window whose state was dropped ─────────────
-//   ┌──────┬───────┬───────┬───────┐
-//   │ agg  │ keyId │ start │  end  │   u32 u32 f64 f64
-//   └──────┴───────┴───────┴───────┘
+// (purged, or a session merged into another). `slot` is the slot it occupied, so
+// the state backend can drop what it stored for that slot.
+//   ┌──────┬───────┬───────┬───────┬──────┬───────┐
+//   │ agg  │ keyId │ start │  end  │ slot │ (pad) │   u32 u32 f64 f64 u32 u32
+//   └──────┴───────┴───────┴───────┴──────┴───────┘
 export const GONE_AGG: usize = 0;
 export const GONE_KEY: usize = 4;
 export const GONE_START: usize = 8;
 export const GONE_END: usize = 16;
-export const GONE_BYTES: usize = 24;
+export const GONE_SLOT: usize = 24;
+export const GONE_BYTES: usize = 32;
 
 // ─── Window kinds (per aggregation) ───────────────────────────────────────────
 export const WIN_TUMBLING: i32 = 0;
@@ -106,4 +115,23 @@ export const WIN_SESSION: i32 = 2;
 //   │ version │ 7 × f64 acc      │ zeros │ pos min │ pos n  │ pos u32…│ neg min │ neg n  │ neg u32…│
 //   └─────────┴──────────────────┴───────┴─────────┴────────┴─────────┴─────────┴────────┴─────────┘
 //     u32 (=1)  count..m2          u32     i32       u32                i32       u32
+// Little-endian, unaligned. A store holds only its occupied bucket range (n may be 0).
+// Window bounds, key and aggregation are not in it: they travel in the snapshot
+// record header below, and restoreWindow takes them as arguments.
 export const SER_VERSION: u32 = 1;
+export const SER_ACC: usize = 4; // SLOT_COUNT..SLOT_M2, 56 bytes
+export const SER_SKETCH: usize = 60;
+export const SER_MIN_BYTES: usize = 60 + 4 + 8 + 8; // empty sketch
+
+// ─── Snapshot record (snap region, written by serializeChanges/serializeAll) ──
+//   ┌──────┬───────┬──────┬─────┬───────┬─────┬─────────────────────────────┐
+//   │ agg  │ keyId │ slot │ len │ start │ end │ len bytes of slot serial.   │ padded to 8
+//   └──────┴───────┴──────┴─────┴───────┴─────┴─────────────────────────────┘
+//     u32    u32     u32    u32   f64     f64
+export const SNAP_AGG: usize = 0;
+export const SNAP_KEY: usize = 4;
+export const SNAP_SLOT: usize = 8;
+export const SNAP_LEN: usize = 12;
+export const SNAP_START: usize = 16;
+export const SNAP_END: usize = 24;
+export const SNAP_HEADER: usize = 32;

@@ -12,12 +12,13 @@
 // session merged away, its slot reused) is recognised by the serial and ignored.
 import {
   EV_OK, EV_INVALID, EV_LATE, NO_SLOT,
-  SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
+  SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
+  SLOT_DIRTY,
 } from './layout';
 import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge } from './sketch';
-import { slotAlloc, slotFree, slotAddr } from './slots';
+import { slotAlloc, slotFree, slotAddr, slotTouch } from './slots';
 import { emitResult, emitGone } from './output';
 
 // ─── Session state of one aggregation ─────────────────────────────────────────
@@ -45,7 +46,7 @@ const E_SLOT: usize = 8;
 const E_SERIAL: usize = 12;
 const E_BYTES: usize = 16;
 
-const ARMED: u32 = 8; // slot flag: a fire timer is pending (SLOT_FIRED = 1, SLOT_LIVE = 4)
+const ARMED: u32 = 8; // slot flag: a fire timer is pending (SLOT_FIRED = 1, SLOT_DIRTY = 2, SLOT_LIVE = 4)
 
 let serials: u32 = 0;
 
@@ -255,6 +256,7 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
       stf(sp + SLOT_START, mStart);
       stf(sp + SLOT_END, mEnd);
       stu(sp + SLOT_KEY, key);
+      stu(sp + SLOT_AGG, a);
       stu(sp + SLOT_SID, ++serials);
       stu(sp + SLOT_NEXT, cur);
       if (prev == NO_SLOT) stu(headOf(s, key), slot);
@@ -288,7 +290,12 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     const sp = slotAddr(slot);
     accAdd(sp, x);
     sketchAdd(sp + SLOT_SKETCH, x);
-    const flags = ldu(sp + SLOT_FLAGS);
+    // Every change of a session (add, merge, extension) ends here: one test for tracking.
+    let flags = ldu(sp + SLOT_FLAGS);
+    if ((flags & SLOT_DIRTY) == 0) {
+      slotTouch(slot);
+      flags |= SLOT_DIRTY;
+    }
     if (w >= mEnd) emitResult(a, slot, true); // late but allowed: fire again at once
     else if ((flags & (SLOT_FIRED | ARMED)) == 0) {
       stu(sp + SLOT_FLAGS, flags | ARMED);
@@ -296,4 +303,39 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     }
   }
   return notOk;
+}
+
+/**
+ * Restores one session [start, end) of `key` (restoreWindow, windows.ts): linked into
+ * the key's list in start order, purge timer at end + lateness, and fired iff
+ * w >= end, else armed to fire at end. NO_SLOT if it would intersect or touch a
+ * session of the key already restored (they would have merged).
+ */
+export function sessionsRestore(a: u32, s: usize, key: u32, start: f64, end: f64, w: f64): u32 {
+  let prev = NO_SLOT, cur = ldu(headOf(s, key));
+  while (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_START) < start) {
+    prev = cur;
+    cur = ldu(slotAddr(cur) + SLOT_NEXT);
+  }
+  if (prev != NO_SLOT && ldf(slotAddr(prev) + SLOT_END) >= start) return NO_SLOT;
+  if (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_START) <= end) return NO_SLOT;
+  const slot = slotAlloc();
+  const sp = slotAddr(slot);
+  stf(sp + SLOT_START, start);
+  stf(sp + SLOT_END, end);
+  stu(sp + SLOT_KEY, key);
+  stu(sp + SLOT_AGG, a);
+  stu(sp + SLOT_SID, ++serials);
+  stu(sp + SLOT_NEXT, cur);
+  if (prev == NO_SLOT) stu(headOf(s, key), slot);
+  else stu(slotAddr(prev) + SLOT_NEXT, slot);
+  live(s, 1);
+  heapPush(s + S_PURGE, end + ldf(s + S_LATENESS), slot, serials);
+  const flags = ldu(sp + SLOT_FLAGS);
+  if (w >= end) stu(sp + SLOT_FLAGS, flags | SLOT_FIRED);
+  else {
+    stu(sp + SLOT_FLAGS, flags | ARMED);
+    heapPush(s + S_FIRE, end, slot, serials);
+  }
+  return slot;
 }

@@ -179,17 +179,26 @@ export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): v
   return want;
 }
 
-/** Serialized size in bytes of the sketch (see layout.ts, slot serialization). */
+/** Upper bound of the serialized size in bytes of the sketch (see layout.ts, slot serialization). */
 export function sketchSerializedBytes(sk: usize): usize {
   return 4 + 8 + (<usize>ldu(sk + SK_POS + ST_CAP) << 2) + 8 + (<usize>ldu(sk + SK_NEG + ST_CAP) << 2);
 }
 
+/** Writes the occupied bucket range of a store: min i32, n u32, n × u32. */
 function storeWrite(st: usize, out: usize): usize {
+  const p = <usize>ldu(st + ST_PTR);
   const cap = ldu(st + ST_CAP);
-  sti(out, ldi(st + ST_MIN));
-  stu(out + 4, cap);
-  if (cap) memory.copy(out + 8, <usize>ldu(st + ST_PTR), <usize>cap << 2);
-  return out + 8 + (<usize>cap << 2);
+  let lo: u32 = 0, hi: u32 = 0; // occupied: [lo, hi)
+  if (p) {
+    while (lo < cap && load<u32>(p + (<usize>lo << 2)) == 0) lo++;
+    hi = cap;
+    while (hi > lo && load<u32>(p + (<usize>(hi - 1) << 2)) == 0) hi--;
+  }
+  const n = hi - lo;
+  sti(out, n ? ldi(st + ST_MIN) + <i32>lo : 0);
+  stu(out + 4, n);
+  if (n) memory.copy(out + 8, p + (<usize>lo << 2), <usize>n << 2);
+  return out + 8 + (<usize>n << 2);
 }
 
 function storeRead(st: usize, inp: usize): usize {
@@ -209,6 +218,20 @@ function storeRead(st: usize, inp: usize): usize {
 export function sketchWrite(sk: usize, out: usize): usize {
   stu(out, ldu(sk + SK_ZEROS));
   return storeWrite(sk + SK_NEG, storeWrite(sk + SK_POS, out + 4));
+}
+
+/** Bytes a serialized sketch at `inp` occupies if it fits in `avail` bytes and is well formed, else 0. */
+export function sketchCheck(inp: usize, avail: usize): usize {
+  let off: usize = 4;
+  for (let k = 0; k < 2; k++) {
+    if (off + 8 > avail) return 0;
+    const n = <usize>ldu(inp + off + 4);
+    const lo = <i64>ldi(inp + off);
+    // Bucket indices of finite doubles (bits >> 46, subnormals shifted down by 4096) stay within ±2^18.
+    if (n > (avail - off - 8) >> 2 || lo + <i64>n > (1 << 18) || lo < -(1 << 18)) return 0;
+    off += 8 + (n << 2);
+  }
+  return off;
 }
 
 /** Reads a sketch written by sketchWrite into a freshly initialised header. */

@@ -1,5 +1,5 @@
 // Slots: the state of one window of one key, in one growable pool.
-import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, NO_SLOT } from './layout';
+import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, NO_SLOT } from './layout';
 import { ldu, stu, zalloc, zrealloc } from './mem';
 import { sketchFree } from './sketch';
 
@@ -11,6 +11,17 @@ let pool: usize = 0;
 let poolCap: u32 = 0;
 let freeHead: u32 = NO_SLOT;
 let liveSlots: u32 = 0;
+
+// ─── Change tracking (checkpoints) ────────────────────────────────────────────
+// With tracking on, the first change of a slot since the last serializeChanges sets
+// SLOT_DIRTY and appends the slot's index to the dirty list; later changes see the
+// flag and do nothing more. The list may name a slot twice (freed and reused) or a
+// slot since freed: the serializer skips what is no longer LIVE and DIRTY.
+// With tracking off, slots are born DIRTY, so the hot path's test never calls.
+export let tracking: bool = false;
+export let dirtyBase: usize = 0; // u32[dirtyCap]
+export let dirtyCount: u32 = 0;
+let dirtyCap: u32 = 0;
 
 // @ts-ignore: decorator
 @inline export function slotAddr(i: u32): usize { return pool + <usize>i * SLOT_BYTES; }
@@ -31,7 +42,7 @@ export function slotAlloc(): u32 {
   const s = slotAddr(i);
   freeHead = ldu(s + SLOT_NEXT);
   memory.fill(s, 0, SLOT_BYTES);
-  stu(s + SLOT_FLAGS, SLOT_LIVE);
+  stu(s + SLOT_FLAGS, tracking ? SLOT_LIVE : SLOT_LIVE | SLOT_DIRTY);
   stu(s + SLOT_NEXT, NO_SLOT);
   liveSlots++;
   return i;
@@ -48,3 +59,54 @@ export function slotFree(i: u32): void {
 
 export function slotsLive(): u32 { return liveSlots; }
 export function slotsCapacity(): u32 { return poolCap; }
+
+/** Whether slot i is allocated. */
+export function slotIsLive(i: u32): bool {
+  return i < poolCap && (ldu(slotAddr(i) + SLOT_FLAGS) & SLOT_LIVE) != 0;
+}
+
+/** Slot i changed and is not DIRTY yet: flag it and, when tracking, list it. Off the hot path. */
+export function slotTouch(i: u32): void {
+  const s = slotAddr(i);
+  stu(s + SLOT_FLAGS, ldu(s + SLOT_FLAGS) | SLOT_DIRTY);
+  if (tracking) dirtyPush(i);
+}
+
+/** The hot path's part of change tracking: one test of the slot's flags (sp = slotAddr(i)). */
+// @ts-ignore: decorator
+@inline export function slotChanged(sp: usize, i: u32): void {
+  if ((ldu(sp + SLOT_FLAGS) & SLOT_DIRTY) == 0) slotTouch(i);
+}
+
+function dirtyPush(i: u32): void {
+  if (dirtyCount == dirtyCap) {
+    const c = dirtyCap ? dirtyCap << 1 : 1024;
+    dirtyBase = dirtyCap ? heap.realloc(dirtyBase, <usize>c << 2) : heap.alloc(<usize>c << 2);
+    dirtyCap = c;
+  }
+  stu(dirtyBase + (<usize>dirtyCount << 2), i);
+  dirtyCount++;
+}
+
+/**
+ * Turns change tracking on or off. Turning it on with `listLive`, every live slot
+ * is listed as changed (the next serializeChanges is a full snapshot); without,
+ * the live slots count as already persisted (restored). Off, the list is dropped.
+ */
+export function setTracking(on: bool, listLive: bool): void {
+  if (on == tracking) return;
+  tracking = on;
+  dirtyCount = 0;
+  if (!on) return; // listed slots keep DIRTY; unlisted ones get it on their next change
+  for (let i: u32 = 0; i < poolCap; i++) {
+    const s = slotAddr(i);
+    const f = ldu(s + SLOT_FLAGS);
+    if ((f & SLOT_LIVE) == 0) continue;
+    if (listLive) {
+      stu(s + SLOT_FLAGS, f | SLOT_DIRTY);
+      dirtyPush(i);
+    } else stu(s + SLOT_FLAGS, f & ~SLOT_DIRTY);
+  }
+}
+
+export function dirtyReset(): void { dirtyCount = 0; }

@@ -6,14 +6,15 @@
 // with end + lateness <= W is purged; then the event is judged per window against W.
 import {
   WIN_TUMBLING, WIN_SLIDING, WIN_SESSION, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
-  SLOT_START, SLOT_END, SLOT_KEY, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, NO_SLOT,
+  SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, NO_SLOT,
 } from './layout';
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge } from './sketch';
-import { slotAlloc, slotFree, slotAddr } from './slots';
+import { slotAlloc, slotFree, slotAddr, slotChanged } from './slots';
 import { emitResult, emitGone } from './output';
-import { sessionsNew, sessionsAdvance, processSessions as runSessions } from './sessions';
+import { sessionsNew, sessionsAdvance, sessionsRestore, processSessions as runSessions } from './sessions';
+import { serialValid, slotLoad } from './snapshot';
 
 // ─── Aggregation record ───────────────────────────────────────────────────────
 //   ┌──────┬──────┬───────┬──────────┬───────────┬────────────────────┬──────────┬───────────┐
@@ -227,9 +228,9 @@ export function advance(a: u32, w: f64): void {
   return gi >= 0 ? gi : groupInsert(p, start, end, w >= end);
 }
 
-/** The slot of `key` in group `gi`, created (and linked into the group) if new. */
+/** The slot of `key` in group `gi` of aggregation `a`, created (and linked into the group) if new. */
 // @ts-ignore: decorator
-@inline function slotFor(p: usize, gi: i32, key: u32): u32 {
+@inline function slotFor(a: u32, p: usize, gi: i32, key: u32): u32 {
   let ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
   const cap = ldu(ge + G_KEYCAP);
   if (key < cap) {
@@ -251,6 +252,7 @@ export function advance(a: u32, w: f64): void {
   stf(sp + SLOT_START, ldf(ge + G_START));
   stf(sp + SLOT_END, ldf(ge + G_END));
   stu(sp + SLOT_KEY, key);
+  stu(sp + SLOT_AGG, a);
   stu(<usize>ldu(ge + G_KEYS) + (<usize>key << 2), s);
   stu(sp + SLOT_NEXT, ldu(ge + G_HEAD));
   stu(ge + G_HEAD, s);
@@ -262,6 +264,7 @@ export function advance(a: u32, w: f64): void {
 // @ts-ignore: decorator
 @inline function addToSlot(a: u32, s: u32, x: f64, late: bool): void {
   const sp = slotAddr(s);
+  slotChanged(sp, s);
   accAdd(sp, x);
   sketchAdd(sp + SLOT_SKETCH, x);
   if (late) emitResult(a, s, true);
@@ -328,7 +331,7 @@ export function processWindows(a: u32, n: u32): u32 {
       let s = key < slotCap ? load<u32>(slots + (<usize>key << 2)) : NO_SLOT;
       if (s == NO_SLOT) {
         const gi = groupOf(p, cacheStart, end, w);
-        s = slotFor(p, gi, key);
+        s = slotFor(a, p, gi, key);
         const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
         slots = <usize>ldu(ge + G_KEYS);
         slotCap = ldu(ge + G_KEYCAP);
@@ -345,7 +348,7 @@ export function processWindows(a: u32, n: u32): u32 {
           late++;
           continue;
         }
-        addToSlot(a, slotFor(p, groupOf(p, st, end, w), key), x, w >= end);
+        addToSlot(a, slotFor(a, p, groupOf(p, st, end, w), key), x, w >= end);
       }
       nextFire = ldf(p + A_NEXT_FIRE);
       nextPurge = ldf(p + A_NEXT_PURGE);
@@ -371,4 +374,36 @@ export function processSessions(a: u32, n: u32): u32 {
   const evs = <usize>ldu(p + A_EVS);
   memory.fill(evs, EV_OK, <usize>n);
   return runSessions(a, <usize>ldu(p + A_SESSIONS), n, tsBase, wmBase, <usize>ldu(p + A_VAL), <usize>ldu(p + A_KEY), evs);
+}
+
+// ─── Restore (checkpoints) ────────────────────────────────────────────────────
+
+/**
+ * Rebuilds one window of aggregation `a` in a core that has seen no events, from a
+ * slot serialization (`len` bytes at `ptr`), as it stood when W was `w`: a window
+ * with end <= w has fired, one with end + lateness <= w would have been purged.
+ * Tumbling/sliding: into its group (fired iff w >= end); sessions: into the key's
+ * list (snapshot.ts, sessions.ts). The slot is not marked changed.
+ * Returns the slot, or NO_SLOT if the bytes are not a valid serialization, the
+ * window is not one of this aggregation's, or the key already has it (or, for
+ * sessions, one it would intersect or touch).
+ */
+export function restoreWindow(a: u32, key: u32, start: f64, end: f64, w: f64, ptr: usize, len: usize): u32 {
+  if (!serialValid(ptr, len) || !(end > start)) return NO_SLOT;
+  const p = aggAddr(a);
+  let slot: u32;
+  if (ldi(p + A_TYPE) == WIN_SESSION) {
+    slot = sessionsRestore(a, <usize>ldu(p + A_SESSIONS), key, start, end, w);
+    if (slot == NO_SLOT) return NO_SLOT;
+  } else {
+    const slide = ldf(p + A_SLIDE);
+    if (end - start != ldf(p + A_SIZE) || start - Math.floor(start / slide) * slide != 0) return NO_SLOT;
+    let gi = groupFind(p, start);
+    if (gi < 0) gi = groupInsert(p, start, end, w >= end);
+    const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+    if (key < ldu(ge + G_KEYCAP) && ldu(<usize>ldu(ge + G_KEYS) + (<usize>key << 2)) != NO_SLOT) return NO_SLOT;
+    slot = slotFor(a, p, gi, key);
+  }
+  slotLoad(slot, ptr);
+  return slot;
 }

@@ -9,8 +9,13 @@ export const Layout = {
   RES_BYTES: 104,
   RES: { AGG: 0, KEY: 4, FLAGS: 8, SID: 12, START: 16, END: 24, COUNT: 32, SUM: 40, MIN: 48, MAX: 56, AVG: 64, STDDEV: 72, P50: 80, P95: 88, P99: 96 },
   RES_LATE: 1,
-  GONE_BYTES: 24,
-  GONE: { AGG: 0, KEY: 4, START: 8, END: 16 },
+  GONE_BYTES: 32,
+  GONE: { AGG: 0, KEY: 4, START: 8, END: 16, SLOT: 24 },
+  /** Snapshot record: header, then LEN bytes of slot serialization, padded to 8. */
+  SNAP_HEADER: 32,
+  SNAP: { AGG: 0, KEY: 4, SLOT: 8, LEN: 12, START: 16, END: 24 },
+  SER_VERSION: 1,
+  NO_SLOT: 0xffffffff,
   EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
   WIN: { tumbling: 0, sliding: 1, session: 2 },
 } as const;
@@ -34,6 +39,13 @@ interface CoreExports {
   processWindows(a: number, n: number): number;
   processSessions(a: number, n: number): number;
   advance(a: number, w: number): void;
+  trackChanges(on: boolean, listLive: boolean): void;
+  changedSlots(): number;
+  serializeChanges(): number;
+  serializeAll(): number;
+  snapPtr(): number;
+  snapLen(): number;
+  restoreWindow(a: number, keyId: number, start: number, end: number, w: number, ptr: number, len: number): number;
   openWindows(a: number): number;
   slotBytes(): number;
   slotCapacity(): number;
@@ -77,6 +89,8 @@ export class WasmCore {
   private tsView!: Float64Array;
   private wmView!: Float64Array;
   private aggViews: AggViews[] = [];
+  private scratch = 0;
+  private scratchCap = 0;
 
   constructor(capacity: number, windows: ReadonlyArray<{ kind: number; sizeMs: number; slideMs: number; latenessMs: number }>) {
     const instance = new WebAssembly.Instance(wasmModule(), {
@@ -170,6 +184,40 @@ export class WasmCore {
 
   openWindows(a: number): number {
     return this.x.openWindows(a);
+  }
+
+  // ─── Checkpoints (assembly/snapshot.ts) ─────────────────────────────────────
+
+  /**
+   * Change tracking on or off. Turned on with `listLive`, every live window counts as
+   * changed; without, as already persisted (restored).
+   */
+  trackChanges(on: boolean, listLive: boolean): void {
+    this.x.trackChanges(on, listLive);
+  }
+
+  /** Entries on the dirty list: an upper bound of the windows changed since the last serializeChanges. */
+  changedSlots(): number {
+    return this.x.changedSlots();
+  }
+
+  /** Writes the windows changed since the last call (or, `all`, every live window) to the snap region. */
+  serialize(all: boolean): { count: number; base: number; length: number; bytes: Uint8Array; f64: Float64Array; u32: Uint32Array } {
+    const count = all ? this.x.serializeAll() : this.x.serializeChanges();
+    this.refresh();
+    return { count, base: this.x.snapPtr(), length: this.x.snapLen(), bytes: this.u8, f64: this.f64, u32: this.u32 };
+  }
+
+  /** Rebuilds one window from its slot serialization, as of watermark w; the slot, or Layout.NO_SLOT if rejected. */
+  restoreWindow(a: number, keyId: number, start: number, end: number, w: number, state: Uint8Array): number {
+    if (state.length > this.scratchCap) {
+      if (this.scratch) this.x.free(this.scratch);
+      this.scratchCap = Math.max(state.length, 2 * this.scratchCap, 4096);
+      this.scratch = this.x.alloc(this.scratchCap);
+    }
+    this.refresh();
+    this.u8.set(state, this.scratch);
+    return this.x.restoreWindow(a, keyId, start, end, w, this.scratch, state.length) >>> 0;
   }
 
   memoryBytes(): number {

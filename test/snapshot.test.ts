@@ -1,0 +1,243 @@
+// Checkpointable window state: change tracking (drainChanges), full snapshots and
+// restore. The property: an operator restored from the drained state of another,
+// at any batch boundary, goes on exactly as one that never stopped.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import type { RefAggregation } from './reference/reference';
+import { testConfig } from './helpers/run';
+import { rng } from './helpers/random';
+import type { Config } from '../src/config';
+import { WindowOperator, decodeStateValue, type Output, type StateChanges } from '../src/pipeline/operator';
+import { batchOfLines } from '../src/sources/lines';
+
+const windowArb = fc.oneof(
+  fc.record({ type: fc.constant('tumbling' as const), sizeMs: fc.integer({ min: 1, max: 60 }) }),
+  fc.integer({ min: 1, max: 30 }).chain((slideMs) =>
+    fc.record({ type: fc.constant('sliding' as const), sizeMs: fc.integer({ min: slideMs, max: 80 }), slideMs: fc.constant(slideMs) }),
+  ),
+  fc.record({ type: fc.constant('session' as const), gapMs: fc.integer({ min: 1, max: 30 }) }),
+);
+
+const aggsArb = fc
+  .array(fc.record({ window: windowArb, group: fc.constantFrom<string[]>([], ['k'], ['k', 'm.r']), value: fc.constantFrom('v', 'w') }), { minLength: 1, maxLength: 3 })
+  .map((list) => list.map((a, i): RefAggregation => ({ name: `agg${i}`, groupBy: a.group, value: a.value, window: a.window })));
+
+/** Mostly valid events with disorder, some late, invalid, malformed or blank. */
+const stepArb = fc.oneof(
+  {
+    weight: 20,
+    arbitrary: fc
+      .record({
+        dt: fc.integer({ min: -40, max: 12 }),
+        k: fc.constantFrom('a', 'b', 'c'),
+        r: fc.constantFrom('x', 'y:z', undefined),
+        v: fc.oneof(fc.integer({ min: -50, max: 1000 }), fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.constant(0)),
+        w: fc.option(fc.integer({ min: 0, max: 9 }), { nil: undefined }),
+      })
+      .map((e) => ({ kind: 'event' as const, ...e })),
+  },
+  { weight: 2, arbitrary: fc.record({ dt: fc.integer({ min: -400, max: -100 }), v: fc.integer({ min: 0, max: 9 }) }).map((e) => ({ kind: 'late' as const, ...e })) },
+  { weight: 1, arbitrary: fc.constantFrom('{"timestamp": "soon", "v": 1, "w": 1}', '{"v": 2, "w": 2}', '{"timestamp": 1, "v": "9", "w": 1}', 'not json', '', '[1]').map((text) => ({ kind: 'raw' as const, text })) },
+);
+
+type Step = { kind: 'event' | 'late' | 'raw'; dt?: number; k?: string; r?: string | undefined; v?: number; w?: number | undefined; text?: string };
+
+function render(steps: Step[]): string[] {
+  let clock = 1_000;
+  return steps.map((s) => {
+    if (s.kind === 'raw') return s.text!;
+    clock += 3;
+    const ev: Record<string, unknown> = { timestamp: clock + s.dt!, v: s.v, k: s.k ?? 'a' };
+    if (s.r !== undefined) ev['m'] = { r: s.r };
+    if (s.w !== undefined) ev['w'] = s.w;
+    return JSON.stringify(ev);
+  });
+}
+
+function operator(cfg: Config, batchSize: number, decoder: 'scan' | 'json'): WindowOperator {
+  return new WindowOperator({ ...cfg, processing: { ...cfg.processing, batchSize } }, { clock: () => 0, decoder });
+}
+
+/** An output in a comparable form: firings and purges within one step in any order, dead letters in order. */
+function norm(o: Output): unknown {
+  return {
+    results: o.results.map((r) => JSON.stringify(r)).sort(),
+    deadLetters: o.deadLetters,
+    gone: o.gone.map((g) => JSON.stringify(g)).sort(),
+    late: o.late,
+    records: o.records,
+  };
+}
+
+/** Applies one drain to a store, checking it is consistent with what the store holds. */
+function apply(store: Map<string, Buffer>, ch: StateChanges): void {
+  const putKeys = new Set(ch.puts.map(([k]) => k));
+  assert.equal(putKeys.size, ch.puts.length, 'no key put twice in one drain');
+  for (const k of ch.deletes) {
+    assert.ok(!putKeys.has(k), `${k} both put and deleted`);
+    assert.ok(store.has(k), `delete of ${k}, which was never persisted`);
+    store.delete(k);
+  }
+  for (const [k, v] of ch.puts) store.set(k, v);
+}
+
+function assertStoreIs(store: Map<string, Buffer>, op: WindowOperator, aggs: number, what: string): void {
+  const snap = new Map(op.snapshot());
+  assert.deepEqual([...store.keys()].sort(), [...snap.keys()].sort(), `${what}: the drained state keys are the live windows`);
+  for (const [k, v] of snap) assert.ok(store.get(k)!.equals(v), `${what}: value of ${k}`);
+  let open = 0;
+  for (let a = 0; a < aggs; a++) open += op.openWindows(a);
+  assert.equal(store.size, open, `${what}: one entry per open window`);
+}
+
+function assertEmpty(ch: StateChanges, what: string): void {
+  assert.deepEqual({ puts: ch.puts.map(([k]) => k), deletes: ch.deletes }, { puts: [], deletes: [] }, what);
+}
+
+for (const decoder of ['scan', 'json'] as const)
+  test(`restore from drained changes at any batch boundary == an uninterrupted run (${decoder} decoder)`, () => {
+    fc.assert(
+      fc.property(
+        aggsArb,
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 60 }),
+        fc.array(stepArb, { minLength: 1, maxLength: 150 }),
+        fc.integer({ min: 1, max: 24 }),
+        fc.integer({ min: 0, max: 1000 }),
+        fc.integer({ min: 0, max: 1000 }),
+        fc.constantFrom('before' as const, 'after' as const, 'never' as const),
+        fc.integer(),
+        (aggs, ooo, lateness, steps, batchSize, splitPick, trackPick, trackB, seed) => {
+          const r = rng(seed);
+          const lines = render(steps);
+          const cfg = testConfig({ eventTime: { field: 'timestamp', maxOutOfOrdernessMs: ooo, allowedLatenessMs: lateness }, aggregations: aggs });
+          const batches: Array<ReturnType<typeof batchOfLines>> = [];
+          for (let i = 0; i < lines.length; i += batchSize) batches.push(batchOfLines(lines.slice(i, i + batchSize), 0, i));
+          const split = splitPick % (batches.length + 1);
+          const trackAt = trackPick % (split + 1); // A turns tracking on before batch trackAt (== split: after the last)
+
+          // The uninterrupted run.
+          const u = operator(cfg, batchSize, decoder);
+          const want = batches.map((b) => norm(u.process(b)));
+          const wantEnd = norm(u.finish());
+
+          // A: part 1, draining at random points.
+          const a = operator(cfg, batchSize, decoder);
+          const store = new Map<string, Buffer>();
+          for (let i = 0; i < split; i++) {
+            if (i === trackAt) a.trackChanges();
+            assert.deepEqual(norm(a.process(batches[i]!)), want[i], `A, batch ${i}: tracking changes nothing`);
+            if (i >= trackAt && r() < 0.4) apply(store, a.drainChanges());
+          }
+          a.trackChanges();
+          apply(store, a.drainChanges());
+          assertEmpty(a.drainChanges(), 'a drain after no changes is empty');
+          assertStoreIs(store, a, aggs.length, 'A');
+
+          // B: restored from the store, part 2.
+          const w = a.watermarks.current;
+          const b = operator(cfg, batchSize, decoder);
+          if (trackB === 'before') b.trackChanges();
+          b.restore(store, w);
+          b.watermarks.register(0, 0, a.watermarks.maxOf(0));
+          b.watermarks.current = w;
+          const storeB = new Map(store);
+          if (trackB === 'after') b.trackChanges();
+          if (trackB !== 'never') {
+            assertEmpty(b.drainChanges(), 'restored windows are not changes');
+            assertStoreIs(storeB, b, aggs.length, 'B restored');
+          }
+          for (let i = split; i < batches.length; i++) {
+            assert.deepEqual(norm(b.process(batches[i]!)), want[i], `B, batch ${i} (restored before batch ${split})`);
+            if (trackB !== 'never' && r() < 0.4) apply(storeB, b.drainChanges());
+          }
+          if (trackB !== 'never') {
+            apply(storeB, b.drainChanges());
+            assertStoreIs(storeB, b, aggs.length, 'B before finish');
+          }
+          assert.deepEqual(norm(b.finish()), wantEnd, 'B, end of input');
+          if (trackB !== 'never') {
+            apply(storeB, b.drainChanges());
+            assert.equal(storeB.size, 0, 'every window purged at the end: every key deleted');
+          }
+        },
+      ),
+      { numRuns: Number(process.env['WEIR_PROPERTY_RUNS'] ?? 200), seed: process.env['WEIR_PROPERTY_SEED'] ? Number(process.env['WEIR_PROPERTY_SEED']) : undefined },
+    );
+  });
+
+// ─── By hand ──────────────────────────────────────────────────────────────────
+
+const ev = (ts: number, v: number, k = 'a') => JSON.stringify({ timestamp: ts, v, k });
+
+function single(window: Record<string, unknown>, name = 'agg', lateness = 0): WindowOperator {
+  const cfg = testConfig({ eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: lateness }, aggregations: [{ name, groupBy: ['k'], value: 'v', window }] });
+  return new WindowOperator(cfg, { clock: () => 0 });
+}
+
+const keysOf = (ch: StateChanges) => ({ puts: ch.puts.map(([k]) => k).sort(), deletes: [...ch.deletes].sort() });
+
+test('a session that grows or merges is put under its new key and its old keys are deleted', () => {
+  const op = single({ type: 'session', gapMs: 10 }, 's', 100);
+  op.trackChanges();
+  op.process(batchOfLines([ev(0, 1), ev(25, 2)]));
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: ['s:k=a:0_10', 's:k=a:25_35'], deletes: [] });
+  op.process(batchOfLines([ev(5, 3)]));
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: ['s:k=a:0_15'], deletes: ['s:k=a:0_10'] });
+  // [15,25) touches [0,15) and [25,35): one session [0,35).
+  op.process(batchOfLines([ev(15, 4)]));
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: ['s:k=a:0_35'], deletes: ['s:k=a:0_15', 's:k=a:25_35'] });
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: [], deletes: [] });
+});
+
+test('a persisted window changed then purged is only deleted; one created and purged between drains is nowhere', () => {
+  const op = single({ type: 'tumbling', sizeMs: 10 });
+  op.trackChanges();
+  op.process(batchOfLines([ev(0, 1)]));
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: ['agg:k=a:0_10'], deletes: [] });
+  op.process(batchOfLines([ev(5, 2), ev(20, 3), ev(40, 4), ev(50, 5)]));
+  // [0,10) changed, then purged; [20,30) and [40,50) born and purged; [50,60) open.
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: ['agg:k=a:50_60'], deletes: ['agg:k=a:0_10'] });
+});
+
+test('tracking turned on late: the first drain has every open window', () => {
+  const op = single({ type: 'sliding', sizeMs: 10, slideMs: 5 });
+  op.process(batchOfLines([ev(7, 1)]));
+  op.trackChanges();
+  assert.deepEqual(keysOf(op.drainChanges()), { puts: ['agg:k=a:0_10', 'agg:k=a:5_15'], deletes: [] });
+});
+
+test('restore: values carry the group values; a restored window fires once W passes its end, merged with new events', () => {
+  const cfg = testConfig({ eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 }, aggregations: [{ name: 'x', groupBy: ['k', 'm.k'], value: 'v', window: { type: 'tumbling', sizeMs: 10 } }] });
+  const a = new WindowOperator(cfg, { clock: () => 0 });
+  a.trackChanges();
+  const line = (ts: number, v: number) => JSON.stringify({ timestamp: ts, v, k: 'p:q', m: { k: 'r' } });
+  a.process(batchOfLines([line(1, 10), line(2, 20)]));
+  const { puts } = a.drainChanges();
+  assert.deepEqual(puts.map(([k]) => k), ['x:k=p:q:k=r:0_10']);
+  const b = new WindowOperator(cfg, { clock: () => 0 });
+  b.restore(puts, a.watermarks.current);
+  b.watermarks.register(0, 0, a.watermarks.maxOf(0));
+  b.watermarks.current = a.watermarks.current;
+  const out = b.process(batchOfLines([line(3, 30), line(12, 1)]));
+  assert.equal(out.results.length, 1);
+  const r = out.results[0]!;
+  assert.deepEqual([r.key, r.group, r.window, r.results.count, r.results.sum], ['k=p:q:k=r', { k: 'r' }, { start: 0, end: 10 }, 3, 60]);
+});
+
+test('restore: an unknown aggregation, a foreign value, a mismatched key or a fed operator is a clear error', () => {
+  const a = single({ type: 'tumbling', sizeMs: 10 }, 'old');
+  a.trackChanges();
+  a.process(batchOfLines([ev(1, 1)]));
+  const [[key, value]] = a.drainChanges().puts as [[string, Buffer]];
+  assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'new').restore([[key, value]], -Infinity), (e: Error) => e.message.includes(key) && e.message.includes('no aggregation named "old"'));
+  assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'old').restore([[key, Buffer.from('{}')]], -Infinity), (e: Error) => e.message.includes(key) && /not a window state/.test(e.message));
+  assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'old').restore([['old:k=b:0_10', value]], -Infinity), /describes the window "old:k=a:0_10"/);
+  assert.throws(() => single({ type: 'tumbling', sizeMs: 20 }, 'old').restore([[key, value]], -Infinity), /core rejected it/);
+  const corrupt = Buffer.from(value);
+  corrupt.writeUInt32LE(99, value.length - decodeStateValue(key, value).core.length); // the core's SER_VERSION
+  assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'old').restore([[key, corrupt]], -Infinity), /core rejected it/);
+  assert.throws(() => a.restore([[key, value]], -Infinity), /fresh operator/);
+  assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }).drainChanges(), /trackChanges/);
+});
