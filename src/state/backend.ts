@@ -1,0 +1,113 @@
+// The durable state backends: the API every backend implements, and what they share.
+//
+// Window state lives in WASM memory. At each checkpoint the processor stages in a
+// partition's store the keys that changed (put) or disappeared (delete) since the
+// last checkpoint, and `checkpoint(id)` writes them durably and atomically as
+// version `id`. The checkpoint's metadata file (written by the caller after
+// `checkpoint(id)` resolves) is the commit point, so a store is multi-version:
+//
+//   - every write is a new version `(key, id)`; older versions stay until prune();
+//   - restore(id) answers, for each key, its newest version <= id (a tombstone means
+//     absent) and deletes every version newer than `id`: a checkpoint that was written
+//     but never committed (crash before the metadata) disappears, and a corrupt newest
+//     checkpoint N leaves restore(N-1) working;
+//   - a journal entry `(id, key) -> (previous version of key, put | tombstone)` is
+//     written in the same atomic write as each version, so prune(R) walks only the
+//     journal entries <= R (the changes of the checkpoints being dropped), deleting the
+//     previous version each one names, and the tombstone itself when it is one:
+//     no checkpoint >= R can need either. Never a full scan.
+//
+// Summary: `entries` and `bytes` (UTF-8 key + value bytes) of the live entries, and an
+// order-independent digest: the sum mod 2^64 of the first 8 bytes (big-endian) of
+// sha256(utf8(key) ‖ 0x00 ‖ value), as 16 lowercase hex digits. It is maintained
+// incrementally (per live key its current version and hash are kept in memory,
+// filled by restore() and by each checkpoint), so checkpoint() costs O(changes).
+// restore() computes it from the records it actually read, so comparing it with the
+// digest recorded at checkpoint time detects corruption.
+//
+// The backends (memory.ts, rocksdb.ts, redis.ts) only store and find records; the
+// versioning logic above is in versioned.ts, shared by all three.
+import { createHash } from 'node:crypto';
+import { WeirError, type ErrorDomain } from '../errors/errors';
+
+export type StateBackendKind = 'memory' | 'rocksdb' | 'redis';
+
+export type StateBackendConfig =
+  | { backend: 'memory' }
+  | { backend: 'rocksdb'; dir: string }
+  | { backend: 'redis'; url: string; prefix?: string };
+
+export interface StateBackend {
+  readonly kind: StateBackendKind;
+  /**
+   * The state store of one partition (RocksDB: its own database in `${dir}/partition-N/`;
+   * Redis: keys under `${prefix}:${instance}:partition-N:`). A partition can be open once
+   * at a time per backend. A store must be restore()d or clear()ed before get() and checkpoint().
+   */
+  open(partition: number): Promise<PartitionStore>;
+  /** Closes every open store (and the backend's connection). */
+  close(): Promise<void>;
+}
+
+export interface PartitionStore {
+  readonly partition: number;
+  /** Value of `key` as of the last completed checkpoint() (staged writes not included), or undefined. */
+  get(key: string): Promise<Buffer | undefined>;
+  /** Stage a write / delete for the next checkpoint; a later stage of the same key wins. Synchronous, no I/O. */
+  put(key: string, value: Buffer): void;
+  delete(key: string): void;
+  /**
+   * Durably (fsync / Redis MULTI-EXEC) and atomically writes the changes staged before
+   * this call as version `id` (> the last checkpoint or restore), clears them from the
+   * stage. Resolves with the state's summary as of `id`. Cost proportional to the number
+   * of staged changes. If it fails, the changes are staged again (unless restaged since).
+   */
+  checkpoint(id: number): Promise<StateSummary>;
+  /**
+   * The state as of checkpoint `id` (for each key its newest version <= id; deleted keys
+   * absent). Also deletes every version newer than `id` (and its journal), so a later
+   * checkpoint never mixes them in, and drops the stage. Afterwards get() answers as of `id`.
+   */
+  restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }>;
+  /** Removes everything of this partition (a fresh start), and drops the stage. */
+  clear(): Promise<void>;
+  /** Drops the versions no checkpoint >= oldestRetained can need (walks the journal, not the state). */
+  prune(oldestRetained: number): Promise<void>;
+  /** Releases the store (RocksDB closes its database) without deleting anything. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface StateSummary {
+  entries: number;
+  bytes: number;
+  digest: string;
+}
+
+/** A state backend or store failed: `external` for I/O (disk, Redis), `internal` for misuse or corrupt records. */
+export class StateError extends WeirError {
+  constructor(message: string, opts: { domain: ErrorDomain; retriable?: boolean; cause?: unknown }) {
+    super(message, opts);
+  }
+}
+
+const ZERO = Buffer.alloc(1);
+
+/** The digest term of one entry: first 8 bytes (big-endian) of sha256(utf8(key) ‖ 0x00 ‖ value). */
+export function entryHash(key: string, value: Buffer): bigint {
+  return createHash('sha256').update(key, 'utf8').update(ZERO).update(value).digest().readBigUInt64BE(0);
+}
+
+export function digestHex(sum: bigint): string {
+  return BigInt.asUintN(64, sum).toString(16).padStart(16, '0');
+}
+
+/** The summary of a whole map of entries, computed from scratch. */
+export function summarize(entries: ReadonlyMap<string, Buffer>): StateSummary {
+  let sum = 0n;
+  let bytes = 0;
+  for (const [k, v] of entries) {
+    sum = BigInt.asUintN(64, sum + entryHash(k, v));
+    bytes += Buffer.byteLength(k, 'utf8') + v.length;
+  }
+  return { entries: entries.size, bytes, digest: digestHex(sum) };
+}

@@ -1,0 +1,48 @@
+// The durable state backends (design: backend.ts; the shared multi-version logic:
+// versioned.ts; storage: memory.ts, rocksdb.ts, redis.ts).
+import { ConfigError } from '../errors/errors';
+import type { StateBackend, StateBackendConfig, StateBackendKind } from './backend';
+import { MemoryStateBackend } from './memory';
+import { RedisStateBackend } from './redis';
+import { RocksDbStateBackend } from './rocksdb';
+
+export { StateError, entryHash, digestHex, summarize } from './backend';
+export type { PartitionStore, StateBackend, StateBackendConfig, StateBackendKind, StateSummary } from './backend';
+export { MAX_STATE_ID, VersionedStore, type RecordCounts } from './versioned';
+export { MemoryStateBackend } from './memory';
+export { RocksDbStateBackend } from './rocksdb';
+export { RedisStateBackend } from './redis';
+
+/** The default key prefix of the Redis backend. */
+export const DEFAULT_REDIS_PREFIX = 'weir';
+
+/** The loose form the config file's `state` section has (src/config.ts): `backend` must be set, and its `dir` / `url`. */
+export interface StateBackendOptions {
+  backend?: StateBackendKind;
+  dir?: string;
+  url?: string;
+  prefix?: string;
+}
+
+/**
+ * Opens the configured backend. `instance` namespaces the Redis keys
+ * (`${prefix}:${instance}:partition-N:`); RocksDB uses `${dir}/partition-N/` as is.
+ * Redis connects here (and fails naming the URL); RocksDB opens a partition's database in open().
+ */
+export async function openStateBackend(cfg: StateBackendConfig | StateBackendOptions, instance: string): Promise<StateBackend> {
+  if (instance === '') throw new ConfigError('the state backend needs a non-empty instance name');
+  const need = (v: string | undefined, name: string): string => {
+    if (v === undefined || v === '') throw new ConfigError(`state.${name}: required for the ${cfg.backend} state backend`);
+    return v;
+  };
+  switch (cfg.backend) {
+    case 'memory':
+      return new MemoryStateBackend(instance);
+    case 'rocksdb':
+      return new RocksDbStateBackend(need(cfg.dir, 'dir'));
+    case 'redis':
+      return RedisStateBackend.connect(need(cfg.url, 'url'), cfg.prefix ?? DEFAULT_REDIS_PREFIX, instance);
+    default:
+      throw new ConfigError(`state.backend: ${String(cfg.backend)} is not a state backend (memory, rocksdb, redis)`);
+  }
+}

@@ -1,0 +1,216 @@
+// The RocksDB state backend: one database per partition in `${dir}/partition-N/`,
+// holding the records of versioned.ts (design: backend.ts):
+//
+//   version  'v' | u32 len | key (UTF-8) | u32 (0xffffffff - id)  ->  u8 kind (1 put, 0 tombstone) | value
+//   journal  'j' | u32 id | key                                   ->  u32 previous version (0xffffffff none) | u8 kind
+//
+// All integers big-endian, so a key's versions sort together, newest first, and the
+// journal sorts by checkpoint id: prune(R) is one range read of 'j' | ..R, and restore(id)
+// one pass over the 'v' range plus a range read of the journal after `id`.
+//
+// A checkpoint is one WriteBatch of its versions and journal entries, written with
+// {sync: true} (fsync of the WAL): atomic and durable. restore()'s deletions and clear()
+// are synced too. prune()'s batches are not: they are atomic, the WAL recovers a prefix
+// of them, and a prune lost in a crash is redone by the next prune (its journal entries
+// are still there); the next synced checkpoint makes them durable anyway.
+//
+// The `rocksdb` package (leveldown API, callbacks) has no types: the little used is declared here.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { PartitionStore, StateBackend } from './backend';
+import { StateError } from './backend';
+import {
+  checkPartition,
+  closeAll,
+  VersionedStore,
+  type Engine,
+  type JournalEntry,
+  type RecordCounts,
+  type VersionRecord,
+  type VersionRef,
+  type VersionWrite,
+} from './versioned';
+
+type Callback<T = void> = (err: Error | null | undefined, value?: T) => void;
+type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+interface RangeOptions {
+  gt?: Buffer;
+  gte?: Buffer;
+  lt?: Buffer;
+  lte?: Buffer;
+  limit?: number;
+  keys?: boolean;
+  values?: boolean;
+}
+interface LevelIterator extends AsyncIterable<[Buffer, Buffer]> {}
+interface LevelDown {
+  open(options: { createIfMissing?: boolean; errorIfExists?: boolean }, cb: Callback): void;
+  close(cb: Callback): void;
+  batch(ops: BatchOp[], options: { sync: boolean }, cb: Callback): void;
+  getMany(keys: Buffer[], options: { asBuffer: boolean }, cb: Callback<Array<Buffer | undefined>>): void;
+  clear(options: RangeOptions, cb: Callback): void;
+  iterator(options: RangeOptions & { keyAsBuffer?: boolean; valueAsBuffer?: boolean }): LevelIterator;
+}
+const rocksdb = require('rocksdb') as (location: string) => LevelDown;
+
+function call<T = void>(f: (cb: Callback<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => f((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+
+const V = 0x76; // 'v'
+const J = 0x6a; // 'j'
+const NONE = 0xffffffff;
+const PUT = 1;
+const TOMBSTONE = 0;
+const V_START = Buffer.from([V]);
+const V_END = Buffer.from([V + 1]);
+const J_END = Buffer.from([J + 1]);
+/** A key no record has: a synced delete of it makes the unsynced writes before it durable. */
+const SYNC_KEY = Buffer.from([0]);
+
+function versionKey(key: string, id: number): Buffer {
+  const len = Buffer.byteLength(key, 'utf8');
+  const b = Buffer.allocUnsafe(9 + len);
+  b[0] = V;
+  b.writeUInt32BE(len, 1);
+  b.write(key, 5, 'utf8');
+  b.writeUInt32BE(NONE - id, 5 + len);
+  return b;
+}
+
+function journalId(id: number): Buffer {
+  const b = Buffer.allocUnsafe(5);
+  b[0] = J;
+  b.writeUInt32BE(id, 1);
+  return b;
+}
+
+function journalKey(id: number, key: string): Buffer {
+  return Buffer.concat([journalId(id), Buffer.from(key, 'utf8')]);
+}
+
+class RocksEngine implements Engine {
+  readonly where: string;
+
+  constructor(
+    private readonly db: LevelDown,
+    dir: string,
+  ) {
+    this.where = `RocksDB state in ${dir}`;
+  }
+
+  write(id: number, writes: readonly VersionWrite[]): Promise<void> {
+    const ops: BatchOp[] = [];
+    for (const w of writes) {
+      const value = w.value === null ? Buffer.from([TOMBSTONE]) : Buffer.concat([Buffer.from([PUT]), w.value]);
+      ops.push({ type: 'put', key: versionKey(w.key, id), value });
+      const j = Buffer.allocUnsafe(5);
+      j.writeUInt32BE(w.prev === 0 ? NONE : w.prev, 0);
+      j[4] = w.value === null ? TOMBSTONE : PUT;
+      ops.push({ type: 'put', key: journalKey(id, w.key), value: j });
+    }
+    return call((cb) => this.db.batch(ops, { sync: true }, cb));
+  }
+
+  async read(key: string, id: number): Promise<Buffer | null | undefined> {
+    const [v] = await call<Array<Buffer | undefined>>((cb) => this.db.getMany([versionKey(key, id)], { asBuffer: true }, cb));
+    return v === undefined ? undefined : this.decodeValue(v, key, id);
+  }
+
+  async *scan(): AsyncIterable<VersionRecord> {
+    for await (const [k, v] of this.db.iterator({ gte: V_START, lt: V_END })) {
+      const len = k.length >= 9 ? k.readUInt32BE(1) : -1;
+      if (len < 0 || k.length !== 9 + len) throw this.corrupt(`a version key of ${k.length} bytes`);
+      const key = k.toString('utf8', 5, 5 + len);
+      const id = NONE - k.readUInt32BE(5 + len);
+      yield { key, id, value: this.decodeValue(v, key, id) };
+    }
+  }
+
+  async dropNewer(id: number, versions: readonly VersionRef[]): Promise<void> {
+    const ops: BatchOp[] = versions.map((v) => ({ type: 'del', key: versionKey(v.key, v.id) }));
+    for await (const [k] of this.db.iterator({ gte: journalId(id + 1), lt: J_END, values: false })) ops.push({ type: 'del', key: k });
+    if (ops.length > 0) await call((cb) => this.db.batch(ops, { sync: true }, cb));
+  }
+
+  async journal(upTo: number, limit: number): Promise<JournalEntry[]> {
+    const out: JournalEntry[] = [];
+    for await (const [k, v] of this.db.iterator({ gte: journalId(0), lt: journalId(upTo + 1), limit })) {
+      if (k.length < 5 || v.length !== 5 || (v[4] !== PUT && v[4] !== TOMBSTONE)) throw this.corrupt('a journal entry');
+      const prev = v.readUInt32BE(0);
+      out.push({ id: k.readUInt32BE(1), key: k.toString('utf8', 5), prev: prev === NONE ? 0 : prev, tombstone: v[4] === TOMBSTONE, raw: k });
+    }
+    return out;
+  }
+
+  dropJournal(entries: readonly JournalEntry[], versions: readonly VersionRef[]): Promise<void> {
+    const ops: BatchOp[] = versions.map((v) => ({ type: 'del', key: versionKey(v.key, v.id) }));
+    for (const e of entries) ops.push({ type: 'del', key: e.raw as Buffer });
+    return call((cb) => this.db.batch(ops, { sync: false }, cb));
+  }
+
+  async clear(): Promise<void> {
+    await call((cb) => this.db.clear({}, cb));
+    await call((cb) => this.db.batch([{ type: 'del', key: SYNC_KEY }], { sync: true }, cb));
+  }
+
+  async count(): Promise<RecordCounts> {
+    const c: RecordCounts = { versions: 0, journal: 0 };
+    for await (const [k] of this.db.iterator({ values: false })) {
+      if (k[0] === V) c.versions++;
+      else if (k[0] === J) c.journal++;
+    }
+    return c;
+  }
+
+  close(): Promise<void> {
+    return call((cb) => this.db.close(cb));
+  }
+
+  private decodeValue(v: Buffer, key: string, id: number): Buffer | null {
+    if (v.length >= 1 && v[0] === PUT) return v.subarray(1);
+    if (v.length === 1 && v[0] === TOMBSTONE) return null;
+    throw this.corrupt(`version ${id} of key ${JSON.stringify(key)}`);
+  }
+
+  private corrupt(what: string): StateError {
+    return new StateError(`${this.where}: ${what} is corrupt`, { domain: 'internal' });
+  }
+}
+
+export class RocksDbStateBackend implements StateBackend {
+  readonly kind = 'rocksdb' as const;
+  private readonly stores = new Map<number, VersionedStore>();
+  private closed = false;
+  private readonly opening = new Set<number>();
+
+  constructor(readonly dir: string) {}
+
+  async open(partition: number): Promise<PartitionStore> {
+    checkPartition(partition);
+    if (this.closed) throw new StateError(`open(${partition}) after the state backend was closed`, { domain: 'internal' });
+    const dir = join(this.dir, `partition-${partition}`);
+    if (this.stores.has(partition) || this.opening.has(partition)) throw new StateError(`the RocksDB state in ${dir} is already open`, { domain: 'internal' });
+    let db: LevelDown;
+    this.opening.add(partition);
+    try {
+      await mkdir(dir, { recursive: true });
+      db = rocksdb(dir);
+      await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
+    } catch (e) {
+      throw new StateError(`cannot open the RocksDB state database in ${dir}: ${(e as Error).message}`, { domain: 'external', cause: e });
+    } finally {
+      this.opening.delete(partition);
+    }
+    const store: VersionedStore = new VersionedStore(partition, new RocksEngine(db, dir), () => {
+      if (this.stores.get(partition) === store) this.stores.delete(partition);
+    });
+    this.stores.set(partition, store);
+    return store;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await closeAll(this.stores.values());
+  }
+}

@@ -1,0 +1,309 @@
+// The multi-version partition store shared by every backend (design: backend.ts).
+//
+// A backend supplies an Engine: a place that stores version records `(key, id) ->
+// value | tombstone` and journal entries `(id, key) -> (previous version, put |
+// tombstone)`, writes a checkpoint's records atomically and durably, and finds them
+// again. Everything else is here, identical for all backends:
+//
+//   - the stage: key -> value | null (delete), synchronous, a later stage wins;
+//   - the index: per live key its current version id, digest term and size, so a
+//     checkpoint names each key's previous version in the journal and updates
+//     entries / bytes / digest in O(changes), and get() reads one record;
+//   - checkpoint(id): one engine write of the staged versions + journal entries; a
+//     delete of a key that is not live writes nothing;
+//   - restore(id): one scan of all versions: per key the newest <= id wins (absent if a
+//     tombstone); versions > id and journal entries > id are deleted; the index, the
+//     summary and the returned entries are rebuilt from what was read;
+//   - prune(R): in chunks, the journal entries <= R (oldest first): delete the previous
+//     version each names (superseded at <= R, so no checkpoint >= R needs it), the
+//     version itself if it is a tombstone, and the entry;
+//   - every operation runs in call order through one queue, so a restore, checkpoint or
+//     prune never interleaves with another on the same store.
+//
+// Version ids are integers in [1, MAX_STATE_ID]; 0 means "no previous version".
+// A store opened on existing data does not know which versions are committed: it must
+// be restore()d (or clear()ed) before get() and checkpoint().
+import { classify } from '../errors/classify';
+import { WeirError } from '../errors/errors';
+import { digestHex, entryHash, StateError, type PartitionStore, type StateSummary } from './backend';
+
+/** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
+export const MAX_STATE_ID = 0xfffffffe;
+
+/** One version to write; `value` null is a tombstone; `prev` is the key's previous version (0: none). */
+export interface VersionWrite {
+  key: string;
+  value: Buffer | null;
+  prev: number;
+}
+
+/** A stored version; `value` null is a tombstone. */
+export interface VersionRecord {
+  key: string;
+  id: number;
+  value: Buffer | null;
+}
+
+export interface VersionRef {
+  key: string;
+  id: number;
+}
+
+export interface JournalEntry {
+  id: number;
+  key: string;
+  /** The key's version before `id`, 0 if none. */
+  prev: number;
+  tombstone: boolean;
+  /** The engine's own handle of the entry (its RocksDB key, its Redis member). */
+  raw: Buffer | string;
+}
+
+export interface RecordCounts {
+  versions: number;
+  journal: number;
+}
+
+/** Storage of one partition's records (see the top of this file). Errors are raw; the store wraps them. */
+export interface Engine {
+  /** Names the storage in errors, e.g. `RocksDB state in /data/state/partition-3`. */
+  readonly where: string;
+  /** Atomically and durably writes the versions `(w.key, id)` and their journal entries. */
+  write(id: number, writes: readonly VersionWrite[]): Promise<void>;
+  /** The version `(key, id)`: its value, null for a tombstone, undefined if it is not stored. */
+  read(key: string, id: number): Promise<Buffer | null | undefined>;
+  /** Every stored version, in any order (duplicates allowed). */
+  scan(): AsyncIterable<VersionRecord>;
+  /** Deletes the given versions and every journal entry with id > `id`. */
+  dropNewer(id: number, versions: readonly VersionRef[]): Promise<void>;
+  /** Up to `limit` journal entries with id <= `upTo`, oldest first. */
+  journal(upTo: number, limit: number): Promise<JournalEntry[]>;
+  /** Deletes the given journal entries and versions. */
+  dropJournal(entries: readonly JournalEntry[], versions: readonly VersionRef[]): Promise<void>;
+  /** Deletes every record. */
+  clear(): Promise<void>;
+  /** How many records are stored (tests, diagnostics). */
+  count(): Promise<RecordCounts>;
+  close(): Promise<void>;
+}
+
+interface IndexEntry {
+  ver: number;
+  hash: bigint;
+  size: number;
+}
+
+const PRUNE_CHUNK = 5000;
+
+function checkId(id: number, what: string, min: number): void {
+  if (!Number.isSafeInteger(id) || id < min || id > MAX_STATE_ID)
+    throw new StateError(`${what}: ${id} is not a valid checkpoint id (an integer from ${min} to ${MAX_STATE_ID})`, { domain: 'internal' });
+}
+
+export class VersionedStore implements PartitionStore {
+  private stage = new Map<string, Buffer | null>();
+  private readonly index = new Map<string, IndexEntry>();
+  private sum = 0n;
+  private bytes = 0;
+  /** The checkpoint the index stands for; undefined until restore() or clear(). */
+  private lastId: number | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly partition: number,
+    private readonly engine: Engine,
+    private readonly onClose: () => void = () => {},
+  ) {}
+
+  get(key: string): Promise<Buffer | undefined> {
+    return this.run('get', async () => {
+      this.loaded('get');
+      const e = this.index.get(key);
+      if (e === undefined) return undefined;
+      const v = await this.engine.read(key, e.ver);
+      if (v === undefined || v === null)
+        throw new StateError(`${this.engine.where}: version ${e.ver} of key ${JSON.stringify(key)} is missing`, { domain: 'internal' });
+      return v;
+    });
+  }
+
+  put(key: string, value: Buffer): void {
+    this.open('put');
+    if (typeof key !== 'string' || !Buffer.isBuffer(value))
+      throw new StateError(`${this.engine.where}: put() needs a string key and a Buffer value`, { domain: 'internal' });
+    this.stage.set(key, value);
+  }
+
+  delete(key: string): void {
+    this.open('delete');
+    this.stage.set(key, null);
+  }
+
+  checkpoint(id: number): Promise<StateSummary> {
+    const staged = this.stage;
+    this.stage = new Map();
+    return this.run('checkpoint', async () => {
+      try {
+        this.loaded('checkpoint');
+        checkId(id, `${this.engine.where}: checkpoint`, 1);
+        if (id <= this.lastId!)
+          throw new StateError(`${this.engine.where}: checkpoint ${id} is not newer than the last checkpoint or restore (${this.lastId})`, { domain: 'internal' });
+        const writes: VersionWrite[] = [];
+        const next: Array<[string, IndexEntry | undefined]> = [];
+        for (const [key, value] of staged) {
+          const cur = this.index.get(key);
+          if (value === null) {
+            if (cur === undefined) continue; // not live: nothing to delete
+            writes.push({ key, value: null, prev: cur.ver });
+            next.push([key, undefined]);
+          } else {
+            writes.push({ key, value, prev: cur?.ver ?? 0 });
+            next.push([key, { ver: id, hash: entryHash(key, value), size: Buffer.byteLength(key, 'utf8') + value.length }]);
+          }
+        }
+        if (writes.length > 0) await this.engine.write(id, writes);
+        for (const [key, e] of next) {
+          const cur = this.index.get(key);
+          if (cur !== undefined) {
+            this.sum -= cur.hash;
+            this.bytes -= cur.size;
+          }
+          if (e === undefined) this.index.delete(key);
+          else {
+            this.index.set(key, e);
+            this.sum += e.hash;
+            this.bytes += e.size;
+          }
+        }
+        this.sum = BigInt.asUintN(64, this.sum);
+        this.lastId = id;
+        return this.summary();
+      } catch (e) {
+        // Not written (or not known to be): stage the changes again, unless staged anew since.
+        for (const [k, v] of staged) if (!this.stage.has(k)) this.stage.set(k, v);
+        throw e;
+      }
+    });
+  }
+
+  restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
+    this.stage = new Map();
+    return this.run('restore', async () => {
+      checkId(id, `${this.engine.where}: restore`, 0);
+      const best = new Map<string, VersionRecord>();
+      const newer: VersionRef[] = [];
+      for await (const r of this.engine.scan()) {
+        if (r.id > id) newer.push({ key: r.key, id: r.id });
+        else {
+          const b = best.get(r.key);
+          if (b === undefined || r.id > b.id) best.set(r.key, r);
+        }
+      }
+      await this.engine.dropNewer(id, newer);
+      this.reset();
+      const entries = new Map<string, Buffer>();
+      for (const [key, r] of best) {
+        if (r.value === null) continue;
+        const e: IndexEntry = { ver: r.id, hash: entryHash(key, r.value), size: Buffer.byteLength(key, 'utf8') + r.value.length };
+        this.index.set(key, e);
+        this.sum += e.hash;
+        this.bytes += e.size;
+        entries.set(key, r.value);
+      }
+      this.sum = BigInt.asUintN(64, this.sum);
+      this.lastId = id;
+      return { entries, summary: this.summary() };
+    });
+  }
+
+  clear(): Promise<void> {
+    this.stage = new Map();
+    return this.run('clear', async () => {
+      await this.engine.clear();
+      this.reset();
+      this.lastId = 0;
+    });
+  }
+
+  prune(oldestRetained: number): Promise<void> {
+    return this.run('prune', async () => {
+      checkId(oldestRetained, `${this.engine.where}: prune`, 0);
+      for (;;) {
+        const js = await this.engine.journal(oldestRetained, PRUNE_CHUNK);
+        if (js.length === 0) return;
+        const versions: VersionRef[] = [];
+        for (const j of js) {
+          if (j.prev !== 0) versions.push({ key: j.key, id: j.prev });
+          if (j.tombstone) versions.push({ key: j.key, id: j.id });
+        }
+        await this.engine.dropJournal(js, versions);
+        if (js.length < PRUNE_CHUNK) return;
+      }
+    });
+  }
+
+  /** Stored record counts (tests, diagnostics): stays O(live keys × retained versions) when pruned. */
+  records(): Promise<RecordCounts> {
+    return this.run('count', () => this.engine.count());
+  }
+
+  close(): Promise<void> {
+    if (this.closing === undefined) {
+      this.closing = this.tail.then(async () => {
+        try {
+          await this.engine.close();
+        } catch (e) {
+          throw this.wrap('close', e);
+        } finally {
+          this.onClose();
+        }
+      });
+    }
+    return this.closing;
+  }
+
+  private summary(): StateSummary {
+    return { entries: this.index.size, bytes: this.bytes, digest: digestHex(this.sum) };
+  }
+
+  private reset(): void {
+    this.index.clear();
+    this.sum = 0n;
+    this.bytes = 0;
+  }
+
+  private open(op: string): void {
+    if (this.closing !== undefined) throw new StateError(`${this.engine.where}: ${op}() after close()`, { domain: 'internal' });
+  }
+
+  private loaded(op: string): void {
+    if (this.lastId === undefined)
+      throw new StateError(`${this.engine.where}: ${op}() before restore() or clear(): the store does not know which versions are committed`, { domain: 'internal' });
+  }
+
+  private wrap(op: string, e: unknown): WeirError {
+    if (e instanceof WeirError) return e;
+    const msg = e instanceof Error ? e.message : String(e);
+    return new StateError(`${this.engine.where}: ${op} failed: ${msg}`, { domain: 'external', retriable: classify(e) === 'transient', cause: e });
+  }
+
+  private run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closing !== undefined) return Promise.reject(new StateError(`${this.engine.where}: ${op}() after close()`, { domain: 'internal' }));
+    const p = this.tail.then(fn).catch((e: unknown) => {
+      throw this.wrap(op, e);
+    });
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+}
+
+export function checkPartition(partition: number): void {
+  if (!Number.isSafeInteger(partition) || partition < 0) throw new StateError(`${partition} is not a partition number`, { domain: 'internal' });
+}
+
+/** Closes every store, even if some fail; throws the first failure. */
+export async function closeAll(stores: Iterable<PartitionStore>): Promise<void> {
+  const results = await Promise.allSettled([...stores].map((s) => s.close()));
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}

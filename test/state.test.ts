@@ -1,0 +1,376 @@
+// State backends (src/state/): memory, RocksDB (temp dirs) and Redis (127.0.0.1:6379, keys
+// under a prefix unique to this run) against a plain Map reference: random
+// put/delete/checkpoint runs with retention (prune), restore to every retained checkpoint,
+// simulated crashes (version N written, metadata never: restore(N-1) removes it), exact
+// record counts after prune, digests computed from scratch, clear(), reopen, errors.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import { WeirError } from '../src/errors/errors';
+import { openStateBackend, StateError, VersionedStore, type PartitionStore, type StateBackend, type StateBackendConfig, type StateSummary } from '../src/state';
+import { MemoryEngine } from '../src/state/memory';
+import type { Engine } from '../src/state/versioned';
+import { rng } from './helpers/random';
+
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const RUN = `weir-state-test-${process.pid}-${Date.now().toString(36)}`;
+const KINDS = ['memory', 'rocksdb', 'redis'] as const;
+type Kind = (typeof KINDS)[number];
+
+const admin = new Redis(REDIS_URL);
+const dirs: string[] = [];
+after(async () => {
+  let cursor = '0';
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', `${RUN}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await admin.del(...keys);
+  } while (cursor !== '0');
+  await admin.quit();
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+/** The digest of the spec, written again here: sum mod 2^64 of sha256(key ‖ 0 ‖ value)[0..8] (BE). */
+function reference(m: ReadonlyMap<string, Buffer>): StateSummary {
+  let sum = 0n;
+  let bytes = 0;
+  for (const [k, v] of m) {
+    const h = createHash('sha256').update(Buffer.concat([Buffer.from(k, 'utf8'), Buffer.from([0]), v])).digest();
+    sum = (sum + h.readBigUInt64BE(0)) % 2n ** 64n;
+    bytes += Buffer.from(k, 'utf8').length + v.length;
+  }
+  return { entries: m.size, bytes, digest: sum.toString(16).padStart(16, '0') };
+}
+
+const hex = (m: ReadonlyMap<string, Buffer>): Array<[string, string]> => [...m].map(([k, v]): [string, string] => [k, v.toString('hex')]).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+interface Harness {
+  kind: Kind;
+  backend: StateBackend;
+  /** A new backend object on the same storage, as after a process restart (memory: the same object). */
+  restart(): Promise<StateBackend>;
+  /** Record counts read around the store (Redis: HLEN / ZCARD of the documented keys). */
+  raw?: (p: number) => Promise<{ versions: number; journal: number }>;
+  dir?: string;
+  close(): Promise<void>;
+}
+
+async function harness(kind: Kind): Promise<Harness> {
+  const instance = `i${Math.random().toString(36).slice(2, 8)}`;
+  let cfg: StateBackendConfig;
+  let dir: string | undefined;
+  if (kind === 'memory') cfg = { backend: 'memory' };
+  else if (kind === 'rocksdb') {
+    dir = await mkdtemp(join(tmpdir(), 'weir-state-'));
+    dirs.push(dir);
+    cfg = { backend: 'rocksdb', dir };
+  } else cfg = { backend: 'redis', url: REDIS_URL, prefix: RUN };
+  const h: Harness = {
+    kind,
+    dir,
+    backend: await openStateBackend(cfg, instance),
+    async restart() {
+      if (kind === 'memory') return h.backend;
+      await h.backend.close();
+      h.backend = await openStateBackend(cfg, instance);
+      return h.backend;
+    },
+    close: () => h.backend.close(),
+  };
+  if (kind === 'redis') {
+    h.raw = async (p) => {
+      const base = `${RUN}:${instance}:partition-${p}:`;
+      return { versions: await admin.hlen(`${base}v`), journal: await admin.zcard(`${base}j`) };
+    };
+  }
+  return h;
+}
+
+/** Counts the records of a closed RocksDB partition database directly. */
+async function rawRocks(dir: string, p: number): Promise<{ versions: number; journal: number }> {
+  const db = require('rocksdb')(join(dir, `partition-${p}`));
+  await new Promise<void>((res, rej) => db.open({ createIfMissing: false }, (e: Error | null) => (e ? rej(e) : res())));
+  const c = { versions: 0, journal: 0 };
+  for await (const [k] of db.iterator({ values: false }) as AsyncIterable<[Buffer]>) {
+    if (k[0] === 0x76) c.versions++;
+    else if (k[0] === 0x6a) c.journal++;
+    else assert.fail(`unexpected RocksDB key ${k.toString('hex')}`);
+  }
+  await new Promise<void>((res, rej) => db.close((e: Error | null) => (e ? rej(e) : res())));
+  return c;
+}
+
+const RETAIN = 3;
+
+/**
+ * A seeded random run on partition 0 of `h`, checked step by step against a Map
+ * model; returns every checkpoint's summary (identical for every backend).
+ */
+async function randomRun(h: Harness, seed: number, steps: number): Promise<StateSummary[]> {
+  const r = rng(seed);
+  const int = (n: number): number => Math.floor(r() * n);
+  const pool = Array.from({ length: 40 }, (_, i) => (i % 9 === 0 ? `k:${i}:é✓\u0000x` : `key-${i}`));
+  pool.push('');
+  const randValue = (): Buffer => Buffer.from(Array.from({ length: int(24) }, () => int(256)));
+
+  let store = (await h.backend.open(0)) as VersionedStore;
+  await store.clear();
+  let committed = new Map<string, Buffer>();
+  /** Retained checkpoints' states, by id. */
+  const snaps = new Map<number, Map<string, Buffer>>();
+  /** Records each not yet pruned checkpoint wrote (a delete of an absent key writes none). */
+  const writes = new Map<number, number>();
+  let lastId = 0;
+  const summaries: StateSummary[] = [];
+
+  const stage = (n: number): Map<string, Buffer | null> => {
+    const ops = new Map<string, Buffer | null>();
+    for (let i = 0; i < n; i++) {
+      const key = pool[int(pool.length)]!;
+      if (r() < 0.3) {
+        store.delete(key);
+        ops.set(key, null);
+      } else {
+        const v = randValue();
+        store.put(key, v);
+        ops.set(key, Buffer.from(v));
+      }
+    }
+    return ops;
+  };
+  const apply = (ops: Map<string, Buffer | null>): { next: Map<string, Buffer>; w: number } => {
+    const next = new Map(committed);
+    let w = 0;
+    for (const [k, v] of ops) {
+      if (v === null) {
+        if (next.delete(k)) w++;
+      } else {
+        next.set(k, v);
+        w++;
+      }
+    }
+    return { next, w };
+  };
+  const checkGets = async (m: Map<string, Buffer>): Promise<void> => {
+    for (let i = 0; i < 6; i++) {
+      const k = pool[int(pool.length)]!;
+      assert.equal((await store.get(k))?.toString('hex'), m.get(k)?.toString('hex'), `get(${JSON.stringify(k)})`);
+    }
+  };
+  const oldest = (): number => Math.min(...snaps.keys());
+  const checkCounts = async (): Promise<void> => {
+    const R = oldest();
+    let recent = 0;
+    for (const [id, n] of writes) if (id > R) recent += n;
+    const expected = { versions: snaps.get(R)!.size + recent, journal: recent };
+    assert.deepEqual(await store.records(), expected, `records after prune(${R})`);
+    if (h.raw) assert.deepEqual(await h.raw(0), expected, 'raw records');
+  };
+  const checkpoint = async (id: number, ops: Map<string, Buffer | null>): Promise<void> => {
+    const { next, w } = apply(ops);
+    const sum = await store.checkpoint(id);
+    assert.deepEqual(sum, reference(next), `summary of checkpoint ${id}`);
+    summaries.push(sum);
+    committed = next;
+    snaps.set(id, next);
+    writes.set(id, w);
+    lastId = id;
+    while (snaps.size > RETAIN) snaps.delete(oldest());
+    await store.prune(oldest());
+    for (const id of [...writes.keys()]) if (id <= oldest()) writes.delete(id);
+    await checkCounts();
+  };
+  const restoreAll = async (): Promise<void> => {
+    // Newest first, as recovery tries them; each restore(k) deletes the versions > k.
+    for (const k of [...snaps.keys()].sort((a, b) => b - a)) {
+      const { entries, summary } = await store.restore(k);
+      const want = snaps.get(k)!;
+      assert.deepEqual(hex(entries), hex(want), `restore(${k}) entries`);
+      assert.deepEqual(summary, reference(want), `restore(${k}) summary`);
+      committed = want;
+      lastId = k;
+      for (const id of [...snaps.keys()]) if (id > k) snaps.delete(id);
+      for (const id of [...writes.keys()]) if (id > k) writes.delete(id);
+      await checkGets(want);
+      await checkCounts();
+    }
+  };
+
+  for (let step = 1; step <= steps; step++) {
+    const ops = stage(int(25));
+    await checkGets(committed); // staged changes are not visible
+    if (step % 11 === 0 && lastId > 0) {
+      // Crash: version N is written, its metadata never is; a restarted process restores N-1.
+      const crashId = lastId + 1 + int(3);
+      assert.deepEqual(await store.checkpoint(crashId), reference(apply(ops).next));
+      await store.close();
+      const backend = await h.restart();
+      store = (await backend.open(0)) as VersionedStore;
+      await assert.rejects(store.get('key-1'), StateError, 'get() before restore()');
+      const { entries, summary } = await store.restore(lastId);
+      assert.deepEqual(hex(entries), hex(committed), `restore(${lastId}) after the crash`);
+      assert.deepEqual(summary, reference(committed));
+      await checkCounts(); // version crashId is gone
+      await checkGets(committed);
+      // The next checkpoint reuses the crashed id or skips past it: built on N-1's state either way.
+      const next = r() < 0.5 ? crashId : crashId + 1;
+      await checkpoint(next, stage(1 + int(20)));
+      await checkGets(committed);
+    } else {
+      await checkpoint(lastId + 1 + (r() < 0.25 ? int(3) : 0), ops);
+      await checkGets(committed);
+    }
+    if (step % 17 === 0) await restoreAll();
+  }
+  // A closed and reopened store (RocksDB / Redis: a new backend object) keeps the data.
+  await store.close();
+  const expected = await (async () => {
+    let recent = 0;
+    for (const [id, n] of writes) if (id > oldest()) recent += n;
+    return { versions: snaps.get(oldest())!.size + recent, journal: recent };
+  })();
+  if (h.dir !== undefined) assert.deepEqual(await rawRocks(h.dir, 0), expected, 'raw RocksDB records');
+  const backend = await h.restart();
+  store = (await backend.open(0)) as VersionedStore;
+  await restoreAll();
+  await store.close();
+  return summaries;
+}
+
+const runs = new Map<Kind, StateSummary[]>();
+
+for (const kind of KINDS) {
+  test(`${kind}: random put/delete/checkpoint/prune/restore/crash runs match a Map`, async () => {
+    const h = await harness(kind);
+    try {
+      runs.set(kind, await randomRun(h, 42, 70));
+      await h.backend.open(0).then((s) => s.close()); // partition 0 can be opened again after close
+    } finally {
+      await h.close();
+    }
+  });
+
+  test(`${kind}: partitions are separate; clear(); errors`, async () => {
+    const h = await harness(kind);
+    try {
+      const a = await h.backend.open(0);
+      const b = await h.backend.open(1);
+      await assert.rejects(h.backend.open(0), StateError, 'a partition is open once');
+      await assert.rejects(a.checkpoint(1), /before restore\(\) or clear\(\)/);
+      await a.restore(0);
+      await b.clear();
+      a.put('k', Buffer.from('a'));
+      a.put('only-a', Buffer.from('x'));
+      b.put('k', Buffer.from('b'));
+      await a.checkpoint(1);
+      await b.checkpoint(1);
+      assert.equal((await a.get('k'))?.toString(), 'a');
+      assert.equal((await b.get('k'))?.toString(), 'b');
+      assert.equal(await b.get('only-a'), undefined);
+
+      // A checkpoint id that is not newer fails, and its changes stay staged.
+      a.put('k', Buffer.from('a2'));
+      await assert.rejects(a.checkpoint(1), (e: unknown) => e instanceof StateError && e.domain === 'internal');
+      assert.equal((await a.get('k'))?.toString(), 'a');
+      assert.deepEqual(await a.checkpoint(3), reference(new Map<string, Buffer>([['k', Buffer.from('a2')], ['only-a', Buffer.from('x')]])));
+      assert.equal((await a.get('k'))?.toString(), 'a2');
+
+      // clear(): nothing left, and a fresh start works.
+      a.put('staged', Buffer.from('dropped by clear'));
+      await a.clear();
+      assert.deepEqual(await (a as VersionedStore).records(), { versions: 0, journal: 0 });
+      if (h.raw) assert.deepEqual(await h.raw(0), { versions: 0, journal: 0 });
+      assert.equal(await a.get('k'), undefined);
+      const r = await a.restore(7);
+      assert.equal(r.entries.size, 0);
+      assert.deepEqual(r.summary, { entries: 0, bytes: 0, digest: '0000000000000000' });
+      a.put('z', Buffer.alloc(0));
+      await assert.rejects(a.checkpoint(7), /not newer/, 'after restore(7) the next id is > 7');
+      assert.deepEqual(await a.checkpoint(8), reference(new Map<string, Buffer>([['z', Buffer.alloc(0)]])));
+      assert.equal((await a.get('z'))?.length, 0);
+      assert.equal((await b.get('k'))?.toString(), 'b', 'clear() of partition 0 leaves partition 1');
+
+      await a.close();
+      await a.close(); // idempotent
+      assert.throws(() => a.put('x', Buffer.from('x')), StateError);
+      await assert.rejects(a.get('z'), StateError);
+    } finally {
+      await h.close();
+    }
+  });
+}
+
+test('every backend gives the same summaries for the same run', () => {
+  const mem = runs.get('memory');
+  assert.ok(mem !== undefined && mem.length > 60);
+  assert.deepEqual(runs.get('rocksdb'), mem);
+  assert.deepEqual(runs.get('redis'), mem);
+});
+
+test('rocksdb: a failure to open names the directory', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-state-'));
+  dirs.push(dir);
+  const file = join(dir, 'not-a-dir');
+  await writeFile(file, 'x');
+  const b = await openStateBackend({ backend: 'rocksdb', dir: file }, 'i');
+  await assert.rejects(b.open(2), (e: unknown) => e instanceof WeirError && e.domain === 'external' && e.message.includes(join(file, 'partition-2')));
+  // The same database open in two backends (RocksDB's lock).
+  const b1 = await openStateBackend({ backend: 'rocksdb', dir }, 'i');
+  const b2 = await openStateBackend({ backend: 'rocksdb', dir }, 'i');
+  await b1.open(0);
+  await assert.rejects(b2.open(0), (e: unknown) => e instanceof WeirError && e.message.includes(join(dir, 'partition-0')));
+  await b1.close();
+  await b2.close();
+});
+
+test('redis: a failure to connect names the URL without its password', async () => {
+  await assert.rejects(
+    openStateBackend({ backend: 'redis', url: 'redis://:hunter2@127.0.0.1:1' }, 'i'),
+    (e: unknown) => e instanceof WeirError && e.domain === 'external' && e.retriable && e.message.includes('127.0.0.1:1') && !e.message.includes('hunter2'),
+  );
+  await assert.rejects(openStateBackend({ backend: 'rocksdb' } as unknown as StateBackendConfig, 'i'), /state\.dir/);
+});
+
+test('checkpoint() and prune() touch only the changes, never the whole state', async () => {
+  const calls: Array<[string, number]> = [];
+  const inner = new MemoryEngine('counted');
+  const engine = new Proxy(inner, {
+    get(t, p, rcv) {
+      const v: unknown = Reflect.get(t, p, rcv);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        const n = Array.isArray(args[1]) ? args[1].length : Array.isArray(args[0]) ? args[0].length : 0;
+        calls.push([String(p), n]);
+        return (v as (...a: unknown[]) => unknown).apply(t, args);
+      };
+    },
+  }) as Engine;
+  const s: PartitionStore = new VersionedStore(0, engine);
+  await s.clear();
+  for (let i = 0; i < 3000; i++) s.put(`k${i}`, Buffer.from([i & 255]));
+  await s.checkpoint(1);
+  calls.length = 0;
+  s.put('k1', Buffer.from('new'));
+  s.delete('k2');
+  s.delete('never-there');
+  s.put('k3', Buffer.from('x'));
+  s.delete('k3'); // a later stage wins
+  const sum = await s.checkpoint(2);
+  assert.deepEqual(calls, [['write', 3]]);
+  assert.equal(sum.entries, 2998);
+  calls.length = 0;
+  assert.deepEqual(await s.checkpoint(3), sum); // nothing staged: nothing written
+  assert.equal(calls.length, 0);
+  await s.prune(3);
+  assert.deepEqual(
+    calls.map(([op]) => op),
+    ['journal', 'dropJournal'],
+  );
+  assert.equal(calls.some(([op]) => op === 'scan'), false);
+  // 3000 puts + 3 changes journalled; k1's, k2's and k3's old versions and k2's, k3's tombstones dropped.
+  assert.deepEqual(await (s as VersionedStore).records(), { versions: 2998, journal: 0 });
+});
