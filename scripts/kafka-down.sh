@@ -3,12 +3,13 @@
 # file; a broker started some other way is left alone). Idempotent.
 #   --wipe   also delete the data dir, so the next kafka-up starts empty
 #
-# Env: WEIR_CACHE (~/.cache/weir), as for kafka-up.sh.
+# Env: WEIR_CACHE (~/.cache/weir) and KAFKA_STATE_DIR, as for kafka-up.sh.
 set -euo pipefail
 
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
-DATA="$CACHE/kafka-data"
-PIDFILE="$CACHE/kafka-run/kafka.pid"
+STATE="${KAFKA_STATE_DIR:-$CACHE}"
+DATA="$STATE/kafka-data"
+PIDFILE="$STATE/kafka-run/kafka.pid"
 TIMEOUT_S=30   # a clean KRaft shutdown takes a few seconds; past this, SIGKILL
 
 wipe=0

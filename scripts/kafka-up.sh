@@ -7,7 +7,8 @@
 #   --fresh   stop our broker (if running) and wipe its data dir first
 #
 # Env: KAFKA_PORT (9092; the controller listens on KAFKA_PORT+1),
-#      WEIR_CACHE (~/.cache/weir: jars, data dir, logs; outside the repo).
+#      WEIR_CACHE (~/.cache/weir: jars, data dir, logs; outside the repo),
+#      KAFKA_STATE_DIR (WEIR_CACHE: where the data dir and logs go).
 #
 # Why Kafka 3.9.x and not 4.x: Kafka 4.0 removed old protocol API versions
 # (KIP-896), and kafkajs 2.2.4 (its last release, 2023) was never tested
@@ -20,8 +21,9 @@ PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT=$((PORT + 1))
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
-DATA="$CACHE/kafka-data"   # log.dirs; reused across restarts, wiped by --fresh
-RUN="$CACHE/kafka-run"     # server.properties, log4j config, pid file, logs
+STATE="${KAFKA_STATE_DIR:-$CACHE}"  # a second broker (tests) gets its own
+DATA="$STATE/kafka-data"   # log.dirs; reused across restarts, wiped by --fresh
+RUN="$STATE/kafka-run"     # server.properties, log4j config, pid file, logs
 PIDFILE="$RUN/kafka.pid"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 KAFKAJS="$HERE/../node_modules/kafkajs"
@@ -140,6 +142,8 @@ offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 # Tests start consumers and expect the group to form at once.
 group.initial.rebalance.delay.ms=0
+# Crash tests restart a processor and let the group drop the dead member fast.
+group.min.session.timeout.ms=1000
 EOF
 # Log to files (rotated), never to the terminal.
 cat >"$RUN/log4j.properties" <<EOF

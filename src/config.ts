@@ -74,6 +74,10 @@ const kafkaSource = z.strictObject({
   bounded: z.boolean().default(false),
   /** A partition silent this long stops holding the watermark back (ms). @default 10000 */
   idleTimeoutMs: duration({ positive: true }).default(10_000),
+  /** Most bytes fetched per partition per request (kafkajs maxBytesPerPartition): bounds memory. @default 1048576 */
+  maxBytesPerPartition: z.number().int().positive().default(1_048_576),
+  /** The group drops a member it has not heard from for this long (ms); a restart after a crash rejoins once it has. @default 30000 */
+  sessionTimeoutMs: duration({ positive: true }).default(30_000),
   clientId: z.string().default('weir'),
   ssl: z.boolean().default(false),
   sasl: z
@@ -105,13 +109,14 @@ const aggregation = z.strictObject({
 
 const sink = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('stdout') }),
-  z.strictObject({ type: z.literal('file'), path: z.string().min(1) }),
+  /** append: keep the file's lines. @default true for a kafka source (a restart resumes), false otherwise */
+  z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional() }),
   z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional() }),
   z.strictObject({ type: z.literal('postgres'), url: z.string().min(1), table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('window_results') }),
 ]);
 
 const deadLetter = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('file'), path: z.string().min(1) }),
+  z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional() }),
   z.strictObject({ type: z.literal('stdout') }),
   z.strictObject({ type: z.literal('stderr') }),
   z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional() }),

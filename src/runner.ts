@@ -1,17 +1,20 @@
 // The composition root: wires a source, the operator, sinks, the dead-letter queue
 // and metrics together. Everything else depends inward on pipeline/ and core/.
 import { maskSecrets, type Config } from './config';
-import { ConfigError, InputError } from './errors/errors';
+import { ConfigError, WeirError } from './errors/errors';
 import { classify } from './errors/classify';
 import { retry, type RetryOptions } from './errors/retry';
 import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
-import { KafkaSource, saslOptions } from './sources/kafka';
+import { KafkaSource, saslOptions, type AssignmentHook } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
-import { WindowOperator, type Output } from './pipeline/operator';
+import type { Output } from './pipeline/operator';
+import { PartitionedOperator } from './pipeline/partitioned';
+import { Checkpointer } from './checkpoint/coordinator';
+import { openStateBackend } from './state';
 import type { DeadLetter, RecordBatch, StreamMessage, WindowResult } from './pipeline/types';
 import { isoOf } from './time/timestamp';
 import { performance } from 'node:perf_hooks';
@@ -63,7 +66,7 @@ async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]>
         case 'stdout':
           return new JsonLinesSink<WindowResult>(process.stdout, false, 'results');
         case 'file':
-          return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`);
+          return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`, s.append ?? cfg.source.type === 'kafka');
         case 'kafka':
           return KafkaResultSink.open(kafkaSinkOptions(cfg, `sinks[${i}]`, s));
         case 'postgres':
@@ -84,7 +87,7 @@ async function openDeadLetters(cfg: Config): Promise<RecordSink<DeadLetter>> {
   const d = cfg.deadLetter;
   switch (d.type) {
     case 'file':
-      return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter');
+      return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter', d.append ?? cfg.source.type === 'kafka');
     case 'stdout':
       return new JsonLinesSink<DeadLetter>(process.stdout, false, 'dead letters');
     case 'stderr':
@@ -105,9 +108,8 @@ async function* thenEnd(batches: AsyncIterable<RecordBatch>): AsyncGenerator<Str
   yield { kind: 'end' };
 }
 
-function openSource(cfg: Config, op: WindowOperator, clock: () => number): OpenSource {
+function openSource(cfg: Config, batchSize: number, clock: () => number, onAssignment: AssignmentHook): OpenSource & { kafka?: KafkaSource } {
   const s = cfg.source;
-  const batchSize = op.batchSize;
   switch (s.type) {
     case 'file':
       return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
@@ -117,13 +119,8 @@ function openSource(cfg: Config, op: WindowOperator, clock: () => number): OpenS
     case 'generator':
       return { messages: thenEnd(generatorBatches(s, batchSize)), close: async () => {} };
     case 'kafka': {
-      const source = new KafkaSource(s, { batchSize, clock });
-      // Assigned partitions hold the watermark back until they send or idle; revoked ones stop.
-      source.onAssignment((assigned, revoked) => {
-        for (const p of revoked) op.watermarks.unregister(p);
-        for (const p of assigned) op.watermarks.register(p, clock());
-      });
-      return { messages: source.messages(), close: () => source.close() };
+      const source = new KafkaSource(s, { batchSize, clock, onAssignment });
+      return { messages: source.messages(), close: () => source.close(), kafka: source };
     }
   }
 }
@@ -132,19 +129,22 @@ function openSource(cfg: Config, op: WindowOperator, clock: () => number): OpenS
 export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<RunSummary> {
   const clock = opts.clock ?? Date.now;
   const log = opts.logger ?? createLogger(cfg);
-  if (cfg.state.backend !== 'memory')
-    throw new ConfigError(
-      `state.backend: "${cfg.state.backend}" (durable state and checkpoints) is not in this build yet; set state: { backend: memory } (offsets are then never committed, so a restart reads the topic again)`,
-    );
   log.info({ config: maskSecrets(cfg) }, 'run starting');
-  const op = new WindowOperator(cfg, { clock });
+  const op = new PartitionedOperator(cfg, { clock });
+  op.onSharedKey = (aggregation, key, [a, b]) =>
+    log.warn(
+      { aggregation, key, partitions: [a, b] },
+      `aggregation ${aggregation}: key ${key} comes from partitions ${a} and ${b}; each partition aggregates its own share and their results overwrite each other. Partition the topic by the group-by fields of every aggregation (see README, Scaling out)`,
+    );
   const names = cfg.aggregations.map((a) => a.name);
   const bus = opts.bus ?? new Instrumentation();
   /** Every caught error: classified once, counted on the bus, logged. */
   const report = (e: unknown, msg: string): void => {
     const kind = classify(e);
     bus.emit('error', { kind });
-    log.error({ err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
+    // A user's mistake gets its message, not a stack trace.
+    const user = e instanceof WeirError && e.domain === 'user';
+    log.error(user ? { kind } : { err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
   };
   let ready = false;
   let metricsServer: MetricsServer | undefined;
@@ -205,24 +205,77 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     opts.signal?.addEventListener('abort', onAbort, { once: true });
   });
 
-  const source = openSource(cfg, op, clock);
+  // Checkpoints exist for Kafka: a file or generator is read again from its start.
+  let checkpointer: Checkpointer | undefined;
+  if (cfg.source.type === 'kafka') {
+    checkpointer = new Checkpointer(cfg, op, await openStateBackend(cfg.state, cfg.processing.instanceId), log, bus, clock);
+    await checkpointer.init();
+  }
+  /**
+   * Work the source's assignment hook hands to the loop: checkpoints, restores and
+   * drops happen only between two batches, never while one is being processed or
+   * its results are being written.
+   */
+  const control: Array<{ run: () => Promise<void>; resolve: () => void; reject: (e: unknown) => void }> = [];
+  let wakeLoop: (() => void) | undefined;
+  const inLoop = (run: () => Promise<void>): Promise<void> =>
+    new Promise((resolve, reject) => {
+      control.push({ run, resolve, reject });
+      wakeLoop?.();
+    });
+  const onAssignment: AssignmentHook = (assigned, revoked) =>
+    inLoop(async () => {
+      if (checkpointer === undefined || kafka === undefined) return;
+      // Revoked partitions are checkpointed with the rest, then dropped: if they come back, they resume from there.
+      if (revoked.length > 0) await checkpointer.checkpoint(kafka, `partitions ${revoked.join(', ')} revoked`);
+      for (const p of revoked) await checkpointer.revoke(p);
+      if (assigned.length > 0) await checkpointer.assign(assigned, kafka);
+    });
+  const source = openSource(cfg, op.batchSize, clock, onAssignment);
+  const kafka = source.kafka;
   const messages = source.messages[Symbol.asyncIterator]();
+  const WAKE = Symbol('wake');
   let failed = false;
+  let pending: Promise<IteratorResult<StreamMessage>> | undefined;
+  const checkpoint = async (reason: string): Promise<void> => {
+    if (checkpointer === undefined || kafka === undefined) return;
+    // Every result before the barrier is with the sinks before offsets move past it.
+    await Promise.all([...sinks, dlq].map((s) => s.flush?.()));
+    await checkpointer.checkpoint(kafka, reason);
+  };
   try {
     ready = true;
     for (;;) {
+      while (control.length > 0) {
+        const c = control.shift()!;
+        try {
+          await c.run();
+          c.resolve();
+        } catch (e) {
+          c.reject(e);
+          throw e;
+        }
+      }
+      if (checkpointer?.due() === true) await checkpoint('interval');
       if (opts.signal?.aborted === true) {
         summary.stopped = true;
         break;
       }
-      const pull = messages.next();
-      // A pull left behind by a stop may still fail; it is no longer anyone's concern.
-      pull.catch(() => undefined);
-      const next = await Promise.race([pull, stopping]);
+      if (pending === undefined) {
+        pending = messages.next();
+        // A pull left behind by a stop may still fail; it is no longer anyone's concern.
+        pending.catch(() => undefined);
+      }
+      const wake = new Promise<typeof WAKE>((resolve) => (wakeLoop = () => resolve(WAKE)));
+      if (control.length > 0) wakeLoop?.();
+      const next = await Promise.race([pending, stopping, wake]);
+      wakeLoop = undefined;
+      if (next === WAKE) continue;
       if (next === STOP) {
         summary.stopped = true;
         break;
       }
+      pending = undefined;
       if (next.done === true) break;
       const m = next.value;
       if (m.kind === 'end') break;
@@ -230,8 +283,14 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
         await emit(step(-1, () => op.tick(m.nowMs)));
         continue;
       }
-      const batch = m.batch;
+      const batch = checkpointer?.unseen(m.batch) ?? m.batch;
+      if (batch.n === 0) continue;
       await emit(step(batch.partition, () => op.process(batch)));
+      checkpointer?.processed(batch);
+      if (batch.highWatermark !== undefined && batch.offsets !== undefined && batch.n > 0) {
+        const lag = BigInt(batch.highWatermark) - BigInt(batch.offsets[batch.n - 1]!) - 1n;
+        bus.emit('consumer.lag', { partition: batch.partition, lag: Number(lag < 0n ? 0n : lag) });
+      }
       if (progress && Date.now() - lastReport >= 1000) {
         const now = Date.now();
         const rate = ((summary.records - lastRecords) * 1000) / (now - lastReport);
@@ -243,8 +302,9 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       }
     }
     // Only the end of the input fires the open windows; after a stop, the next run
-    // (from a checkpoint, once there are checkpoints) goes on with them.
+    // goes on with them from the checkpoint taken now.
     if (!summary.stopped) await emit(step(0, () => op.finish()));
+    await checkpoint(summary.stopped ? 'stop' : 'end of input');
   } catch (e) {
     failed = true;
     report(e, 'run failed');
@@ -255,7 +315,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     // Not awaited: after a stop a pull may still be pending, and the generator's return waits for it.
     messages.return?.(undefined)?.catch(() => undefined);
     if (progress) process.stderr.write('\n');
+    // Hooks still queued (a join during the stop) must not keep the source's close waiting.
+    for (const c of control.splice(0)) c.reject(new WeirError('the run stopped', { domain: 'internal' }));
     const closed = await Promise.allSettled([source.close(), metricsServer?.close(), ...[...sinks, dlq].map((s) => s.close())]);
+    await checkpointer?.close();
     const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (closeFailure !== undefined) {
       report(closeFailure.reason, 'cannot close the source, sinks or metrics server');

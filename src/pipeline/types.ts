@@ -10,6 +10,8 @@ export interface RecordBatch {
   /** Offset of record i: `offsets[i]` when given (Kafka), else firstOffset + i (line index of a file). */
   firstOffset: number;
   offsets?: string[];
+  /** Kafka: the partition's high watermark when fetched (the offset its next record will get), for consumer lag. */
+  highWatermark?: string;
 }
 
 /** Control travels with the data as one tagged union. */

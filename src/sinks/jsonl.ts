@@ -6,6 +6,8 @@ import { InputError } from '../errors/errors';
 
 export interface RecordSink<T> {
   write(records: readonly T[]): Promise<void> | void;
+  /** Resolves once everything written so far is out of this process (a kill -9 then loses none of it). Sinks whose write() resolves only then need none. */
+  flush?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -21,13 +23,14 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     out.on('error', (e: Error) => (this.failure = e));
   }
 
-  static toFile<T>(path: string, what: string): Promise<JsonLinesSink<T>> {
+  /** `append`: keep what the file holds (a run resumed from a checkpoint); else start it empty. */
+  static toFile<T>(path: string, what: string, append = false): Promise<JsonLinesSink<T>> {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
       return Promise.reject(new InputError(`cannot create the directory of ${what} file ${path}: ${(e as Error).message}`));
     }
-    const ws: WriteStream = createWriteStream(path, { flags: 'w' });
+    const ws: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, what)));
       ws.once('error', (e) => reject(new InputError(`cannot write ${what} file ${path}: ${e.message}`)));
@@ -40,6 +43,12 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     let text = '';
     for (const r of records) text += JSON.stringify(r) + '\n';
     if (!this.out.write(text)) await once(this.out, 'drain');
+  }
+
+  async flush(): Promise<void> {
+    // Writes complete in order: the callback of an empty one comes after all before it.
+    await new Promise<void>((resolve, reject) => this.out.write('', (e) => (e ? reject(e) : resolve())));
+    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
   }
 
   async close(): Promise<void> {

@@ -182,6 +182,8 @@ export class KafkaSource {
   /** Between a GROUP_JOIN and a crash: the assignment is the group's. */
   private inGroup = false;
   private lowOffsets: Map<number, bigint> | undefined;
+  /** The group's committed offset of each partition, read when it was assigned. */
+  private readonly committed = new Map<number, bigint>();
 
   private readonly queue: Pending[] = [];
   private handed: Pending | undefined;
@@ -228,10 +230,18 @@ export class KafkaSource {
       logLevel: logger === undefined ? LogLevel.NOTHING : threshold,
       logCreator,
     });
-    const consumerCfg: ConsumerConfig = { maxWaitTimeInMs: 1000, ...opts.consumer, groupId: cfg.groupId };
+    const consumerCfg: ConsumerConfig = {
+      maxWaitTimeInMs: 1000,
+      sessionTimeout: cfg.sessionTimeoutMs,
+      maxBytesPerPartition: cfg.maxBytesPerPartition,
+      heartbeatInterval: Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3)),
+      ...opts.consumer,
+      groupId: cfg.groupId,
+    };
     this.heartbeatIntervalMs = consumerCfg.heartbeatInterval ?? 3000;
     this.consumer = kafka.consumer(consumerCfg);
-    this.admin = cfg.bounded ? kafka.admin() : undefined;
+    // Always: where a partition starts (committed offset, earliest) is part of recovery.
+    this.admin = kafka.admin();
 
     const ev = this.consumer.events;
     this.consumer.on(ev.GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true));
@@ -267,6 +277,19 @@ export class KafkaSource {
       if (pos !== undefined) out.push({ partition: p, offset: pos.toString() });
     }
     return out;
+  }
+
+  /**
+   * Where an owned partition stands, as the assignment hook sees it: the group's
+   * committed offset (if any), the earliest offset the broker still has, and the
+   * position it will be read from (until the hook seeks it elsewhere).
+   */
+  startInfo(partition: number): { committed: string | undefined; low: string; position: string | undefined } {
+    return {
+      committed: this.committed.get(partition)?.toString(),
+      low: (this.lowOffsets?.get(partition) ?? 0n).toString(),
+      position: this.position.get(partition)?.toString(),
+    };
   }
 
   /**
@@ -470,6 +493,8 @@ export class KafkaSource {
         for (const p of assigned) {
           if (!this.ownedSet.has(p) || this.position.has(p)) continue;
           const c = BigInt(committed?.partitions.find((x) => x.partition === p)?.offset ?? '-1');
+          if (c >= 0n) this.committed.set(p, c);
+          else this.committed.delete(p);
           const start = c >= 0n ? c : this.fromBeginning ? (this.lowOffsets?.get(p) ?? 0n) : (this.endOffsets.get(p) ?? 0n);
           this.position.set(p, start);
         }
@@ -547,7 +572,7 @@ export class KafkaSource {
         const last = msgs[j - 1]!.offset;
         let next = BigInt(last) + 1n;
         if (j === msgs.length && batchNext > next) next = end !== undefined && batchNext > end ? end : batchNext;
-        const item = this.pending(this.build(p, msgs, i, j), next);
+        const item = this.pending(this.build(p, msgs, i, j, batch.highWatermark), next);
         let r: 'drained' | 'dropped';
         try {
           r = await this.handOver(item, payload);
@@ -574,7 +599,7 @@ export class KafkaSource {
   }
 
   /** A RecordBatch of msgs[i, j): their values concatenated into one buffer (a null value is an empty record). */
-  private build(partition: number, msgs: readonly KafkaMessage[], i: number, j: number): RecordBatch {
+  private build(partition: number, msgs: readonly KafkaMessage[], i: number, j: number, highWatermark: string): RecordBatch {
     const n = j - i;
     let total = 0;
     for (let k = i; k < j; k++) total += msgs[k]!.value?.length ?? 0;
@@ -591,7 +616,7 @@ export class KafkaSource {
       offsets[k] = m.offset;
     }
     this.stats.batchesBuilt++;
-    return { buf, starts, ends, n, partition, firstOffset: Number(msgs[i]!.offset), offsets };
+    return { buf, starts, ends, n, partition, firstOffset: Number(msgs[i]!.offset), offsets, highWatermark };
   }
 
   private pending(batch: RecordBatch, next: bigint): Pending {

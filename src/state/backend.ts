@@ -90,6 +90,13 @@ export class StateError extends WeirError {
   }
 }
 
+/** A record the backend holds is damaged or missing: recovery skips to an older checkpoint. */
+export class StateCorrupt extends StateError {
+  constructor(message: string) {
+    super(message, { domain: 'internal' });
+  }
+}
+
 const ZERO = Buffer.alloc(1);
 
 /** The digest term of one entry: first 8 bytes (big-endian) of sha256(utf8(key) ‖ 0x00 ‖ value). */

@@ -6,7 +6,7 @@ import { MemoryStateBackend } from './memory';
 import { RedisStateBackend } from './redis';
 import { RocksDbStateBackend } from './rocksdb';
 
-export { StateError, entryHash, digestHex, summarize } from './backend';
+export { StateError, StateCorrupt, entryHash, digestHex, summarize } from './backend';
 export type { PartitionStore, StateBackend, StateBackendConfig, StateBackendKind, StateSummary } from './backend';
 export { MAX_STATE_ID, VersionedStore, type RecordCounts } from './versioned';
 export { MemoryStateBackend } from './memory';

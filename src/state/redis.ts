@@ -14,7 +14,7 @@
 // partition would need a hash tag to share a slot: not supported.
 import Redis from 'ioredis';
 import type { PartitionStore, StateBackend } from './backend';
-import { StateError } from './backend';
+import { StateCorrupt, StateError } from './backend';
 import {
   checkPartition,
   closeAll,
@@ -139,7 +139,7 @@ class RedisEngine implements Engine {
   }
 
   private corrupt(what: string): StateError {
-    return new StateError(`${this.where}: ${what} is corrupt`, { domain: 'internal' });
+    return new StateCorrupt(`${this.where}: ${what} is corrupt`);
   }
 }
 

@@ -18,7 +18,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PartitionStore, StateBackend } from './backend';
-import { StateError } from './backend';
+import { StateCorrupt, StateError } from './backend';
 import {
   checkPartition,
   closeAll,
@@ -174,7 +174,7 @@ class RocksEngine implements Engine {
   }
 
   private corrupt(what: string): StateError {
-    return new StateError(`${this.where}: ${what} is corrupt`, { domain: 'internal' });
+    return new StateCorrupt(`${this.where}: ${what} is corrupt`);
   }
 }
 

@@ -25,7 +25,7 @@
 // be restore()d (or clear()ed) before get() and checkpoint().
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
-import { digestHex, entryHash, StateError, type PartitionStore, type StateSummary } from './backend';
+import { digestHex, entryHash, StateCorrupt, StateError, type PartitionStore, type StateSummary } from './backend';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
 export const MAX_STATE_ID = 0xfffffffe;
@@ -123,7 +123,7 @@ export class VersionedStore implements PartitionStore {
       if (e === undefined) return undefined;
       const v = await this.engine.read(key, e.ver);
       if (v === undefined || v === null)
-        throw new StateError(`${this.engine.where}: version ${e.ver} of key ${JSON.stringify(key)} is missing`, { domain: 'internal' });
+        throw new StateCorrupt(`${this.engine.where}: version ${e.ver} of key ${JSON.stringify(key)} is missing`);
       return v;
     });
   }

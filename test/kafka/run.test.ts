@@ -23,6 +23,7 @@ function config(dir: string, source: Record<string, unknown>) {
     sinks: [{ type: 'file', path: join(dir, 'results.jsonl') }],
     deadLetter: { type: 'file', path: join(dir, 'dlq.jsonl') },
     state: { backend: 'memory' },
+    checkpoint: { dir: join(dir, 'checkpoints') },
   });
 }
 

@@ -53,6 +53,8 @@ export function sourceConfig(topic: string, groupId: string, over: Partial<Kafka
     fromBeginning: true,
     bounded: true,
     idleTimeoutMs: 10_000,
+    sessionTimeoutMs: 6000,
+    maxBytesPerPartition: 1_048_576,
     clientId: 'weir-test',
     ssl: false,
     ...over,

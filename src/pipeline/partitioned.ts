@@ -1,0 +1,148 @@
+// One window operator per source partition, sharing the source's watermark.
+//
+// Window state is kept per partition so that a partition's state can be
+// checkpointed, dropped (revoked) and restored (assigned) on its own, and so that
+// a partition's results do not depend on which other partitions share the
+// instance. W is still the source's (SEMANTICS.md): the minimum over the
+// partitions, shared by every operator through one Watermarks; after a batch of
+// one partition moves W, every other partition's windows fire too.
+import type { Config } from '../config';
+import { Watermarks } from '../time/watermarks';
+import { WindowOperator, type OperatorOptions, type Output } from './operator';
+import type { RecordBatch } from './types';
+
+export class PartitionedOperator {
+  readonly watermarks: Watermarks;
+  private readonly ops = new Map<number, WindowOperator>();
+  /** Per partition: the W its windows were last advanced to. */
+  private readonly advanced = new Map<number, number>();
+  private readonly clock: () => number;
+  private readonly aggregations: number;
+  /**
+   * Called once per aggregation when one of its keys shows up in two partitions:
+   * such a key's windows are aggregated per partition, and their results share a
+   * state key (SEMANTICS.md), so they overwrite each other downstream.
+   */
+  onSharedKey: ((aggregation: string, key: string, partitions: [number, number]) => void) | undefined;
+  /** Per `aggregation\0key`: the partition that first fired a window of it. */
+  private readonly keyHome = new Map<string, number>();
+  private readonly sharedWarned = new Set<string>();
+  /** Called for every operator created (checkpointing turns change tracking on). */
+  onCreate: ((op: WindowOperator, partition: number) => void) | undefined;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly opts: OperatorOptions = {},
+  ) {
+    this.clock = opts.clock ?? Date.now;
+    this.aggregations = cfg.aggregations.length;
+    const idle = cfg.source.type === 'kafka' ? cfg.source.idleTimeoutMs : Infinity;
+    this.watermarks = new Watermarks(cfg.eventTime.maxOutOfOrdernessMs, idle);
+  }
+
+  get batchSize(): number {
+    return this.cfg.processing.batchSize;
+  }
+
+  get partitions(): number[] {
+    return [...this.ops.keys()].sort((a, b) => a - b);
+  }
+
+  /** The operator of `p`, created empty if there is none. */
+  operator(p: number): WindowOperator {
+    let op = this.ops.get(p);
+    if (op === undefined) {
+      op = new WindowOperator(this.cfg, { ...this.opts, watermarks: this.watermarks });
+      this.ops.set(p, op);
+      this.advanced.set(p, -Infinity);
+      this.onCreate?.(op, p);
+    }
+    return op;
+  }
+
+  has(p: number): boolean {
+    return this.ops.has(p);
+  }
+
+  /** Forgets partition `p`: its operator (state) and its hold on W. */
+  drop(p: number): void {
+    this.ops.delete(p);
+    this.advanced.delete(p);
+    this.watermarks.unregister(p);
+  }
+
+  process(batch: RecordBatch, nowMs = this.clock()): Output {
+    const p = batch.partition;
+    const out = this.operator(p).process(batch, nowMs);
+    if (this.onSharedKey !== undefined && this.ops.size > 1) this.checkKeys(out, p);
+    this.advanced.set(p, this.watermarks.current);
+    this.advanceOthers(out, p, nowMs);
+    return out;
+  }
+
+  /** Moves W without new events (idle partitions, ticks). */
+  tick(nowMs = this.clock()): Output {
+    this.watermarks.refresh(nowMs);
+    const out = emptyOutput(this.aggregations, 0);
+    this.advanceOthers(out, undefined, nowMs);
+    return out;
+  }
+
+  /** End of a bounded input: W = +inf in every partition. */
+  finish(nowMs = this.clock()): Output {
+    const out = emptyOutput(this.aggregations, 0);
+    for (const [p, op] of this.ops) {
+      merge(out, op.finish(nowMs));
+      this.advanced.set(p, Infinity);
+    }
+    this.watermarks.finish();
+    return out;
+  }
+
+  openWindows(a: number): number {
+    let n = 0;
+    for (const op of this.ops.values()) n += op.openWindows(a);
+    return n;
+  }
+
+  memoryBytes(): number {
+    let n = 0;
+    for (const op of this.ops.values()) n += op.memoryBytes();
+    return n;
+  }
+
+  /** Results only (not events): a few map lookups per firing. */
+  private checkKeys(out: Output, p: number): void {
+    for (const r of out.results) {
+      if (this.sharedWarned.has(r.name)) continue;
+      const id = `${r.name}\0${r.key}`;
+      const home = this.keyHome.get(id);
+      if (home === undefined) this.keyHome.set(id, p);
+      else if (home !== p) {
+        this.sharedWarned.add(r.name);
+        this.onSharedKey?.(r.name, r.key, [home, p]);
+      }
+    }
+  }
+
+  private advanceOthers(out: Output, except: number | undefined, nowMs: number): void {
+    const w = this.watermarks.current;
+    for (const [p, op] of this.ops) {
+      if (p === except || (this.advanced.get(p) ?? -Infinity) >= w) continue;
+      merge(out, op.advance(w, nowMs));
+      this.advanced.set(p, w);
+    }
+  }
+}
+
+export function emptyOutput(aggregations: number, records: number): Output {
+  return { results: [], deadLetters: [], gone: [], late: new Array<number>(aggregations).fill(0), records };
+}
+
+function merge(into: Output, from: Output): void {
+  for (const r of from.results) into.results.push(r);
+  for (const d of from.deadLetters) into.deadLetters.push(d);
+  for (const g of from.gone) into.gone.push(g);
+  from.late.forEach((l, a) => (into.late[a]! += l));
+  into.records += from.records;
+}

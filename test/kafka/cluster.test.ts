@@ -1,0 +1,122 @@
+// Weir with more than one instance, and with a broker that restarts under it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { generateLines } from '../../src/sources/eventgen';
+import type { WindowResult } from '../../src/pipeline/types';
+import { createTopic, produce, unique } from './helpers/kafka';
+import { assertNeverHigher, assertSameFinals, dropSuperseded, finalResults, kafkaRunConfig, readLines, sleep, spawnWeir, windowId, writeConfig } from './helpers/weir';
+
+const SCRIPTS = join(__dirname, '..', '..', '..', 'scripts');
+
+/** Every aggregation keyed by model and region, the key the topic is partitioned by. */
+const BY_MODEL_REGION = [
+  { name: 'latency_metrics', groupBy: ['data.model', 'data.region'], value: 'data.latency_ms', window: { type: 'tumbling', sizeMs: 60_000 } },
+  { name: 'tokens_sliding', groupBy: ['data.model', 'data.region'], value: 'data.tokens', window: { type: 'sliding', sizeMs: 120_000, slideMs: 30_000 } },
+  { name: 'cost_sessions', groupBy: ['data.model', 'data.region'], value: 'data.cost', window: { type: 'session', gapMs: 2_000 } },
+];
+
+/** Events keyed as the seed keys them: by model and region. No event is late on any partition. */
+function keyedEvents(count: number): Array<{ key: string; value: string }> {
+  return generateLines(count, { seed: 11, eventsPerSecond: 20, outOfOrderMs: 5000, invalidFraction: 0.002 }).map((value) => {
+    const m = /"model":"([^"]*)","region":"([^"]*)"/.exec(value);
+    return { key: m === null ? 'none' : `${m[1]}:${m[2]}`, value };
+  });
+}
+
+test('two instances in one group over a 4-partition topic give the results of one instance', async () => {
+  const topic = unique('weir-two');
+  await createTopic(topic, 4);
+  await produce(topic, keyedEvents(20_000));
+  const config = (dir: string, group: string, instanceId: string) => {
+    const base = kafkaRunConfig(dir, topic, group, { aggregations: BY_MODEL_REGION });
+    return writeConfig(dir, {
+      ...base,
+      source: { ...(base['source'] as object), maxBytesPerPartition: 16_384 },
+      processing: { batchSize: 256, instanceId },
+    });
+  };
+
+  const one = mkdtempSync(join(tmpdir(), 'weir-one-'));
+  const solo = await spawnWeir(config(one, unique('solo'), 'solo')).exit;
+  assert.equal(solo.code, 0, solo.stderr.slice(-2000));
+  const want = finalResults(readLines<WindowResult>(join(one, 'results.jsonl')));
+  assert.ok(want.size > 300, `${want.size} windows`);
+
+  const group = unique('pair');
+  const dirs = [mkdtempSync(join(tmpdir(), 'weir-a-')), mkdtempSync(join(tmpdir(), 'weir-b-'))];
+  const runs = dirs.map((d, i) => spawnWeir(config(d, group, `instance-${i}`)));
+  const exits = await Promise.all(runs.map((r) => r.exit));
+  exits.forEach((e, i) => assert.equal(e.code, 0, `instance ${i}: ${e.stderr.slice(-2000)}`));
+  // Both took part: each wrote results.
+  const parts = dirs.map((d) => readLines<WindowResult>(join(d, 'results.jsonl')));
+  parts.forEach((p, i) => assert.ok(p.length > 0, `instance ${i} wrote no results`));
+
+  // Per window, the fullest result either instance emitted (a window re-read by the
+  // other instance after a rebalance is emitted twice, with the same final values).
+  const all = parts.flat();
+  const best = new Map<string, WindowResult>();
+  for (const r of all) {
+    const b = best.get(windowId(r));
+    if (b === undefined || r.results.count >= b.results.count) best.set(windowId(r), r);
+  }
+  assertSameFinals(dropSuperseded(best), want, 'two instances');
+  assertNeverHigher(all, want, 'two instances');
+});
+
+test('a broker restart in the middle of a run: the run completes with exact results', async () => {
+  const port = 19092 + Math.floor(Math.random() * 500) * 2;
+  const stateDir = mkdtempSync(join(tmpdir(), 'weir-broker-'));
+  const env = { ...process.env, KAFKA_PORT: String(port), KAFKA_STATE_DIR: stateDir };
+  const broker = (script: string) => {
+    const r = spawnSync('bash', [join(SCRIPTS, script)], { env, encoding: 'utf8' });
+    assert.equal(r.status, 0, `${script}: ${r.stderr}`);
+  };
+  broker('kafka-up.sh');
+  try {
+    const brokers = [`127.0.0.1:${port}`];
+    const kafka = new Kafka({ clientId: 'weir-test', brokers, logLevel: logLevel.NOTHING });
+    const topic = unique('weir-restart');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const producer = kafka.producer();
+    await producer.connect();
+    const events = keyedEvents(15_000);
+    for (let i = 0; i < events.length; i += 1000) await producer.send({ topic, acks: -1, messages: events.slice(i, i + 1000) });
+    await producer.disconnect();
+
+    const config = (dir: string, group: string) => {
+      const base = kafkaRunConfig(dir, topic, group, { aggregations: BY_MODEL_REGION });
+      return writeConfig(dir, { ...base, source: { ...(base['source'] as object), brokers, maxBytesPerPartition: 4096 } });
+    };
+    const refDir = mkdtempSync(join(tmpdir(), 'weir-ref-'));
+    const ref = await spawnWeir(config(refDir, unique('ref'))).exit;
+    assert.equal(ref.code, 0, ref.stderr.slice(-2000));
+    const want = finalResults(readLines<WindowResult>(join(refDir, 'results.jsonl')));
+
+    const dir = mkdtempSync(join(tmpdir(), 'weir-survive-'));
+    const run = spawnWeir(config(dir, unique('survive')));
+    let done = false;
+    void run.exit.then(() => (done = true));
+    // Restart once results are flowing.
+    for (let i = 0; i < 100 && !done && readLines(join(dir, 'results.jsonl')).length === 0; i++) await sleep(100);
+    assert.ok(!done, 'the run ended before the broker restart: make it longer');
+    broker('kafka-down.sh');
+    await sleep(1000);
+    broker('kafka-up.sh');
+    const e = await run.exit;
+    assert.equal(e.code, 0, e.stderr.slice(-3000));
+    const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
+    assertSameFinals(finalResults(results), want, 'across a broker restart');
+    assertNeverHigher(results, want, 'across a broker restart');
+  } finally {
+    spawnSync('bash', [join(SCRIPTS, 'kafka-down.sh'), '--wipe'], { env });
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,122 @@
+// Crash recovery against the real broker and RocksDB: `weir run` is killed with
+// SIGKILL at random moments and at each step of a checkpoint, restarted each time,
+// and what all its runs wrote together must equal one uninterrupted run.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateLines } from '../../src/sources/eventgen';
+import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
+import { createTopic, produce, unique } from './helpers/kafka';
+import {
+  assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig, type Exit,
+} from './helpers/weir';
+
+const EVENTS = generateLines(30_000, { seed: 7, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, malformedFraction: 0.002, users: 60 });
+
+async function topicWith(lines: readonly string[], partitions = 1): Promise<string> {
+  const topic = unique('weir-recovery');
+  await createTopic(topic, partitions);
+  await produce(topic, lines.map((value) => ({ value })));
+  return topic;
+}
+
+/** One uninterrupted run of `topic` (its own group and directories). */
+async function reference(topic: string): Promise<{ results: WindowResult[]; dlq: DeadLetter[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'weir-ref-'));
+  const { exit } = spawnWeir(writeConfig(dir, kafkaRunConfig(dir, topic, unique('ref'))));
+  const e = await exit;
+  assert.equal(e.code, 0, e.stderr);
+  return { results: readLines<WindowResult>(join(dir, 'results.jsonl')), dlq: readLines<DeadLetter>(join(dir, 'dlq.jsonl')) };
+}
+
+test('kill -9 at random moments and inside checkpoints: the restarted runs together give the uninterrupted results', async () => {
+  const topic = await topicWith(EVENTS);
+  const ref = await reference(topic);
+  const want = finalResults(ref.results);
+  assert.ok(want.size > 300, `reference has ${want.size} windows`);
+
+  const dir = mkdtempSync(join(tmpdir(), 'weir-crash-'));
+  // Small fetches: the run takes seconds, so kills land in the middle of it.
+  const base = kafkaRunConfig(dir, topic, unique('crash'));
+  const cfg = writeConfig(dir, { ...base, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
+  // Three crashes at the steps of a checkpoint, then kills at random moments, then runs until one finishes.
+  const plan: Array<{ fault?: string; killAfterMs?: number }> = [
+    { fault: 'state-written:3' },
+    { fault: 'metadata-staged:2' },
+    { fault: 'metadata-written:4' },
+    // Random moments once the run is consuming (its first checkpoint is done): some land inside a checkpoint.
+    ...[0, 1, 2].map(() => ({ killAfterMs: Math.floor(Math.random() * 300) })),
+  ];
+  const exits: Exit[] = [];
+  let killed = 0;
+  for (let run = 0; ; run++) {
+    assert.ok(run < 30, 'the run never finished');
+    const step = plan[run] ?? {};
+    const { child, exit } = spawnWeir(cfg, step.fault === undefined ? {} : { WEIR_FAULT: step.fault });
+    let timer: NodeJS.Timeout | undefined;
+    if (step.killAfterMs !== undefined) {
+      const after = step.killAfterMs;
+      let armed = false;
+      child.stderr!.on('data', (d: Buffer) => {
+        if (armed || !/checkpoint \d+ done/.test(d.toString())) return;
+        armed = true;
+        timer = setTimeout(() => child.kill('SIGKILL'), after);
+      });
+    }
+    const e = await exit;
+    clearTimeout(timer);
+    exits.push(e);
+    if (e.code === 0) break;
+    assert.equal(e.signal, 'SIGKILL', `run ${run} ended with ${e.code}: ${e.stderr.slice(-2000)}`);
+    killed++;
+  }
+  assert.ok(killed >= 5, `only ${killed} runs were killed`);
+  // Every restart after the first resumed from a checkpoint, not from scratch.
+  const resumed = exits.slice(1).filter((e) => /restored from checkpoint/.test(e.stderr)).length;
+  assert.ok(resumed >= exits.length - 2, `${resumed} of ${exits.length - 1} restarts restored a checkpoint`);
+
+  const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
+  assertSameFinals(finalResults(results), want, 'after crashes');
+  assertNeverHigher(results, want, 'after crashes');
+  assert.deepEqual(deadLetterSet(readLines<DeadLetter>(join(dir, 'dlq.jsonl'))), deadLetterSet(ref.dlq));
+  // Retention: at most `retain` checkpoints, no temporary directory left.
+  const left = readdirSync(join(dir, 'checkpoints'));
+  assert.ok(left.filter((n) => n.startsWith('checkpoint-')).length <= 3, left.join(' '));
+  assert.equal(left.filter((n) => n.startsWith('.tmp')).length, 0, left.join(' '));
+});
+
+test('a truncated or corrupted newest checkpoint: recovery warns, names it, and uses the one before', async () => {
+  const topic = await topicWith(EVENTS.slice(0, 12_000));
+  const ref = await reference(topic);
+  const want = finalResults(ref.results);
+  for (const damage of ['truncate', 'corrupt'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), `weir-${damage}-`));
+    const base = kafkaRunConfig(dir, topic, unique(damage));
+    const cfg = writeConfig(dir, { ...base, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
+    // Crash right after checkpoint 5 became durable.
+    const first = await spawnWeir(cfg, { WEIR_FAULT: 'metadata-written:5' }).exit;
+    assert.equal(first.signal, 'SIGKILL', first.stderr.slice(-2000));
+    const ids = readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('checkpoint-')).map((n) => Number(n.slice(11))).sort((a, b) => b - a);
+    const newest = join(dir, 'checkpoints', `checkpoint-${ids[0]}`, 'metadata.json');
+    const text = readFileSync(newest, 'utf8');
+    writeFileSync(newest, damage === 'truncate' ? text.slice(0, text.length >> 1) : text.replace(/"offset": "(\d+)"/, (_m, o: string) => `"offset": "${Number(o) + 1}"`));
+    const second = await spawnWeir(cfg).exit;
+    assert.equal(second.code, 0, second.stderr.slice(-2000));
+    assert.match(second.stderr, new RegExp(`skipping checkpoint ${ids[0]}: checkpoint .*checkpoint-${ids[0]}/metadata.json: ${damage === 'truncate' ? 'is not valid JSON' : 'checksum does not match'}`));
+    assert.match(second.stderr, new RegExp(`restored from checkpoint ${ids[1]}`));
+    const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
+    assertSameFinals(finalResults(results), want, damage);
+    assertNeverHigher(results, want, damage);
+    if (damage === 'corrupt') {
+      // The same checkpoints with other aggregations: refused, naming the directory, no stack trace.
+      const other = writeConfig(dir, { ...JSON.parse(readFileSync(cfg, 'utf8')), aggregations: [{ name: 'only', value: 'data.tokens', window: { type: 'tumbling', sizeMs: 1000 } }] });
+      const refused = await spawnWeir(other).exit;
+      assert.equal(refused.code, 1, refused.stderr.slice(-2000));
+      assert.doesNotMatch(refused.stderr, /\bat \S+ \(/, 'no stack trace');
+      assert.match(refused.stderr, new RegExp(`checkpoint \\d+ in ${join(dir, 'checkpoints')} was taken with another source topic, other aggregations`));
+    }
+    await sleep(0);
+  }
+});
