@@ -8,11 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateLines } from '../../src/sources/eventgen';
 import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
+import { Client } from 'pg';
 import { createTopic, produce, unique } from './helpers/kafka';
 import {
-  assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig, type Exit,
+  assertNeverHigher, assertSameFinals, deadLetterSet, dropSuperseded, finalResults, windowId, kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig, type Exit,
 } from './helpers/weir';
 
+const PG_URL = process.env['WEIR_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const EVENTS = generateLines(30_000, { seed: 7, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, malformedFraction: 0.002, users: 60 });
 
 async function topicWith(lines: readonly string[], partitions = 1): Promise<string> {
@@ -40,7 +42,10 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
   const dir = mkdtempSync(join(tmpdir(), 'weir-crash-'));
   // Small fetches: the run takes seconds, so kills land in the middle of it.
   const base = kafkaRunConfig(dir, topic, unique('crash'));
-  const cfg = writeConfig(dir, { ...base, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
+  // Results go to a file and to PostgreSQL (upserts): after the crashes, the table holds exactly the final results.
+  const table = `weir_crash_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
+  const sinks = [...(base['sinks'] as object[]), { type: 'postgres', url: PG_URL, table }];
+  const cfg = writeConfig(dir, { ...base, sinks, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
   // Three crashes at the steps of a checkpoint, then kills at random moments, then runs until one finishes.
   const plan: Array<{ fault?: string; killAfterMs?: number }> = [
     { fault: 'state-written:3' },
@@ -81,6 +86,23 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
   assertSameFinals(finalResults(results), want, 'after crashes');
   assertNeverHigher(results, want, 'after crashes');
   assert.deepEqual(deadLetterSet(readLines<DeadLetter>(join(dir, 'dlq.jsonl'))), deadLetterSet(ref.dlq));
+  const pg = new Client({ connectionString: PG_URL });
+  await pg.connect();
+  try {
+    const rows = await pg.query<{ name: string; key: string; window_start: string; window_end: string; count: number; sum: number; min: number; max: number; avg: number; stddev: number; p50: number; p95: number; p99: number }>(`SELECT * FROM "${table}"`);
+    const inTable = new Map<string, WindowResult>();
+    for (const r of rows.rows) {
+      const w: WindowResult = {
+        name: r.name, key: r.key, group: {}, window: { start: Number(r.window_start), end: Number(r.window_end) },
+        results: { count: r.count, sum: r.sum, avg: r.avg, min: r.min, max: r.max, p50: r.p50, p95: r.p95, p99: r.p99, stddev: r.stddev }, late: false, emittedAt: 0,
+      } as WindowResult;
+      inTable.set(windowId(w), w);
+    }
+    assertSameFinals(dropSuperseded(inTable), want, 'PostgreSQL table after crashes');
+    await pg.query(`DROP TABLE "${table}"`);
+  } finally {
+    await pg.end();
+  }
   // Retention: at most `retain` checkpoints, no temporary directory left.
   const left = readdirSync(join(dir, 'checkpoints'));
   assert.ok(left.filter((n) => n.startsWith('checkpoint-')).length <= 3, left.join(' '));
