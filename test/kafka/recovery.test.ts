@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { generateLines } from '../../src/sources/eventgen';
 import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
 import { Client } from 'pg';
-import { createTopic, produce, unique } from './helpers/kafka';
+import { Kafka, logLevel } from 'kafkajs';
+import { BROKERS, createTopic, produce, unique } from './helpers/kafka';
 import {
   assertNeverHigher, assertSameFinals, deadLetterSet, dropSuperseded, finalResults, windowId, kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig, type Exit,
 } from './helpers/weir';
@@ -141,4 +142,45 @@ test('a truncated or corrupted newest checkpoint: recovery warns, names it, and 
     }
     await sleep(0);
   }
+});
+
+test('SIGTERM: a final checkpoint, offsets committed to it, exit 0; the next run resumes there and the results are exact', async () => {
+  const topic = await topicWith(EVENTS.slice(0, 12_000));
+  const ref = await reference(topic);
+  const want = finalResults(ref.results);
+  const dir = mkdtempSync(join(tmpdir(), 'weir-sigterm-'));
+  const group = unique('term');
+  const base = kafkaRunConfig(dir, topic, group);
+  const cfg = writeConfig(dir, { ...base, source: { ...(base['source'] as object), maxBytesPerPartition: 4096 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 50, retain: 3 } });
+  const first = spawnWeir(cfg);
+  let sent = false;
+  first.child.stderr!.on('data', (d: Buffer) => {
+    if (!sent && /checkpoint 3 done/.test(d.toString())) {
+      sent = true;
+      first.child.kill('SIGTERM');
+    }
+  });
+  const e = await first.exit;
+  assert.ok(sent, 'the run ended before it could be stopped');
+  assert.equal(e.code, 0, e.stderr.slice(-2000));
+  const stop = /"checkpoint":(\d+),"reason":"stop"/.exec(e.stderr);
+  assert.ok(stop, 'a checkpoint was taken at stop');
+  // The committed offsets are the stop checkpoint's.
+  const meta = JSON.parse(readFileSync(join(dir, 'checkpoints', `checkpoint-${stop[1]}`, 'metadata.json'), 'utf8')) as { partitions: Array<{ partition: number; offset: string }> };
+  const admin = new Kafka({ brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    const byPartition = new Map(committed!.partitions.map((p) => [p.partition, p.offset]));
+    for (const p of meta.partitions) assert.equal(byPartition.get(p.partition), p.offset, `partition ${p.partition}`);
+    assert.ok(meta.partitions.some((p) => BigInt(p.offset) < 12_000n), 'stopped before the end of the topic');
+  } finally {
+    await admin.disconnect();
+  }
+  const second = await spawnWeir(cfg).exit;
+  assert.equal(second.code, 0, second.stderr.slice(-2000));
+  assert.match(second.stderr, new RegExp(`restored from checkpoint ${stop[1]}`));
+  const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
+  assertSameFinals(finalResults(results), want, 'after SIGTERM and a restart');
+  assertNeverHigher(results, want, 'after SIGTERM and a restart');
 });
