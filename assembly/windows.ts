@@ -217,6 +217,12 @@ export function advance(a: u32, w: f64): void {
 
 // ─── The batch kernel ─────────────────────────────────────────────────────────
 
+// Sliding windows: per window of the current event (k = 0, 1, ...), its group's
+// key -> slot array and capacity (u32, u32), valid within one processWindows call.
+const SLIDE_CACHE: usize = 64;
+const SLIDE_CACHE_BYTES: usize = SLIDE_CACHE << 3;
+const slideCache: usize = memory.data(<i32>SLIDE_CACHE_BYTES, 8);
+
 /** Index of the group of `start`, inserted if new (usually the last one: scan from the end). */
 // @ts-ignore: decorator
 @inline function groupOf(p: usize, start: f64, end: f64, w: f64): i32 {
@@ -340,18 +346,41 @@ export function processWindows(a: u32, n: u32): u32 {
       }
       addToSlot(a, s, x, w >= end);
     } else {
-      let late: u32 = 0, windows: u32 = 0;
-      for (let st = cacheStart; st > t - size; st -= slide) {
+      // Window k of the event starts at cacheStart - k·slide. While cacheStart and
+      // the groups stay, entry k of the slide cache holds that group's key -> slot
+      // array (cap 0: look it up), as `slots` does for tumbling windows.
+      if (slotCap == 0) {
+        memory.fill(slideCache, 0, SLIDE_CACHE_BYTES);
+        slotCap = 1; // the cache is valid (entries may still be empty)
+      }
+      let late: u32 = 0, windows: u32 = 0, changed = false;
+      let k: usize = 0;
+      for (let st = cacheStart; st > t - size; st -= slide, k++) {
         windows++;
         const end = st + size;
         if (w >= end + lateness) {
           late++;
           continue;
         }
-        addToSlot(a, slotFor(a, p, groupOf(p, st, end, w), key), x, w >= end);
+        const ce = slideCache + (k << 3);
+        let s = NO_SLOT;
+        if (k < SLIDE_CACHE && key < ldu(ce + 4)) s = load<u32>(<usize>ldu(ce) + (<usize>key << 2));
+        if (s == NO_SLOT) {
+          const gi = groupOf(p, st, end, w);
+          s = slotFor(a, p, gi, key);
+          if (k < SLIDE_CACHE) {
+            const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+            stu(ce, ldu(ge + G_KEYS));
+            stu(ce + 4, ldu(ge + G_KEYCAP));
+          }
+          changed = true;
+        }
+        addToSlot(a, s, x, w >= end);
       }
-      nextFire = ldf(p + A_NEXT_FIRE);
-      nextPurge = ldf(p + A_NEXT_PURGE);
+      if (changed) {
+        nextFire = ldf(p + A_NEXT_FIRE);
+        nextPurge = ldf(p + A_NEXT_PURGE);
+      }
       if (late) {
         stb(evs + i, late == windows ? EV_LATE : EV_PARTLY_LATE);
         notOk++;
