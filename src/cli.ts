@@ -182,7 +182,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`weir: ${err.message}\n`);
       return 2;
     }
-    if (err.domain === 'user') {
+    // A user's mistake or a failing dependency (a broker, a database): one line. Only our own bugs get a stack.
+    if (err.domain === 'user' || err.domain === 'external') {
       process.stderr.write(`weir: ${err.message}\n`);
       return 1;
     }

@@ -173,7 +173,12 @@ export const configSchema = z.strictObject({
       instanceId: z.string().default(process.env['WEIR_INSTANCE_ID'] ?? 'processor-1'),
     })
     .prefault({}),
-  /** Retries of sink writes (results and dead letters) that fail transiently: delays initialDelayMs, x factor, ... */
+  /**
+   * Retries of sink writes (results and dead letters) that fail transiently: delays
+   * initialDelayMs, x factor, ... (100, 200, 400 ms by default). A result write whose
+   * retries run out dead-letters its results (reason `undeliverable`, `retry_count` =
+   * retries); a dead-letter write whose retries run out stops the run (src/sinks/delivery.ts).
+   */
   retry: z
     .strictObject({
       /** Retries after the first attempt; 0 = never retry. @default 3 */
@@ -182,6 +187,8 @@ export const configSchema = z.strictObject({
       initialDelayMs: duration({ positive: false }).default(100),
       /** Each delay is the previous one times this (1 = constant delay). @default 2 */
       factor: z.number().min(1).max(10).default(2),
+      /** Upper bound of one delay, ms. @default 30000 */
+      maxDelayMs: duration({ positive: true }).default(30_000),
     })
     .prefault({}),
   /**

@@ -1,5 +1,5 @@
 // What to do about a failure, decided in one place: retry it, dead-letter it, or stop.
-import { WeirError } from './errors';
+import { FatalError, RecordsRejectedError, WeirError } from './errors';
 
 /**
  * `transient`: doing the same thing again may succeed (network, timeouts, a broker
@@ -29,6 +29,10 @@ function codeOf(e: object): string | undefined {
  * or dropped silently.
  */
 export function classify(e: unknown): ErrorKind {
+  // Both keep their cause's domain, so their kind is said here: a sink refusing some
+  // records is the records' problem; a FatalError ends the run whatever caused it.
+  if (e instanceof RecordsRejectedError) return 'permanent';
+  if (e instanceof FatalError) return 'critical';
   if (e instanceof WeirError) {
     if (e.retriable) return 'transient';
     return e.domain === 'user' ? 'permanent' : 'critical';

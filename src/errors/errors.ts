@@ -38,3 +38,27 @@ export function toWeirError(e: unknown): WeirError {
   if (e instanceof Error) return new WeirError(e.message, { domain: 'internal', cause: e });
   return new WeirError(String(e), { domain: 'internal' });
 }
+
+/**
+ * A sink refused these records themselves (a row its table rejects, a message larger than
+ * the topic allows), not because it is unreachable or broken: other records still go
+ * through, so the refused ones are dead-lettered and the run goes on. Permanent: never
+ * retried. The domain stays the sink's ('external').
+ */
+export class RecordsRejectedError extends WeirError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { domain: 'external', retriable: false, cause });
+  }
+}
+
+/**
+ * A failure that ends the run on purpose: the dead-letter queue cannot take what must
+ * go there, or a result sink is unusable. The runner stops gracefully without a
+ * checkpoint past the failure; a restart recovers from the last checkpoint. The domain
+ * is the cause's, so a user's mistake (an unwritable path) is reported as one line.
+ */
+export class FatalError extends WeirError {
+  constructor(message: string, cause: unknown) {
+    super(message, { domain: cause instanceof WeirError ? cause.domain : 'internal', retriable: false, cause });
+  }
+}

@@ -32,19 +32,37 @@ export interface WindowResult {
   emittedAt: number;
 }
 
-export type DeadLetterReason = 'malformed' | 'invalid' | 'late';
+/**
+ * Why a record is in the dead-letter queue. `malformed`, `invalid`, `late`: an input
+ * event (SEMANTICS.md). `undeliverable`: a result that a result sink did not take (its
+ * write kept failing transiently until the retries ran out, or the sink refused that
+ * record); see src/sinks/delivery.ts.
+ */
+export type DeadLetterReason = 'malformed' | 'invalid' | 'late' | 'undeliverable';
 
-/** SEMANTICS.md, Dead-letter records. */
+/** SEMANTICS.md, Dead-letter records. Field order is the output order. */
 export interface DeadLetter {
+  /** The raw input text, unchanged; for `undeliverable`, the result's JSON as a JSON-lines sink writes it. */
   original_event: string;
   reason: DeadLetterReason;
+  /** What was wrong; for `undeliverable`, the sink and its last error. */
   error: string;
+  /** Absent for `malformed`; for `undeliverable`, the result's aggregation (its `name`). */
   aggregation?: string;
+  /** Retries made before giving up: 0 unless a transient failure outlasted them (`undeliverable`). */
   retry_count: number;
+  /** When the record was dead-lettered (wall clock, ISO-8601). */
   timestamp: string;
   processor_instance: string;
+  /**
+   * Where the record came from. For `undeliverable`: where the input stood when the
+   * result fired (the partition and offset of the last record of that batch), or -1
+   * and "" when a wall-clock tick or the end of the input fired it.
+   */
   partition: number;
   offset: string;
+  /** `undeliverable` only: the result sink that did not take it, as `sinks[i]` (config order). */
+  sink?: string;
 }
 
 /** `name:key:start_end`: where a window's state is stored. */

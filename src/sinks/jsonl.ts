@@ -1,17 +1,27 @@
 // JSON-lines writers for results and dead letters: a file, stdout or stderr.
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
-import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { InputError } from '../errors/errors';
 
 export interface RecordSink<T> {
+  /**
+   * Resolves once the records are out of this process (or acknowledged), so that a
+   * failure is reported by the write whose records it lost. Throws a WeirError: retriable
+   * for a failure that may pass, RecordsRejectedError for records the sink refuses.
+   */
   write(records: readonly T[]): Promise<void> | void;
   /** Resolves once everything written so far is out of this process (a kill -9 then loses none of it). Sinks whose write() resolves only then need none. */
   flush?(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Writes each record as one JSON line, waiting for the stream to drain when it asks to. */
+/**
+ * Writes each record as one JSON line. write() waits until the stream has handed its
+ * text to the OS: one wait per write (a batch), and a failure (a full disk) is reported
+ * by the write that failed. A stream that failed once stays failed: its errors are
+ * permanent (InputError), never retried.
+ */
 export class JsonLinesSink<T> implements RecordSink<T> {
   private failure: Error | undefined;
 
@@ -32,7 +42,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     }
     const ws: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, what)));
+      ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, `${what} file ${path}`)));
       ws.once('error', (e) => reject(new InputError(`cannot write ${what} file ${path}: ${e.message}`)));
     });
   }
@@ -42,13 +52,29 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     if (records.length === 0) return;
     let text = '';
     for (const r of records) text += JSON.stringify(r) + '\n';
-    if (!this.out.write(text)) await once(this.out, 'drain');
+    // The callback comes once this text is written (after any queued before it), so it
+    // also waits out back pressure; it may be called with the error that 'error' reports too.
+    await new Promise<void>((resolve, reject) =>
+      this.out.write(text, (e) => (e ? reject(new InputError(`cannot write ${this.what}: ${e.message}`)) : resolve())),
+    );
+    this.check();
+  }
+
+  /** Throws the stream's failure, if it had one. */
+  private check(): void {
+    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
   }
 
   async flush(): Promise<void> {
-    // Writes complete in order: the callback of an empty one comes after all before it.
-    await new Promise<void>((resolve, reject) => this.out.write('', (e) => (e ? reject(e) : resolve())));
-    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
+    // write() resolves only once its text is written, so there is rarely anything pending
+    // (and an empty write is not free: /dev/full refuses even that).
+    if ((this.out as Writable).writableLength > 0) {
+      // Writes complete in order: the callback of an empty one comes after all before it.
+      await new Promise<void>((resolve, reject) =>
+        this.out.write('', (e) => (e ? reject(new InputError(`cannot write ${this.what}: ${e.message}`)) : resolve())),
+      );
+    }
+    this.check();
   }
 
   async close(): Promise<void> {

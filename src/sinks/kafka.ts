@@ -1,6 +1,6 @@
 // Kafka writers for results and dead letters: one message per record, one send per write().
 import { Kafka, Partitioners, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
-import { WeirError } from '../errors/errors';
+import { RecordsRejectedError, WeirError } from '../errors/errors';
 import { stateKey, type DeadLetter, type WindowResult } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
 
@@ -20,22 +20,32 @@ export interface KafkaSinkOptions {
   logLevel?: logLevel;
 }
 
+function retriableFlag(e: unknown): boolean | undefined {
+  if (typeof e !== 'object' || e === null || !('retriable' in e)) return undefined;
+  const r = (e as { retriable: unknown }).retriable;
+  return typeof r === 'boolean' ? r : undefined;
+}
+
+/** Broker error types about the records sent, not the broker: the same records fail again, other records go through. */
+const RECORD_ERRORS: ReadonlySet<string> = new Set(['MESSAGE_TOO_LARGE', 'INVALID_RECORD', 'RECORD_LIST_TOO_LARGE']);
+
 /**
  * Converts whatever kafkajs threw into a WeirError of domain 'external'. Retriability is
- * kafkajs's own judgment: note that once its internal retries run out it throws
- * KafkaJSNumberOfRetriesExceeded, which it marks non-retriable.
+ * kafkajs's own judgment, except that once its internal retries run out it throws
+ * KafkaJSNumberOfRetriesExceeded, marked non-retriable even when what failed was a
+ * broker being unavailable (https://github.com/tulios/kafkajs/blob/master/src/retry/index.js):
+ * that is still transient for Weir, whose retry() then backs off and tries again.
+ * A broker refusing the records themselves (too large) is a RecordsRejectedError.
  */
 function kafkaError(what: string, opts: KafkaSinkOptions, e: unknown): WeirError {
   const detail = e instanceof Error ? e.message : String(e);
-  const retriable =
-    typeof e === 'object' && e !== null && 'retriable' in e && typeof (e as { retriable: unknown }).retriable === 'boolean'
-      ? (e as { retriable: boolean }).retriable
-      : false;
-  return new WeirError(`kafka ${what} (topic "${opts.topic}", brokers ${opts.brokers.join(',')}): ${detail}`, {
-    domain: 'external',
-    retriable,
-    cause: e,
-  });
+  const message = `kafka ${what} (topic "${opts.topic}", brokers ${opts.brokers.join(',')}): ${detail}`;
+  const cause = typeof e === 'object' && e !== null ? (e as { cause?: unknown }).cause : undefined;
+  const type = (cause as { type?: unknown } | undefined)?.type ?? (e as { type?: unknown } | undefined)?.type;
+  if (typeof type === 'string' && RECORD_ERRORS.has(type)) return new RecordsRejectedError(message, e);
+  let retriable = retriableFlag(e) ?? false;
+  if (!retriable && e instanceof Error && e.name === 'KafkaJSNumberOfRetriesExceeded') retriable = retriableFlag(cause) === true;
+  return new WeirError(message, { domain: 'external', retriable, cause: e });
 }
 
 /**

@@ -1,6 +1,6 @@
 // PostgreSQL writer for results: one row per window, upserted, so the table holds each window's latest result.
 import { Pool, type PoolClient } from 'pg';
-import { WeirError } from '../errors/errors';
+import { RecordsRejectedError, WeirError } from '../errors/errors';
 import { stateKey, type WindowResult } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
 
@@ -51,6 +51,11 @@ function connectionSqlState(code: string): boolean {
 }
 // Serialization failure and deadlock: two instances upserting the same rows at once; doing it again works.
 const TRANSIENT_SQL_STATES = new Set(['40001', '40P01']);
+// Class 22 data exception, 23 integrity constraint violation: the table refuses these rows
+// (text with NUL, a CHECK or NOT NULL added by someone); other rows still go in.
+function rowsRefused(code: string): boolean {
+  return code.startsWith('22') || code.startsWith('23');
+}
 
 function errorCode(e: unknown): string | undefined {
   if (typeof e !== 'object' || e === null) return undefined;
@@ -120,7 +125,8 @@ export class PostgresResultSink implements RecordSink<WindowResult> {
     await this.pool.query(`SELECT ${COLUMNS.join(', ')} FROM ${this.qtable} LIMIT 0`);
   }
 
-  private convert(doing: string, e: unknown): WeirError {
+  /** `rows`: the error of a write, where a refusal of the rows is a RecordsRejectedError. */
+  private convert(doing: string, e: unknown, rows = false): WeirError {
     const where = `postgres result sink (table "${this.opts.table}" at ${target(this.opts.url)})`;
     if (isConnectionFailure(e)) {
       const code = errorCode(e);
@@ -129,6 +135,7 @@ export class PostgresResultSink implements RecordSink<WindowResult> {
     }
     const code = errorCode(e);
     const msg = e instanceof Error ? e.message : String(e);
+    if (rows && code !== undefined && rowsRefused(code)) return new RecordsRejectedError(`${where}: ${doing}: ${msg} (SQLSTATE ${code})`, e);
     return new WeirError(`${where}: ${doing}: ${msg}${code !== undefined ? ` (SQLSTATE ${code})` : ''}`, {
       domain: 'external',
       retriable: code !== undefined && TRANSIENT_SQL_STATES.has(code),
@@ -152,6 +159,10 @@ export class PostgresResultSink implements RecordSink<WindowResult> {
       throw this.convert(`cannot write ${rows.length} result(s)`, e);
     }
     let broken: Error | undefined;
+    // The connection may drop between two statements: pg then emits 'error' on the
+    // checked-out client, which would be an uncaught exception without a listener.
+    const onError = (e: Error): void => void (broken ??= e);
+    client.on('error', onError);
     try {
       const chunked = rows.length > this.rowsPerStatement;
       if (chunked) await client.query('BEGIN');
@@ -163,9 +174,10 @@ export class PostgresResultSink implements RecordSink<WindowResult> {
     } catch (e) {
       broken = e instanceof Error ? e : new Error(String(e));
       if (rows.length > this.rowsPerStatement) await client.query('ROLLBACK').catch(() => undefined);
-      throw this.convert(`cannot write ${rows.length} result(s)`, e);
+      throw this.convert(`cannot write ${rows.length} result(s)`, e, true);
     } finally {
       // A client that failed mid-statement may be in any state: destroy it rather than reuse it.
+      client.off('error', onError);
       client.release(broken);
     }
   }
