@@ -3,7 +3,6 @@
 import { maskSecrets, type Config } from './config';
 import { ConfigError, WeirError } from './errors/errors';
 import { classify } from './errors/classify';
-import { retry, type RetryOptions } from './errors/retry';
 import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
@@ -11,6 +10,7 @@ import { KafkaSource, saslOptions, type AssignmentHook } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
+import { Delivery, NO_POSITION, type InputPosition } from './sinks/delivery';
 import type { Output } from './pipeline/operator';
 import { PartitionedOperator } from './pipeline/partitioned';
 import { Checkpointer } from './checkpoint/coordinator';
@@ -178,24 +178,25 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   const progress = opts.progress ?? process.stderr.isTTY === true;
   let lastReport = t0, lastRecords = 0;
 
-  const emit = async (out: Output): Promise<void> => {
+  // Results a sink does not take after the retries (or refuses) are dead-lettered; a
+  // dead-letter queue or result sink that cannot be written stops the run with a
+  // FatalError, which the loop below turns into a stop without a checkpoint past it
+  // (sinks/delivery.ts says why).
+  const delivery = new Delivery({
+    results: sinks.map((sink, i) => ({ name: `sinks[${i}]`, sink })),
+    deadLetters: { name: 'deadLetter', sink: dlq },
+    retry: { ...cfg.retry, ...(opts.sleep === undefined ? {} : { sleep: opts.sleep }) },
+    log,
+    bus,
+    instanceId: cfg.processing.instanceId,
+    clock,
+  });
+  const emit = async (out: Output, at: InputPosition): Promise<void> => {
     summary.records += out.records;
     summary.results += out.results.length;
-    summary.deadLetters += out.deadLetters.length;
     for (const l of out.late) summary.lateEvents += l;
-    // A write that still fails after its retries fails the run: results must not be
-    // lost, and every event must be counted or dead-lettered.
-    if (out.results.length > 0) for (const s of sinks) await retry(() => Promise.resolve(s.write(out.results)), retryOpts('results'));
-    if (out.deadLetters.length > 0) await retry(() => Promise.resolve(dlq.write(out.deadLetters)), retryOpts('dead letters'));
+    summary.deadLetters += await delivery.deliver(out.results, out.deadLetters, at);
   };
-  const retryOpts = (what: string): RetryOptions => ({
-    ...cfg.retry,
-    ...(opts.sleep === undefined ? {} : { sleep: opts.sleep }),
-    onRetry: (e, attempt, delayMs) => {
-      bus.emit('error', { kind: 'transient' });
-      log.warn({ err: e, kind: 'transient', attempt, delayMs }, `writing ${what} failed, retrying in ${delayMs} ms: ${e.message}`);
-    },
-  });
 
   // A stop wins the race against a pull that may wait long (an idle topic, stdin).
   const STOP = Symbol('stop');
@@ -240,7 +241,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   const checkpoint = async (reason: string): Promise<void> => {
     if (checkpointer === undefined || kafka === undefined) return;
     // Every result before the barrier is with the sinks before offsets move past it.
-    await Promise.all([...sinks, dlq].map((s) => s.flush?.()));
+    await delivery.flush();
     await checkpointer.checkpoint(kafka, reason);
   };
   try {
@@ -248,6 +249,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     for (;;) {
       while (control.length > 0) {
         const c = control.shift()!;
+        // Not ready while partitions are being restored (or checkpointed on a rebalance).
+        ready = false;
         try {
           await c.run();
           c.resolve();
@@ -255,6 +258,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
           c.reject(e);
           throw e;
         }
+        ready = true;
       }
       if (checkpointer?.due() === true) await checkpoint('interval');
       if (opts.signal?.aborted === true) {
@@ -280,12 +284,15 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       const m = next.value;
       if (m.kind === 'end') break;
       if (m.kind === 'tick') {
-        await emit(step(-1, () => op.tick(m.nowMs)));
+        await emit(step(-1, () => op.tick(m.nowMs)), NO_POSITION);
         continue;
       }
       const batch = checkpointer?.unseen(m.batch) ?? m.batch;
       if (batch.n === 0) continue;
-      await emit(step(batch.partition, () => op.process(batch)));
+      await emit(step(batch.partition, () => op.process(batch)), {
+        partition: batch.partition,
+        offset: batch.offsets?.[batch.n - 1] ?? String(batch.firstOffset + batch.n - 1),
+      });
       checkpointer?.processed(batch);
       if (batch.highWatermark !== undefined && batch.offsets !== undefined && batch.n > 0) {
         const lag = BigInt(batch.highWatermark) - BigInt(batch.offsets[batch.n - 1]!) - 1n;
@@ -303,7 +310,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     }
     // Only the end of the input fires the open windows; after a stop, the next run
     // goes on with them from the checkpoint taken now.
-    if (!summary.stopped) await emit(step(0, () => op.finish()));
+    if (!summary.stopped) await emit(step(0, () => op.finish()), NO_POSITION);
     await checkpoint(summary.stopped ? 'stop' : 'end of input');
   } catch (e) {
     failed = true;
