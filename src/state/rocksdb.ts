@@ -128,28 +128,51 @@ class RocksEngine implements Engine {
   }
 
   async dropNewer(id: number, versions: readonly VersionRef[]): Promise<void> {
+    // The next checkpoint is id + 1: the journal must be read from there again.
+    this.floor = Math.min(this.floor, id + 1);
     const ops: BatchOp[] = versions.map((v) => ({ type: 'del', key: versionKey(v.key, v.id) }));
     for await (const [k] of this.db.iterator({ gte: journalId(id + 1), lt: J_END, values: false })) ops.push({ type: 'del', key: k });
     if (ops.length > 0) await call((cb) => this.db.batch(ops, { sync: true }, cb));
   }
 
+  /**
+   * Journal ids below this are pruned. Prune's deletes leave tombstones at the start
+   * of the journal's range until RocksDB compacts them; reading from here steps over
+   * none of them, so a prune costs what it prunes, not what earlier prunes deleted.
+   * (Checkpoint ids only grow past a prune's bound: restore goes back at most to the
+   * oldest retained checkpoint.)
+   */
+  private floor = 0;
+  private nextFloor: number | undefined;
+
   async journal(upTo: number, limit: number): Promise<JournalEntry[]> {
     const out: JournalEntry[] = [];
-    for await (const [k, v] of this.db.iterator({ gte: journalId(0), lt: journalId(upTo + 1), limit })) {
+    if (upTo < this.floor) return out;
+    for await (const [k, v] of this.db.iterator({ gte: journalId(this.floor), lt: journalId(upTo + 1), limit })) {
       if (k.length < 5 || v.length !== 5 || (v[4] !== PUT && v[4] !== TOMBSTONE)) throw this.corrupt('a journal entry');
       const prev = v.readUInt32BE(0);
       out.push({ id: k.readUInt32BE(1), key: k.toString('utf8', 5), prev: prev === NONE ? 0 : prev, tombstone: v[4] === TOMBSTONE, raw: k });
     }
+    // The whole range up to upTo is in hand: once it is dropped, nothing is left below upTo + 1.
+    if (out.length < limit) {
+      if (out.length === 0) this.floor = upTo + 1;
+      else this.nextFloor = upTo + 1;
+    }
     return out;
   }
 
-  dropJournal(entries: readonly JournalEntry[], versions: readonly VersionRef[]): Promise<void> {
+  async dropJournal(entries: readonly JournalEntry[], versions: readonly VersionRef[]): Promise<void> {
     const ops: BatchOp[] = versions.map((v) => ({ type: 'del', key: versionKey(v.key, v.id) }));
     for (const e of entries) ops.push({ type: 'del', key: e.raw as Buffer });
-    return call((cb) => this.db.batch(ops, { sync: false }, cb));
+    const next = this.nextFloor;
+    this.nextFloor = undefined;
+    await call((cb) => this.db.batch(ops, { sync: false }, cb));
+    if (next !== undefined) this.floor = Math.max(this.floor, next);
   }
 
   async clear(): Promise<void> {
+    this.floor = 0;
+    this.nextFloor = undefined;
     await call((cb) => this.db.clear({}, cb));
     await call((cb) => this.db.batch([{ type: 'del', key: SYNC_KEY }], { sync: true }, cb));
   }
