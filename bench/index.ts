@@ -3,6 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchCore } from './core';
 import { benchE2e } from './e2e';
+import { benchKafka, printKafka } from './kafka';
+import { benchCheckpoint, printCheckpoint } from './checkpoint';
 
 async function main(): Promise<void> {
   const started = new Date().toISOString();
@@ -34,6 +36,23 @@ async function main(): Promise<void> {
     console.log('| --- | --- |');
     for (const f of e.figures) console.log(`| ${f.impl} | ${Math.round(f.eventsPerSecond).toLocaleString('en-US')} |`);
     console.log(`\nweir / idiomatic: ${(weir!.eventsPerSecond / idio!.eventsPerSecond).toFixed(1)}x\n`);
+  }
+  if (all || which.has('kafka')) {
+    console.log('# Kafka end to end: 1,000,000 events from a 4-partition topic (median of 3, alternating)\n');
+    if (process.env['WEIR_BENCH_NO_KAFKA'] === '1') {
+      console.log('skipped: WEIR_BENCH_NO_KAFKA=1\n');
+      report['kafka'] = { skipped: 'WEIR_BENCH_NO_KAFKA=1' };
+    } else {
+      const k = await benchKafka();
+      report['kafka'] = k;
+      printKafka(k);
+    }
+  }
+  if (all || which.has('checkpoint')) {
+    console.log('# Checkpoint cost against state size (one tumbling window per key)\n');
+    const c = await benchCheckpoint();
+    report['checkpoint'] = c;
+    printCheckpoint(c);
   }
   const file = join(__dirname, '..', '..', 'bench', 'results.json');
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');

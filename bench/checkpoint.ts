@@ -1,0 +1,211 @@
+// Benchmark 4: checkpoint cost against state size. For 1k, 10k and 100k open windows
+// (one tumbling window per key, varying the number of keys), with the real
+// Checkpointer over the real state backends, as a run takes checkpoints:
+//   - full: the first checkpoint, which writes every window;
+//   - incremental: checkpoints after events changed only 1% of the windows, and after
+//     events changed a fixed 100 windows (median of a few; their max includes the one
+//     prune, at the first checkpoint past `retain`, of the full checkpoint's journal).
+// What a checkpoint costs in a run: draining the operator's changed windows from
+// WASM, staging them, the backend's durable write (RocksDB: one synced WriteBatch;
+// Redis: MULTI/EXEC), the metadata file (temp dir, fsync, rename), the (stubbed)
+// offset commit, and retention. The point: incremental cost follows the changes,
+// not the size of the state.
+//
+// `node dist/bench/checkpoint.js` runs this bench alone. Redis (127.0.0.1:6379) is
+// measured when it answers; WEIR_BENCH_NO_REDIS=1 skips it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Socket } from 'node:net';
+import { Checkpointer, type CheckpointSource } from '../src/checkpoint/coordinator';
+import { validateConfig, type Config } from '../src/config';
+import { createLogger } from '../src/log';
+import { Instrumentation } from '../src/metrics/events';
+import { PartitionedOperator } from '../src/pipeline/partitioned';
+import type { RecordBatch } from '../src/pipeline/types';
+import { openStateBackend } from '../src/state';
+
+const REDIS_URL = process.env['WEIR_BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const T0 = 1_767_225_600_000;
+const HOUR = 3_600_000;
+
+export interface CheckpointFigure {
+  backend: 'rocksdb' | 'redis';
+  windows: number;
+  /** Live state after the full checkpoint: UTF-8 key + value bytes (StateSummary.bytes). */
+  stateBytes: number;
+  fullMs: number;
+  /** Windows changed before each incremental checkpoint (1% of them). */
+  onePercentChanged: number;
+  onePercentMs: number;
+  onePercentMaxMs: number;
+  fixedChanged: number;
+  fixedMs: number;
+  fixedMaxMs: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Kafka-like batches of one event per key in `keys`, all in the window [T0, T0 + 1 h). */
+class EventBatches {
+  private offset = 0;
+  private step = 0;
+  constructor(private readonly batchSize: number) {}
+
+  *batches(keys: Iterable<number>): Generator<RecordBatch> {
+    let lines: string[] = [];
+    const flush = (): RecordBatch => {
+      const parts = lines.map((l) => Buffer.from(l));
+      const starts = new Uint32Array(parts.length), ends = new Uint32Array(parts.length);
+      let pos = 0;
+      parts.forEach((p, i) => {
+        starts[i] = pos;
+        ends[i] = pos += p.length;
+      });
+      const first = this.offset;
+      this.offset += parts.length;
+      const offsets = parts.map((_, i) => String(first + i));
+      lines = [];
+      return { buf: Buffer.concat(parts), starts, ends, n: parts.length, partition: 0, firstOffset: first, offsets };
+    };
+    for (const k of keys) {
+      // Event time creeps forward by 1 ms per event: never near the window's end.
+      const ts = T0 + (this.step++ % 600_000);
+      lines.push(`{"timestamp":${ts},"k":"key-${k}","v":${(k % 977) + 0.5}}`);
+      if (lines.length === this.batchSize) yield flush();
+    }
+    if (lines.length > 0) yield flush();
+  }
+}
+
+/** The offsets a checkpoint commits go nowhere: the cost of a commit is Kafka's, not the checkpoint's. */
+const noSource: CheckpointSource = {
+  startInfo: () => ({ committed: undefined, low: '0', position: '0' }),
+  seek: () => true,
+  commit: async () => {},
+};
+
+async function measure(backend: 'rocksdb' | 'redis', windows: number, rounds: number): Promise<CheckpointFigure> {
+  const dir = mkdtempSync(join(tmpdir(), 'weir-bench-ckpt-'));
+  const instance = `bench-${process.pid}-${windows}`;
+  const cfg: Config = validateConfig({
+    // A Kafka source: checkpoints exist for it (the broker is not contacted here).
+    source: { type: 'kafka', brokers: ['127.0.0.1:9092'], topic: 'weir-bench-checkpoint' },
+    eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 30_000, allowedLatenessMs: 60_000 },
+    aggregations: [{ name: 'per_key', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: HOUR } }],
+    state: { backend, dir: join(dir, 'state'), url: REDIS_URL },
+    checkpoint: { dir: join(dir, 'checkpoints') },
+    processing: { instanceId: instance },
+  });
+  const op = new PartitionedOperator(cfg);
+  const bus = new Instrumentation();
+  let bytes = 0;
+  bus.on('checkpoint.completed', (e) => (bytes = e.bytes));
+  const state = await openStateBackend({ ...cfg.state, prefix: 'weir-bench' }, instance);
+  const ck = new Checkpointer(cfg, op, state, createLogger(cfg), bus);
+  try {
+    await ck.init();
+    await ck.assign([0], noSource);
+    const events = new EventBatches(cfg.processing.batchSize);
+    const feed = (keys: Iterable<number>): void => {
+      for (const b of events.batches(keys)) {
+        op.process(b);
+        ck.processed(b);
+      }
+    };
+    const timed = async (): Promise<number> => {
+      const t0 = performance.now();
+      await ck.checkpoint(noSource, 'bench');
+      return performance.now() - t0;
+    };
+    feed(Array.from({ length: windows }, (_, k) => k));
+    const open = op.openWindows(0);
+    if (open !== windows) throw new Error(`expected ${windows} open windows, the operator has ${open}`);
+    const fullMs = await timed();
+    const stateBytes = bytes;
+    // Changed windows spread over the key space, a different set each round.
+    const some = (count: number, round: number): number[] => Array.from({ length: count }, (_, i) => (Math.floor((i * windows) / count) + round) % windows);
+    const onePercent = Math.max(1, Math.round(windows / 100));
+    const fixed = 100;
+    const pct: number[] = [], fix: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      feed(some(onePercent, r));
+      pct.push(await timed());
+      feed(some(fixed, r + rounds));
+      fix.push(await timed());
+    }
+    return {
+      backend,
+      windows,
+      stateBytes,
+      fullMs,
+      onePercentChanged: onePercent,
+      onePercentMs: median(pct),
+      onePercentMaxMs: Math.max(...pct),
+      fixedChanged: fixed,
+      fixedMs: median(fix),
+      fixedMaxMs: Math.max(...fix),
+    };
+  } finally {
+    // Leave nothing behind: Redis keys of this instance, the temp dir.
+    for (const p of op.partitions) await ck.revoke(p).catch(() => undefined);
+    if (backend === 'redis') {
+      const s = await state.open(0).catch(() => undefined);
+      await s?.clear();
+      await s?.close();
+    }
+    await ck.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether something accepts TCP connections at the Redis URL's host and port. */
+function redisAnswers(url: string): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const s = new Socket();
+    const done = (ok: boolean): void => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(500, () => done(false));
+    s.once('error', () => done(false));
+    s.connect(Number(u.port || 6379), u.hostname, () => done(true));
+  });
+}
+
+export async function benchCheckpoint(sizes = [1_000, 10_000, 100_000], rounds = 5): Promise<CheckpointFigure[]> {
+  const backends: Array<'rocksdb' | 'redis'> = ['rocksdb'];
+  if (process.env['WEIR_BENCH_NO_REDIS'] !== '1' && (await redisAnswers(REDIS_URL))) backends.push('redis');
+  else console.log(`(redis: skipped, ${process.env['WEIR_BENCH_NO_REDIS'] === '1' ? 'WEIR_BENCH_NO_REDIS=1' : `nothing answers at ${REDIS_URL}`})`);
+  const out: CheckpointFigure[] = [];
+  for (const b of backends) for (const n of sizes) out.push(await measure(b, n, rounds));
+  return out;
+}
+
+export function printCheckpoint(figs: CheckpointFigure[]): void {
+  const ms = (x: number): string => (x < 10 ? x.toFixed(1) : Math.round(x).toLocaleString('en-US'));
+  console.log('| backend | windows | state bytes | full checkpoint ms | 1% changed: windows, ms (max) | 100 changed: ms (max) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const f of figs)
+    console.log(
+      `| ${f.backend} | ${f.windows.toLocaleString('en-US')} | ${f.stateBytes.toLocaleString('en-US')} | ${ms(f.fullMs)} | ${f.onePercentChanged.toLocaleString('en-US')}: ${ms(f.onePercentMs)} (${ms(f.onePercentMaxMs)}) | ${ms(f.fixedMs)} (${ms(f.fixedMaxMs)}) |`,
+    );
+  console.log();
+}
+
+if (require.main === module) {
+  benchCheckpoint()
+    .then((f) => {
+      printCheckpoint(f);
+      process.exit(0);
+    })
+    .catch((e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    });
+}
