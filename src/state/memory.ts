@@ -7,8 +7,7 @@
 //   versions: key -> (id -> value | null tombstone)   (values are copied in and out)
 //   journal:  id  -> (key -> { prev, tombstone })
 import type { PartitionStore, StateBackend } from './backend';
-import { StateError } from './backend';
-import { checkPartition, closeAll, VersionedStore, type Engine, type JournalEntry, type RecordCounts, type VersionRecord, type VersionRef, type VersionWrite } from './versioned';
+import { OpenStores, type Engine, type JournalEntry, type RecordCounts, type VersionRecord, type VersionRef, type VersionWrite } from './versioned';
 
 export interface MemoryRecords {
   versions: Map<string, Map<number, Buffer | null>>;
@@ -89,26 +88,18 @@ export class MemoryEngine implements Engine {
 export class MemoryStateBackend implements StateBackend {
   readonly kind = 'memory' as const;
   private readonly data = new Map<number, MemoryRecords>();
-  private readonly stores = new Map<number, VersionedStore>();
-  private closed = false;
+  private readonly stores = new OpenStores();
 
   constructor(private readonly instance: string) {}
 
   async open(partition: number): Promise<PartitionStore> {
-    checkPartition(partition);
-    if (this.closed) throw new StateError(`open(${partition}) after the state backend was closed`, { domain: 'internal' });
-    if (this.stores.has(partition)) throw new StateError(`memory state of ${this.instance} partition ${partition} is already open`, { domain: 'internal' });
+    this.stores.check(partition, () => `memory state of ${this.instance} partition ${partition}`);
     let r = this.data.get(partition);
     if (r === undefined) this.data.set(partition, (r = { versions: new Map(), journal: new Map() }));
-    const store: VersionedStore = new VersionedStore(partition, new MemoryEngine(`memory state of ${this.instance} partition ${partition}`, r), () => {
-      if (this.stores.get(partition) === store) this.stores.delete(partition);
-    });
-    this.stores.set(partition, store);
-    return store;
+    return this.stores.add(partition, new MemoryEngine(`memory state of ${this.instance} partition ${partition}`, r));
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    await closeAll(this.stores.values());
+  close(): Promise<void> {
+    return this.stores.close();
   }
 }

@@ -16,9 +16,7 @@ import Redis from 'ioredis';
 import type { PartitionStore, StateBackend } from './backend';
 import { StateCorrupt, StateError } from './backend';
 import {
-  checkPartition,
-  closeAll,
-  VersionedStore,
+  OpenStores,
   type Engine,
   type JournalEntry,
   type RecordCounts,
@@ -156,8 +154,7 @@ function redact(url: string): string {
 
 export class RedisStateBackend implements StateBackend {
   readonly kind = 'redis' as const;
-  private readonly stores = new Map<number, VersionedStore>();
-  private closed = false;
+  private readonly stores = new OpenStores();
 
   private constructor(
     private readonly redis: Redis,
@@ -183,21 +180,14 @@ export class RedisStateBackend implements StateBackend {
   }
 
   async open(partition: number): Promise<PartitionStore> {
-    checkPartition(partition);
-    if (this.closed) throw new StateError(`open(${partition}) after the state backend was closed`, { domain: 'internal' });
     const base = `${this.base}partition-${partition}:`;
-    if (this.stores.has(partition)) throw new StateError(`the Redis state under ${base} is already open`, { domain: 'internal' });
-    const store: VersionedStore = new VersionedStore(partition, new RedisEngine(this.redis, base), () => {
-      if (this.stores.get(partition) === store) this.stores.delete(partition);
-    });
-    this.stores.set(partition, store);
-    return store;
+    this.stores.check(partition, () => `the Redis state under ${base}`);
+    return this.stores.add(partition, new RedisEngine(this.redis, base));
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     try {
-      await closeAll(this.stores.values());
+      await this.stores.close();
     } finally {
       if (this.redis.status !== 'end') await this.redis.quit().catch(() => this.redis.disconnect());
     }

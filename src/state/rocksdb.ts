@@ -20,9 +20,7 @@ import { join } from 'node:path';
 import type { PartitionStore, StateBackend } from './backend';
 import { StateCorrupt, StateError } from './backend';
 import {
-  checkPartition,
-  closeAll,
-  VersionedStore,
+  OpenStores,
   type Engine,
   type JournalEntry,
   type RecordCounts,
@@ -203,17 +201,14 @@ class RocksEngine implements Engine {
 
 export class RocksDbStateBackend implements StateBackend {
   readonly kind = 'rocksdb' as const;
-  private readonly stores = new Map<number, VersionedStore>();
-  private closed = false;
+  private readonly stores = new OpenStores();
   private readonly opening = new Set<number>();
 
   constructor(readonly dir: string) {}
 
   async open(partition: number): Promise<PartitionStore> {
-    checkPartition(partition);
-    if (this.closed) throw new StateError(`open(${partition}) after the state backend was closed`, { domain: 'internal' });
     const dir = join(this.dir, `partition-${partition}`);
-    if (this.stores.has(partition) || this.opening.has(partition)) throw new StateError(`the RocksDB state in ${dir} is already open`, { domain: 'internal' });
+    this.stores.check(partition, () => `the RocksDB state in ${dir}`, this.opening.has(partition));
     let db: LevelDown;
     this.opening.add(partition);
     try {
@@ -225,15 +220,10 @@ export class RocksDbStateBackend implements StateBackend {
     } finally {
       this.opening.delete(partition);
     }
-    const store: VersionedStore = new VersionedStore(partition, new RocksEngine(db, dir), () => {
-      if (this.stores.get(partition) === store) this.stores.delete(partition);
-    });
-    this.stores.set(partition, store);
-    return store;
+    return this.stores.add(partition, new RocksEngine(db, dir));
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    await closeAll(this.stores.values());
+  close(): Promise<void> {
+    return this.stores.close();
   }
 }

@@ -298,12 +298,37 @@ export class VersionedStore implements PartitionStore {
   }
 }
 
-export function checkPartition(partition: number): void {
-  if (!Number.isSafeInteger(partition) || partition < 0) throw new StateError(`${partition} is not a partition number`, { domain: 'internal' });
-}
+/**
+ * The partition stores a backend has open: at most one per partition, forgotten when
+ * it closes; none opened after close(). Every backend keeps its stores in one.
+ */
+export class OpenStores {
+  private readonly stores = new Map<number, VersionedStore>();
+  private closed = false;
 
-/** Closes every store, even if some fail; throws the first failure. */
-export async function closeAll(stores: Iterable<PartitionStore>): Promise<void> {
-  const results = await Promise.allSettled([...stores].map((s) => s.close()));
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
+  /**
+   * Throws unless `partition` may be opened now. `where` names its state (for the
+   * message); `busy`: the backend is opening it already.
+   */
+  check(partition: number, where: () => string, busy = false): void {
+    if (!Number.isSafeInteger(partition) || partition < 0) throw new StateError(`${partition} is not a partition number`, { domain: 'internal' });
+    if (this.closed) throw new StateError(`open(${partition}) after the state backend was closed`, { domain: 'internal' });
+    if (busy || this.stores.has(partition)) throw new StateError(`${where()} is already open`, { domain: 'internal' });
+  }
+
+  /** The store of `partition` over `engine`, kept until it closes. */
+  add(partition: number, engine: Engine): VersionedStore {
+    const store: VersionedStore = new VersionedStore(partition, engine, () => {
+      if (this.stores.get(partition) === store) this.stores.delete(partition);
+    });
+    this.stores.set(partition, store);
+    return store;
+  }
+
+  /** Closes every store, even if some fail; throws the first failure. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const results = await Promise.allSettled([...this.stores.values()].map((s) => s.close()));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
 }
