@@ -207,6 +207,28 @@ function drop(a: u32, s: usize, slot: u32): void {
 }
 
 /**
+ * A new, empty session [start, end) of `key`, linked into the key's list between
+ * `prev` and `cur` (NO_SLOT: none), with its purge timer at end + lateness.
+ */
+// @ts-ignore: decorator
+@inline function sessionNew(a: u32, s: usize, key: u32, start: f64, end: f64, prev: u32, cur: u32): u32 {
+  const slot = slotAlloc();
+  const sp = slotAddr(slot);
+  accInit(sp);
+  stf(sp + SLOT_START, start);
+  stf(sp + SLOT_END, end);
+  stu(sp + SLOT_KEY, key);
+  stu(sp + SLOT_AGG, a);
+  stu(sp + SLOT_SID, ++serials);
+  stu(sp + SLOT_NEXT, cur);
+  if (prev == NO_SLOT) stu(headOf(s, key), slot);
+  else stu(slotAddr(prev) + SLOT_NEXT, slot);
+  live(s, 1);
+  heapPush(s + S_PURGE, end + ldf(s + S_LATENESS), slot, serials);
+  return slot;
+}
+
+/**
  * Runs events 0..n-1 through session aggregation `a` (state `s`). Reads ts, wm,
  * vals, keys; writes evs (pre-filled with EV_OK), the out and gone regions, state.
  * Returns how many events got a status other than EV_OK.
@@ -250,19 +272,7 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     }
     let slot: u32;
     if (last == NO_SLOT) {
-      slot = slotAlloc();
-      const sp = slotAddr(slot);
-      accInit(sp);
-      stf(sp + SLOT_START, mStart);
-      stf(sp + SLOT_END, mEnd);
-      stu(sp + SLOT_KEY, key);
-      stu(sp + SLOT_AGG, a);
-      stu(sp + SLOT_SID, ++serials);
-      stu(sp + SLOT_NEXT, cur);
-      if (prev == NO_SLOT) stu(headOf(s, key), slot);
-      else stu(slotAddr(prev) + SLOT_NEXT, slot);
-      live(s, 1);
-      heapPush(s + S_PURGE, mEnd + lateness, slot, serials);
+      slot = sessionNew(a, s, key, mStart, mEnd, prev, cur);
     } else {
       slot = cur;
       let changed = last != cur;
@@ -319,18 +329,8 @@ export function sessionsRestore(a: u32, s: usize, key: u32, start: f64, end: f64
   }
   if (prev != NO_SLOT && ldf(slotAddr(prev) + SLOT_END) >= start) return NO_SLOT;
   if (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_START) <= end) return NO_SLOT;
-  const slot = slotAlloc();
+  const slot = sessionNew(a, s, key, start, end, prev, cur);
   const sp = slotAddr(slot);
-  stf(sp + SLOT_START, start);
-  stf(sp + SLOT_END, end);
-  stu(sp + SLOT_KEY, key);
-  stu(sp + SLOT_AGG, a);
-  stu(sp + SLOT_SID, ++serials);
-  stu(sp + SLOT_NEXT, cur);
-  if (prev == NO_SLOT) stu(headOf(s, key), slot);
-  else stu(slotAddr(prev) + SLOT_NEXT, slot);
-  live(s, 1);
-  heapPush(s + S_PURGE, end + ldf(s + S_LATENESS), slot, serials);
   const flags = ldu(sp + SLOT_FLAGS);
   if (w >= end) stu(sp + SLOT_FLAGS, flags | SLOT_FIRED);
   else {
