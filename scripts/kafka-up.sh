@@ -175,9 +175,19 @@ if ! pid="$(our_pid)"; then
   echo "$pid" >"$PIDFILE"
 fi
 
+# Alive = the process exists and is not a zombie. Not our_pid: between the
+# fork above and nohup's exec of java, /proc/$pid/cmdline is still this
+# script's, and on a busy machine the first check lands in that gap.
+alive() {
+  [ -r "/proc/$1/stat" ] || return 1
+  local stat; stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"          # the fields after "(comm) "; comm may hold spaces
+  [ "${stat%% *}" != Z ]
+}
+
 start=$SECONDS
 until answers; do
-  if ! our_pid >/dev/null; then
+  if ! alive "$pid"; then
     log "broker (pid $pid) exited during start; last errors from $RUN/logs/server.log:"
     grep -h ERROR "$RUN/logs/server.log" | tail -n 5 | cut -c1-300 >&2 || true
     tail -n 5 "$RUN/logs/kafka.out" >&2 || true
