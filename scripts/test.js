@@ -3,7 +3,7 @@
 // Test files that need the Kafka broker live under test/kafka/; the broker is started
 // for them (scripts/kafka-up.sh) only when they exist and WEIR_SKIP_KAFKA is not set.
 'use strict';
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { readdirSync, existsSync } = require('node:fs');
 const { join } = require('node:path');
 
@@ -27,5 +27,29 @@ if (files.some((f) => f.includes(`${join('dist', 'test', 'kafka')}`)) && !proces
 }
 // kafkajs warns about its partitioner change on every producer; Weir sets a partitioner explicitly.
 const env = { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: '1' };
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit', cwd: root, env });
-process.exit(r.status ?? 1);
+// Bounds, so that a hang fails with a name instead of running CI out of time:
+// one test may take TEST_TIMEOUT_MS (the slowest take ~20 s here), the whole run
+// RUN_DEADLINE_MS (it takes ~2 min here), after which every process of the run
+// (test files, the `weir run` children they spawned) is killed.
+const TEST_TIMEOUT_MS = Number(process.env.WEIR_TEST_TIMEOUT_MS ?? 180_000);
+const RUN_DEADLINE_MS = Number(process.env.WEIR_TEST_DEADLINE_MS ?? 20 * 60_000);
+const child = spawn(process.execPath, ['--test', '--test-concurrency=2', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files], {
+  stdio: 'inherit', cwd: root, env, detached: true,
+});
+const killAll = (signal) => {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // the group is gone already
+  }
+};
+const deadline = setTimeout(() => {
+  console.error(`npm test: not done after ${RUN_DEADLINE_MS / 60_000} min; killing the run (WEIR_TEST_DEADLINE_MS moves the bound)`);
+  killAll('SIGKILL');
+}, RUN_DEADLINE_MS);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => killAll('SIGKILL'));
+child.on('exit', (code, signal) => {
+  clearTimeout(deadline);
+  killAll('SIGKILL'); // a test file may have left a child behind
+  process.exit(code ?? (signal ? 1 : 0));
+});

@@ -75,7 +75,7 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
     clearTimeout(timer);
     exits.push(e);
     if (e.code === 0) break;
-    assert.equal(e.signal, 'SIGKILL', `run ${run} ended with ${e.code}: ${e.stderr.slice(-2000)}`);
+    assert.ok(!e.hung && e.signal === 'SIGKILL', `run ${run} ended with ${e.code ?? e.signal}: ${e.stderr.slice(-2000)}`);
     killed++;
   }
   assert.ok(killed >= 5, `only ${killed} runs were killed`);

@@ -43,7 +43,12 @@ export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
   stderr: string;
+  /** Killed by the test's deadline, not by the test's plan. */
+  hung: boolean;
 }
+
+/** Longest a `weir run` child may take before the test kills it. */
+const RUN_DEADLINE_MS = 120_000;
 
 export function spawnWeir(configFile: string, env: Record<string, string> = {}): { child: ChildProcess; exit: Promise<Exit> } {
   const child = spawn(process.execPath, [BIN, 'run', '--config', configFile], {
@@ -52,7 +57,18 @@ export function spawnWeir(configFile: string, env: Record<string, string> = {}):
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
+  // A bounded run here takes seconds; one that hangs is killed so the test fails saying so.
+  let hung = false;
+  const deadline = setTimeout(() => {
+    hung = true;
+    child.kill('SIGKILL');
+  }, RUN_DEADLINE_MS);
+  const exit = new Promise<Exit>((resolve) =>
+    child.on('exit', (code, signal) => {
+      clearTimeout(deadline);
+      resolve({ code, signal, hung, stderr: hung ? `${stderr}\n[test] weir run did not finish within ${RUN_DEADLINE_MS} ms and was killed` : stderr });
+    }),
+  );
   return { child, exit };
 }
 
