@@ -59,6 +59,14 @@ const get = (obj: unknown, path: string[]): unknown => {
   return cur;
 };
 
+/** A group-by value as Weir keys it: missing as "null", objects as JSON. */
+const groupString = (v: unknown): string => {
+  if (v === undefined || v === null) return 'null';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+};
+
 const parseTimestamp = (v: unknown): number => {
   if (typeof v === 'number') return Number.isFinite(v) ? v : NaN;
   if (typeof v === 'string') return Date.parse(v);
@@ -219,9 +227,9 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
       if (Number.isNaN(ts)) deadLetter(line, 'invalid', `${opts.timestampField} is missing or unparseable`, a.agg.name);
       else if (typeof x !== 'number' || !Number.isFinite(x)) deadLetter(line, 'invalid', `${a.agg.value} is not a number`, a.agg.name);
       else {
-        const values = a.groupPaths.map((p) => String(get(event, p) ?? null));
+        const values = a.groupPaths.map((p) => groupString(get(event, p)));
         const key = values.map((v, i) => `${a.groupNames[i]}=${v}`).join(':');
-        const group = () => Object.fromEntries(values.map((v, i) => [a.groupNames[i], v]));
+        const group = (): Record<string, string> => Object.fromEntries(values.map((v, i): [string, string] => [a.groupNames[i]!, v]));
         let added = false;
         if (a.agg.window.type === 'session') added = addToSession(a, key, group, ts, x);
         else {

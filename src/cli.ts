@@ -11,6 +11,8 @@ import { runEmbedded, type RunSummary } from './runner';
  */
 export const STOP_BOUND_MS = 10_000;
 
+// require, not import: package.json lies outside rootDir, and tsc must not copy it into dist/.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 
 const MAIN_HELP = `weir ${VERSION}: event-time stream processor for LLM metric events

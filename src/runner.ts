@@ -77,7 +77,7 @@ async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]>
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) {
     // A connected producer or pool keeps the process alive: close whatever did open.
-    await Promise.allSettled(opened.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+    await Promise.allSettled(opened.map((r) => (r.status === 'fulfilled' ? r.value.close() : Promise.resolve())));
     throw failed.reason;
   }
   return opened.map((r) => (r as PromiseFulfilledResult<RecordSink<WindowResult>>).value);

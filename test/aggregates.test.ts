@@ -48,8 +48,8 @@ test('small windows: quantiles of 1, 2 and 3 values', () => {
   for (const values of [[7], [1, 100], [-5, 0, 5], [3, 3, 3]]) {
     const got = aggregate(values);
     const sorted = [...values].sort((a, b) => a - b);
-    assert.ok(quantileOk(sorted, 0.5, got.p50), `p50 of ${values}: ${got.p50}`);
-    assert.ok(quantileOk(sorted, 0.99, got.p99), `p99 of ${values}: ${got.p99}`);
+    assert.ok(quantileOk(sorted, 0.5, got.p50), `p50 of ${values.join(',')}: ${got.p50}`);
+    assert.ok(quantileOk(sorted, 0.99, got.p99), `p99 of ${values.join(',')}: ${got.p99}`);
   }
 });
 

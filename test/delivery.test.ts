@@ -18,7 +18,7 @@ const refused = (): Error => Object.assign(new Error('connect ECONNREFUSED 127.0
 class TestSink<T> implements RecordSink<T> {
   readonly got: T[] = [];
   calls = 0;
-  constructor(private readonly fail: (records: readonly T[], call: number) => unknown = () => undefined) {}
+  constructor(private readonly fail: (records: readonly T[], call: number) => Error | undefined = () => undefined) {}
   async write(records: readonly T[]): Promise<void> {
     const e = this.fail(records, ++this.calls);
     if (e !== undefined) throw e;

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { validateConfig } from '../src/config';
 
-import { WEIR_METRICS, WEIR_HISTOGRAMS, isWeirSeriesName, type WeirMetricName } from './helpers/metric-names';
+import { WEIR_METRICS, isWeirSeriesName } from './helpers/metric-names';
 export { WEIR_METRICS };
 
 const PROMQL_KEYWORDS = new Set([

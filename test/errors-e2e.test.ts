@@ -174,7 +174,7 @@ test('transient: PostgreSQL goes away mid-run: retried 30, 90 ms, then every res
     assert.equal(produced.reduce((n, r) => n + r.results.count, 0), 40);
 
     // The backoff: 30 then 90 ms before giving up, for each of the four failed writes.
-    const retries = logs.filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('to sinks[1] failed, retrying in'));
+    const retries = logs.filter((l) => typeof l['msg'] === 'string' && (l['msg']).includes('to sinks[1] failed, retrying in'));
     assert.deepEqual(retries.map((l) => l['delayMs']), [30, 90, 30, 90, 30, 90, 30, 90]);
     assert.ok(retries.every((l) => l['level'] === 'warn' && l['kind'] === 'transient'));
     const gaveUp = logs.filter((l) => l['level'] === 'error' && /dead-lettered as undeliverable/.test(String(l['msg'])));

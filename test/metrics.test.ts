@@ -317,7 +317,7 @@ async function until<T>(what: string, ms: number, probe: () => Promise<T | undef
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}\n${diagnostics()}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last === undefined ? '' : ` (last error: ${last instanceof Error ? last.message : JSON.stringify(last)})`}\n${diagnostics()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }

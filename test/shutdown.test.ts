@@ -39,13 +39,14 @@ function runAndSignal(config: string, waitMs: number, signals: NodeJS.Signals[],
     child.stderr.on('data', onData);
   });
   return new Promise((resolve) => {
-    void started.then(() => setTimeout(async () => {
+    const send = async (): Promise<void> => {
       signalledAt = Date.now();
       for (const [i, s] of signals.entries()) {
         if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
         child.kill(s);
       }
-    }, waitMs));
+    };
+    void started.then(() => setTimeout(() => void send(), waitMs));
     let exitedAt = 0;
     child.on('exit', () => (exitedAt = Date.now()));
     // 'close' comes after 'exit' and after stderr is read to its end.

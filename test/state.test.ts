@@ -92,10 +92,17 @@ async function harness(kind: Kind): Promise<Harness> {
 
 /** Counts the records of a closed RocksDB partition database directly. */
 async function rawRocks(dir: string, p: number): Promise<{ versions: number; journal: number }> {
-  const db = require('rocksdb')(join(dir, `partition-${p}`));
+  type Cb = (e: Error | null) => void;
+  interface RawDb {
+    open(o: { createIfMissing: boolean }, cb: Cb): void;
+    iterator(o: { values: boolean }): AsyncIterable<[Buffer]>;
+    close(cb: Cb): void;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- rocksdb ships no types; src/state/rocksdb.ts declares the ones it uses
+  const db = (require('rocksdb') as (location: string) => RawDb)(join(dir, `partition-${p}`));
   await new Promise<void>((res, rej) => db.open({ createIfMissing: false }, (e: Error | null) => (e ? rej(e) : res())));
   const c = { versions: 0, journal: 0 };
-  for await (const [k] of db.iterator({ values: false }) as AsyncIterable<[Buffer]>) {
+  for await (const [k] of db.iterator({ values: false })) {
     if (k[0] === 0x76) c.versions++;
     else if (k[0] === 0x6a) c.journal++;
     else assert.fail(`unexpected RocksDB key ${k.toString('hex')}`);

@@ -114,14 +114,14 @@ export class Instrumentation {
 
   /** Subscribes `listener` to `event`; returns the function that unsubscribes it. */
   on<E extends InstrumentationEventName>(event: E, listener: InstrumentationListener<E>): () => void {
-    const current = (this.table[event] ?? []) as ReadonlyArray<InstrumentationListener<E>>;
+    const current = (this.table[event] ?? []);
     (this.table as Record<E, ReadonlyArray<InstrumentationListener<E>>>)[event] = [...current, listener];
     return () => this.off(event, listener);
   }
 
   /** Removes one subscription of `listener` to `event` (no-op if absent). */
   off<E extends InstrumentationEventName>(event: E, listener: InstrumentationListener<E>): void {
-    const current = this.table[event] as ReadonlyArray<InstrumentationListener<E>> | undefined;
+    const current = this.table[event];
     if (current === undefined) return;
     const i = current.indexOf(listener);
     if (i < 0) return;
@@ -137,7 +137,7 @@ export class Instrumentation {
 
   /** Calls every listener of `event` with `payload`, synchronously. */
   emit<E extends InstrumentationEventName>(event: E, payload: InstrumentationEvents[E]): void {
-    const listeners = this.table[event] as ReadonlyArray<InstrumentationListener<E>> | undefined;
+    const listeners = this.table[event];
     if (listeners === undefined) return;
     for (const l of listeners) l(payload);
   }

@@ -11,7 +11,8 @@ export function groupValueString(v: unknown): string {
   if (v === undefined || v === null) return 'null';
   if (typeof v === 'string') return v;
   if (typeof v === 'object') return JSON.stringify(v);
-  return String(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return 'null'; // not a JSON value
 }
 
 export class KeyRegistry {

@@ -422,7 +422,7 @@ export class WindowOperator {
         continue;
       }
       if (rec[i] === REC_BLANK || (rec[i] === REC_MALFORMED && a >= 0)) continue;
-      const text = batch.buf.toString('utf8', batch.starts[i]!, batch.ends[i]!);
+      const text = batch.buf.toString('utf8', batch.starts[i], batch.ends[i]);
       const base = {
         retry_count: 0,
         timestamp: stamp,

@@ -11,7 +11,6 @@ import type { Decoder } from './decoder';
 import { KeyRegistry, groupValueString } from './keys';
 import type { RecordBatch } from './types';
 
-const FIX_BYTES = 12;
 const NO_AGG = 0xffffffff;
 
 export class ScanDecoder implements Decoder {

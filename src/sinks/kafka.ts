@@ -22,7 +22,7 @@ export interface KafkaSinkOptions {
 
 function retriableFlag(e: unknown): boolean | undefined {
   if (typeof e !== 'object' || e === null || !('retriable' in e)) return undefined;
-  const r = (e as { retriable: unknown }).retriable;
+  const r = (e).retriable;
   return typeof r === 'boolean' ? r : undefined;
 }
 

@@ -22,10 +22,10 @@ export class MemoryEngine implements Engine {
 
   async write(id: number, writes: readonly VersionWrite[]): Promise<void> {
     let j = this.r.journal.get(id);
-    if (j === undefined) this.r.journal.set(id, (j = new Map()));
+    if (j === undefined) this.r.journal.set(id, (j = new Map<string, JournalEntry>()));
     for (const w of writes) {
       let vs = this.r.versions.get(w.key);
-      if (vs === undefined) this.r.versions.set(w.key, (vs = new Map()));
+      if (vs === undefined) this.r.versions.set(w.key, (vs = new Map<number, Buffer | null>()));
       vs.set(id, w.value === null ? null : Buffer.from(w.value));
       j.set(w.key, { id, key: w.key, prev: w.prev, tombstone: w.value === null, raw: w.key });
     }

@@ -40,7 +40,7 @@ interface RangeOptions {
   keys?: boolean;
   values?: boolean;
 }
-interface LevelIterator extends AsyncIterable<[Buffer, Buffer]> {}
+type LevelIterator = AsyncIterable<[Buffer, Buffer]>;
 interface LevelDown {
   open(options: { createIfMissing?: boolean; errorIfExists?: boolean }, cb: Callback): void;
   close(cb: Callback): void;
@@ -49,6 +49,8 @@ interface LevelDown {
   clear(options: RangeOptions, cb: Callback): void;
   iterator(options: RangeOptions & { keyAsBuffer?: boolean; valueAsBuffer?: boolean }): LevelIterator;
 }
+// The package ships no types: the interfaces above declare what Weir uses of it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const rocksdb = require('rocksdb') as (location: string) => LevelDown;
 
 function call<T = void>(f: (cb: Callback<T>) => void): Promise<T> {

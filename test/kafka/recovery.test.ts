@@ -96,7 +96,7 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
       const w: WindowResult = {
         name: r.name, key: r.key, group: {}, window: { start: Number(r.window_start), end: Number(r.window_end) },
         results: { count: r.count, sum: r.sum, avg: r.avg, min: r.min, max: r.max, p50: r.p50, p95: r.p95, p99: r.p99, stddev: r.stddev }, late: false, emittedAt: 0,
-      } as WindowResult;
+      };
       inTable.set(windowId(w), w);
     }
     assertSameFinals(dropSuperseded(inTable), want, 'PostgreSQL table after crashes');
@@ -134,7 +134,7 @@ test('a truncated or corrupted newest checkpoint: recovery warns, names it, and 
     assertNeverHigher(results, want, damage);
     if (damage === 'corrupt') {
       // The same checkpoints with other aggregations: refused, naming the directory, no stack trace.
-      const other = writeConfig(dir, { ...JSON.parse(readFileSync(cfg, 'utf8')), aggregations: [{ name: 'only', value: 'data.tokens', window: { type: 'tumbling', sizeMs: 1000 } }] });
+      const other = writeConfig(dir, { ...(JSON.parse(readFileSync(cfg, 'utf8')) as Record<string, unknown>), aggregations: [{ name: 'only', value: 'data.tokens', window: { type: 'tumbling', sizeMs: 1000 } }] });
       const refused = await spawnWeir(other).exit;
       assert.equal(refused.code, 1, refused.stderr.slice(-2000));
       assert.doesNotMatch(refused.stderr, /\bat \S+ \(/, 'no stack trace');

@@ -78,9 +78,9 @@ export function recordsOf(b: RecordBatch, batchSize: number): Rec[] {
     const s = b.starts[i]!, e = b.ends[i]!;
     assert.ok(prevEnd <= s && s <= e && e <= b.buf.length, `record ${i}: [${s}, ${e}) after ${prevEnd}, buf ${b.buf.length}`);
     prevEnd = e;
-    const offset: string = b.offsets![i]!;
+    const offset: string = b.offsets[i]!;
     if (i === 0) assert.equal(b.firstOffset, Number(offset));
-    else assert.ok(BigInt(offset) > BigInt(b.offsets![i - 1]!), 'offsets increase within a batch');
+    else assert.ok(BigInt(offset) > BigInt(b.offsets[i - 1]!), 'offsets increase within a batch');
     out.push({ partition: b.partition, offset, value: Buffer.from(b.buf.subarray(s, e)) });
   }
   return out;

@@ -56,7 +56,7 @@ export function spawnWeir(configFile: string, env: Record<string, string> = {}):
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   // A bounded run here takes seconds; one that hangs is killed so the test fails saying so.
   let hung = false;
   const deadline = setTimeout(() => {
