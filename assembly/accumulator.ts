@@ -26,8 +26,12 @@ export function accInit(s: usize): void {
   const err = abs(sum) >= abs(x) ? (sum - t) + x : (x - t) + sum;
   stf(s + SLOT_SUM, t);
   stf(s + SLOT_SUM_ERR, ldf(s + SLOT_SUM_ERR) + err);
-  stf(s + SLOT_MIN, min(ldf(s + SLOT_MIN), x));
-  stf(s + SLOT_MAX, max(ldf(s + SLOT_MAX), x));
+  // Stores only when the extreme moves (rare once a window has a few values): a
+  // window update is bound by its stores.
+  // (<= and f64.min keep min's sign of zero: min(0, -0) is -0.)
+  const lo = ldf(s + SLOT_MIN), hi = ldf(s + SLOT_MAX);
+  if (x <= lo) stf(s + SLOT_MIN, min(lo, x));
+  if (x >= hi) stf(s + SLOT_MAX, max(hi, x));
   const mean = ldf(s + SLOT_MEAN);
   const delta = x - mean;
   const mean2 = mean + delta / n;

@@ -223,6 +223,45 @@ const SLIDE_CACHE: usize = 64;
 const SLIDE_CACHE_BYTES: usize = SLIDE_CACHE << 3;
 const slideCache: usize = memory.data(<i32>SLIDE_CACHE_BYTES, 8);
 
+// Sliding windows whose size is a multiple of the slide: every event of one slide
+// [cacheLo, cacheHi) belongs to the same K = size / slide windows, whose oldest ends
+// at cacheHi. So an event with W < cacheHi is on time for all of them, and its K slots
+// can be cached per key: kslots[key·K + k] is the slot of window k (start cacheStart −
+// k·slide), valid while kstamp[key] == kepoch. A new slide or a new processWindows
+// call (restore, advance) moves the epoch on. A purge need not: it frees windows with
+// end + lateness <= W, and a cached entry is used only while W < cacheHi <= their ends.
+let kslots: usize = 0; // u32[kslotCap]
+let kslotCap: usize = 0;
+let kstamp: usize = 0; // u32[kstampCap]
+let kstampCap: u32 = 0;
+let kepoch: u32 = 0;
+
+/** Invalidates every entry of the key cache. */
+function kcacheReset(): void {
+  // After 2^32 resets the epoch would meet stamps left from long ago: clear them.
+  if (++kepoch == 0) {
+    if (kstampCap) memory.fill(kstamp, 0, <usize>kstampCap << 2);
+    kepoch = 1;
+  }
+}
+
+/** Makes the key cache hold keys up to `key` with `k` slots each (entries survive unless the slot array moves). */
+function kcacheFit(key: u32, k: u32): void {
+  if (key >= kstampCap) {
+    let c = kstampCap ? kstampCap : 64;
+    while (c <= key) c <<= 1;
+    // Stamp 0 never equals a live epoch (kepoch starts at 1).
+    kstamp = kstampCap ? zrealloc(kstamp, <usize>kstampCap << 2, <usize>c << 2) : zalloc(<usize>c << 2);
+    kstampCap = c;
+  }
+  const need = <usize>kstampCap * <usize>k << 2;
+  if (need > kslotCap) {
+    // Entry key·k + j does not depend on the capacity: a copy keeps them valid.
+    kslots = kslotCap ? heap.realloc(kslots, need) : heap.alloc(need);
+    kslotCap = need;
+  }
+}
+
 /** Index of the group of `start`, inserted if new (usually the last one: scan from the end). */
 // @ts-ignore: decorator
 @inline function groupOf(p: usize, start: f64, end: f64, w: f64): i32 {
@@ -298,6 +337,11 @@ export function processWindows(a: u32, n: u32): u32 {
   let nextFire = ldf(p + A_NEXT_FIRE), nextPurge = ldf(p + A_NEXT_PURGE);
   // Tumbling: the key -> slot array of the current window (cap 0 = look it up).
   let slots: usize = 0, slotCap: u32 = 0;
+  // Sliding with size = K·slide: the per-key slot cache (above).
+  const kWindows = <u32>(size / slide);
+  const even = sliding && <f64>kWindows * slide == size && kWindows <= <u32>SLIDE_CACHE;
+  kcacheReset();
+  if (even) kcacheFit(0, kWindows);
   let notOk: u32 = 0;
   for (let i: u32 = 0; i < n; i++) {
     const w = ldf(wmBase + (<usize>i << 3));
@@ -325,6 +369,7 @@ export function processWindows(a: u32, n: u32): u32 {
       cacheLo = cacheStart;
       cacheHi = cacheStart + slide;
       slotCap = 0;
+      kcacheReset();
     }
     const key = ldu(keys + (<usize>i << 2));
     if (!sliding) {
@@ -345,6 +390,28 @@ export function processWindows(a: u32, n: u32): u32 {
         nextPurge = ldf(p + A_NEXT_PURGE);
       }
       addToSlot(a, s, x, w >= end);
+    } else if (even && w < cacheHi) {
+      // On time for all K windows: their slots from the key cache, filled on a miss.
+      if (key >= kstampCap) kcacheFit(key, kWindows);
+      const ks = kslots + ((<usize>key * <usize>kWindows) << 2);
+      if (ldu(kstamp + (<usize>key << 2)) != kepoch) {
+        let st = cacheStart;
+        for (let k: u32 = 0; k < kWindows; k++, st -= slide) {
+          const gi = groupOf(p, st, st + size, w);
+          stu(ks + (<usize>k << 2), slotFor(a, p, gi, key));
+        }
+        stu(kstamp + (<usize>key << 2), kepoch);
+        nextFire = ldf(p + A_NEXT_FIRE);
+        nextPurge = ldf(p + A_NEXT_PURGE);
+        slotCap = 0; // the slide cache below may hold arrays slotFor moved
+      }
+      for (let k: u32 = 0; k < kWindows; k++) {
+        const sl = ldu(ks + (<usize>k << 2));
+        const sp = slotAddr(sl);
+        slotChanged(sp, sl);
+        accAdd(sp, x);
+        sketchAdd(sp + SLOT_SKETCH, x);
+      }
     } else {
       // Window k of the event starts at cacheStart - k·slide. While cacheStart and
       // the groups stay, entry k of the slide cache holds that group's key -> slot

@@ -87,3 +87,13 @@ test('stddev of a constant is 0 and of one value is 0', () => {
   assert.equal(aggregate([1.5e9, 1.5e9, 1.5e9]).stddev, 0);
   assert.equal(aggregate([3]).stddev, 0);
 });
+
+test('min and max keep the sign of zero as Math.min and Math.max do, whatever the order', () => {
+  for (const order of [['0', '-0'], ['-0', '0'], ['1', '-0', '0', '-1e-320', '0']]) {
+    const lines = order.map((v, i) => `{"timestamp": ${i}, "v": ${v}}`);
+    const got = runLines(cfg, lines).results[0]!.results;
+    const values = order.map(Number);
+    assert.ok(Object.is(got.min, Math.min(...values)), `min of ${order.join(',')}: ${got.min}`);
+    assert.ok(Object.is(got.max, Math.max(...values)), `max of ${order.join(',')}: ${got.max}`);
+  }
+});

@@ -77,6 +77,30 @@ function compareWindow(got: WindowResult, want: RefEmission): void {
   assert.deepEqual(got.group, want.group, `${id} group`);
 }
 
+/** Runs `lines` through the real pipeline and the reference; every final window, firing, dead letter and late count must agree. */
+function checkAgainstReference(lines: string[], eventTime: { field: string; maxOutOfOrdernessMs: number; allowedLatenessMs: number }, aggs: RefAggregation[], batchSize: number, decoder: 'scan' | 'json'): void {
+  const want = runReference(lines, eventTime, aggs);
+  const got = runLines(testConfig({ eventTime, aggregations: aggs }), lines, batchSize, decoder);
+
+  const wantFinal = lastPerWindow(want.emissions, (e) => windowId(e.name, e.key, e.window.start, e.window.end));
+  const gotFinal = lastPerWindow(got.results, (r) => windowId(r.name, r.key, r.window.start, r.window.end));
+  assert.deepEqual([...gotFinal.keys()].sort(), [...wantFinal.keys()].sort(), 'the same windows fired');
+  for (const [id, g] of gotFinal) compareWindow(g, wantFinal.get(id)!);
+  // Every emission, in order per window: same counts and late flags.
+  const seq = (xs: Array<{ id: string; count: number; late: boolean }>) => xs.map((x) => `${x.id}#${x.count}#${x.late}`).sort();
+  assert.deepEqual(
+    seq(got.results.map((r) => ({ id: windowId(r.name, r.key, r.window.start, r.window.end), count: r.results.count, late: r.late }))),
+    seq(want.emissions.map((e) => ({ id: windowId(e.name, e.key, e.window.start, e.window.end), count: e.values.length, late: e.late }))),
+    'the same firings',
+  );
+  assert.deepEqual(
+    got.deadLetters.map((d) => [Number(d.offset), d.reason, d.aggregation ?? null, d.original_event]),
+    want.deadLetters.map((d) => [d.line, d.reason, d.aggregation ?? null, d.original_event]),
+    'the same dead letters in the same order',
+  );
+  assert.deepEqual(got.late, aggs.map((a) => want.lateCounts[a.name] ?? 0), 'late counts');
+}
+
 for (const decoder of ['scan', 'json'] as const)
 test(`pipeline (${decoder} decoder) == reference on random event sequences (final windows, dead letters, late counts)`, () => {
   fc.assert(
@@ -89,28 +113,28 @@ test(`pipeline (${decoder} decoder) == reference on random event sequences (fina
       (aggs, ooo, lateness, steps, batchSize) => {
         const lines = render(steps);
         const eventTime = { field: 'timestamp', maxOutOfOrdernessMs: ooo, allowedLatenessMs: lateness };
-        const want = runReference(lines, eventTime, aggs);
-        const got = runLines(testConfig({ eventTime, aggregations: aggs }), lines, batchSize, decoder);
-
-        const wantFinal = lastPerWindow(want.emissions, (e) => windowId(e.name, e.key, e.window.start, e.window.end));
-        const gotFinal = lastPerWindow(got.results, (r) => windowId(r.name, r.key, r.window.start, r.window.end));
-        assert.deepEqual([...gotFinal.keys()].sort(), [...wantFinal.keys()].sort(), 'the same windows fired');
-        for (const [id, g] of gotFinal) compareWindow(g, wantFinal.get(id)!);
-        // Every emission, in order per window: same counts and late flags.
-        const seq = (xs: Array<{ id: string; count: number; late: boolean }>) => xs.map((x) => `${x.id}#${x.count}#${x.late}`).sort();
-        assert.deepEqual(
-          seq(got.results.map((r) => ({ id: windowId(r.name, r.key, r.window.start, r.window.end), count: r.results.count, late: r.late }))),
-          seq(want.emissions.map((e) => ({ id: windowId(e.name, e.key, e.window.start, e.window.end), count: e.values.length, late: e.late }))),
-          'the same firings',
-        );
-        assert.deepEqual(
-          got.deadLetters.map((d) => [Number(d.offset), d.reason, d.aggregation ?? null, d.original_event]),
-          want.deadLetters.map((d) => [d.line, d.reason, d.aggregation ?? null, d.original_event]),
-          'the same dead letters in the same order',
-        );
-        assert.deepEqual(got.late, aggs.map((a) => want.lateCounts[a.name] ?? 0), 'late counts');
+        checkAgainstReference(lines, eventTime, aggs, batchSize, decoder);
       },
     ),
     { numRuns: Number(process.env['WEIR_PROPERTY_RUNS'] ?? 300), seed: process.env['WEIR_PROPERTY_SEED'] ? Number(process.env['WEIR_PROPERTY_SEED']) : undefined },
   );
+});
+
+// The core caches each key's sliding-window slots in arrays that grow with the key
+// ids (64 at first): hundreds of keys, out of order and some late, cross every growth.
+test('many keys: tumbling and sliding windows with 300 keys == reference', () => {
+  let a = 11;
+  const rnd = (): number => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 4294967296);
+  const lines: string[] = [];
+  for (let i = 0; i < 6000; i++) {
+    const late = rnd() < 0.02;
+    const ts = i * 3 - Math.floor(rnd() * (late ? 400 : 60));
+    lines.push(JSON.stringify({ timestamp: ts, v: Math.round(rnd() * 1e4) / 100, k: `k${Math.floor(rnd() * 300)}` }));
+  }
+  const aggs: RefAggregation[] = [
+    { name: 'tum', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 500 } },
+    { name: 'sl', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 400, slideMs: 100 } },
+    { name: 'sl-odd', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 250, slideMs: 100 } },
+  ];
+  for (const batchSize of [7, 4096]) checkAgainstReference(lines, { field: 'timestamp', maxOutOfOrdernessMs: 50, allowedLatenessMs: 150 }, aggs, batchSize, 'scan');
 });
