@@ -248,7 +248,8 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
       continue;
     }
     const key = ldu(keys + (<usize>i << 2));
-    const head = headOf(s, key);
+    // headOf's fast case inline: a call per event costs a tenth of the kernel here.
+    const head = key < ldu(s + S_HEADCAP) ? <usize>ldu(s + S_HEADS) + (<usize>key << 2) : headOf(s, key);
     // Skip the sessions that end before the proposal starts.
     let prev = NO_SLOT, cur = ldu(head);
     while (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_END) < t) {
