@@ -117,7 +117,7 @@ export async function prepareTopic(topic: string, count: number, partitions: num
     const inFlight = new Set<Promise<unknown>>();
     for (let i = 0; i < count; ) {
       const n = Math.min(CHUNK, count - i);
-      const messages: Message[] = new Array(n);
+      const messages = new Array<Message>(n);
       for (let k = 0; k < n; k++) {
         const line = gen.next();
         messages[k] = { key: keyOf(line), value: line };

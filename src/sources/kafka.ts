@@ -1,10 +1,21 @@
 // The consumer side of Weir's Kafka integration: a kafkajs consumer group whose
 // push callbacks (eachBatch) are bridged to a pull iterator of StreamMessages.
 //
-// Backpressure: eachBatch hands the records of a fetched batch over one RecordBatch
-// at a time and does not return until the iterator's consumer has pulled each of
-// them and asked for the next, so kafkajs (which fetches again only when its
-// handler returns) never runs ahead by more than one fetch response.
+// kafkajs runs in a worker thread (kafka-worker.ts, which documents the protocol):
+// its decoding of every fetched message into objects costs more than all of Weir's
+// work per event, and there it overlaps with that work instead of adding to it. This
+// class keeps everything that decides what a record means: the assignment and its
+// generations, positions, the assignment hook, the end of a bounded read, ticks.
+//
+// Backpressure: the worker posts a RecordBatch only while fewer than READ_AHEAD_BATCHES
+// are posted and not yet consumed (the one in the iterator's hand counts), and kafkajs
+// fetches again only when its eachBatch returns; so it never runs ahead by more than
+// that many RecordBatches and one fetch response.
+//
+// Exactness: a batch the worker posted before it saw a seek or an assignment change
+// may still arrive. Every batch carries the generation (one per group join) and the
+// seek epoch of its partition it was built under; one that does not match the current
+// ones is dropped, never yielded, and positions() only moves with batches yielded.
 //
 // Offsets: kafkajs never commits (autoCommit: false); commit() does, when the
 // checkpoint coordinator says state is durable. kafkajs 2.x rebalances eagerly and
@@ -15,23 +26,17 @@
 //
 // kafkajs has no background heartbeat thread: heartbeats are sent only from its
 // fetch loop and from eachBatch. While eachBatch waits for a slow consumer (or for
-// the assignment hook) this class heartbeats itself, every heartbeatInterval.
+// the assignment hook) the worker heartbeats itself, every heartbeatInterval.
 import { inspect } from 'node:util';
-import {
-  Kafka,
-  logLevel as LogLevel,
-  type Admin,
-  type Consumer,
-  type ConsumerConfig,
-  type EachBatchPayload,
-  type KafkaConfig,
-  type KafkaMessage,
-  type LogEntry,
-  type SASLOptions,
-} from 'kafkajs';
+import { join } from 'node:path';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { ConsumerConfig, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { SourceConfig } from '../config';
 import { ConfigError, WeirError, toWeirError } from '../errors/errors';
 import type { RecordBatch, StreamMessage } from '../pipeline/types';
+import { serve, type FromWorker, type KafkaLogEntry, type LookupResult, type PlainError, type Request, type ToWorker, type WorkerInit } from './kafka-worker';
+
+export type { KafkaLogEntry } from './kafka-worker';
 
 export type KafkaSourceConfig = Extract<SourceConfig, { type: 'kafka' }>;
 
@@ -50,12 +55,15 @@ export interface PartitionOffset {
  */
 export type AssignmentHook = (assigned: number[], revoked: number[]) => Promise<void> | void;
 
-export interface KafkaLogEntry {
-  level: 'error' | 'warn' | 'info' | 'debug';
-  namespace: string;
-  message: string;
-  extra: Record<string, unknown>;
-}
+/**
+ * Most RecordBatches the worker has posted and the iterator has not consumed yet (the
+ * one in its hand included). kafkajs decodes a whole fetch response before it hands
+ * over its first batch, so the read-ahead covers about one fetch (4 partitions of
+ * 1 MiB is ~22k events of ~190 bytes: 6 to 8 batches of 4096): the worker then posts a
+ * whole fetch without waiting and decodes the next one while Weir works on this one.
+ * Memory: this many batches (up to ~1 MiB each at batchSize 4096) plus one fetch response.
+ */
+export const READ_AHEAD_BATCHES = 8;
 
 export interface KafkaSourceOptions {
   /** Most records per RecordBatch (the core's batch capacity). */
@@ -80,13 +88,17 @@ export interface KafkaSourceOptions {
    * consumer waits for that sleep (kafkajs src/consumer/consumerGroup.js, fetch()); so
    * does the first fetch after a resume. With 1000 ms a bounded run ended ~1 s after
    * its last record (bench/kafka.ts); an idle consumer pays ~10 fetch requests a second.
+   *
+   * A function among these or the client settings (partitionAssigners,
+   * retry.restartOnFailure) cannot be posted to a worker thread: with one, kafkajs
+   * runs on the main thread, behind the same protocol (and without the overlap).
    */
   consumer?: Partial<Omit<ConsumerConfig, 'groupId'>>;
   /** kafkajs client settings other than brokers, clientId, ssl, sasl and logging. */
   client?: Pick<KafkaConfig, 'connectionTimeout' | 'authenticationTimeout' | 'requestTimeout' | 'retry'>;
 }
 
-/** Counters of the hand-over queue (backpressure is observable, and tested). */
+/** Counters of the hand-over (backpressure is observable, and tested). */
 export interface KafkaSourceStats {
   /** kafkajs fetch requests started. */
   fetches: number;
@@ -95,42 +107,56 @@ export interface KafkaSourceStats {
   /** eachBatch calls running now, and at most ever (kafkajs runs them one at a time). */
   kafkaBatchesInFlight: number;
   maxKafkaBatchesInFlight: number;
-  /** RecordBatches built from kafkajs batches, and yielded by the iterator. */
+  /** RecordBatches built (and posted) by the worker, and yielded by the iterator. */
   batchesBuilt: number;
   batchesYielded: number;
-  /** RecordBatches built but not yet pulled: now, and at most ever. */
+  /** RecordBatches that arrived and were never yielded: built before a seek, an assignment change, the end of a bounded read or close. */
+  batchesDropped: number;
+  /** Most RecordBatches ever posted by the worker and not yet consumed or dropped (at most READ_AHEAD_BATCHES). */
+  maxPostedAhead: number;
+  /** RecordBatches arrived but not yet pulled: now, and at most ever. */
   queued: number;
   maxQueued: number;
   records: number;
 }
 
-/** One RecordBatch waiting in the hand-over queue, and the eachBatch call waiting on it. */
-interface Pending {
-  msg: StreamMessage & { kind: 'batch' };
-  partition: number;
-  /** Position of the partition once this batch is consumed. */
-  next: bigint;
-  state: 'queued' | 'handed' | 'settled';
-  settle: (r: 'drained' | 'dropped') => void;
-  done: Promise<'drained' | 'dropped'>;
+/** One arrived RecordBatch waiting for the iterator, or a position move queued behind batches of its partition. */
+type Item =
+  | { kind: 'batch'; msg: StreamMessage & { kind: 'batch' }; partition: number; next: bigint }
+  | { kind: 'advance'; partition: number; next: bigint };
+
+/** The worker, or the same code on this thread (see KafkaSourceOptions.consumer). */
+interface Channel {
+  post(m: ToWorker): void;
+  /** Keep the process alive (while a request waits for its reply) or not. */
+  hold(on: boolean): void;
+  terminate(): Promise<void>;
 }
 
-const LEVEL_NAMES: Record<number, KafkaLogEntry['level']> = {
-  [LogLevel.ERROR]: 'error',
-  [LogLevel.WARN]: 'warn',
-  [LogLevel.INFO]: 'info',
-  [LogLevel.DEBUG]: 'debug',
-};
-const LEVELS: Record<KafkaLogEntry['level'], LogLevel> = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG };
-
 /** kafkajs's rebalance errors (its errors.js isRebalancing). */
-function isRebalancing(e: unknown): boolean {
-  const type = (e as { type?: unknown } | null)?.type;
+function isRebalancing(e: { type?: unknown } | null | undefined): boolean {
+  const type = e?.type;
   return type === 'REBALANCE_IN_PROGRESS' || type === 'NOT_COORDINATOR_FOR_GROUP' || type === 'ILLEGAL_GENERATION';
 }
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** An error that crossed from the worker, as the Error (or WeirError) it was there. */
+function revive(p: PlainError): Error {
+  const e = p.weir !== undefined ? new WeirError(p.message, { domain: p.weir.domain, retriable: p.weir.retriable }) : new Error(p.message);
+  e.name = p.name;
+  if (p.stack !== undefined) e.stack = p.stack;
+  if (p.type !== undefined) Object.assign(e, { type: p.type });
+  if (p.retriable !== undefined && p.weir === undefined) Object.assign(e, { retriable: p.retriable });
+  return e;
+}
+
+function hasFunction(x: unknown, depth = 0): boolean {
+  if (typeof x === 'function') return true;
+  if (x === null || typeof x !== 'object' || depth > 4) return false;
+  return Object.values(x).some((v) => hasFunction(v, depth + 1));
 }
 
 /** The kafkajs SASL options, with the password taken from the config or the environment. */
@@ -144,7 +170,7 @@ export function saslOptions(sasl: KafkaSourceConfig['sasl'], env: Record<string,
     password = v;
   } else if (sasl.password !== undefined) password = sasl.password;
   else throw new ConfigError('source.sasl: needs passwordEnv (the name of an environment variable holding the password) or password');
-  return { mechanism: sasl.mechanism, username: sasl.username, password } as SASLOptions;
+  return { mechanism: sasl.mechanism, username: sasl.username, password };
 }
 
 export class KafkaSource {
@@ -157,6 +183,8 @@ export class KafkaSource {
     maxKafkaBatchesInFlight: 0,
     batchesBuilt: 0,
     batchesYielded: 0,
+    batchesDropped: 0,
+    maxPostedAhead: 0,
     queued: 0,
     maxQueued: 0,
     records: 0,
@@ -164,19 +192,26 @@ export class KafkaSource {
 
   private readonly bounded: boolean;
   private readonly fromBeginning: boolean;
-  private readonly batchSize: number;
   private readonly tickIntervalMs: number;
-  private readonly heartbeatIntervalMs: number;
   private readonly clock: () => number;
-  private readonly consumer: Consumer;
-  private readonly admin: Admin | undefined;
+  private readonly logger: ((entry: KafkaLogEntry) => void) | undefined;
+  /** What the worker starts with; holds the SASL password, so never shown (see toJSON). */
+  private readonly init: WorkerInit;
+  /** A consumer option is a function: kafkajs runs on this thread. */
+  private readonly onThisThread: boolean;
+  private channel: Channel | undefined;
+  /** Set once the worker is gone (or never came up): nothing can be asked of it any more. */
+  private dead = false;
   private hook: AssignmentHook | undefined;
 
   /** Current assignment, sorted. */
   private owned: number[] = [];
   private ownedSet = new Set<number>();
-  /** Incremented on every assignment change: batches of an older generation are stale. */
+  /** Incremented on every assignment change (the worker's join count): batches of an older generation are stale. */
   private generation = 0;
+  /** Per partition, the epoch of its last seek (0: never sought): batches built before it are stale. */
+  private readonly epochs = new Map<number, number>();
+  private lastEpoch = 0;
   /** Next offset to read, per owned partition, as far as the iterator's consumer got. */
   private readonly position = new Map<number, bigint>();
   /** Bounded: end offsets seen at start. */
@@ -190,17 +225,22 @@ export class KafkaSource {
   /** The group's committed offset of each partition, read when it was assigned. */
   private readonly committed = new Map<number, bigint>();
 
-  private readonly queue: Pending[] = [];
-  private handed: Pending | undefined;
+  private readonly queue: Item[] = [];
+  /** The batch in the iterator's hand: consumed once the next message is asked for. */
+  private handed = false;
   private wake: (() => void) | undefined;
   private failure: WeirError | undefined;
   private userPaused = false;
+  /** The pause state last sent to the worker. */
+  private pausedSent = false;
   /** Bounded input consumed: nothing more is yielded but `end`. */
   private ended = false;
   private endPending = false;
   private closed = false;
-  private starting: Promise<void> | undefined;
+  private started = false;
   private closing: Promise<void> | undefined;
+  private readonly requests = new Map<number, { resolve: (r: LookupResult | undefined) => void; reject: (e: Error) => void }>();
+  private lastRequest = 0;
 
   constructor(cfg: KafkaSourceConfig, opts: KafkaSourceOptions) {
     if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new WeirError(`KafkaSource: batchSize must be a positive integer (got ${opts.batchSize})`, { domain: 'internal' });
@@ -208,34 +248,12 @@ export class KafkaSource {
     this.groupId = cfg.groupId;
     this.bounded = cfg.bounded;
     this.fromBeginning = cfg.fromBeginning;
-    this.batchSize = opts.batchSize;
     this.tickIntervalMs = opts.tickIntervalMs ?? 1000;
     this.clock = opts.clock ?? Date.now;
     this.hook = opts.onAssignment;
+    this.logger = opts.logger;
     const sasl = saslOptions(cfg.sasl, opts.env ?? process.env);
-
-    const logger = opts.logger;
-    const threshold = LEVELS[opts.logLevel ?? 'warn'];
-    const secret = sasl !== undefined && 'password' in sasl ? sasl.password : undefined;
-    // Always our own logCreator: KAFKAJS_LOG_LEVEL in the environment overrides
-    // logLevel, and kafkajs's default creator writes to the console.
-    const logCreator = () => (e: LogEntry) => {
-      if (logger === undefined || e.level > threshold || e.level === LogLevel.NOTHING) return;
-      const { timestamp: _t, logger: _l, message, ...extra } = e.log;
-      let text = String(message);
-      if (secret !== undefined && secret.length > 0) text = text.split(secret).join('***');
-      logger({ level: LEVEL_NAMES[e.level] ?? 'debug', namespace: e.namespace, message: text, extra });
-    };
-    const kafka = new Kafka({
-      ...opts.client,
-      clientId: cfg.clientId,
-      brokers: cfg.brokers,
-      ssl: cfg.ssl,
-      ...(sasl === undefined ? {} : { sasl }),
-      logLevel: logger === undefined ? LogLevel.NOTHING : threshold,
-      logCreator,
-    });
-    const consumerCfg: ConsumerConfig = {
+    const consumer: ConsumerConfig = {
       maxWaitTimeInMs: 100,
       sessionTimeout: cfg.sessionTimeoutMs,
       maxBytesPerPartition: cfg.maxBytesPerPartition,
@@ -243,21 +261,19 @@ export class KafkaSource {
       ...opts.consumer,
       groupId: cfg.groupId,
     };
-    this.heartbeatIntervalMs = consumerCfg.heartbeatInterval ?? 3000;
-    this.consumer = kafka.consumer(consumerCfg);
-    // Always: where a partition starts (committed offset, earliest) is part of recovery.
-    this.admin = kafka.admin();
-
-    const ev = this.consumer.events;
-    this.consumer.on(ev.GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true));
-    this.consumer.on(ev.CRASH, (e) => this.onCrash(e.payload.error, e.payload.restart));
-    this.consumer.on(ev.FETCH_START, () => void this.stats.fetches++);
-    // Batches that held only control records or aborted messages never reach
-    // eachBatch; kafkajs resolves them itself. Move the position past them too, or a
-    // bounded read whose tail is a transaction marker would never end.
-    this.consumer.on(ev.END_BATCH_PROCESS, (e) => {
-      if (e.payload.batchSize === 0) this.advance(e.payload.partition, BigInt(e.payload.lastOffset) + 1n);
-    });
+    this.onThisThread = hasFunction(opts.consumer) || hasFunction(opts.client);
+    this.init = {
+      kind: 'weir-kafka-source',
+      topic: cfg.topic,
+      groupId: cfg.groupId,
+      bounded: cfg.bounded,
+      fromBeginning: cfg.fromBeginning,
+      batchSize: opts.batchSize,
+      readAhead: READ_AHEAD_BATCHES,
+      logLevel: this.logger === undefined ? undefined : (opts.logLevel ?? 'warn'),
+      client: { ...opts.client, clientId: cfg.clientId, brokers: cfg.brokers, ssl: cfg.ssl, ...(sasl === undefined ? {} : { sasl }) },
+      consumer,
+    };
   }
 
   /** Sets the assignment hook (replacing one given in the options). */
@@ -303,9 +319,15 @@ export class KafkaSource {
    * Throws a WeirError when the consumer fails for good. Iterate it once.
    */
   async *messages(): AsyncGenerator<StreamMessage> {
-    if (this.starting !== undefined) throw new WeirError('KafkaSource.messages() can be iterated only once', { domain: 'internal' });
+    if (this.started) throw new WeirError('KafkaSource.messages() can be iterated only once', { domain: 'internal' });
+    this.started = true;
     if (this.closed) return;
-    this.starting = this.start().catch((e: unknown) => this.fail(e, 'cannot start'));
+    try {
+      this.channel = this.open();
+    } catch (e) {
+      this.fail(e, 'cannot start');
+    }
+    this.applyPause();
     try {
       for (;;) {
         const m = await this.pull();
@@ -314,7 +336,7 @@ export class KafkaSource {
         if (m.kind === 'end') return;
       }
     } finally {
-      // Whoever stops pulling stops the hand-over: eachBatch must not wait forever.
+      // Whoever stops pulling stops the hand-over: the worker must not wait forever.
       this.dropAll();
     }
   }
@@ -334,7 +356,7 @@ export class KafkaSource {
       // reported below
     }
     if (pos < 0n) throw new WeirError(`KafkaSource.seek: offset must be a non-negative integer (got ${JSON.stringify(offset)})`, { domain: 'internal' });
-    this.consumer.seek({ topic: this.topic, partition, offset: pos.toString() });
+    this.seekWorker(partition, pos);
     this.position.set(partition, pos);
     this.withdraw((q) => q.partition === partition);
     this.checkBoundedDone();
@@ -364,11 +386,12 @@ export class KafkaSource {
     const mine = offsets.filter((o) => this.ownedSet.has(o.partition));
     if (mine.length === 0) return;
     try {
-      await this.consumer.commitOffsets(mine.map((o) => ({ topic: this.topic, partition: o.partition, offset: o.offset })));
+      await this.request({ op: 'commit', offsets: mine.map((o) => ({ partition: o.partition, offset: o.offset })) });
     } catch (e) {
+      const x = e as { type?: unknown; retriable?: unknown };
       throw new WeirError(`kafka: committing offsets of topic ${this.topic} for group ${this.groupId} failed: ${messageOf(e)}`, {
         domain: 'external',
-        retriable: isRebalancing(e) || (e as { retriable?: unknown }).retriable === true,
+        retriable: isRebalancing(x) || x.retriable === true,
         cause: e,
       });
     }
@@ -388,32 +411,154 @@ export class KafkaSource {
     return { topic: this.topic, groupId: this.groupId, assignment: this.owned };
   }
 
-  // ---- start and stop ----
+  // ---- the worker ----
 
-  private async start(): Promise<void> {
-    await this.consumer.connect();
-    if (this.closed) return;
-    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: this.fromBeginning });
-    if (this.admin !== undefined) await this.admin.connect();
-    if (this.closed) return;
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
-      eachBatch: (payload) => this.eachBatch(payload),
-    });
+  private open(): Channel {
+    if (this.onThisThread) {
+      const { port1, port2 } = new MessageChannel();
+      port1.on('message', (m: FromWorker) => this.onWorkerMessage(m));
+      serve(port2, this.init);
+      // As the worker: kafkajs's own sockets and timers decide whether the process stays.
+      port1.unref();
+      port2.unref();
+      return this.portChannel(port1);
+    }
+    // Compiled next to this file (dist/src/sources/).
+    const worker = new Worker(join(__dirname, 'kafka-worker.js'), { workerData: this.init });
+    worker.on('message', (m: FromWorker) => this.onWorkerMessage(m));
+    worker.on('error', (e) => this.onWorkerGone(`failed: ${e.name}: ${e.message}`, e));
+    worker.on('exit', (code) => this.onWorkerGone(`exited (code ${code})`));
+    // The iterator's own timers keep the process alive while it is pulled; a forgotten
+    // source must not (requests hold it while they wait).
+    worker.unref();
+    return {
+      post: (m) => worker.postMessage(m),
+      hold: (on) => (on ? worker.ref() : worker.unref()),
+      terminate: async () => void (await worker.terminate()),
+    };
   }
+
+  private portChannel(port: MessagePort): Channel {
+    return {
+      post: (m) => port.postMessage(m),
+      hold: (on) => (on ? port.ref() : port.unref()),
+      terminate: async () => port.close(),
+    };
+  }
+
+  private post(m: ToWorker): void {
+    if (this.channel !== undefined && !this.dead) this.channel.post(m);
+  }
+
+  private request(req: Request): Promise<LookupResult | undefined> {
+    if (this.channel === undefined || this.dead) return Promise.reject(new WeirError('kafka: the consumer thread is not running', { domain: 'internal' }));
+    const id = ++this.lastRequest;
+    const p = new Promise<LookupResult | undefined>((resolve, reject) => this.requests.set(id, { resolve, reject }));
+    this.channel.hold(true);
+    this.post({ type: 'request', id, req });
+    return p;
+  }
+
+  private settle(id: number, error: Error | undefined, result?: LookupResult): void {
+    const r = this.requests.get(id);
+    if (r === undefined) return;
+    this.requests.delete(id);
+    if (this.requests.size === 0) this.channel?.hold(false);
+    if (error !== undefined) r.reject(error);
+    else r.resolve(result);
+  }
+
+  private onWorkerGone(how: string, cause?: Error): void {
+    if (this.dead) return;
+    this.dead = true;
+    const e = new WeirError(`kafka: the consumer thread ${how} (topic ${this.topic}, group ${this.groupId})`, { domain: 'internal', cause });
+    for (const id of [...this.requests.keys()]) this.settle(id, e);
+    if (!this.closed) this.fail(e, 'worker');
+  }
+
+  private onWorkerMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'batch': {
+        const p = m.partition;
+        if (this.closed || this.ended || this.failure !== undefined || !this.current(m.generation, p, m.epoch)) {
+          this.stats.batchesDropped++;
+          this.post({ type: 'ack', n: 1 });
+          return;
+        }
+        const offsets = m.offsets.split(',');
+        const batch: RecordBatch = {
+          buf: Buffer.from(m.buf, 0, m.buf.byteLength),
+          starts: m.starts,
+          ends: m.ends,
+          n: m.n,
+          partition: p,
+          firstOffset: Number(offsets[0]),
+          offsets,
+          highWatermark: m.highWatermark,
+        };
+        this.queue.push({ kind: 'batch', msg: { kind: 'batch', batch }, partition: p, next: BigInt(m.next) });
+        this.stats.queued++;
+        this.stats.maxQueued = Math.max(this.stats.maxQueued, this.stats.queued);
+        this.signal();
+        return;
+      }
+      case 'advance':
+        if (this.current(m.generation, m.partition, m.epoch)) {
+          this.queue.push({ kind: 'advance', partition: m.partition, next: BigInt(m.next) });
+          this.signal();
+        }
+        return;
+      case 'join':
+        this.onJoin(m.partitions, m.real, m.generation);
+        return;
+      case 'stats':
+        Object.assign(this.stats, m.stats);
+        return;
+      case 'log':
+        this.logger?.(m.entry);
+        return;
+      case 'crash': {
+        // kafkajs has disconnected and will not come back: the process must restart and recover.
+        const error = revive(m.error);
+        this.fail(new WeirError(`kafka consumer crashed (topic ${this.topic}, group ${this.groupId}): ${error.name}: ${error.message}`, { domain: 'external', retriable: false, cause: error }), 'crashed');
+        return;
+      }
+      case 'failed': {
+        const error = revive(m.error);
+        // A bug of ours in eachBatch: kafkajs would retry the batch again and again; stop the iterator instead.
+        this.fail(m.what === 'eachBatch' ? toWeirError(error) : error, m.what);
+        return;
+      }
+      case 'reply':
+        this.settle(m.id, m.error === undefined ? undefined : revive(m.error), m.result);
+        return;
+    }
+  }
+
+  /** Whether a batch built under `generation` and `epoch` of `partition` still reads from where we are. */
+  private current(generation: number, partition: number, epoch: number): boolean {
+    return generation === this.generation && this.ownedSet.has(partition) && epoch === (this.epochs.get(partition) ?? 0);
+  }
+
+  private seekWorker(partition: number, offset: bigint): void {
+    const epoch = ++this.lastEpoch;
+    this.epochs.set(partition, epoch);
+    this.post({ type: 'seek', partition, offset: offset.toString(), epoch });
+  }
+
+  // ---- start and stop ----
 
   private async doClose(): Promise<void> {
     this.closed = true;
     this.dropAll();
     this.signal();
-    await this.starting;
+    const ch = this.channel;
+    if (ch === undefined) return;
     try {
-      await this.consumer.stop();
-      await this.consumer.disconnect();
+      if (!this.dead) await this.request({ op: 'close' });
     } finally {
-      await this.admin?.disconnect();
+      this.dead = true;
+      await ch.terminate();
     }
   }
 
@@ -425,39 +570,28 @@ export class KafkaSource {
     this.signal();
   }
 
-  private onCrash(error: Error, restart: boolean): void {
-    if (!restart) {
-      // kafkajs has disconnected and will not come back: the process must restart and recover.
-      this.fail(new WeirError(`kafka consumer crashed (topic ${this.topic}, group ${this.groupId}): ${error.name}: ${error.message}`, { domain: 'external', retriable: false, cause: error }), 'crashed');
-      return;
-    }
-    // kafkajs left the group and rejoins by itself: what we owned may be gone (or
-    // consumed by another member meanwhile), so report it all revoked now.
-    this.onJoin([], false);
-  }
-
   // ---- assignment ----
 
   /**
-   * GROUP_JOIN (`real`), or a crash after which kafkajs rejoins (everything revoked).
-   * Synchronous, inside kafkajs's join and before it fetches: a throw would land in
-   * kafkajs, so failures go to the iterator.
+   * A GROUP_JOIN of the worker's kafkajs (`real`), or a crash after which kafkajs
+   * rejoins (everything revoked). The worker builds nothing of the new generation
+   * until its hooks ran (the `open` message).
    */
-  private onJoin(partitions: readonly number[], real: boolean): void {
+  private onJoin(partitions: readonly number[], real: boolean, generation: number): void {
     try {
-      this.changeAssignment(partitions, real);
+      this.changeAssignment(partitions, real, generation);
     } catch (e) {
       this.fail(e, 'assignment');
     }
   }
 
-  private changeAssignment(partitions: readonly number[], real: boolean): void {
+  private changeAssignment(partitions: readonly number[], real: boolean, generation: number): void {
     const now = [...partitions].sort((a, b) => a - b);
     const nowSet = new Set(now);
     const assigned = now.filter((p) => !this.ownedSet.has(p));
     const revoked = this.owned.filter((p) => !nowSet.has(p));
     const retained = now.filter((p) => this.ownedSet.has(p));
-    this.generation++;
+    this.generation = generation;
     this.owned = now;
     this.ownedSet = nowSet;
     for (const p of revoked) this.position.delete(p);
@@ -465,13 +599,12 @@ export class KafkaSource {
     // Anything still queued was fetched under the old generation.
     this.withdraw(() => true);
     // kafkajs restarts every partition at its committed offset after a join:
-    // continue retained ones where the iterator's consumer got.
+    // continue retained ones where the iterator's consumer got. (The worker holds
+    // this generation's batches until `open`, so the seek comes first.)
     for (const p of retained) {
       const pos = this.position.get(p);
-      if (pos !== undefined) this.consumer.seek({ topic: this.topic, partition: p, offset: pos.toString() });
+      if (pos !== undefined) this.seekWorker(p, pos);
     }
-    // kafkajs's pause state does not survive its restarts.
-    this.applyPause();
     this.assigning++;
     this.inGroup = real;
     this.gate = this.gate
@@ -479,6 +612,7 @@ export class KafkaSource {
       .catch((e: unknown) => this.fail(e instanceof WeirError ? e : toWeirError(e), 'assignment'))
       .finally(() => {
         this.assigning--;
+        this.post({ type: 'open', generation });
         this.checkBoundedDone();
         this.signal();
       });
@@ -486,21 +620,22 @@ export class KafkaSource {
 
   private async completeAssignment(real: boolean, assigned: number[], revoked: number[]): Promise<void> {
     if (this.closed) return;
-    if (this.admin !== undefined && real) {
-      if (this.endOffsets === undefined) {
-        const ends = await this.admin.fetchTopicOffsets(this.topic);
-        this.endOffsets = new Map(ends.map((o) => [o.partition, BigInt(o.high)]));
-        this.lowOffsets = new Map(ends.map((o) => [o.partition, BigInt(o.low)]));
-      }
+    if (real) {
+      const wantEnds = this.endOffsets === undefined;
       // Where each new partition starts: its committed offset, else fromBeginning decides.
-      if (assigned.length > 0) {
-        const [committed] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] });
-        for (const p of assigned) {
+      if (wantEnds || assigned.length > 0) {
+        const r = await this.request({ op: 'lookup', ends: wantEnds, committed: assigned.length > 0 });
+        if (r?.ends !== undefined && this.endOffsets === undefined) {
+          this.endOffsets = new Map(r.ends.map((o) => [o.partition, BigInt(o.high)]));
+          this.lowOffsets = new Map(r.ends.map((o) => [o.partition, BigInt(o.low)]));
+        }
+        const endOffsets = this.endOffsets ?? new Map<number, bigint>();
+        for (const p of r?.committed === undefined ? [] : assigned) {
           if (!this.ownedSet.has(p) || this.position.has(p)) continue;
-          const c = BigInt(committed?.partitions.find((x) => x.partition === p)?.offset ?? '-1');
+          const c = BigInt(r?.committed?.find((x) => x.partition === p)?.offset ?? '-1');
           if (c >= 0n) this.committed.set(p, c);
           else this.committed.delete(p);
-          const start = c >= 0n ? c : this.fromBeginning ? (this.lowOffsets?.get(p) ?? 0n) : (this.endOffsets.get(p) ?? 0n);
+          const start = c >= 0n ? c : this.fromBeginning ? (this.lowOffsets?.get(p) ?? 0n) : (endOffsets.get(p) ?? 0n);
           this.position.set(p, start);
         }
       }
@@ -510,12 +645,9 @@ export class KafkaSource {
 
   private applyPause(): void {
     const pause = this.userPaused || this.ended || this.closed || this.failure !== undefined;
-    try {
-      if (pause) this.consumer.pause([{ topic: this.topic }]);
-      else this.consumer.resume([{ topic: this.topic }]);
-    } catch {
-      // Not running yet, or between a crash and kafkajs's restart: the next join applies it.
-    }
+    if (pause === this.pausedSent || this.channel === undefined) return;
+    this.pausedSent = pause;
+    this.post({ type: 'pause', paused: pause });
   }
 
   // ---- bounded ----
@@ -543,145 +675,34 @@ export class KafkaSource {
     this.signal();
   }
 
-  // ---- kafkajs side of the hand-over ----
+  // ---- the hand-over ----
 
-  private async eachBatch(payload: EachBatchPayload): Promise<void> {
-    const s = this.stats;
-    s.kafkaBatches++;
-    s.kafkaBatchesInFlight++;
-    s.maxKafkaBatchesInFlight = Math.max(s.maxKafkaBatchesInFlight, s.kafkaBatchesInFlight);
-    try {
-      // Fetched under this generation; its assignment hook must have run first.
-      const generation = this.generation;
-      await this.aliveWhile(this.gate, payload);
-      const { batch } = payload;
-      const p = batch.partition;
-      const msgs = batch.messages;
-      const end = this.bounded ? this.endOffsets?.get(p) : undefined;
-      // Control records after the last message belong to this batch: step over them at its end.
-      const batchNext = BigInt(batch.lastOffset()) + 1n;
-      let i = 0;
-      while (i < msgs.length) {
-        if (this.closed || this.ended || this.failure !== undefined || generation !== this.generation || !this.ownedSet.has(p) || !payload.isRunning() || payload.isStale()) return;
-        let j = Math.min(msgs.length, i + this.batchSize);
-        if (end !== undefined && BigInt(msgs[j - 1]!.offset) >= end) {
-          // Bounded: never read past the end offset seen at start.
-          let k = i;
-          while (k < j && BigInt(msgs[k]!.offset) < end) k++;
-          j = k;
-          if (j === i) {
-            this.advance(p, end);
-            return;
-          }
-        }
-        const last = msgs[j - 1]!.offset;
-        let next = BigInt(last) + 1n;
-        if (j === msgs.length && batchNext > next) next = end !== undefined && batchNext > end ? end : batchNext;
-        const item = this.pending(this.build(p, msgs, i, j, batch.highWatermark), next);
-        let r: 'drained' | 'dropped';
-        try {
-          r = await this.handOver(item, payload);
-        } catch (e) {
-          // A heartbeat found the group rebalancing: let kafkajs rejoin.
-          this.withdraw((q) => q === item);
-          throw e;
-        }
-        if (r === 'dropped') return;
-        // Marks consumption only (autoCommit is off): commits come from commit().
-        payload.resolveOffset(last);
-        await payload.heartbeat();
-        i = j;
-        if (end !== undefined && next >= end) return;
-      }
-    } catch (e) {
-      // kafkajs's own errors (a heartbeat that found the group rebalancing) are for kafkajs.
-      if (e instanceof Error && e.name.startsWith('KafkaJS')) throw e;
-      // A bug of ours: kafkajs would retry the batch again and again; stop the iterator instead.
-      this.fail(toWeirError(e), 'eachBatch');
-    } finally {
-      s.kafkaBatchesInFlight--;
-    }
-  }
-
-  /** A RecordBatch of msgs[i, j): their values concatenated into one buffer (a null value is an empty record). */
-  private build(partition: number, msgs: readonly KafkaMessage[], i: number, j: number, highWatermark: string): RecordBatch {
-    const n = j - i;
-    let total = 0;
-    for (let k = i; k < j; k++) total += msgs[k]!.value?.length ?? 0;
-    const buf = Buffer.allocUnsafe(total);
-    const starts = new Uint32Array(n);
-    const ends = new Uint32Array(n);
-    const offsets = new Array<string>(n);
-    let pos = 0;
-    for (let k = 0; k < n; k++) {
-      const m = msgs[i + k]!;
-      starts[k] = pos;
-      if (m.value !== null) pos += m.value.copy(buf, pos);
-      ends[k] = pos;
-      offsets[k] = m.offset;
-    }
-    this.stats.batchesBuilt++;
-    return { buf, starts, ends, n, partition, firstOffset: Number(msgs[i]!.offset), offsets, highWatermark };
-  }
-
-  private pending(batch: RecordBatch, next: bigint): Pending {
-    let settle!: (r: 'drained' | 'dropped') => void;
-    const done = new Promise<'drained' | 'dropped'>((res) => (settle = res));
-    const item: Pending = {
-      msg: { kind: 'batch', batch },
-      partition: batch.partition,
-      next,
-      state: 'queued',
-      done,
-      settle: (r) => {
-        if (item.state === 'settled') return;
-        item.state = 'settled';
-        settle(r);
-      },
-    };
-    return item;
-  }
-
-  private handOver(item: Pending, payload: EachBatchPayload): Promise<'drained' | 'dropped'> {
-    if (this.closed || this.ended || this.failure !== undefined) return Promise.resolve('dropped');
-    this.queue.push(item);
-    this.stats.queued = this.queue.length;
-    this.stats.maxQueued = Math.max(this.stats.maxQueued, this.queue.length);
-    this.signal();
-    return this.aliveWhile(item.done, payload);
-  }
-
-  /** Waits for `p`, heartbeating meanwhile: kafkajs sends none while its handler runs. */
-  private async aliveWhile<T>(p: Promise<T>, payload: EachBatchPayload): Promise<T> {
-    const done = p.then((v) => ({ v }));
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const beat = new Promise<'beat'>((res) => (timer = setTimeout(() => res('beat'), this.heartbeatIntervalMs)));
-      const r = await Promise.race([done, beat]);
-      clearTimeout(timer);
-      if (r !== 'beat') return r.v;
-      if (this.closed || !payload.isRunning()) continue;
-      await payload.heartbeat();
-    }
-  }
-
-  private withdraw(which: (q: Pending) => boolean): void {
+  /** Drops the queued items `which` selects; the worker may post as many batches again. */
+  private withdraw(which: (q: Item) => boolean): void {
+    let n = 0;
     for (let k = this.queue.length - 1; k >= 0; k--) {
       const q = this.queue[k]!;
       if (!which(q)) continue;
       this.queue.splice(k, 1);
-      q.settle('dropped');
+      if (q.kind === 'batch') n++;
     }
-    this.stats.queued = this.queue.length;
+    this.stats.queued -= n;
+    this.stats.batchesDropped += n;
+    this.release(n);
   }
 
   private dropAll(): void {
     this.withdraw(() => true);
-    this.handed?.settle('dropped');
-    this.handed = undefined;
+    if (this.handed) {
+      this.handed = false;
+      this.release(1);
+    }
   }
 
-  // ---- iterator side of the hand-over ----
+  /** `n` batches left our hands (consumed or dropped): the worker may post as many again. */
+  private release(n: number): void {
+    if (n > 0) this.post({ type: 'ack', n });
+  }
 
   private signal(): void {
     const w = this.wake;
@@ -692,9 +713,9 @@ export class KafkaSource {
   /** The next message; undefined once closed. Asking for it means the previous batch is consumed. */
   private async pull(): Promise<StreamMessage | undefined> {
     const startMs = performance.now();
-    if (this.handed !== undefined) {
-      this.handed.settle('drained');
-      this.handed = undefined;
+    if (this.handed) {
+      this.handed = false;
+      this.release(1);
     }
     for (;;) {
       if (this.failure !== undefined) throw this.failure;
@@ -706,11 +727,23 @@ export class KafkaSource {
       if (!this.userPaused && !this.ended) {
         const item = this.queue.shift();
         if (item !== undefined) {
-          this.stats.queued = this.queue.length;
-          item.state = 'handed';
-          this.handed = item;
+          if (item.kind === 'advance') {
+            this.advance(item.partition, item.next);
+            continue;
+          }
+          const { batch } = item.msg;
+          this.stats.queued--;
+          const pos = this.position.get(item.partition);
+          if (pos !== undefined && BigInt(batch.offsets![0]!) < pos) {
+            // Yielding it would count records twice; exactly-once recovery rests on this never happening.
+            this.stats.batchesDropped++;
+            this.release(1);
+            this.fail(new WeirError(`kafka: partition ${item.partition} of topic ${this.topic} delivered offset ${batch.offsets![0]} behind its position ${pos}`, { domain: 'internal' }), 'hand-over');
+            continue;
+          }
+          this.handed = true;
           this.stats.batchesYielded++;
-          this.stats.records += item.msg.batch.n;
+          this.stats.records += batch.n;
           this.advance(item.partition, item.next);
           return item.msg;
         }

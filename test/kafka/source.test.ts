@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { AssignerProtocol, PartitionAssigners, type PartitionAssigner } from 'kafkajs';
-import { KafkaSource, type KafkaLogEntry } from '../../src/sources/kafka';
+import { KafkaSource, READ_AHEAD_BATCHES, type KafkaLogEntry } from '../../src/sources/kafka';
 import { ConfigError, WeirError } from '../../src/errors/errors';
 import { FAST, Reader, byPartition, createTopic, produce, sleep, sourceConfig, unique } from './helpers/kafka';
 
@@ -45,7 +45,7 @@ test('bounded read of a 4-partition topic: every message exactly once, in offset
   }
 });
 
-test('backpressure: a slow consumer holds kafkajs back (one RecordBatch in hand, no fetch while it is busy)', async () => {
+test('backpressure: a slow consumer holds kafkajs back (READ_AHEAD_BATCHES RecordBatches ahead at most, then no fetch while it is busy)', async () => {
   const topic = unique('weir-src-bp');
   await createTopic(topic, 1);
   await produce(topic, Array.from({ length: 3000 }, (_, i) => ({ value: `{"i":${i}}` })));
@@ -58,27 +58,74 @@ test('backpressure: a slow consumer holds kafkajs back (one RecordBatch in hand,
     // Small fetches: without backpressure kafkajs would fetch many times while we sleep.
     consumer: { ...FAST, maxBytesPerPartition: 2048 },
   });
+  const snapshot = () => ({ fetches: source.stats.fetches, built: source.stats.batchesBuilt, kafka: source.stats.kafkaBatches, queued: source.stats.queued });
   const r = new Reader(source, batchSize, async () => {
     pulls++;
-    const s = source.stats;
-    // The batch in our hand is the only one built and not yet consumed: eachBatch
-    // builds the next one only once we ask for it.
-    assert.equal(s.batchesBuilt, s.batchesYielded);
-    assert.equal(s.queued, 0);
-    if (pulls <= 5) {
-      const before = { fetches: s.fetches, built: s.batchesBuilt, kafka: s.kafkaBatches };
-      await sleep(150); // slow consumer
-      assert.deepEqual({ fetches: s.fetches, built: s.batchesBuilt, kafka: s.kafkaBatches }, before, 'kafkajs ran ahead of a busy consumer');
-    }
+    if (pulls > 5) return;
+    await sleep(300); // slow consumer: the worker fills its read-ahead, then must stop
+    const full = snapshot();
+    // Built and not consumed: the one in our hand and exactly READ_AHEAD_BATCHES - 1 more.
+    assert.equal(full.built - source.stats.batchesYielded - source.stats.batchesDropped, READ_AHEAD_BATCHES - 1);
+    assert.equal(full.queued, READ_AHEAD_BATCHES - 1);
+    await sleep(150);
+    assert.deepEqual(snapshot(), full, 'kafkajs ran ahead of a busy consumer');
   });
   try {
     await r.toEnd(30_000);
     assert.equal(r.records.length, 3000);
     const s = source.stats;
-    assert.ok(s.maxQueued <= 1, `maxQueued ${s.maxQueued}`);
+    assert.equal(s.maxPostedAhead, READ_AHEAD_BATCHES);
+    assert.ok(s.maxQueued <= READ_AHEAD_BATCHES, `maxQueued ${s.maxQueued}`);
     assert.equal(s.maxKafkaBatchesInFlight, 1);
     assert.equal(s.batchesYielded, pulls);
+    assert.equal(s.batchesDropped, 0);
     assert.ok(s.kafkaBatches > 5, `small fetches: ${s.kafkaBatches} kafkajs batches`);
+  } finally {
+    await source.close();
+  }
+});
+
+test('seek: batches read ahead before it are dropped, never yielded; the partition goes on exactly at the sought offset', async () => {
+  const topic = unique('weir-src-seek');
+  await createTopic(topic, 1);
+  await produce(topic, Array.from({ length: 200 }, (_, i) => ({ value: `{"i":${i}}` })));
+  const batchSize = 10;
+  const source = new KafkaSource(sourceConfig(topic, unique('g')), { batchSize, consumer: FAST, tickIntervalMs: 200 });
+  let first = true;
+  const r = new Reader(source, batchSize, async () => {
+    if (!first) return;
+    first = false;
+    await sleep(300); // the worker posts the next READ_AHEAD_BATCHES - 1 batches meanwhile
+    assert.equal(source.stats.queued, READ_AHEAD_BATCHES - 1);
+    assert.equal(source.seek(0, '5'), true);
+    assert.equal(source.stats.queued, 0);
+    assert.equal(source.stats.batchesDropped, READ_AHEAD_BATCHES - 1);
+    assert.deepEqual(source.positions(), [{ partition: 0, offset: '5' }]);
+  });
+  try {
+    await r.toEnd(15_000);
+    const offsets = r.records.map((x) => Number(x.offset));
+    assert.deepEqual(offsets, [...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 195 }, (_, i) => 5 + i)]);
+    assert.deepEqual(source.positions(), [{ partition: 0, offset: '200' }]);
+  } finally {
+    await source.close();
+  }
+});
+
+test('the consumer thread dies: the iterator throws an internal WeirError saying so, and close() still returns', async () => {
+  const topic = unique('weir-src-dies');
+  await createTopic(topic, 1);
+  await produce(topic, Array.from({ length: 50 }, (_, i) => ({ value: `{"i":${i}}` })));
+  const source = new KafkaSource(sourceConfig(topic, unique('g'), { bounded: false }), { batchSize: 8, consumer: FAST, tickIntervalMs: 100 });
+  const r = new Reader(source, 8);
+  try {
+    await r.until((x) => x.records.length === 50, 15_000, 'the records');
+    // What an out-of-memory kill or a crash of the thread looks like from here.
+    await (source as unknown as { channel: { terminate(): Promise<void> } }).channel.terminate();
+    await assert.rejects(
+      r.until(() => false, 5_000, 'the failure'),
+      (e: unknown) => e instanceof WeirError && e.domain === 'internal' && !e.retriable && /consumer thread exited/.test(e.message) && e.message.includes(topic),
+    );
   } finally {
     await source.close();
   }

@@ -1,0 +1,471 @@
+// The kafkajs side of KafkaSource (src/sources/kafka.ts). It runs in a worker_threads
+// Worker: kafkajs decodes every message of a fetch response into objects (~3 µs a
+// message on this kind of machine), and on the main thread that cost added up with
+// Weir's own work per event. Here it overlaps with it. This side owns the kafkajs
+// Consumer and Admin, turns fetched batches into RecordBatch parts and posts them;
+// everything that decides what a record means (positions, generations, the
+// assignment hook, bounded ends, ticks) stays on the main side, which drops whatever
+// this side posted before a change it has not seen yet.
+//
+// Protocol: one port, FIFO both ways, plain data only (errors cross as PlainError),
+// the ArrayBuffers of a batch transferred, not copied.
+//
+//   main -> worker (ToWorker)
+//     pause {paused}              stop or go on fetching the topic (kept across kafkajs restarts)
+//     seek {partition, offset, epoch}
+//                                 position a partition; what is built from then on carries `epoch`
+//     open {generation}           the assignment hooks of that join ran: its batches may be built
+//     ack {n}                     n posted batches left the main side (consumed or dropped)
+//     request {id, req}           lookup | commit | close, answered by one reply of the same id
+//   worker -> main (FromWorker)
+//     join {generation, partitions, real}
+//                                 GROUP_JOIN (real), or a crash kafkajs recovers from (nothing owned)
+//     batch {generation, epoch, partition, next, buf, starts, ends, n, offsets, highWatermark}
+//                                 offsets joined by ',' (cheaper to post than an array)
+//     advance {generation, epoch, partition, next}
+//                                 the partition's position moves past records never posted
+//                                 (control records, the end of a bounded read)
+//     stats, log {entry}
+//     crash {error}               kafkajs CRASH without restart: it will not come back
+//     failed {what, error}        starting or eachBatch failed
+//     reply {id, error?, result?}
+//
+// Backpressure: at most `readAhead` batches are posted and not yet acked; eachBatch
+// waits (heartbeating, as kafkajs sends none while its handler runs) for an ack
+// before it posts another, and kafkajs fetches again only when eachBatch returns. So
+// this side runs ahead of the main side by at most `readAhead` RecordBatches plus one
+// fetch response.
+//
+// The same code also runs on the main thread over a MessageChannel (kafka.ts does so
+// when a consumer option is a function, as a partition assigner is: functions cannot
+// be posted to a worker).
+import { isMainThread, parentPort, workerData, type TransferListItem } from 'node:worker_threads';
+import { Kafka, logLevel as LogLevel, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry, type SASLOptions } from 'kafkajs';
+
+export type LogLevelName = 'error' | 'warn' | 'info' | 'debug';
+
+export interface KafkaLogEntry {
+  level: LogLevelName;
+  namespace: string;
+  message: string;
+  extra: Record<string, unknown>;
+}
+
+/** What the worker is started with (its workerData). Holds the SASL password: never log it. */
+export interface WorkerInit {
+  kind: 'weir-kafka-source';
+  topic: string;
+  groupId: string;
+  bounded: boolean;
+  fromBeginning: boolean;
+  batchSize: number;
+  readAhead: number;
+  /** Forward kafkajs's log lines at this level and above; undefined: none. */
+  logLevel: LogLevelName | undefined;
+  client: KafkaConfig;
+  consumer: ConsumerConfig;
+}
+
+/** An error as data: what the main side needs to rebuild the WeirError it reports. */
+export interface PlainError {
+  name: string;
+  message: string;
+  stack?: string;
+  /** kafkajs's error type (REBALANCE_IN_PROGRESS, ...). */
+  type?: string;
+  retriable?: boolean;
+  /** Set when it was a WeirError. */
+  weir?: { domain: 'user' | 'external' | 'internal'; retriable: boolean };
+}
+
+export interface WorkerStats {
+  fetches: number;
+  kafkaBatches: number;
+  kafkaBatchesInFlight: number;
+  maxKafkaBatchesInFlight: number;
+  batchesBuilt: number;
+  maxPostedAhead: number;
+}
+
+export type Request =
+  | { op: 'lookup'; ends: boolean; committed: boolean }
+  | { op: 'commit'; offsets: Array<{ partition: number; offset: string }> }
+  | { op: 'close' };
+
+export interface LookupResult {
+  /** Per partition: high (end) and low (earliest) offsets; when asked for. */
+  ends?: Array<{ partition: number; high: string; low: string }>;
+  /** The group's committed offset per partition ('-1': none); when asked for. */
+  committed?: Array<{ partition: number; offset: string }>;
+}
+
+export type ToWorker =
+  | { type: 'pause'; paused: boolean }
+  | { type: 'seek'; partition: number; offset: string; epoch: number }
+  | { type: 'open'; generation: number }
+  | { type: 'ack'; n: number }
+  | { type: 'request'; id: number; req: Request };
+
+export interface BatchMessage {
+  type: 'batch';
+  generation: number;
+  epoch: number;
+  partition: number;
+  /** Position of the partition once this batch is consumed. */
+  next: string;
+  buf: ArrayBuffer;
+  starts: Uint32Array;
+  ends: Uint32Array;
+  n: number;
+  /** The n offsets joined by ',': one string is cloned in a memcpy, an array string by string. */
+  offsets: string;
+  highWatermark: string;
+}
+
+export type FromWorker =
+  | { type: 'join'; generation: number; partitions: number[]; real: boolean }
+  | BatchMessage
+  | { type: 'advance'; generation: number; epoch: number; partition: number; next: string }
+  | { type: 'stats'; stats: WorkerStats }
+  | { type: 'log'; entry: KafkaLogEntry }
+  | { type: 'crash'; error: PlainError }
+  | { type: 'failed'; what: string; error: PlainError }
+  | { type: 'reply'; id: number; error?: PlainError; result?: LookupResult };
+
+/** The part of a MessagePort this side uses (parentPort, or one end of a MessageChannel). */
+export interface Port {
+  postMessage(value: unknown, transferList?: readonly TransferListItem[]): void;
+  on(event: 'message', listener: (value: unknown) => void): unknown;
+}
+
+const LEVEL_NAMES: Record<number, LogLevelName> = {
+  [LogLevel.ERROR]: 'error',
+  [LogLevel.WARN]: 'warn',
+  [LogLevel.INFO]: 'info',
+  [LogLevel.DEBUG]: 'debug',
+};
+export const LEVELS: Record<LogLevelName, LogLevel> = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG };
+
+export function plainError(e: unknown): PlainError {
+  if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
+  const x = e as Error & { type?: unknown; retriable?: unknown; domain?: unknown };
+  const p: PlainError = { name: e.name, message: e.message };
+  if (e.stack !== undefined) p.stack = e.stack;
+  if (typeof x.type === 'string') p.type = x.type;
+  if (typeof x.retriable === 'boolean') p.retriable = x.retriable;
+  // Duck-typed: this file does not import the error classes (it is also the worker's entry).
+  if (x.domain === 'user' || x.domain === 'external' || x.domain === 'internal') p.weir = { domain: x.domain, retriable: x.retriable === true };
+  return p;
+}
+
+/** Serves one KafkaSource over `port` until it asks to close. */
+export function serve(port: Port, init: WorkerInit): void {
+  new ConsumerSide(port, init);
+}
+
+class ConsumerSide {
+  private readonly topic: string;
+  private readonly consumer: Consumer;
+  private readonly admin: Admin;
+  private readonly heartbeatIntervalMs: number;
+  private readonly stats: WorkerStats = { fetches: 0, kafkaBatches: 0, kafkaBatchesInFlight: 0, maxKafkaBatchesInFlight: 0, batchesBuilt: 0, maxPostedAhead: 0 };
+  private statsPending = false;
+
+  /** Incremented on every join, as the main side does: the two agree on the numbers. */
+  private generation = 0;
+  /** The newest generation whose assignment hooks the main side has run. */
+  private opened = 0;
+  private owned = new Set<number>();
+  /** Per partition, the epoch of the last seek the main side sent (0: none). */
+  private readonly epochs = new Map<number, number>();
+  /** Bounded: end offsets seen at start (the first lookup). */
+  private endOffsets: Map<number, bigint> | undefined;
+  /** Batches posted and not yet acked. */
+  private posted = 0;
+  private paused = false;
+  private closed = false;
+  private starting: Promise<void> | undefined;
+  /** Resolves the waits of eachBatch when something they wait on may have changed. */
+  private changed: () => void = () => {};
+  private change: Promise<void> = this.nextChange();
+
+  constructor(
+    private readonly port: Port,
+    private readonly init: WorkerInit,
+  ) {
+    this.topic = init.topic;
+    const threshold = init.logLevel === undefined ? undefined : LEVELS[init.logLevel];
+    const sasl = init.client.sasl as SASLOptions | undefined;
+    const secret = sasl !== undefined && 'password' in sasl ? sasl.password : undefined;
+    // Always our own logCreator: KAFKAJS_LOG_LEVEL in the environment overrides
+    // logLevel, and kafkajs's default creator writes to the console.
+    const logCreator = () => (e: LogEntry) => {
+      if (threshold === undefined || e.level > threshold || e.level === LogLevel.NOTHING) return;
+      const { timestamp: _t, logger: _l, message, ...extra } = e.log;
+      let text = String(message);
+      if (secret !== undefined && secret.length > 0) text = text.split(secret).join('***');
+      this.postLog({ level: LEVEL_NAMES[e.level] ?? 'debug', namespace: e.namespace, message: text, extra });
+    };
+    const kafka = new Kafka({ ...init.client, logLevel: threshold ?? LogLevel.NOTHING, logCreator });
+    this.heartbeatIntervalMs = init.consumer.heartbeatInterval ?? 3000;
+    this.consumer = kafka.consumer(init.consumer);
+    this.admin = kafka.admin();
+
+    const ev = this.consumer.events;
+    this.consumer.on(ev.GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true));
+    this.consumer.on(ev.CRASH, (e) => {
+      // kafkajs left the group and rejoins by itself: report it all revoked now.
+      if (e.payload.restart) this.onJoin([], false);
+      else this.post({ type: 'crash', error: plainError(e.payload.error) });
+    });
+    this.consumer.on(ev.FETCH_START, () => {
+      this.stats.fetches++;
+      this.statsChanged();
+    });
+    // Batches that held only control records or aborted messages never reach
+    // eachBatch; kafkajs resolves them itself. Move the position past them too, or a
+    // bounded read whose tail is a transaction marker would never end.
+    this.consumer.on(ev.END_BATCH_PROCESS, (e) => {
+      const p = e.payload.partition;
+      if (e.payload.batchSize === 0 && this.owned.has(p)) this.postAdvance(p, BigInt(e.payload.lastOffset) + 1n);
+    });
+
+    port.on('message', (m) => this.onMessage(m as ToWorker));
+    this.starting = this.start().catch((e: unknown) => this.post({ type: 'failed', what: 'cannot start', error: plainError(e) }));
+  }
+
+  private async start(): Promise<void> {
+    await this.consumer.connect();
+    if (this.closed) return;
+    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: this.init.fromBeginning });
+    await this.admin.connect();
+    if (this.closed) return;
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+    this.applyPause();
+  }
+
+  private onMessage(m: ToWorker): void {
+    switch (m.type) {
+      case 'pause':
+        this.paused = m.paused;
+        this.applyPause();
+        break;
+      case 'seek':
+        this.epochs.set(m.partition, m.epoch);
+        try {
+          this.consumer.seek({ topic: this.topic, partition: m.partition, offset: m.offset });
+        } catch (e) {
+          this.post({ type: 'failed', what: `seek of partition ${m.partition}`, error: plainError(e) });
+        }
+        break;
+      case 'open':
+        this.opened = Math.max(this.opened, m.generation);
+        break;
+      case 'ack':
+        this.posted -= m.n;
+        break;
+      case 'request':
+        this.handle(m.req).then(
+          (result) => this.post(result === undefined ? { type: 'reply', id: m.id } : { type: 'reply', id: m.id, result }),
+          (e: unknown) => this.post({ type: 'reply', id: m.id, error: plainError(e) }),
+        );
+        break;
+    }
+    this.changed();
+  }
+
+  private async handle(req: Request): Promise<LookupResult | undefined> {
+    switch (req.op) {
+      case 'lookup': {
+        const out: LookupResult = {};
+        if (req.ends) {
+          const ends = await this.admin.fetchTopicOffsets(this.topic);
+          this.endOffsets = new Map(ends.map((o) => [o.partition, BigInt(o.high)]));
+          out.ends = ends.map((o) => ({ partition: o.partition, high: o.high, low: o.low }));
+        }
+        if (req.committed) {
+          const [committed] = await this.admin.fetchOffsets({ groupId: this.init.groupId, topics: [this.topic] });
+          out.committed = (committed?.partitions ?? []).map((x) => ({ partition: x.partition, offset: x.offset }));
+        }
+        return out;
+      }
+      case 'commit':
+        await this.consumer.commitOffsets(req.offsets.map((o) => ({ topic: this.topic, ...o })));
+        return undefined;
+      case 'close':
+        this.closed = true;
+        this.changed();
+        await this.starting;
+        try {
+          await this.consumer.stop();
+          await this.consumer.disconnect();
+        } finally {
+          await this.admin.disconnect();
+        }
+        return undefined;
+    }
+  }
+
+  private post(m: FromWorker, transfer?: readonly TransferListItem[]): void {
+    this.port.postMessage(m, transfer);
+  }
+
+  private postLog(entry: KafkaLogEntry): void {
+    try {
+      this.post({ type: 'log', entry });
+    } catch {
+      // Something in `extra` cannot be cloned (a function, a socket): send what JSON keeps of it.
+      let extra: Record<string, unknown>;
+      try {
+        extra = JSON.parse(JSON.stringify(entry.extra, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Error ? plainError(v) : v))) as Record<string, unknown>;
+      } catch {
+        extra = {};
+      }
+      this.post({ type: 'log', entry: { ...entry, extra } });
+    }
+  }
+
+  private statsChanged(): void {
+    if (this.statsPending) return;
+    this.statsPending = true;
+    queueMicrotask(() => {
+      this.statsPending = false;
+      this.post({ type: 'stats', stats: { ...this.stats } });
+    });
+  }
+
+  private onJoin(partitions: readonly number[], real: boolean): void {
+    this.generation++;
+    this.owned = new Set(partitions);
+    // kafkajs's pause state does not survive its restarts.
+    this.applyPause();
+    this.post({ type: 'join', generation: this.generation, partitions: [...partitions], real });
+    this.changed();
+  }
+
+  private applyPause(): void {
+    try {
+      if (this.paused || this.closed) this.consumer.pause([{ topic: this.topic }]);
+      else this.consumer.resume([{ topic: this.topic }]);
+    } catch {
+      // Not running yet, or between a crash and kafkajs's restart: start() or the next join applies it.
+    }
+  }
+
+  private postAdvance(partition: number, next: bigint): void {
+    this.post({ type: 'advance', generation: this.generation, epoch: this.epochs.get(partition) ?? 0, partition, next: next.toString() });
+  }
+
+  private nextChange(): Promise<void> {
+    return new Promise<void>((res) => {
+      this.changed = () => {
+        this.change = this.nextChange();
+        res();
+      };
+    });
+  }
+
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    const s = this.stats;
+    s.kafkaBatches++;
+    s.kafkaBatchesInFlight++;
+    s.maxKafkaBatchesInFlight = Math.max(s.maxKafkaBatchesInFlight, s.kafkaBatchesInFlight);
+    this.statsChanged();
+    try {
+      // Fetched under this generation; its assignment hook must have run first.
+      const generation = this.generation;
+      await this.aliveUntil(() => this.opened >= generation, payload);
+      const { batch } = payload;
+      const p = batch.partition;
+      const msgs = batch.messages;
+      const stale = () => this.closed || generation !== this.generation || this.opened < generation || !this.owned.has(p) || !payload.isRunning() || payload.isStale();
+      const end = this.init.bounded ? this.endOffsets?.get(p) : undefined;
+      // Control records after the last message belong to this batch: step over them at its end.
+      const batchNext = BigInt(batch.lastOffset()) + 1n;
+      let i = 0;
+      while (i < msgs.length) {
+        if (stale()) return;
+        let j = Math.min(msgs.length, i + this.init.batchSize);
+        if (end !== undefined && BigInt(msgs[j - 1]!.offset) >= end) {
+          // Bounded: never read past the end offset seen at start.
+          let k = i;
+          while (k < j && BigInt(msgs[k]!.offset) < end) k++;
+          j = k;
+          if (j === i) {
+            this.postAdvance(p, end);
+            return;
+          }
+        }
+        const last = msgs[j - 1]!.offset;
+        let next = BigInt(last) + 1n;
+        if (j === msgs.length && batchNext > next) next = end !== undefined && batchNext > end ? end : batchNext;
+        await this.aliveUntil(() => this.posted < this.init.readAhead, payload);
+        // A seek, a join or close may have come while we waited.
+        if (stale()) return;
+        this.postBatch(generation, p, msgs, i, j, next, batch.highWatermark);
+        // Marks consumption only (autoCommit is off): commits come from commit(). If the
+        // main side drops the batch, it is for a seek or a join, which reposition kafkajs.
+        payload.resolveOffset(last);
+        await payload.heartbeat();
+        i = j;
+        if (end !== undefined && next >= end) return;
+      }
+    } catch (e) {
+      // kafkajs's own errors (a heartbeat that found the group rebalancing) are for kafkajs.
+      if (e instanceof Error && e.name.startsWith('KafkaJS')) throw e;
+      // A bug of ours: kafkajs would retry the batch again and again; stop the iterator instead.
+      this.post({ type: 'failed', what: 'eachBatch', error: plainError(e) });
+    } finally {
+      s.kafkaBatchesInFlight--;
+      this.statsChanged();
+    }
+  }
+
+  /** Posts msgs[i, j) as one batch: their values concatenated into one buffer (a null value is an empty record). */
+  private postBatch(generation: number, partition: number, msgs: readonly KafkaMessage[], i: number, j: number, next: bigint, highWatermark: string): void {
+    const n = j - i;
+    let total = 0;
+    for (let k = i; k < j; k++) total += msgs[k]!.value?.length ?? 0;
+    // Not from Buffer's shared pool: the whole ArrayBuffer is transferred.
+    const buf = Buffer.allocUnsafeSlow(total);
+    const starts = new Uint32Array(n);
+    const ends = new Uint32Array(n);
+    const offsets = new Array<string>(n);
+    let pos = 0;
+    for (let k = 0; k < n; k++) {
+      const m = msgs[i + k]!;
+      starts[k] = pos;
+      if (m.value !== null) pos += m.value.copy(buf, pos);
+      ends[k] = pos;
+      offsets[k] = m.offset;
+    }
+    const epoch = this.epochs.get(partition) ?? 0;
+    const ab = buf.buffer;
+    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: ab, starts, ends, n, offsets: offsets.join(','), highWatermark }, [ab, starts.buffer, ends.buffer]);
+    this.posted++;
+    this.stats.batchesBuilt++;
+    this.stats.maxPostedAhead = Math.max(this.stats.maxPostedAhead, this.posted);
+    this.statsChanged();
+  }
+
+  /**
+   * Waits until `done()`, or until the batch is no longer worth waiting for (close, a
+   * seek, kafkajs stopping), heartbeating meanwhile: kafkajs sends none while its handler runs.
+   */
+  private async aliveUntil(done: () => boolean, payload: EachBatchPayload): Promise<void> {
+    while (!done() && !this.closed && payload.isRunning() && !payload.isStale()) {
+      let timer: NodeJS.Timeout | undefined;
+      const beat = new Promise<'beat'>((res) => (timer = setTimeout(() => res('beat'), this.heartbeatIntervalMs)));
+      const r = await Promise.race([this.change, beat]);
+      clearTimeout(timer);
+      if (r === 'beat') await payload.heartbeat();
+    }
+  }
+}
+
+if (!isMainThread && parentPort !== null && (workerData as Partial<WorkerInit> | null)?.kind === 'weir-kafka-source') serve(parentPort, workerData as WorkerInit);
