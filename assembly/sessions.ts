@@ -17,7 +17,7 @@ import {
 } from './layout';
 import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
-import { sketchAdd, sketchMerge } from './sketch';
+import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
 import { slotAlloc, slotFree, slotAddr, slotTouch } from './slots';
 import { emitResult, emitGone } from './output';
 
@@ -237,7 +237,8 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
   const gap = ldf(s + S_GAP);
   const lateness = ldf(s + S_LATENESS);
   let notOk: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
+  // The common case in bulk (sessionRun); every other event one at a time below.
+  for (let i = sessionRun(s, 0, n, ts, wm, vals, keys); i < n; i = sessionRun(s, i + 1, n, ts, wm, vals, keys)) {
     const w = ldf(wm + (<usize>i << 3));
     if (heapDue(s + S_FIRE, w) || heapDue(s + S_PURGE, w)) sessionsAdvance(a, s, w);
     const t = ldf(ts + (<usize>i << 3));
@@ -314,6 +315,54 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     }
   }
   return notOk;
+}
+
+/** When the earliest timer of `h` is due (+inf for none). */
+// @ts-ignore: decorator
+@inline function heapNext(h: usize): f64 {
+  return ldu(h + H_N) != 0 ? ldf(<usize>ldu(h + H_PTR) + E_AT) : Infinity;
+}
+
+/**
+ * Adds events i, i+1, ... of session aggregation `s` while each is the common case:
+ * valid, no timer due at its W, and it falls into (or extends) exactly one live
+ * session of its key, on time, whose fire timer is armed and that is already marked
+ * changed, with a sketch store that covers the value. Returns the index of the first
+ * event that is not (or n), unchanged. No calls, as tumblingRun in windows.ts.
+ */
+function sessionRun(s: usize, i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize): u32 {
+  const gap = ldf(s + S_GAP);
+  const limit = min(heapNext(s + S_FIRE), heapNext(s + S_PURGE));
+  const heads = <usize>ldu(s + S_HEADS), cap = ldu(s + S_HEADCAP);
+  for (; i < n; i++) {
+    const w = ldf(wm + (<usize>i << 3));
+    if (w >= limit) return i;
+    const t = ldf(ts + (<usize>i << 3));
+    const x = ldf(vals + (<usize>i << 3));
+    if (!(t == t && x == x)) return i;
+    const key = ldu(keys + (<usize>i << 2));
+    if (key >= cap) return i;
+    // The first session that does not end before t, as the general path finds it.
+    let cur = ldu(heads + (<usize>key << 2));
+    while (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_END) < t) cur = ldu(slotAddr(cur) + SLOT_NEXT);
+    if (cur == NO_SLOT) return i;
+    const sp = slotAddr(cur);
+    const start = ldf(sp + SLOT_START), end = ldf(sp + SLOT_END);
+    const pEnd = t + gap;
+    if (start > pEnd) return i; // a new session
+    const next = ldu(sp + SLOT_NEXT);
+    if (next != NO_SLOT && ldf(slotAddr(next) + SLOT_START) <= pEnd) return i; // a merge
+    const mEnd = max(end, pEnd);
+    if (w >= mEnd) return i; // late (allowed or not)
+    if ((ldu(sp + SLOT_FLAGS) & (SLOT_DIRTY | SLOT_FIRED | ARMED)) != (SLOT_DIRTY | ARMED)) return i;
+    const c = sketchCounter(sp + SLOT_SKETCH, x);
+    if (c == 0) return i;
+    if (t < start) stf(sp + SLOT_START, t);
+    stf(sp + SLOT_END, mEnd);
+    accAdd(sp, x);
+    store<u32>(c, load<u32>(c) + 1);
+  }
+  return n;
 }
 
 /**

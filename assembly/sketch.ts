@@ -98,6 +98,20 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
   else stu(sk + SK_ZEROS, ldu(sk + SK_ZEROS) + 1);
 }
 
+/**
+ * The address of the counter that x would increment, or 0 when the add needs a
+ * store that does not cover x's bucket yet (sketchAdd grows it). Changes nothing:
+ * a kernel's call-free fast path asks first, then commits.
+ */
+// @ts-ignore: decorator
+@inline export function sketchCounter(sk: usize, x: f64): usize {
+  if (x == 0) return sk + SK_ZEROS;
+  const st = sk + (x > 0 ? SK_POS : SK_NEG);
+  const p = <usize>ldu(st + ST_PTR);
+  const j = bucketIndex(abs(x)) - ldi(st + ST_MIN);
+  return p != 0 && <u32>j < ldu(st + ST_CAP) ? p + (<usize>j << 2) : 0;
+}
+
 function storeMerge(dst: usize, src: usize): void {
   const sp = <usize>ldu(src + ST_PTR);
   if (sp == 0) return;

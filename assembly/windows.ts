@@ -6,11 +6,11 @@
 // with end + lateness <= W is purged; then the event is judged per window against W.
 import {
   WIN_TUMBLING, WIN_SLIDING, WIN_SESSION, EV_OK, EV_INVALID, EV_PARTLY_LATE, EV_LATE,
-  SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, NO_SLOT,
+  SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_DIRTY, NO_SLOT,
 } from './layout';
 import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
-import { sketchAdd, sketchMerge } from './sketch';
+import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
 import { slotAlloc, slotFree, slotAddr, slotChanged } from './slots';
 import { emitResult, emitGone } from './output';
 import { sessionsNew, sessionsAdvance, sessionsRestore, processSessions as runSessions } from './sessions';
@@ -319,32 +319,183 @@ function kcacheFit(key: u32, k: u32): void {
  * Runs events 0..n-1 of the batch through tumbling or sliding aggregation `a`.
  * Reads ts, wm, val[a], key[a]; writes evs[a], the out and gone regions, state.
  * Returns how many events got a status other than EV_OK.
- *
- * The hot values (next firing and purge times, the current window's key -> slot
- * array) live in locals and are reloaded only after a call that may change them.
  */
 export function processWindows(a: u32, n: u32): u32 {
   const p = aggAddr(a);
-  const sliding = ldi(p + A_TYPE) == WIN_SLIDING;
+  const evs = <usize>ldu(p + A_EVS);
+  memory.fill(evs, EV_OK, <usize>n);
+  return ldi(p + A_TYPE) == WIN_SLIDING ? processSliding(a, p, n, evs) : processTumbling(a, p, n, evs);
+}
+
+// ─── Tumbling ─────────────────────────────────────────────────────────────────
+
+// The key -> slot array and its capacity of the group tumblingSlow touched last.
+let slowSlots: usize = 0;
+let slowSlotCap: u32 = 0;
+
+/** floor(t / size) · size with a mathematical modulus (negative times floor down). */
+function windowStart(t: f64, size: f64): f64 {
+  const ti = <i64>t, sl = <i64>size;
+  let r = ti % sl;
+  if (r < 0) r += sl;
+  return <f64>(ti - r);
+}
+
+/** Fires and purges what W = w makes due (fireDue first: a purged window has fired). */
+function dueAt(a: u32, p: usize, w: f64): void {
+  if (w >= ldf(p + A_NEXT_FIRE)) fireDue(a, p, w);
+  if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+}
+
+/**
+ * Every tumbling event but an on-time one for a window that has its key: too late,
+ * late but allowed (fires again at once), or the first of its key in the window.
+ * Leaves the window's key -> slot array in slowSlots (cap 0: none). Returns the status.
+ */
+function tumblingSlow(a: u32, p: usize, key: u32, x: f64, w: f64, start: f64, end: f64): u8 {
+  slowSlotCap = 0;
+  if (w >= end + ldf(p + A_LATENESS)) return EV_LATE;
+  const gi = groupOf(p, start, end, w);
+  const s = slotFor(a, p, gi, key);
+  const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
+  slowSlots = <usize>ldu(ge + G_KEYS);
+  slowSlotCap = ldu(ge + G_KEYCAP);
+  addToSlot(a, s, x, w >= end);
+  return EV_OK;
+}
+
+// The aggregation processTumbling works on, and its event statuses: read only on the
+// loop's cold paths, so the loop itself holds fewer values in registers.
+let tumA: u32 = 0;
+let tumP: usize = 0;
+let tumEvs: usize = 0;
+let tumNotOk: u32 = 0;
+
+/** Event i is not added: records its status. */
+function tumblingReject(i: u32, status: u8): void {
+  stb(tumEvs + i, status);
+  tumNotOk++;
+}
+
+/**
+ * The tumbling kernel: tumblingRun takes events while they are the common case (on
+ * time, for a window that already holds the key, nothing to fire, no store to grow);
+ * every other event goes through this loop's general path, one at a time.
+ */
+function processTumbling(a: u32, p: usize, n: u32, evs: usize): u32 {
+  tumA = a;
+  tumP = p;
+  tumEvs = evs;
+  tumNotOk = 0;
+  const size = ldf(p + A_SIZE);
+  const vals = <usize>ldu(p + A_VAL);
+  const keys = <usize>ldu(p + A_KEY);
+  const ts = tsBase, wm = wmBase;
+  // [lo, hi): the window of the last event; slots: its key -> slot array (cap 0: none).
+  let lo = ldf(p + A_CACHE_LO), hi = ldf(p + A_CACHE_HI);
+  let due = min(ldf(p + A_NEXT_FIRE), ldf(p + A_NEXT_PURGE));
+  let slots: usize = 0, slotCap: u32 = 0;
+  for (let i = tumblingRun(0, n, ts, wm, vals, keys, slots, slotCap, lo, hi, due); i < n; i = tumblingRun(i + 1, n, ts, wm, vals, keys, slots, slotCap, lo, hi, due)) {
+    const w = ldf(wm + (<usize>i << 3));
+    if (w >= due) {
+      due = tumblingDue(w);
+      slotCap = 0; // a purge may have freed the array
+    }
+    const t = ldf(ts + (<usize>i << 3));
+    const x = ldf(vals + (<usize>i << 3));
+    if (isNaN(t) || isNaN(x)) {
+      tumblingReject(i, EV_INVALID);
+      continue;
+    }
+    if (!(t >= lo && t < hi)) {
+      lo = windowStart(t, size);
+      hi = lo + size;
+      slotCap = 0;
+    }
+    const key = ldu(keys + (<usize>i << 2));
+    const s = key < slotCap ? load<u32>(slots + (<usize>key << 2)) : NO_SLOT;
+    if (s != NO_SLOT && w < hi) {
+      addToSlot(tumA, s, x, false);
+      continue;
+    }
+    const status = tumblingSlow(tumA, tumP, key, x, w, lo, hi);
+    if (status != EV_OK) tumblingReject(i, status);
+    slots = slowSlots;
+    slotCap = slowSlotCap;
+    due = min(ldf(tumP + A_NEXT_FIRE), ldf(tumP + A_NEXT_PURGE)); // a new group may fire sooner
+  }
+  stf(tumP + A_CACHE_LO, lo);
+  stf(tumP + A_CACHE_HI, hi);
+  stf(tumP + A_CACHE_START, lo);
+  return tumNotOk;
+}
+
+/**
+ * Adds events i, i+1, ... of a tumbling aggregation while each is the common case:
+ * valid, in [lo, hi), W < due and W < hi (on time, nothing to fire or purge first), its
+ * key has a slot in `slots`, the slot is already marked changed, and its sketch store
+ * covers the value. Returns the index of the first event that is not (or n), unchanged.
+ * No calls: a call anywhere in a loop makes V8 spill the values live across it, and
+ * that cost this loop about a third of its time (tumbling kernel 14 -> 10 ns/event).
+ */
+function tumblingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, slots: usize, slotCap: u32, lo: f64, hi: f64, due: f64): u32 {
+  const limit = min(due, hi);
+  for (; i < n; i++) {
+    if (ldf(wm + (<usize>i << 3)) >= limit) return i;
+    const t = ldf(ts + (<usize>i << 3));
+    const x = ldf(vals + (<usize>i << 3));
+    // NaN t fails the range test; NaN x fails x == x.
+    if (!(t >= lo && t < hi && x == x)) return i;
+    const key = ldu(keys + (<usize>i << 2));
+    if (key >= slotCap) return i;
+    const s = load<u32>(slots + (<usize>key << 2));
+    if (s == NO_SLOT) return i;
+    const sp = slotAddr(s);
+    if ((ldu(sp + SLOT_FLAGS) & SLOT_DIRTY) == 0) return i;
+    const c = sketchCounter(sp + SLOT_SKETCH, x);
+    if (c == 0) return i;
+    accAdd(sp, x);
+    store<u32>(c, load<u32>(c) + 1);
+  }
+  return n;
+}
+
+/** Fires and purges what W = w makes due; returns when the next firing or purge is due. */
+function tumblingDue(w: f64): f64 {
+  dueAt(tumA, tumP, w);
+  return min(ldf(tumP + A_NEXT_FIRE), ldf(tumP + A_NEXT_PURGE));
+}
+
+// ─── Sliding ──────────────────────────────────────────────────────────────────
+
+/**
+ * The sliding kernel. With size = K·slide, slidingRun takes the events whose K slots
+ * are in the key cache (above) and need nothing else; every other event goes through
+ * this loop's general path, one at a time.
+ */
+function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
   const size = ldf(p + A_SIZE);
   const slide = ldf(p + A_SLIDE);
   const lateness = ldf(p + A_LATENESS);
   const vals = <usize>ldu(p + A_VAL);
   const keys = <usize>ldu(p + A_KEY);
-  const evs = <usize>ldu(p + A_EVS);
-  memory.fill(evs, EV_OK, <usize>n);
   let cacheLo = ldf(p + A_CACHE_LO), cacheHi = ldf(p + A_CACHE_HI), cacheStart = ldf(p + A_CACHE_START);
   let nextFire = ldf(p + A_NEXT_FIRE), nextPurge = ldf(p + A_NEXT_PURGE);
-  // Tumbling: the key -> slot array of the current window (cap 0 = look it up).
-  let slots: usize = 0, slotCap: u32 = 0;
-  // Sliding with size = K·slide: the per-key slot cache (above).
+  // slotCap 0: the slide cache (below) must be cleared before its next use.
+  let slotCap: u32 = 0;
   const kWindows = <u32>(size / slide);
-  const even = sliding && <f64>kWindows * slide == size && kWindows <= <u32>SLIDE_CACHE;
+  const even = <f64>kWindows * slide == size && kWindows <= <u32>SLIDE_CACHE;
   kcacheReset();
   if (even) kcacheFit(0, kWindows);
   let notOk: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
-    const w = ldf(wmBase + (<usize>i << 3));
+  const ts = tsBase, wm = wmBase;
+  // The common case in bulk; `next` is where the general path resumes it.
+  for (
+    let i = even ? slidingRun(0, n, ts, wm, vals, keys, cacheLo, cacheHi, min(nextFire, nextPurge), kWindows) : 0;
+    i < n;
+    i = even ? slidingRun(i + 1, n, ts, wm, vals, keys, cacheLo, cacheHi, min(nextFire, nextPurge), kWindows) : i + 1
+  ) {
+    const w = ldf(wm + (<usize>i << 3));
     if (w >= nextFire || w >= nextPurge) {
       if (w >= nextFire) fireDue(a, p, w);
       if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
@@ -352,45 +503,23 @@ export function processWindows(a: u32, n: u32): u32 {
       nextPurge = ldf(p + A_NEXT_PURGE);
       slotCap = 0;
     }
-    const t = ldf(tsBase + (<usize>i << 3));
+    const t = ldf(ts + (<usize>i << 3));
     const x = ldf(vals + (<usize>i << 3));
     if (isNaN(t) || isNaN(x)) {
       stb(evs + i, EV_INVALID);
       notOk++;
       continue;
     }
-    // The start of the last window (tumbling) or last slide (sliding) holding t:
-    // floor(t / slide) * slide, cached because consecutive events share it.
+    // The start of the last slide holding t, cached because consecutive events share it.
     if (!(t >= cacheLo && t < cacheHi)) {
-      const ti = <i64>t, sl = <i64>slide;
-      let r = ti % sl;
-      if (r < 0) r += sl;
-      cacheStart = <f64>(ti - r);
+      cacheStart = windowStart(t, slide);
       cacheLo = cacheStart;
       cacheHi = cacheStart + slide;
       slotCap = 0;
       kcacheReset();
     }
     const key = ldu(keys + (<usize>i << 2));
-    if (!sliding) {
-      const end = cacheStart + size;
-      if (w >= end + lateness) {
-        stb(evs + i, EV_LATE);
-        notOk++;
-        continue;
-      }
-      let s = key < slotCap ? load<u32>(slots + (<usize>key << 2)) : NO_SLOT;
-      if (s == NO_SLOT) {
-        const gi = groupOf(p, cacheStart, end, w);
-        s = slotFor(a, p, gi, key);
-        const ge = <usize>ldu(p + A_GROUPS) + <usize>gi * G_BYTES;
-        slots = <usize>ldu(ge + G_KEYS);
-        slotCap = ldu(ge + G_KEYCAP);
-        nextFire = ldf(p + A_NEXT_FIRE);
-        nextPurge = ldf(p + A_NEXT_PURGE);
-      }
-      addToSlot(a, s, x, w >= end);
-    } else if (even && w < cacheHi) {
+    if (even && w < cacheHi) {
       // On time for all K windows: their slots from the key cache, filled on a miss.
       if (key >= kstampCap) kcacheFit(key, kWindows);
       const ks = kslots + ((<usize>key * <usize>kWindows) << 2);
@@ -458,6 +587,42 @@ export function processWindows(a: u32, n: u32): u32 {
   stf(p + A_CACHE_HI, cacheHi);
   stf(p + A_CACHE_START, cacheStart);
   return notOk;
+}
+
+// Counter addresses of one event's K windows, checked before any is incremented.
+const runCounters: usize = memory.data(<i32>(SLIDE_CACHE << 2), 4);
+
+/**
+ * Adds events i, i+1, ... of a sliding aggregation (size = k·slide) while each is
+ * the common case: valid, in the slide [lo, hi), W < limit (on time for all k
+ * windows, nothing to fire or purge first), its k slots in the key cache, each
+ * already marked changed and with a sketch store that covers the value. Returns the
+ * index of the first event that is not (or n), unchanged. No calls, as tumblingRun.
+ */
+function slidingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, lo: f64, hi: f64, due: f64, k: u32): u32 {
+  const limit = min(due, hi);
+  const stamps = kstamp, cap = kstampCap, cache = kslots, epoch = kepoch;
+  for (; i < n; i++) {
+    if (ldf(wm + (<usize>i << 3)) >= limit) return i;
+    const t = ldf(ts + (<usize>i << 3));
+    const x = ldf(vals + (<usize>i << 3));
+    if (!(t >= lo && t < hi && x == x)) return i;
+    const key = ldu(keys + (<usize>i << 2));
+    if (key >= cap || ldu(stamps + (<usize>key << 2)) != epoch) return i;
+    const ks = cache + ((<usize>key * <usize>k) << 2);
+    for (let j: u32 = 0; j < k; j++) {
+      const sp = slotAddr(ldu(ks + (<usize>j << 2)));
+      const c = sketchCounter(sp + SLOT_SKETCH, x);
+      if (c == 0 || (ldu(sp + SLOT_FLAGS) & SLOT_DIRTY) == 0) return i;
+      stu(runCounters + (<usize>j << 2), <u32>c);
+    }
+    for (let j: u32 = 0; j < k; j++) {
+      accAdd(slotAddr(ldu(ks + (<usize>j << 2))), x);
+      const c = <usize>ldu(runCounters + (<usize>j << 2));
+      store<u32>(c, load<u32>(c) + 1);
+    }
+  }
+  return n;
 }
 
 /**
