@@ -258,6 +258,11 @@ export class KafkaSource {
       sessionTimeout: cfg.sessionTimeoutMs,
       maxBytesPerPartition: cfg.maxBytesPerPartition,
       heartbeatInterval: Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3)),
+      // kafkajs's consumer default (5 retries: ~9 s of backoff) gives up on the group
+      // coordinator during an ordinary broker restart, and that error is final (no
+      // restart: kafkajs src/consumer/index.js, onCrash). 8 retries back off 0.3, 0.6, ...
+      // up to 30 s: about a minute before the consumer fails for good.
+      retry: { retries: 8 },
       ...opts.consumer,
       groupId: cfg.groupId,
     };
