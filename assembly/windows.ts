@@ -224,39 +224,66 @@ const SLIDE_CACHE_BYTES: usize = SLIDE_CACHE << 3;
 const slideCache: usize = memory.data(<i32>SLIDE_CACHE_BYTES, 8);
 
 // Sliding windows whose size is a multiple of the slide: every event of one slide
-// [cacheLo, cacheHi) belongs to the same K = size / slide windows, whose oldest ends
-// at cacheHi. So an event with W < cacheHi is on time for all of them, and its K slots
-// can be cached per key: kslots[key·K + k] is the slot of window k (start cacheStart −
-// k·slide), valid while kstamp[key] == kepoch. A new slide or a new processWindows
-// call (restore, advance) moves the epoch on. A purge need not: it frees windows with
-// end + lateness <= W, and a cached entry is used only while W < cacheHi <= their ends.
-let kslots: usize = 0; // u32[kslotCap]
-let kslotCap: usize = 0;
-let kstamp: usize = 0; // u32[kstampCap]
-let kstampCap: u32 = 0;
-let kepoch: u32 = 0;
+// [S, S + slide) belongs to the same K = size / slide windows, whose oldest ends at
+// S + slide. So an event with W < S + slide is on time for all of them, and their K
+// slots can be cached per key. The cache has two ways, each for one slide (events
+// out of order near a slide boundary alternate between two): way w holds the slide
+// starting at wayStart[w], and entry (key, w), the K slots kslots[(key·2 + w)·K ..],
+// is valid while kstamp[key·2 + w] == wayEpoch[w]. A third slide takes the way of
+// the older one (a new epoch); a new processWindows call (restore, advance may free
+// slots between calls) empties both. A purge need not: it frees windows with
+// end + lateness <= W, and an entry is used only while W < S + slide <= their ends.
+let kslots: usize = 0; // u32[kslotCap / 4]
+let kslotCap: usize = 0; // bytes
+let kstamp: usize = 0; // u32[kstampCap · 2]
+let kstampCap: u32 = 0; // keys
+let kepochs: u32 = 0; // the last epoch handed out
+const wayStart: usize = memory.data(16, 8); // f64[2]
+const wayEpoch: usize = memory.data(8, 4); // u32[2]
 
-/** Invalidates every entry of the key cache. */
-function kcacheReset(): void {
-  // After 2^32 resets the epoch would meet stamps left from long ago: clear them.
-  if (++kepoch == 0) {
-    if (kstampCap) memory.fill(kstamp, 0, <usize>kstampCap << 2);
-    kepoch = 1;
+/** A new epoch: one that no stamp holds. */
+function kepochNew(): u32 {
+  // After 2^32 epochs one would meet stamps left from long ago: clear them.
+  if (++kepochs == 0) {
+    if (kstampCap) memory.fill(kstamp, 0, <usize>kstampCap << 3);
+    stu(wayEpoch, 0);
+    stu(wayEpoch + 4, 0);
+    kepochs = 1;
   }
+  return kepochs;
 }
 
-/** Makes the key cache hold keys up to `key` with `k` slots each (entries survive unless the slot array moves). */
+/** Empties both ways. */
+function kcacheReset(): void {
+  stf(wayStart, NaN);
+  stf(wayStart + 8, NaN);
+  stu(wayEpoch, kepochNew());
+  stu(wayEpoch + 4, kepochNew());
+}
+
+/** The way that caches the slide starting at `start`, taking the older slide's way if neither does. */
+function kwayOf(start: f64): u32 {
+  const s0 = ldf(wayStart), s1 = ldf(wayStart + 8);
+  if (start == s0) return 0;
+  if (start == s1) return 1;
+  const w: u32 = s0 != s0 || (s1 == s1 && s0 < s1) ? 0 : 1; // an empty way, or the older slide's
+  stf(wayStart + (<usize>w << 3), start);
+  stu(wayEpoch + (<usize>w << 2), kepochNew());
+  return w;
+}
+
+/** Makes the key cache hold keys up to `key` with `k` slots per entry (entries survive). */
 function kcacheFit(key: u32, k: u32): void {
   if (key >= kstampCap) {
     let c = kstampCap ? kstampCap : 64;
     while (c <= key) c <<= 1;
-    // Stamp 0 never equals a live epoch (kepoch starts at 1).
-    kstamp = kstampCap ? zrealloc(kstamp, <usize>kstampCap << 2, <usize>c << 2) : zalloc(<usize>c << 2);
+    // Stamp 0 never equals a live epoch (epochs start at 1).
+    kstamp = kstampCap ? zrealloc(kstamp, <usize>kstampCap << 3, <usize>c << 3) : zalloc(<usize>c << 3);
     kstampCap = c;
   }
-  const need = <usize>kstampCap * <usize>k << 2;
+  const need = (<usize>kstampCap * <usize>k) << 3;
   if (need > kslotCap) {
-    // Entry key·k + j does not depend on the capacity: a copy keeps them valid.
+    // Entry (key·2 + w)·k + j does not depend on the capacity: a copy keeps them valid.
     kslots = kslotCap ? heap.realloc(kslots, need) : heap.alloc(need);
     kslotCap = need;
   }
@@ -491,9 +518,9 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
   const ts = tsBase, wm = wmBase;
   // The common case in bulk; `next` is where the general path resumes it.
   for (
-    let i = even ? slidingRun(0, n, ts, wm, vals, keys, cacheLo, cacheHi, min(nextFire, nextPurge), kWindows) : 0;
+    let i = even ? slidingRun(0, n, ts, wm, vals, keys, slide, min(nextFire, nextPurge), kWindows) : 0;
     i < n;
-    i = even ? slidingRun(i + 1, n, ts, wm, vals, keys, cacheLo, cacheHi, min(nextFire, nextPurge), kWindows) : i + 1
+    i = even ? slidingRun(i + 1, n, ts, wm, vals, keys, slide, min(nextFire, nextPurge), kWindows) : i + 1
   ) {
     const w = ldf(wm + (<usize>i << 3));
     if (w >= nextFire || w >= nextPurge) {
@@ -516,20 +543,22 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
       cacheLo = cacheStart;
       cacheHi = cacheStart + slide;
       slotCap = 0;
-      kcacheReset();
     }
     const key = ldu(keys + (<usize>i << 2));
     if (even && w < cacheHi) {
       // On time for all K windows: their slots from the key cache, filled on a miss.
       if (key >= kstampCap) kcacheFit(key, kWindows);
-      const ks = kslots + ((<usize>key * <usize>kWindows) << 2);
-      if (ldu(kstamp + (<usize>key << 2)) != kepoch) {
+      const way = kwayOf(cacheStart);
+      const entry = (<usize>key << 1) + <usize>way;
+      const ks = kslots + ((entry * <usize>kWindows) << 2);
+      const epoch = ldu(wayEpoch + (<usize>way << 2));
+      if (ldu(kstamp + (entry << 2)) != epoch) {
         let st = cacheStart;
         for (let k: u32 = 0; k < kWindows; k++, st -= slide) {
           const gi = groupOf(p, st, st + size, w);
           stu(ks + (<usize>k << 2), slotFor(a, p, gi, key));
         }
-        stu(kstamp + (<usize>key << 2), kepoch);
+        stu(kstamp + (entry << 2), epoch);
         nextFire = ldf(p + A_NEXT_FIRE);
         nextPurge = ldf(p + A_NEXT_PURGE);
         slotCap = 0; // the slide cache below may hold arrays slotFor moved
@@ -593,23 +622,35 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
 const runCounters: usize = memory.data(<i32>(SLIDE_CACHE << 2), 4);
 
 /**
- * Adds events i, i+1, ... of a sliding aggregation (size = k·slide) while each is
- * the common case: valid, in the slide [lo, hi), W < limit (on time for all k
- * windows, nothing to fire or purge first), its k slots in the key cache, each
- * already marked changed and with a sketch store that covers the value. Returns the
- * index of the first event that is not (or n), unchanged. No calls, as tumblingRun.
+ * Adds events i, i+1, ... of a sliding aggregation (size = k·slide, slide `slide`)
+ * while each is the common case: valid, in one of the two cached slides, W < due
+ * and W below that slide's end (on time for all k windows, nothing to fire or purge
+ * first), its entry valid, each of its k slots already marked changed and with a
+ * sketch store that covers the value. Returns the index of the first event that is
+ * not (or n), unchanged. No calls, as tumblingRun.
  */
-function slidingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, lo: f64, hi: f64, due: f64, k: u32): u32 {
-  const limit = min(due, hi);
-  const stamps = kstamp, cap = kstampCap, cache = kslots, epoch = kepoch;
+function slidingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, slide: f64, due: f64, k: u32): u32 {
+  const lo0 = ldf(wayStart), lo1 = ldf(wayStart + 8);
+  const hi0 = lo0 + slide, hi1 = lo1 + slide; // NaN for an empty way: no t is in it
+  const e0 = ldu(wayEpoch), e1 = ldu(wayEpoch + 4);
+  const stamps = kstamp, cap = kstampCap, cache = kslots;
   for (; i < n; i++) {
-    if (ldf(wm + (<usize>i << 3)) >= limit) return i;
+    const w = ldf(wm + (<usize>i << 3));
+    if (w >= due) return i;
     const t = ldf(ts + (<usize>i << 3));
     const x = ldf(vals + (<usize>i << 3));
-    if (!(t >= lo && t < hi && x == x)) return i;
     const key = ldu(keys + (<usize>i << 2));
-    if (key >= cap || ldu(stamps + (<usize>key << 2)) != epoch) return i;
-    const ks = cache + ((<usize>key * <usize>k) << 2);
+    if (key >= cap || x != x) return i;
+    let entry: usize, epoch: u32;
+    if (t >= lo0 && t < hi0 && w < hi0) {
+      entry = <usize>key << 1;
+      epoch = e0;
+    } else if (t >= lo1 && t < hi1 && w < hi1) {
+      entry = (<usize>key << 1) + 1;
+      epoch = e1;
+    } else return i; // NaN t too
+    if (ldu(stamps + (entry << 2)) != epoch) return i;
+    const ks = cache + ((entry * <usize>k) << 2);
     for (let j: u32 = 0; j < k; j++) {
       const sp = slotAddr(ldu(ks + (<usize>j << 2)));
       const c = sketchCounter(sp + SLOT_SKETCH, x);
