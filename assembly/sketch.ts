@@ -174,12 +174,32 @@ export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): v
   if (pp) {
     const pmin = ldi(sk + SK_POS + ST_MIN);
     const cap = <i32>ldu(sk + SK_POS + ST_CAP);
-    for (let j = 0; j < cap; j++) {
-      const c = load<u32>(pp + (<usize>j << 2));
-      if (c == 0) continue;
-      seen += <f64>c;
-      want = answer(want, seen, ra, rb, rc, bucketValue(pmin + j));
-      if (want == 3) return;
+    // Blocks of 16 buckets that hold none of the ranks still wanted are skipped on
+    // their sum (most of a store is empty or below the median). Sums of u32 counts
+    // stay exact while the window holds fewer than 2^32 values.
+    const skip = n < 4294967296.0;
+    let j = 0;
+    while (j < cap) {
+      if (skip) {
+        const r = want == 0 ? ra : want == 1 ? rb : rc;
+        while (j + 16 <= cap) {
+          const q = pp + (<usize>j << 2);
+          const v = i32x4.add(i32x4.add(v128.load(q), v128.load(q, 16)), i32x4.add(v128.load(q, 32), v128.load(q, 48)));
+          const block = <f64>(<u32>i32x4.extract_lane(v, 0) + <u32>i32x4.extract_lane(v, 1) + <u32>i32x4.extract_lane(v, 2) + <u32>i32x4.extract_lane(v, 3));
+          if (seen + block > r) break; // the block holds rank r
+          seen += block;
+          j += 16;
+        }
+      }
+      // Bucket by bucket through one block (or the tail).
+      const stop = min(cap, j + 16);
+      for (; j < stop; j++) {
+        const c = load<u32>(pp + (<usize>j << 2));
+        if (c == 0) continue;
+        seen += <f64>c;
+        want = answer(want, seen, ra, rb, rc, bucketValue(pmin + j));
+        if (want == 3) return;
+      }
     }
   }
 }
