@@ -68,9 +68,8 @@ class EventBatches {
       });
       const first = this.offset;
       this.offset += parts.length;
-      const offsets = parts.map((_, i) => String(first + i));
       lines = [];
-      return { buf: Buffer.concat(parts), starts, ends, n: parts.length, partition: 0, firstOffset: first, offsets };
+      return { buf: Buffer.concat(parts), starts, ends, n: parts.length, partition: 0, firstOffset: first };
     };
     for (const k of keys) {
       // Event time creeps forward by 1 ms per event: never near the window's end.

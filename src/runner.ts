@@ -15,7 +15,7 @@ import type { Output } from './pipeline/operator';
 import { PartitionedOperator } from './pipeline/partitioned';
 import { Checkpointer } from './checkpoint/coordinator';
 import { openStateBackend } from './state';
-import type { DeadLetter, RecordBatch, StreamMessage, WindowResult } from './pipeline/types';
+import { offsetOf, type DeadLetter, type RecordBatch, type StreamMessage, type WindowResult } from './pipeline/types';
 import { isoOf } from './time/timestamp';
 import { performance } from 'node:perf_hooks';
 import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
@@ -291,12 +291,12 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       if (batch.n === 0) continue;
       await emit(step(batch.partition, () => op.process(batch)), {
         partition: batch.partition,
-        offset: batch.offsets?.[batch.n - 1] ?? String(batch.firstOffset + batch.n - 1),
+        offset: String(offsetOf(batch, batch.n - 1)),
       });
       checkpointer?.processed(batch);
-      if (batch.highWatermark !== undefined && batch.offsets !== undefined && batch.n > 0) {
-        const lag = BigInt(batch.highWatermark) - BigInt(batch.offsets[batch.n - 1]!) - 1n;
-        bus.emit('consumer.lag', { partition: batch.partition, lag: Number(lag < 0n ? 0n : lag) });
+      if (batch.highWatermark !== undefined) {
+        const lag = Number(batch.highWatermark) - offsetOf(batch, batch.n - 1) - 1;
+        bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, lag) });
       }
       if (progress && Date.now() - lastReport >= 1000) {
         const now = Date.now();

@@ -26,7 +26,7 @@ import { WeirError } from '../errors/errors';
 import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
 import type { PartitionedOperator } from '../pipeline/partitioned';
-import type { RecordBatch } from '../pipeline/types';
+import { offsetOf, type RecordBatch } from '../pipeline/types';
 import { StateCorrupt, type PartitionStore, type StateBackend } from '../state';
 import { faultPoint } from './faults';
 import { CheckpointStore, fromJsonTime, toJsonTime, type CheckpointMetadata, type PartitionCheckpoint } from './store';
@@ -99,27 +99,28 @@ export class Checkpointer {
    */
   unseen(batch: RecordBatch): RecordBatch {
     const next = this.offsets.get(batch.partition);
-    if (next === undefined || batch.n === 0 || batch.offsets === undefined) return batch;
-    const from = BigInt(next);
+    if (next === undefined || batch.n === 0) return batch;
+    // Offsets are below 2^53 (RecordBatch.firstOffset): exact as numbers.
+    const from = Number(next);
     let i = 0;
-    while (i < batch.n && BigInt(batch.offsets[i]!) < from) i++;
+    while (i < batch.n && offsetOf(batch, i) < from) i++;
     if (i === 0) return batch;
     this.log.debug({ partition: batch.partition, skipped: i, next }, 'skipping records already counted');
-    return {
+    const rest: RecordBatch = {
       ...batch,
       n: batch.n - i,
       starts: batch.starts.subarray(i),
       ends: batch.ends.subarray(i),
-      offsets: batch.offsets.slice(i),
-      firstOffset: i < batch.n ? Number(batch.offsets[i]) : batch.firstOffset + i,
+      firstOffset: i < batch.n ? offsetOf(batch, i) : batch.firstOffset + i,
     };
+    if (batch.offsets !== undefined) rest.offsets = batch.offsets.subarray(i);
+    return rest;
   }
 
   /** The batch was processed (its results written): the partition resumes after it. */
   processed(batch: RecordBatch): void {
     if (batch.n === 0) return;
-    const last = batch.offsets?.[batch.n - 1] ?? String(batch.firstOffset + batch.n - 1);
-    this.offsets.set(batch.partition, (BigInt(last) + 1n).toString());
+    this.offsets.set(batch.partition, String(offsetOf(batch, batch.n - 1) + 1));
   }
 
   /**
@@ -138,8 +139,12 @@ export class Checkpointer {
   async assign(partitions: readonly number[], source: CheckpointSource): Promise<void> {
     const found: Array<{ p: number; meta: CheckpointMetadata; pc: PartitionCheckpoint; entries: Map<string, Buffer>; summary: { entries: number } }> = [];
     const empty: number[] = [];
+    // Opening a store waits on the disk (RocksDB): all at once, not one after the other.
+    const opened = await Promise.allSettled(partitions.map((p) => this.openStore(p)));
+    const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
     for (const p of partitions) {
-      const ps = await this.openStore(p);
+      const ps = this.stores.get(p)!;
       this.op.drop(p);
       const got = await this.verified(p, ps);
       if (got === undefined) empty.push(p);
@@ -158,8 +163,8 @@ export class Checkpointer {
       this.offsets.set(p, pc.offset);
       this.log.info({ checkpoint: meta.id, partition: p, offset: pc.offset, windows: summary.entries }, `partition ${p} restored from checkpoint ${meta.id}`);
     }
+    await Promise.all(empty.map((p) => this.stores.get(p)!.clear()));
     for (const p of empty) {
-      await this.stores.get(p)!.clear();
       this.op.operator(p);
       // It holds W back until it sends (or idles), like any assigned partition.
       wm.register(p, this.clock());

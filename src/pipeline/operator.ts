@@ -10,7 +10,7 @@ import { Watermarks } from '../time/watermarks';
 import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED, type Decoder } from './decoder';
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
-import { stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
+import { offsetOf, stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
 
 const { EV, RES, RES_BYTES, GONE, GONE_BYTES, SNAP, SNAP_HEADER } = Layout;
 
@@ -428,7 +428,7 @@ export class WindowOperator {
         timestamp: stamp,
         processor_instance: this.instance,
         partition: batch.partition,
-        offset: batch.offsets?.[i] ?? String(batch.firstOffset + i),
+        offset: String(offsetOf(batch, i)),
       };
       if (a < 0) {
         out.deadLetters.push({ original_event: text, reason: 'malformed', error: explainMalformed(text), ...base });

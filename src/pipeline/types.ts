@@ -7,11 +7,21 @@ export interface RecordBatch {
   ends: Uint32Array;
   n: number;
   partition: number;
-  /** Offset of record i: `offsets[i]` when given (Kafka), else firstOffset + i (line index of a file). */
+  /**
+   * Offset of record i: `offsets[i]` when given, else firstOffset + i (a file's line
+   * index; Kafka offsets without gaps). Always the offset of record 0. Exact: the
+   * Kafka source refuses offsets at or above 2^53.
+   */
   firstOffset: number;
-  offsets?: string[];
+  /** Kafka, when the offsets of a batch have gaps (compaction, transaction markers); increasing. */
+  offsets?: Float64Array;
   /** Kafka: the partition's high watermark when fetched (the offset its next record will get), for consumer lag. */
   highWatermark?: string;
+}
+
+/** The offset of record i of `b`. */
+export function offsetOf(b: RecordBatch, i: number): number {
+  return b.offsets === undefined ? b.firstOffset + i : b.offsets[i]!;
 }
 
 /** Control travels with the data as one tagged union. */

@@ -8,20 +8,25 @@
 // this side posted before a change it has not seen yet.
 //
 // Protocol: one port, FIFO both ways, plain data only (errors cross as PlainError),
-// the ArrayBuffers of a batch transferred, not copied.
+// the ArrayBuffers of a batch transferred, not copied (a consumed batch's buffer comes
+// back with its ack, to be filled again).
 //
 //   main -> worker (ToWorker)
 //     pause {paused}              stop or go on fetching the topic (kept across kafkajs restarts)
 //     seek {partition, offset, epoch}
 //                                 position a partition; what is built from then on carries `epoch`
 //     open {generation}           the assignment hooks of that join ran: its batches may be built
-//     ack {n}                     n posted batches left the main side (consumed or dropped)
+//     ack {n, memory}             n posted batches left the main side (consumed or dropped);
+//                                 memory: buffers of them given back (transferred) for reuse
 //     request {id, req}           lookup | commit | close, answered by one reply of the same id
 //   worker -> main (FromWorker)
 //     join {generation, partitions, real}
 //                                 GROUP_JOIN (real), or a crash kafkajs recovers from (nothing owned)
-//     batch {generation, epoch, partition, next, buf, starts, ends, n, offsets, highWatermark}
-//                                 offsets joined by ',' (cheaper to post than an array)
+//     batch {generation, epoch, partition, next, buf, bytes, starts, ends, n, firstOffset, offsets?, highWatermark}
+//                                 record k is buf[starts[k], ends[k]), within its first
+//                                 `bytes` (bytes between records are Kafka's framing, not
+//                                 records); offsets (a Float64Array) only when they are not
+//                                 firstOffset, firstOffset + 1, ...
 //     advance {generation, epoch, partition, next}
 //                                 the partition's position moves past records never posted
 //                                 (control records, the end of a bounded read)
@@ -103,7 +108,7 @@ export type ToWorker =
   | { type: 'pause'; paused: boolean }
   | { type: 'seek'; partition: number; offset: string; epoch: number }
   | { type: 'open'; generation: number }
-  | { type: 'ack'; n: number }
+  | { type: 'ack'; n: number; memory: ArrayBuffer[] }
   | { type: 'request'; id: number; req: Request };
 
 export interface BatchMessage {
@@ -113,12 +118,17 @@ export interface BatchMessage {
   partition: number;
   /** Position of the partition once this batch is consumed. */
   next: string;
+  /** Record k is buf[starts[k], ends[k]); bytes between records are not records. */
   buf: ArrayBuffer;
+  /** The bytes of `buf` this batch uses (a buffer given back may be larger). */
+  bytes: number;
   starts: Uint32Array;
   ends: Uint32Array;
   n: number;
-  /** The n offsets joined by ',': one string is cloned in a memcpy, an array string by string. */
-  offsets: string;
+  /** Offset of the first record (below 2^53, so exact). */
+  firstOffset: number;
+  /** Offset of every record; only when they have gaps (else record k is firstOffset + k). */
+  offsets: Float64Array | undefined;
   highWatermark: string;
 }
 
@@ -146,6 +156,15 @@ const LEVEL_NAMES: Record<number, LogLevelName> = {
 };
 export const LEVELS: Record<LogLevelName, LogLevel> = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG };
 
+/**
+ * Most bytes between two values that are still copied with them as one run: Kafka's
+ * framing of a record and a short key are a few dozen; large keys or headers are
+ * not worth carrying along.
+ */
+const MAX_GAP = 512;
+/** Batch buffers are allocated in multiples of this. */
+const MEMORY_STEP = 64 * 1024;
+
 export function plainError(e: unknown): PlainError {
   if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
   const x = e as Error & { type?: unknown; retriable?: unknown; domain?: unknown };
@@ -156,6 +175,77 @@ export function plainError(e: unknown): PlainError {
   // Duck-typed: this file does not import the error classes (it is also the worker's entry).
   if (x.domain === 'user' || x.domain === 'external' || x.domain === 'internal') p.weir = { domain: x.domain, retriable: x.retriable === true };
   return p;
+}
+
+/**
+ * The values of msgs[i, j) as one batch: record k is memory[starts[k], ends[k]), within
+ * its first `bytes` (a null value is an empty record). kafkajs's values are views into
+ * the buffer it decoded the fetch response from, in offset order: each run of values
+ * in one buffer with little between them (Kafka's framing of a record, its key) is
+ * copied in one piece, not value by value, and those bytes between stay in between.
+ * Values in other buffers, out of order or far apart start a new run. Fills `spare`
+ * (a buffer of an earlier batch) if it is large enough.
+ */
+export function packValues(
+  msgs: ReadonlyArray<Pick<KafkaMessage, 'value'>>,
+  i: number,
+  j: number,
+  spare: ArrayBuffer | undefined,
+): { memory: ArrayBuffer; bytes: number; starts: Uint32Array<ArrayBuffer>; ends: Uint32Array<ArrayBuffer> } {
+  const n = j - i;
+  const starts = new Uint32Array(n);
+  const ends = new Uint32Array(n);
+  // Runs as (buffer, from, to) triples; `bytes`: those before the current run.
+  const runs: Array<ArrayBufferLike | number> = [];
+  let bytes = 0;
+  let src: ArrayBufferLike | undefined;
+  let from = 0, to = 0;
+  for (let k = 0; k < n; k++) {
+    const v = msgs[i + k]!.value;
+    if (v !== null && v.length > 0) {
+      const o = v.byteOffset;
+      if (v.buffer !== src || o < to || o - to > MAX_GAP) {
+        if (src !== undefined) runs.push(src, from, to);
+        bytes += to - from;
+        src = v.buffer;
+        from = to = o;
+      }
+      to = o + v.length;
+      starts[k] = bytes + o - from;
+      ends[k] = bytes + to - from;
+    } else {
+      starts[k] = ends[k] = bytes + to - from;
+    }
+  }
+  if (src !== undefined) runs.push(src, from, to);
+  bytes += to - from;
+  // Not from Buffer's shared pool: the whole ArrayBuffer is transferred. Rounded up, so
+  // that the next batches, of about the same size, fit in it.
+  const memory = spare !== undefined && spare.byteLength >= bytes ? spare : Buffer.allocUnsafeSlow(Math.ceil(bytes / MEMORY_STEP) * MEMORY_STEP).buffer;
+  const out = new Uint8Array(memory, 0, bytes);
+  let pos = 0;
+  for (let r = 0; r < runs.length; r += 3) {
+    const a = runs[r + 1] as number, b = runs[r + 2] as number;
+    out.set(new Uint8Array(runs[r] as ArrayBufferLike, a, b - a), pos);
+    pos += b - a;
+  }
+  return { memory, bytes, starts, ends };
+}
+
+/**
+ * The offsets of msgs[i, j) (i < j): the first, and all of them only when they have
+ * gaps. Throws for an offset of 2^53 or above (not exact as a number); `where` names
+ * the partition for the message.
+ */
+export function packOffsets(msgs: ReadonlyArray<Pick<KafkaMessage, 'offset'>>, i: number, j: number, where: () => string): { firstOffset: number; offsets: Float64Array<ArrayBuffer> | undefined } {
+  const firstOffset = Number(msgs[i]!.offset);
+  const last = Number(msgs[j - 1]!.offset);
+  if (!(last <= Number.MAX_SAFE_INTEGER)) throw new Error(`${where()}: offset ${msgs[j - 1]!.offset} is 2^53 or above, which Weir does not support`);
+  // Offsets increase within a partition: n of them spanning n - 1 have no gaps.
+  if (last - firstOffset === j - i - 1) return { firstOffset, offsets: undefined };
+  const offsets = new Float64Array(j - i);
+  for (let k = i; k < j; k++) offsets[k - i] = Number(msgs[k]!.offset);
+  return { firstOffset, offsets };
 }
 
 /** Serves one KafkaSource over `port` until it asks to close. */
@@ -182,6 +272,12 @@ class ConsumerSide {
   private endOffsets: Map<number, bigint> | undefined;
   /** Batches posted and not yet acked. */
   private posted = 0;
+  /**
+   * Buffers of consumed batches, given back to be filled again: a new one of ~1 MB
+   * per batch cost more in page faults (first writes to fresh memory) than copying
+   * into it, and its release is the main thread's work.
+   */
+  private readonly spare: ArrayBuffer[] = [];
   private paused = false;
   private closed = false;
   private starting: Promise<void> | undefined;
@@ -268,6 +364,7 @@ class ConsumerSide {
         break;
       case 'ack':
         this.posted -= m.n;
+        for (const b of m.memory) if (this.spare.length <= this.init.readAhead) this.spare.push(b);
         break;
       case 'request':
         this.handle(m.req).then(
@@ -426,27 +523,14 @@ class ConsumerSide {
     }
   }
 
-  /** Posts msgs[i, j) as one batch: their values concatenated into one buffer (a null value is an empty record). */
+  /** Posts msgs[i, j) as one batch. */
   private postBatch(generation: number, partition: number, msgs: readonly KafkaMessage[], i: number, j: number, next: bigint, highWatermark: string): void {
-    const n = j - i;
-    let total = 0;
-    for (let k = i; k < j; k++) total += msgs[k]!.value?.length ?? 0;
-    // Not from Buffer's shared pool: the whole ArrayBuffer is transferred.
-    const buf = Buffer.allocUnsafeSlow(total);
-    const starts = new Uint32Array(n);
-    const ends = new Uint32Array(n);
-    const offsets = new Array<string>(n);
-    let pos = 0;
-    for (let k = 0; k < n; k++) {
-      const m = msgs[i + k]!;
-      starts[k] = pos;
-      if (m.value !== null) pos += m.value.copy(buf, pos);
-      ends[k] = pos;
-      offsets[k] = m.offset;
-    }
+    const { memory, bytes, starts, ends } = packValues(msgs, i, j, this.spare.pop());
+    const { firstOffset, offsets } = packOffsets(msgs, i, j, () => `partition ${partition} of topic ${this.topic}`);
+    const transfer: TransferListItem[] = [memory, starts.buffer, ends.buffer];
+    if (offsets !== undefined) transfer.push(offsets.buffer);
     const epoch = this.epochs.get(partition) ?? 0;
-    const ab = buf.buffer;
-    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: ab, starts, ends, n, offsets: offsets.join(','), highWatermark }, [ab, starts.buffer, ends.buffer]);
+    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark }, transfer);
     this.posted++;
     this.stats.batchesBuilt++;
     this.stats.maxPostedAhead = Math.max(this.stats.maxPostedAhead, this.posted);
