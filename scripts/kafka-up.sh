@@ -4,7 +4,10 @@
 # jars come from Maven Central and run on the local Java 17.
 #
 # Idempotent: exits 0 at once when a broker already answers on the port.
-#   --fresh   stop our broker (if running) and wipe its data dir first
+#   --fresh          stop our broker (if running) and wipe its data dir first
+#   --fresh-if-down  use a broker that answers; else wipe the data dir, then start
+#                    (npm test: every test topic is new, and a data dir that grows
+#                    run after run makes each start after a kill recover it all)
 #
 # Env: KAFKA_PORT (9092; the controller listens on KAFKA_PORT+1),
 #      WEIR_CACHE (~/.cache/weir: jars, data dir, logs; outside the repo),
@@ -29,10 +32,12 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 KAFKAJS="$HERE/../node_modules/kafkajs"
 
 fresh=0
+fresh_if_down=0
 for arg in "$@"; do
   case "$arg" in
     --fresh) fresh=1 ;;
-    *) echo "kafka-up: unknown argument '$arg' (only --fresh)" >&2; exit 2 ;;
+    --fresh-if-down) fresh_if_down=1 ;;
+    *) echo "kafka-up: unknown argument '$arg' (--fresh or --fresh-if-down)" >&2; exit 2 ;;
   esac
 done
 
@@ -80,6 +85,10 @@ fi
 if answers; then
   log "broker already answering on 127.0.0.1:$PORT"
   exit 0
+fi
+
+if [ "$fresh_if_down" = 1 ]; then
+  bash "$HERE/kafka-down.sh" --wipe
 fi
 
 # (a) Jars. Fetch into a temp dir and rename, so an interrupted download never

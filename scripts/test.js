@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: runs every compiled test file (dist/test/**/*.test.js) with node's test runner.
 // Test files that need the Kafka broker live under test/kafka/; the broker is started
-// for them (scripts/kafka-up.sh) only when they exist and WEIR_SKIP_KAFKA is not set.
+// for them (scripts/kafka-up.sh) only when they exist and WEIR_SKIP_KAFKA is not set:
+// a broker already running is used as it is, else one starts on an empty data dir.
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
 const { readdirSync, existsSync } = require('node:fs');
@@ -22,7 +23,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 if (files.some((f) => f.includes(`${join('dist', 'test', 'kafka')}`)) && !process.env.WEIR_SKIP_KAFKA) {
-  const up = spawnSync('bash', [join(root, 'scripts', 'kafka-up.sh')], { stdio: 'inherit' });
+  const up = spawnSync('bash', [join(root, 'scripts', 'kafka-up.sh'), '--fresh-if-down'], { stdio: 'inherit' });
   if (up.status !== 0) process.exit(up.status ?? 1);
 }
 // kafkajs warns about its partitioner change on every producer; Weir sets a partitioner explicitly.
