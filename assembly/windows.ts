@@ -391,29 +391,12 @@ function tumblingSlow(a: u32, p: usize, key: u32, x: f64, w: f64, start: f64, en
   return EV_OK;
 }
 
-// The aggregation processTumbling works on, and its event statuses: read only on the
-// loop's cold paths, so the loop itself holds fewer values in registers.
-let tumA: u32 = 0;
-let tumP: usize = 0;
-let tumEvs: usize = 0;
-let tumNotOk: u32 = 0;
-
-/** Event i is not added: records its status. */
-function tumblingReject(i: u32, status: u8): void {
-  stb(tumEvs + i, status);
-  tumNotOk++;
-}
-
 /**
  * The tumbling kernel: tumblingRun takes events while they are the common case (on
  * time, for a window that already holds the key, nothing to fire, no store to grow);
  * every other event goes through this loop's general path, one at a time.
  */
 function processTumbling(a: u32, p: usize, n: u32, evs: usize): u32 {
-  tumA = a;
-  tumP = p;
-  tumEvs = evs;
-  tumNotOk = 0;
   const size = ldf(p + A_SIZE);
   const vals = <usize>ldu(p + A_VAL);
   const keys = <usize>ldu(p + A_KEY);
@@ -422,16 +405,19 @@ function processTumbling(a: u32, p: usize, n: u32, evs: usize): u32 {
   let lo = ldf(p + A_CACHE_LO), hi = ldf(p + A_CACHE_HI);
   let due = min(ldf(p + A_NEXT_FIRE), ldf(p + A_NEXT_PURGE));
   let slots: usize = 0, slotCap: u32 = 0;
+  let notOk: u32 = 0;
   for (let i = tumblingRun(0, n, ts, wm, vals, keys, slots, slotCap, lo, hi, due); i < n; i = tumblingRun(i + 1, n, ts, wm, vals, keys, slots, slotCap, lo, hi, due)) {
     const w = ldf(wm + (<usize>i << 3));
     if (w >= due) {
-      due = tumblingDue(w);
+      dueAt(a, p, w);
+      due = min(ldf(p + A_NEXT_FIRE), ldf(p + A_NEXT_PURGE));
       slotCap = 0; // a purge may have freed the array
     }
     const t = ldf(ts + (<usize>i << 3));
     const x = ldf(vals + (<usize>i << 3));
     if (isNaN(t) || isNaN(x)) {
-      tumblingReject(i, EV_INVALID);
+      stb(evs + i, EV_INVALID);
+      notOk++;
       continue;
     }
     if (!(t >= lo && t < hi)) {
@@ -442,19 +428,22 @@ function processTumbling(a: u32, p: usize, n: u32, evs: usize): u32 {
     const key = ldu(keys + (<usize>i << 2));
     const s = key < slotCap ? load<u32>(slots + (<usize>key << 2)) : NO_SLOT;
     if (s != NO_SLOT && w < hi) {
-      addToSlot(tumA, s, x, false);
+      addToSlot(a, s, x, false);
       continue;
     }
-    const status = tumblingSlow(tumA, tumP, key, x, w, lo, hi);
-    if (status != EV_OK) tumblingReject(i, status);
+    const status = tumblingSlow(a, p, key, x, w, lo, hi);
+    if (status != EV_OK) {
+      stb(evs + i, status);
+      notOk++;
+    }
     slots = slowSlots;
     slotCap = slowSlotCap;
-    due = min(ldf(tumP + A_NEXT_FIRE), ldf(tumP + A_NEXT_PURGE)); // a new group may fire sooner
+    due = min(ldf(p + A_NEXT_FIRE), ldf(p + A_NEXT_PURGE)); // a new group may fire sooner
   }
-  stf(tumP + A_CACHE_LO, lo);
-  stf(tumP + A_CACHE_HI, hi);
-  stf(tumP + A_CACHE_START, lo);
-  return tumNotOk;
+  stf(p + A_CACHE_LO, lo);
+  stf(p + A_CACHE_HI, hi);
+  stf(p + A_CACHE_START, lo);
+  return notOk;
 }
 
 /**
@@ -485,12 +474,6 @@ function tumblingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: us
     store<u32>(c, load<u32>(c) + 1);
   }
   return n;
-}
-
-/** Fires and purges what W = w makes due; returns when the next firing or purge is due. */
-function tumblingDue(w: f64): f64 {
-  dueAt(tumA, tumP, w);
-  return min(ldf(tumP + A_NEXT_FIRE), ldf(tumP + A_NEXT_PURGE));
 }
 
 // ─── Sliding ──────────────────────────────────────────────────────────────────
