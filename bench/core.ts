@@ -28,9 +28,16 @@ export interface KernelFigure {
   impl: string;
   nsPerEvent: number;
   rme: number;
+  /** ns/event of each round (nsPerEvent is their median). */
+  rounds: number[];
 }
 
-export async function benchCore(n = 262_144, timeMs = 1500): Promise<KernelFigure[]> {
+/**
+ * Per window type, `rounds` tinybench runs of the three implementations, each task
+ * `timeMs` long, the order rotated every round; each figure is the median of its
+ * rounds' means (the JavaScript baselines swing most between runs: GC).
+ */
+export async function benchCore(n = 262_144, timeMs = 500, rounds = 3): Promise<KernelFigure[]> {
   const windows: Array<[string, Win, number]> = [
     ['tumbling 5m', { type: 'tumbling', sizeMs: 300_000 }, 18],
     ['sliding 2m/30s', { type: 'sliding', sizeMs: 120_000, slideMs: 30_000 }, 6],
@@ -47,7 +54,6 @@ export async function benchCore(n = 262_144, timeMs = 1500): Promise<KernelFigur
     // Same work from each: the number of windows fired must agree.
     const fired = impls.map(([, f]) => f(ev, win));
     if (new Set(fired).size !== 1) throw new Error(`${wname}: implementations disagree on windows fired: ${fired.join(', ')}`);
-    const bench = new Bench({ time: timeMs, warmupTime: 200 });
     // One core for every iteration, as a running processor keeps one: a run ends by
     // firing and purging every window (W = +inf), so the next starts from empty state
     // in memory that is already mapped and warm. (A fresh core per iteration would
@@ -55,13 +61,29 @@ export async function benchCore(n = 262_144, timeMs = 1500): Promise<KernelFigur
     const wasm = prepareWasm(ev, win);
     const again = [wasm.run(), wasm.run()];
     if (again.some((f) => f !== fired[0])) throw new Error(`${wname}: a reused core fired ${again.join(', ')} windows, a fresh one ${fired[0]}`);
-    bench.add('wasm core', () => void wasm.run());
-    for (const [iname, f] of impls.slice(1)) bench.add(iname, () => void f(ev, win));
-    await bench.run();
-    for (const t of bench.tasks) {
-      const lat = (t.result as unknown as { latency: { mean: number; rme: number } }).latency;
-      out.push({ window: wname, impl: t.name, nsPerEvent: (lat.mean * 1e6) / n, rme: lat.rme });
+    const tasks: Array<[string, () => void]> = [['wasm core', () => void wasm.run()], ...impls.slice(1).map(([iname, f]): [string, () => void] => [iname, () => void f(ev, win)])];
+    const means = new Map<string, number[]>(tasks.map(([name]) => [name, []]));
+    const rmes = new Map<string, number[]>(tasks.map(([name]) => [name, []]));
+    for (let r = 0; r < rounds; r++) {
+      const bench = new Bench({ time: timeMs, warmupTime: 200 });
+      for (let k = 0; k < tasks.length; k++) {
+        const [name, fn] = tasks[(k + r) % tasks.length]!;
+        bench.add(name, fn);
+      }
+      await bench.run();
+      for (const t of bench.tasks) {
+        const lat = (t.result as unknown as { latency: { mean: number; rme: number } }).latency;
+        means.get(t.name)!.push((lat.mean * 1e6) / n);
+        rmes.get(t.name)!.push(lat.rme);
+      }
     }
+    for (const [name] of tasks) out.push({ window: wname, impl: name, nsPerEvent: median(means.get(name)!), rme: median(rmes.get(name)!), rounds: means.get(name)! });
   }
   return out;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = { started, node: process.version };
 
   if (all || which.has('core')) {
-    console.log('# Kernel: ns per event for one aggregation (lower is better)\n');
+    console.log('# Kernel: ns per event for one aggregation (lower is better; median of 3 rounds, order rotated)\n');
     const figs = await benchCore();
     report['core'] = figs;
     const byWindow = new Map<string, Map<string, number>>();
