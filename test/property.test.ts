@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { runReference, type RefAggregation, type RefEmission } from './reference/reference';
 import { runLines, testConfig } from './helpers/run';
+import { WindowOperator, decodeStateValue } from '../src/pipeline/operator';
+import { batchOfLines } from '../src/sources/lines';
 import type { WindowResult } from '../src/pipeline/types';
 import { quantileOk } from './helpers/accuracy';
 
@@ -136,5 +138,26 @@ test('many keys: tumbling and sliding windows with 300 keys == reference', () =>
     { name: 'sl', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 400, slideMs: 100 } },
     { name: 'sl-odd', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 250, slideMs: 100 } },
   ];
-  for (const batchSize of [7, 4096]) checkAgainstReference(lines, { field: 'timestamp', maxOutOfOrdernessMs: 50, allowedLatenessMs: 150 }, aggs, batchSize, 'scan');
+  const eventTime = { field: 'timestamp', maxOutOfOrdernessMs: 50, allowedLatenessMs: 150 };
+  for (const batchSize of [7, 4096]) checkAgainstReference(lines, eventTime, aggs, batchSize, 'scan');
+  // Every value went into its window's sketch exactly once: its bucket counts add up
+  // to the window's count (a lost or doubled count could hide inside the 1% of a
+  // quantile). Read from the checkpoint serialization (assembly/layout.ts).
+  const op = new WindowOperator(testConfig({ eventTime, aggregations: aggs }), { clock: () => 0 });
+  for (let i = 0; i < lines.length; i += 4096) op.process(batchOfLines(lines.slice(i, i + 4096), 0, i));
+  let windows = 0;
+  for (const [key, value] of op.snapshot()) {
+    const core = Buffer.from(decodeStateValue(key, value).core);
+    const count = core.readDoubleLE(4);
+    let o = 60, total = core.readUInt32LE(o);
+    o += 4;
+    for (let store = 0; store < 2; store++) {
+      const n = core.readUInt32LE(o + 4);
+      for (let j = 0; j < n; j++) total += core.readUInt32LE(o + 8 + 4 * j);
+      o += 8 + 4 * n;
+    }
+    assert.equal(total, count, `${key}: sketch counts add up to ${total}, the window holds ${count} values`);
+    windows++;
+  }
+  assert.ok(windows > 300, `${windows} live windows checked`);
 });
