@@ -68,10 +68,16 @@ function heapInit(h: usize): void {
   stu(h + H_CAP, 64);
 }
 
+/** When the earliest timer of `h` is due (+inf for none). */
+// @ts-ignore: decorator
+@inline function heapNext(h: usize): f64 {
+  return ldu(h + H_N) != 0 ? ldf(<usize>ldu(h + H_PTR) + E_AT) : Infinity;
+}
+
 /** Whether the earliest timer is due at w (never for an empty heap, even at w = +inf). */
 // @ts-ignore: decorator
 @inline function heapDue(h: usize, w: f64): bool {
-  return ldu(h + H_N) != 0 && ldf(<usize>ldu(h + H_PTR) + E_AT) <= w;
+  return ldu(h + H_N) != 0 && heapNext(h) <= w;
 }
 
 function heapPush(h: usize, at: f64, slot: u32, serial: u32): void {
@@ -315,12 +321,6 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     }
   }
   return notOk;
-}
-
-/** When the earliest timer of `h` is due (+inf for none). */
-// @ts-ignore: decorator
-@inline function heapNext(h: usize): f64 {
-  return ldu(h + H_N) != 0 ? ldf(<usize>ldu(h + H_PTR) + E_AT) : Infinity;
 }
 
 /**

@@ -495,11 +495,13 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
   let slotCap: u32 = 0;
   const kWindows = <u32>(size / slide);
   const even = <f64>kWindows * slide == size && kWindows <= <u32>SLIDE_CACHE;
-  kcacheReset();
-  if (even) kcacheFit(0, kWindows);
+  if (even) {
+    kcacheReset();
+    kcacheFit(0, kWindows);
+  }
   let notOk: u32 = 0;
   const ts = tsBase, wm = wmBase;
-  // The common case in bulk; `next` is where the general path resumes it.
+  // The common case in bulk (slidingRun); every other event one at a time below.
   for (
     let i = even ? slidingRun(0, n, ts, wm, vals, keys, slide, min(nextFire, nextPurge), kWindows) : 0;
     i < n;
@@ -507,8 +509,7 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
   ) {
     const w = ldf(wm + (<usize>i << 3));
     if (w >= nextFire || w >= nextPurge) {
-      if (w >= nextFire) fireDue(a, p, w);
-      if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+      dueAt(a, p, w);
       nextFire = ldf(p + A_NEXT_FIRE);
       nextPurge = ldf(p + A_NEXT_PURGE);
       slotCap = 0;
@@ -546,13 +547,7 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
         nextPurge = ldf(p + A_NEXT_PURGE);
         slotCap = 0; // the slide cache below may hold arrays slotFor moved
       }
-      for (let k: u32 = 0; k < kWindows; k++) {
-        const sl = ldu(ks + (<usize>k << 2));
-        const sp = slotAddr(sl);
-        slotChanged(sp, sl);
-        accAdd(sp, x);
-        sketchAdd(sp + SLOT_SKETCH, x);
-      }
+      for (let k: u32 = 0; k < kWindows; k++) addToSlot(a, ldu(ks + (<usize>k << 2)), x, false);
     } else {
       // Window k of the event starts at cacheStart - k·slide. While cacheStart and
       // the groups stay, entry k of the slide cache holds that group's key -> slot
@@ -603,7 +598,6 @@ function processSliding(a: u32, p: usize, n: u32, evs: usize): u32 {
 
 // Counter addresses of one event's K windows, checked before any is incremented.
 const runCounters: usize = memory.data(<i32>(SLIDE_CACHE << 2), 4);
-
 
 /**
  * Adds events i, i+1, ... of a sliding aggregation (size = k·slide, slide `slide`)
