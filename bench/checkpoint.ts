@@ -24,6 +24,7 @@ import { Instrumentation } from '../src/metrics/events';
 import { PartitionedOperator } from '../src/pipeline/partitioned';
 import type { RecordBatch } from '../src/pipeline/types';
 import { openStateBackend } from '../src/state';
+import { median } from './stats';
 
 const REDIS_URL = process.env['WEIR_BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const T0 = 1_767_225_600_000;
@@ -42,12 +43,6 @@ export interface CheckpointFigure {
   fixedChanged: number;
   fixedMs: number;
   fixedMaxMs: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Kafka-like batches of one event per key in `keys`, all in the window [T0, T0 + 1 h). */

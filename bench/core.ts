@@ -2,6 +2,7 @@
 // in plain TypeScript vs @datadog/sketches-js with JS accumulators.
 import { Bench } from 'tinybench';
 import { prepareWasm, runWasm, runTs, runSketchesJs, type Events, type Win } from './kernels';
+import { median } from './stats';
 
 /** Events like the generator's: ~1 ms apart with up to 5 s of disorder, log-normal latencies. */
 export function makeEvents(n: number, keys: number, seed = 7): Events {
@@ -82,8 +83,3 @@ export async function benchCore(n = 262_144, timeMs = 500, rounds = 3): Promise<
   return out;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}

@@ -9,6 +9,7 @@ import { validateConfig } from '../src/config';
 import { runEmbedded } from '../src/runner';
 import { EventGenerator } from '../src/sources/eventgen';
 import { runIdiomatic, type IdiomaticAgg } from './idiomatic';
+import { median } from './stats';
 
 export const AGGREGATIONS: IdiomaticAgg[] = [
   { name: 'latency_metrics', groupBy: ['data.model', 'data.region'], value: 'data.latency_ms', window: { type: 'tumbling', sizeMs: 300_000 } },
@@ -41,11 +42,6 @@ export interface E2eFigure {
   impl: string;
   eventsPerSecond: number;
   runsMs: number[];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 export async function benchE2e(count = 1_000_000, rounds = 3): Promise<{ file: string; bytes: number; figures: E2eFigure[] }> {

@@ -26,6 +26,7 @@ import { Instrumentation } from '../src/metrics/events';
 import { runEmbedded } from '../src/runner';
 import { EventGenerator } from '../src/sources/eventgen';
 import { AGGREGATIONS } from './e2e';
+import { median } from './stats';
 
 process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
 
@@ -60,13 +61,6 @@ export interface KafkaBenchResult {
   ratio: number;
   /** The same for the steady rates. */
   steadyRatio: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  // Even count: the mean of the middle two.
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
