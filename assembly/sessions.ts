@@ -13,12 +13,12 @@
 import {
   EV_OK, EV_INVALID, EV_LATE, NO_SLOT,
   SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
-  SLOT_DIRTY,
+  SLOT_DIRTY, SLOT_BYTES,
 } from './layout';
 import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
-import { slotAlloc, slotFree, slotAddr, slotTouch } from './slots';
+import { slotAlloc, slotFree, slotAddr, slotPool, slotTouch } from './slots';
 import { emitResult, emitGone } from './output';
 
 // ─── Session state of one aggregation ─────────────────────────────────────────
@@ -332,30 +332,42 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
  */
 function sessionRun(s: usize, i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize): u32 {
   const gap = ldf(s + S_GAP);
-  const limit = min(heapNext(s + S_FIRE), heapNext(s + S_PURGE));
+  // No min(): V8 lowers f64 min to a NaN- and sign-aware branch chain it does not hoist.
+  let limit = heapNext(s + S_FIRE);
+  const purge = heapNext(s + S_PURGE);
+  if (purge < limit) limit = purge;
   const heads = <usize>ldu(s + S_HEADS), cap = ldu(s + S_HEADCAP);
+  const pool = slotPool(); // no slot is allocated here: the pool stays put
   for (; i < n; i++) {
     const w = ldf(wm + (<usize>i << 3));
     if (w >= limit) return i;
     const t = ldf(ts + (<usize>i << 3));
-    const x = ldf(vals + (<usize>i << 3));
-    if (!(t == t && x == x)) return i;
+    if (!(t > 0)) return i; // NaN too; t > 0 orders the ends below by their bits
     const key = ldu(keys + (<usize>i << 2));
     if (key >= cap) return i;
     // The first session that does not end before t, as the general path finds it.
     let cur = ldu(heads + (<usize>key << 2));
-    while (cur != NO_SLOT && ldf(slotAddr(cur) + SLOT_END) < t) cur = ldu(slotAddr(cur) + SLOT_NEXT);
     if (cur == NO_SLOT) return i;
-    const sp = slotAddr(cur);
-    const start = ldf(sp + SLOT_START), end = ldf(sp + SLOT_END);
+    let sp = pool + <usize>cur * SLOT_BYTES;
+    while (ldf(sp + SLOT_END) < t) {
+      cur = ldu(sp + SLOT_NEXT);
+      if (cur == NO_SLOT) return i;
+      sp = pool + <usize>cur * SLOT_BYTES;
+    }
+    const start = ldf(sp + SLOT_START);
     const pEnd = t + gap;
     if (start > pEnd) return i; // a new session
     const next = ldu(sp + SLOT_NEXT);
-    if (next != NO_SLOT && ldf(slotAddr(next) + SLOT_START) <= pEnd) return i; // a merge
-    const mEnd = max(end, pEnd);
+    if (next != NO_SLOT && ldf(pool + <usize>next * SLOT_BYTES + SLOT_START) <= pEnd) return i; // a merge
+    // mEnd = max(end, pEnd) as an integer select (a cmov): whether an event extends
+    // its session is a coin toss when many keys interleave, so a branch would
+    // mispredict every other event. Both are positive: their bits order as they do.
+    const endBits = reinterpret<i64>(ldf(sp + SLOT_END)), pEndBits = reinterpret<i64>(pEnd);
+    const mEnd = reinterpret<f64>(select<i64>(pEndBits, endBits, pEndBits > endBits));
     if (w >= mEnd) return i; // late (allowed or not)
     if ((ldu(sp + SLOT_FLAGS) & (SLOT_DIRTY | SLOT_FIRED | ARMED)) != (SLOT_DIRTY | ARMED)) return i;
-    const c = sketchCounter(sp + SLOT_SKETCH, x);
+    const x = ldf(vals + (<usize>i << 3));
+    const c = sketchCounter(sp + SLOT_SKETCH, x); // 0 for NaN x too
     if (c == 0) return i;
     if (t < start) stf(sp + SLOT_START, t);
     stf(sp + SLOT_END, mEnd);

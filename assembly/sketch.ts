@@ -99,17 +99,20 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
 }
 
 /**
- * The address of the counter that x would increment, or 0 when the add needs a
- * store that does not cover x's bucket yet (sketchAdd grows it). Changes nothing:
- * a kernel's call-free fast path asks first, then commits.
+ * The address of the counter that x would increment, or 0 when the kernel's fast path
+ * should leave x to sketchAdd: x is NaN, infinite or subnormal, or its bucket is not
+ * in the store yet. Changes nothing: a kernel's call-free fast path asks first, then
+ * commits. One unsigned compare tests "normal and finite" (NaN x fails it too), and
+ * a store never allocated has cap 0, so its range test fails without a pointer test.
  */
 // @ts-ignore: decorator
 @inline export function sketchCounter(sk: usize, x: f64): usize {
-  if (x == 0) return sk + SK_ZEROS;
-  const st = sk + (x > 0 ? SK_POS : SK_NEG);
-  const p = <usize>ldu(st + ST_PTR);
-  const j = bucketIndex(abs(x)) - ldi(st + ST_MIN);
-  return p != 0 && <u32>j < ldu(st + ST_CAP) ? p + (<usize>j << 2) : 0;
+  const bits = reinterpret<u64>(x);
+  const mag = bits & 0x7fffffffffffffff;
+  if (mag - 0x0010000000000000 >= 0x7fe0000000000000) return mag == 0 ? sk + SK_ZEROS : 0;
+  const st = sk + SK_POS + (<usize>(bits >> 63) * (SK_NEG - SK_POS));
+  const j = <u32>(<i32>(mag >> 46) - ldi(st + ST_MIN));
+  return j < ldu(st + ST_CAP) ? <usize>ldu(st + ST_PTR) + (<usize>j << 2) : 0;
 }
 
 function storeMerge(dst: usize, src: usize): void {

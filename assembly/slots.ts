@@ -26,6 +26,10 @@ let dirtyCap: u32 = 0;
 // @ts-ignore: decorator
 @inline export function slotAddr(i: u32): usize { return pool + <usize>i * SLOT_BYTES; }
 
+/** The pool's base address: valid until the next slotAlloc. */
+// @ts-ignore: decorator
+@inline export function slotPool(): usize { return pool; }
+
 export function slotAlloc(): u32 {
   if (freeHead == NO_SLOT) {
     const old = poolCap;
