@@ -633,15 +633,29 @@ const runCounters: usize = memory.data(<i32>(SLIDE_CACHE << 2), 4);
  * Adds events i, i+1, ... of a sliding aggregation (size = k·slide, slide `slide`)
  * while each is the common case: valid, in one of the two cached slides, W < due
  * and W below that slide's end (on time for all k windows, nothing to fire or purge
- * first), its entry valid, each of its k slots already marked changed and with a
- * sketch store that covers the value. Returns the index of the first event that is
- * not (or n), unchanged. No calls, as tumblingRun.
+ * first), its entry valid, and a sketch store in each of its k slots that covers the
+ * value. Returns the index of the first event that is not (or n), unchanged. No
+ * calls, as tumblingRun. The slots of a valid entry are marked changed: the general
+ * path filled the entry and added to each slot in this processWindows call, and
+ * nothing clears the mark before the call returns.
  */
 function slidingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, slide: f64, due: f64, k: u32): u32 {
+  // One copy of the loop per k up to four, each with its windows unrolled (as loops
+  // they cost a sixth of the kernel, and tests of k held values V8 then spilled).
+  if (k == 4) return slidingRunK(i, n, ts, wm, vals, keys, slide, due, 4);
+  if (k == 3) return slidingRunK(i, n, ts, wm, vals, keys, slide, due, 3);
+  if (k == 2) return slidingRunK(i, n, ts, wm, vals, keys, slide, due, 2);
+  if (k == 1) return slidingRunK(i, n, ts, wm, vals, keys, slide, due, 1);
+  return slidingRunK(i, n, ts, wm, vals, keys, slide, due, k);
+}
+
+// @ts-ignore: decorator
+@inline function slidingRunK(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize, slide: f64, due: f64, k: u32): u32 {
   const lo0 = ldf(wayStart), lo1 = ldf(wayStart + 8);
   const hi0 = lo0 + slide, hi1 = lo1 + slide; // NaN for an empty way: no t is in it
   const e0 = ldu(wayEpoch), e1 = ldu(wayEpoch + 4);
   const stamps = kstamp, cap = kstampCap, cache = kslots;
+  const pool = slotPool(); // no slot is allocated here: the pool stays put
   for (; i < n; i++) {
     const w = ldf(wm + (<usize>i << 3));
     if (w >= due) return i;
@@ -660,18 +674,18 @@ function slidingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usi
     if (ldu(stamps + (entry << 2)) != epoch) return i;
     const ks = cache + ((entry * <usize>k) << 2);
     if (k <= 4) {
-      // Up to four windows, unrolled (as loops these cost a sixth of the kernel). The
-      // tests of k are the same for every event of the run: predicted, nearly free.
-      const s0 = slotAddr(ldu(ks));
-      const s1 = k > 1 ? slotAddr(ldu(ks + 4)) : s0;
-      const s2 = k > 2 ? slotAddr(ldu(ks + 8)) : s0;
-      const s3 = k > 3 ? slotAddr(ldu(ks + 12)) : s0;
+      const s0 = pool + <usize>ldu(ks) * SLOT_BYTES;
+      const s1 = k > 1 ? pool + <usize>ldu(ks + 4) * SLOT_BYTES : s0;
+      const s2 = k > 2 ? pool + <usize>ldu(ks + 8) * SLOT_BYTES : s0;
+      const s3 = k > 3 ? pool + <usize>ldu(ks + 12) * SLOT_BYTES : s0;
       const c0 = sketchCounter(s0 + SLOT_SKETCH, x);
+      if (c0 == 0) return i;
       const c1 = k > 1 ? sketchCounter(s1 + SLOT_SKETCH, x) : c0;
+      if (c1 == 0) return i;
       const c2 = k > 2 ? sketchCounter(s2 + SLOT_SKETCH, x) : c0;
+      if (c2 == 0) return i;
       const c3 = k > 3 ? sketchCounter(s3 + SLOT_SKETCH, x) : c0;
-      if (c0 == 0 || c1 == 0 || c2 == 0 || c3 == 0) return i;
-      if ((ldu(s0 + SLOT_FLAGS) & ldu(s1 + SLOT_FLAGS) & ldu(s2 + SLOT_FLAGS) & ldu(s3 + SLOT_FLAGS) & SLOT_DIRTY) == 0) return i;
+      if (c3 == 0) return i;
       accAdd(s0, x);
       store<u32>(c0, load<u32>(c0) + 1);
       if (k > 1) {
@@ -689,13 +703,12 @@ function slidingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usi
       continue;
     }
     for (let j: u32 = 0; j < k; j++) {
-      const sp = slotAddr(ldu(ks + (<usize>j << 2)));
-      const c = sketchCounter(sp + SLOT_SKETCH, x);
-      if (c == 0 || (ldu(sp + SLOT_FLAGS) & SLOT_DIRTY) == 0) return i;
+      const c = sketchCounter(pool + <usize>ldu(ks + (<usize>j << 2)) * SLOT_BYTES + SLOT_SKETCH, x);
+      if (c == 0) return i;
       stu(runCounters + (<usize>j << 2), <u32>c);
     }
     for (let j: u32 = 0; j < k; j++) {
-      accAdd(slotAddr(ldu(ks + (<usize>j << 2))), x);
+      accAdd(pool + <usize>ldu(ks + (<usize>j << 2)) * SLOT_BYTES, x);
       const c = <usize>ldu(runCounters + (<usize>j << 2));
       store<u32>(c, load<u32>(c) + 1);
     }

@@ -124,18 +124,23 @@ test(`pipeline (${decoder} decoder) == reference on random event sequences (fina
 
 // The core caches each key's sliding-window slots in arrays that grow with the key
 // ids (64 at first): hundreds of keys, out of order and some late, cross every growth.
-test('many keys: tumbling and sliding windows with 300 keys == reference', () => {
+test('many keys: tumbling and sliding windows (K = 1, 2, 3, 4, 6 and uneven) with 300 keys == reference', () => {
   let a = 11;
   const rnd = (): number => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 4294967296);
   const lines: string[] = [];
   for (let i = 0; i < 6000; i++) {
     const late = rnd() < 0.02;
     const ts = i * 3 - Math.floor(rnd() * (late ? 400 : 60));
-    lines.push(JSON.stringify({ timestamp: ts, v: Math.round(rnd() * 1e4) / 100, k: `k${Math.floor(rnd() * 300)}` }));
+    // Mostly positive, some negative and some zero: every store of the sketch.
+    const r = rnd();
+    const v = r < 0.05 ? 0 : (r < 0.15 ? -1 : 1) * Math.round(rnd() * 1e4) / 100;
+    lines.push(JSON.stringify({ timestamp: ts, v, k: `k${Math.floor(rnd() * 300)}` }));
   }
+  // The sliding kernel has one unrolled copy per K = size / slide up to 4, a loop
+  // for larger K, and no cache for sizes that are not a multiple of the slide.
   const aggs: RefAggregation[] = [
     { name: 'tum', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 500 } },
-    { name: 'sl', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 400, slideMs: 100 } },
+    ...[1, 2, 3, 4, 6].map((k): RefAggregation => ({ name: `sl-${k}`, groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 100 * k, slideMs: 100 } })),
     { name: 'sl-odd', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 250, slideMs: 100 } },
   ];
   const eventTime = { field: 'timestamp', maxOutOfOrdernessMs: 50, allowedLatenessMs: 150 };
