@@ -490,7 +490,9 @@ function tumblingRun(i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: us
   for (; i < n; i++) {
     if (ldf(wm + (<usize>i << 3)) >= limit) return i;
     const t = ldf(ts + (<usize>i << 3));
-    if (!(t >= lo && t < hi)) return i; // NaN t too
+    // Two tests, not one of a && b: V8 would materialize both as 0/1 and test their and.
+    if (!(t >= lo)) return i; // NaN t too
+    if (!(t < hi)) return i;
     const key = ldu(keys + (<usize>i << 2));
     if (key >= slotCap) return i;
     const s = load<u32>(slots + (<usize>key << 2));
