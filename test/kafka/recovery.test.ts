@@ -18,10 +18,10 @@ import {
 const PG_URL = process.env['WEIR_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const EVENTS = generateLines(30_000, { seed: 7, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, malformedFraction: 0.002, users: 60 });
 
-async function topicWith(lines: readonly string[], partitions = 1): Promise<string> {
+async function topicWith(lines: readonly string[], partitions = 1, perSend = 500): Promise<string> {
   const topic = unique('weir-recovery');
   await createTopic(topic, partitions);
-  await produce(topic, lines.map((value) => ({ value })));
+  await produce(topic, lines.map((value) => ({ value })), perSend);
   return topic;
 }
 
@@ -145,7 +145,10 @@ test('a truncated or corrupted newest checkpoint: recovery warns, names it, and 
 });
 
 test('SIGTERM: a final checkpoint, offsets committed to it, exit 0; the next run resumes there and the results are exact', async () => {
-  const topic = await topicWith(EVENTS.slice(0, 12_000));
+  // Record batches of 20 and fetches of 4 KB: ~600 fetches, so the run is still
+  // reading when the signal comes (with batches of 500 a fast run could reach the
+  // end of the topic first, and then stop with its end-of-input checkpoint).
+  const topic = await topicWith(EVENTS.slice(0, 12_000), 1, 20);
   const ref = await reference(topic);
   const want = finalResults(ref.results);
   const dir = mkdtempSync(join(tmpdir(), 'weir-sigterm-'));

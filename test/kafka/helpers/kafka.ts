@@ -34,11 +34,12 @@ export async function createTopic(topic: string, numPartitions: number): Promise
   }
 }
 
-export async function produce(topic: string, messages: Message[]): Promise<void> {
+/** Produces `messages` in sends of `perSend` (each send is one record batch per partition). */
+export async function produce(topic: string, messages: Message[], perSend = 500): Promise<void> {
   const producer = client.producer();
   await producer.connect();
   try {
-    for (let i = 0; i < messages.length; i += 500) await producer.send({ topic, messages: messages.slice(i, i + 500), acks: -1 });
+    for (let i = 0; i < messages.length; i += perSend) await producer.send({ topic, messages: messages.slice(i, i + perSend), acks: -1 });
   } finally {
     await producer.disconnect();
   }
