@@ -100,11 +100,6 @@ export function aggOpenWindows(a: u32): u32 {
   return ldu(p + A_LIVE);
 }
 
-/**
- * Fills wm[0..n) with W before each event: the running max of valid timestamps
- * minus the out-of-orderness bound, capped by `otherMin` (the other partitions'
- * watermark) and never below `floorW` (W is monotonic). Returns the new running max.
- */
 /** W from a partition's max: held below the other partitions' minimum, never below the floor. */
 // @ts-ignore: decorator
 @inline function clampW(w: f64, otherMin: f64, floorW: f64): f64 {
@@ -113,6 +108,11 @@ export function aggOpenWindows(a: u32): u32 {
   return w;
 }
 
+/**
+ * Fills wm[0..n) with W before each event: the running max of valid timestamps
+ * minus the out-of-orderness bound, capped by `otherMin` (the other partitions'
+ * watermark) and never below `floorW` (W is monotonic). Returns the new running max.
+ */
 export function computeWatermarks(n: u32, maxBefore: f64, oooMs: f64, otherMin: f64, floorW: f64): f64 {
   let m = maxBefore;
   const ts = tsBase, wm = wmBase;
