@@ -21,7 +21,6 @@ test('watermarks == reference: any batch length, invalid timestamps, the cap of 
   const cap = 1000;
   const core = new WasmCore(cap, [{ kind: Layout.WIN.tumbling, sizeMs: 1000, slideMs: 1000, latenessMs: 0 }]);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-  let cases = 0;
   for (let round = 0; round < 400; round++) {
     const n = pick([0, 1, 3, 4, 5, 7, 8, 63, 64, 65, 999, 1000]);
     const base = pick([0, 1e12, -5e5]);
@@ -38,7 +37,5 @@ test('watermarks == reference: any batch length, invalid timestamps, the cap of 
     const label = `n=${n} maxBefore=${maxBefore} ooo=${ooo} otherMin=${otherMin} floorW=${floorW}`;
     assert.equal(gotMax, want.max, `${label}: running max`);
     for (let i = 0; i < n; i++) assert.equal(wm[i], want.wm[i], `${label}: W before event ${i}`);
-    cases++;
   }
-  assert.equal(cases, 400);
 });
