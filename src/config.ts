@@ -107,19 +107,32 @@ const aggregation = z.strictObject({
   window,
 });
 
+/**
+ * Each sink (and the dead-letter queue) has a queue of writes in flight; the loop
+ * waits only when it is full (back pressure).
+ */
+const inFlight = {
+  /** Records queued or being written before the loop waits. @default 100000 */
+  maxInFlightRecords: z.number().int().min(1).max(10_000_000).default(100_000),
+  /** Bytes of records queued or being written before the loop waits. @default 67108864 (64 MiB) */
+  maxInFlightBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+};
+/** Kafka sinks gather records for this long before a send that is not full (ms). @default 5 */
+const lingerMs = duration({ positive: false }).default(5);
+
 const sink = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('stdout') }),
+  z.strictObject({ type: z.literal('stdout'), ...inFlight }),
   /** append: keep the file's lines. @default true for a kafka source (a restart resumes), false otherwise */
-  z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional() }),
-  z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional() }),
-  z.strictObject({ type: z.literal('postgres'), url: z.string().min(1), table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('window_results') }),
+  z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional(), ...inFlight }),
+  z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional(), lingerMs, ...inFlight }),
+  z.strictObject({ type: z.literal('postgres'), url: z.string().min(1), table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('window_results'), ...inFlight }),
 ]);
 
 const deadLetter = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional() }),
-  z.strictObject({ type: z.literal('stdout') }),
-  z.strictObject({ type: z.literal('stderr') }),
-  z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional() }),
+  z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional(), ...inFlight }),
+  z.strictObject({ type: z.literal('stdout'), ...inFlight }),
+  z.strictObject({ type: z.literal('stderr'), ...inFlight }),
+  z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional(), lingerMs, ...inFlight }),
 ]);
 
 export const configSchema = z.strictObject({
@@ -136,9 +149,9 @@ export const configSchema = z.strictObject({
     .prefault({}),
   aggregations: z.array(aggregation).min(1, 'needs at least one aggregation'),
   /** @default [{ type: stdout }] */
-  sinks: z.array(sink).default([{ type: 'stdout' }]),
+  sinks: z.array(sink).prefault([{ type: 'stdout' }]),
   /** @default { type: file, path: dead-letters.jsonl } */
-  deadLetter: deadLetter.default({ type: 'file', path: 'dead-letters.jsonl' }),
+  deadLetter: deadLetter.prefault({ type: 'file', path: 'dead-letters.jsonl' }),
   state: z
     .strictObject({
       /** @default rocksdb for a kafka source, memory otherwise */
@@ -174,21 +187,26 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   /**
-   * Retries of sink writes (results and dead letters) that fail transiently: delays
-   * initialDelayMs, x factor, ... (100, 200, 400 ms by default). A result write whose
-   * retries run out dead-letters its results (reason `undeliverable`, `retry_count` =
-   * retries); a dead-letter write whose retries run out stops the run (src/sinks/delivery.ts).
+   * Retries of sink writes (results and dead letters) that fail transiently (a sink
+   * unreachable, a timeout, a failover): delays initialDelayMs, x factor, ... (100, 200,
+   * 400 ms, ...), each at most maxDelayMs, for up to maxElapsedMs. Meanwhile the sink's
+   * queue fills and then holds the loop back (back pressure), so nothing is read that
+   * cannot be delivered. A result write that outlasts them dead-letters its results
+   * (reason `undeliverable`, `retry_count` = retries made); a dead-letter write that does
+   * stops the run (src/sinks/delivery.ts).
    */
   retry: z
     .strictObject({
-      /** Retries after the first attempt; 0 = never retry. @default 3 */
-      retries: z.number().int().min(0).max(100).default(3),
+      /** Most retries after the first attempt; 0 = never retry. @default unbounded: maxElapsedMs decides */
+      retries: z.number().int().min(0).max(1_000_000).optional(),
       /** Delay before the first retry, ms. @default 100 */
       initialDelayMs: duration({ positive: false }).default(100),
       /** Each delay is the previous one times this (1 = constant delay). @default 2 */
       factor: z.number().min(1).max(10).default(2),
-      /** Upper bound of one delay, ms. @default 30000 */
-      maxDelayMs: duration({ positive: true }).default(30_000),
+      /** Upper bound of one delay, ms. @default 5000 */
+      maxDelayMs: duration({ positive: true }).default(5_000),
+      /** No retry starts this long (ms) after a write's first attempt: then its results are dead-lettered `undeliverable`. @default 300000 (5 minutes) */
+      maxElapsedMs: duration({ positive: false }).default(300_000),
     })
     .prefault({}),
   /**

@@ -10,15 +10,15 @@ import { KafkaSource, saslOptions, type AssignmentHook } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
-import { Delivery, NO_POSITION, type InputPosition } from './sinks/delivery';
-import type { Output } from './pipeline/operator';
+import { Delivery } from './sinks/delivery';
+import type { QueueLimits } from './sinks/queue';
 import { PartitionedOperator } from './pipeline/partitioned';
 import { Checkpointer } from './checkpoint/coordinator';
+import { CheckpointScheduler } from './checkpoint/scheduler';
+import { OperatorLoop } from './loop';
 import { openStateBackend } from './state';
-import { offsetOf, type DeadLetter, type RecordBatch, type StreamMessage, type WindowResult } from './pipeline/types';
-import { isoOf } from './time/timestamp';
-import { performance } from 'node:perf_hooks';
-import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
+import type { DeadLetter, RecordBatch, StreamMessage, WindowResult } from './pipeline/types';
+import { Instrumentation, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
 
 export interface RunSummary {
   records: number;
@@ -125,7 +125,18 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
   }
 }
 
-/** Runs a source to its end (a bounded one), until it fails, or until `opts.signal` stops it. */
+/** The queue limits of a sink's config. */
+function limitsOf(s: { maxInFlightRecords: number; maxInFlightBytes: number; lingerMs?: number }): Partial<QueueLimits> {
+  return { maxRecords: s.maxInFlightRecords, maxBytes: s.maxInFlightBytes, ...(s.lingerMs === undefined ? {} : { lingerMs: s.lingerMs }) };
+}
+
+/**
+ * Runs a source to its end (a bounded one), until it fails, or until `opts.signal`
+ * stops it. The stages: the source (Kafka: kafkajs in a worker, reading ahead), the
+ * operator loop (loop.ts), delivery (a queue per sink, sinks/delivery.ts) and
+ * checkpointing (checkpoint/scheduler.ts); this function opens and wires them, and
+ * closes whatever opened, whatever fails.
+ */
 export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<RunSummary> {
   const clock = opts.clock ?? Date.now;
   const log = opts.logger ?? createLogger(cfg);
@@ -146,185 +157,100 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     const user = e instanceof WeirError && e.domain === 'user';
     log.error(user ? { kind } : { err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
   };
-  let ready = false;
-  let metricsServer: MetricsServer | undefined;
-  if (cfg.metrics !== undefined) {
-    const { registry } = createMetrics(bus, { aggregations: names });
-    metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready });
-    opts.onMetricsListening?.(metricsServer.port);
-  }
-  let sinks: RecordSink<WindowResult>[] = [];
-  let dlq: RecordSink<DeadLetter>;
-  try {
-    sinks = await openResultSinks(cfg);
-    dlq = await openDeadLetters(cfg);
-  } catch (e) {
-    report(e, 'cannot open the sinks');
-    // Nothing opened may keep the process alive.
-    await Promise.allSettled(sinks.map((s) => s.close()));
-    await metricsServer?.close();
-    throw e;
-  }
-  /** One operator step, timed and reported. */
-  const step = (partition: number, run: () => Output): Output => {
-    const t0 = performance.now();
-    const out = run();
-    instrumentOutput(bus, out, names, partition, (performance.now() - t0) / 1000);
-    instrumentOperator(bus, op, names, clock());
-    return out;
-  };
-  const summary: RunSummary = { records: 0, results: 0, deadLetters: 0, lateEvents: 0, elapsedMs: 0, stopped: false };
   const t0 = Date.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
-  let lastReport = t0, lastRecords = 0;
-
-  // Results a sink does not take after the retries (or refuses) are dead-lettered; a
-  // dead-letter queue or result sink that cannot be written stops the run with a
-  // FatalError, which the loop below turns into a stop without a checkpoint past it
-  // (sinks/delivery.ts says why).
-  const delivery = new Delivery({
-    results: sinks.map((sink, i) => ({ name: `sinks[${i}]`, sink })),
-    deadLetters: { name: 'deadLetter', sink: dlq },
-    retry: { ...cfg.retry, ...(opts.sleep === undefined ? {} : { sleep: opts.sleep }) },
-    log,
-    bus,
-    instanceId: cfg.processing.instanceId,
-    clock,
-  });
-  const emit = async (out: Output, at: InputPosition): Promise<void> => {
-    summary.records += out.records;
-    summary.results += out.results.length;
-    for (const l of out.late) summary.lateEvents += l;
-    summary.deadLetters += await delivery.deliver(out.results, out.deadLetters, at);
-  };
-
-  // A stop wins the race against a pull that may wait long (an idle topic, stdin).
-  const STOP = Symbol('stop');
-  let onAbort: (() => void) | undefined;
-  const stopping = new Promise<typeof STOP>((resolve) => {
-    onAbort = () => resolve(STOP);
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-  });
-
-  // Checkpoints exist for Kafka: a file or generator is read again from its start.
+  let ready = false;
+  // Whatever opens is closed in the finally below, in reverse order, whatever fails:
+  // an open metrics server, producer, pool or consumer would keep the process alive.
+  let metricsServer: MetricsServer | undefined;
+  let sinks: RecordSink<WindowResult>[] = [];
+  let dlq: RecordSink<DeadLetter> | undefined;
   let checkpointer: Checkpointer | undefined;
-  if (cfg.source.type === 'kafka') {
-    checkpointer = new Checkpointer(cfg, op, await openStateBackend(cfg.state, cfg.processing.instanceId), log, bus, clock);
-    await checkpointer.init();
-  }
-  /**
-   * Work the source's assignment hook hands to the loop: checkpoints, restores and
-   * drops happen only between two batches, never while one is being processed or
-   * its results are being written.
-   */
-  const control: Array<{ run: () => Promise<void>; resolve: () => void; reject: (e: unknown) => void }> = [];
-  let wakeLoop: (() => void) | undefined;
-  const inLoop = (run: () => Promise<void>): Promise<void> =>
-    new Promise((resolve, reject) => {
-      control.push({ run, resolve, reject });
-      wakeLoop?.();
-    });
-  const onAssignment: AssignmentHook = (assigned, revoked) =>
-    inLoop(async () => {
-      if (checkpointer === undefined || kafka === undefined) return;
-      // Revoked partitions are checkpointed with the rest, then dropped: if they come back, they resume from there.
-      if (revoked.length > 0) await checkpointer.checkpoint(kafka, `partitions ${revoked.join(', ')} revoked`);
-      for (const p of revoked) await checkpointer.revoke(p);
-      if (assigned.length > 0) await checkpointer.assign(assigned, kafka);
-    });
-  const source = openSource(cfg, op.batchSize, clock, onAssignment);
-  const kafka = source.kafka;
-  const messages = source.messages[Symbol.asyncIterator]();
-  const WAKE = Symbol('wake');
+  let source: (OpenSource & { kafka?: KafkaSource }) | undefined;
+  let messages: AsyncIterator<StreamMessage> | undefined;
+  let loop: OperatorLoop | undefined;
+  let delivery: Delivery | undefined;
+  let scheduler: CheckpointScheduler | undefined;
   let failed = false;
-  let pending: Promise<IteratorResult<StreamMessage>> | undefined;
-  const checkpoint = async (reason: string): Promise<void> => {
-    if (checkpointer === undefined || kafka === undefined) return;
-    // Every result before the barrier is with the sinks before offsets move past it.
-    await delivery.flush();
-    await checkpointer.checkpoint(kafka, reason);
-  };
+  let summary: RunSummary | undefined;
   try {
-    ready = true;
-    for (;;) {
-      while (control.length > 0) {
-        const c = control.shift()!;
-        // Not ready while partitions are being restored (or checkpointed on a rebalance).
-        ready = false;
-        try {
-          await c.run();
-          c.resolve();
-        } catch (e) {
-          c.reject(e);
-          throw e;
-        }
-        ready = true;
-      }
-      if (checkpointer?.due() === true) await checkpoint('interval');
-      if (opts.signal?.aborted === true) {
-        summary.stopped = true;
-        break;
-      }
-      if (pending === undefined) {
-        pending = messages.next();
-        // A pull left behind by a stop may still fail; it is no longer anyone's concern.
-        pending.catch(() => undefined);
-      }
-      const wake = new Promise<typeof WAKE>((resolve) => (wakeLoop = () => resolve(WAKE)));
-      if (control.length > 0) wakeLoop?.();
-      const next = await Promise.race([pending, stopping, wake]);
-      wakeLoop = undefined;
-      if (next === WAKE) continue;
-      if (next === STOP) {
-        summary.stopped = true;
-        break;
-      }
-      pending = undefined;
-      if (next.done === true) break;
-      const m = next.value;
-      if (m.kind === 'end') break;
-      if (m.kind === 'tick') {
-        await emit(step(-1, () => op.tick(m.nowMs)), NO_POSITION);
-        continue;
-      }
-      const batch = checkpointer?.unseen(m.batch) ?? m.batch;
-      if (batch.n === 0) continue;
-      await emit(step(batch.partition, () => op.process(batch)), {
-        partition: batch.partition,
-        offset: String(offsetOf(batch, batch.n - 1)),
-      });
-      checkpointer?.processed(batch);
-      if (batch.highWatermark !== undefined) {
-        const lag = Number(batch.highWatermark) - offsetOf(batch, batch.n - 1) - 1;
-        bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, lag) });
-      }
-      if (progress && Date.now() - lastReport >= 1000) {
-        const now = Date.now();
-        const rate = ((summary.records - lastRecords) * 1000) / (now - lastReport);
-        let open = 0;
-        cfg.aggregations.forEach((_, a) => (open += op.openWindows(a)));
-        process.stderr.write(`\r${summary.records} events, ${Math.round(rate)} events/s, watermark ${isoOf(op.watermarks.current)}, ${open} open windows `);
-        lastReport = now;
-        lastRecords = summary.records;
-      }
+    if (cfg.metrics !== undefined) {
+      const { registry } = createMetrics(bus, { aggregations: names });
+      metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready });
+      opts.onMetricsListening?.(metricsServer.port);
     }
-    // Only the end of the input fires the open windows; after a stop, the next run
-    // goes on with them from the checkpoint taken now.
-    if (!summary.stopped) await emit(step(0, () => op.finish()), NO_POSITION);
-    await checkpoint(summary.stopped ? 'stop' : 'end of input');
+    try {
+      sinks = await openResultSinks(cfg);
+      dlq = await openDeadLetters(cfg);
+    } catch (e) {
+      report(e, 'cannot open the sinks');
+      failed = true;
+      throw e;
+    }
+    // Results a sink does not take after the retries (or refuses) are dead-lettered; a
+    // dead-letter queue or result sink that cannot be written stops the run with a
+    // FatalError, which ends the loop without a checkpoint past it (sinks/delivery.ts says why).
+    delivery = new Delivery({
+      results: sinks.map((sink, i) => ({ name: `sinks[${i}]`, sink, limits: limitsOf(cfg.sinks[i]!) })),
+      deadLetters: { name: 'deadLetter', sink: dlq, limits: limitsOf(cfg.deadLetter) },
+      retry: { ...cfg.retry, ...(opts.sleep === undefined ? {} : { sleep: opts.sleep }) },
+      log,
+      bus,
+      instanceId: cfg.processing.instanceId,
+      clock,
+    });
+    // Checkpoints exist for Kafka: a file or generator is read again from its start.
+    if (cfg.source.type === 'kafka') {
+      checkpointer = new Checkpointer(cfg, op, await openStateBackend(cfg.state, cfg.processing.instanceId), log, bus, clock);
+      await checkpointer.init();
+    }
+    const ck = checkpointer;
+    const onAssignment: AssignmentHook = (assigned, revoked) =>
+      loop!.inLoop(async () => {
+        if (ck === undefined || scheduler === undefined || kafka === undefined) return;
+        // Revoked partitions are checkpointed with the rest (after the one in flight), then dropped: if they come back, they resume from there.
+        if (revoked.length > 0) await scheduler.now(`partitions ${revoked.join(', ')} revoked`);
+        else await scheduler.idle();
+        for (const p of revoked) await ck.revoke(p);
+        if (assigned.length > 0) await ck.assign(assigned, kafka);
+      });
+    source = openSource(cfg, op.batchSize, clock, onAssignment);
+    const kafka = source.kafka;
+    if (ck !== undefined && kafka !== undefined) scheduler = new CheckpointScheduler(ck, kafka, delivery);
+    messages = source.messages[Symbol.asyncIterator]();
+    loop = new OperatorLoop({
+      op,
+      names,
+      messages,
+      delivery,
+      bus,
+      clock,
+      maxOutOfOrdernessMs: cfg.eventTime.maxOutOfOrdernessMs,
+      checkpointer: ck,
+      scheduler,
+      signal: opts.signal,
+      progress,
+      setReady: (r) => (ready = r),
+    });
+    await loop.run();
+    // The last checkpoint covers everything handed to the sinks; without one (no
+    // Kafka), the sinks are drained before they close.
+    if (scheduler !== undefined) await scheduler.now(loop.counts.stopped ? 'stop' : 'end of input');
+    else await delivery.flush();
+    summary = { ...loop.counts, deadLetters: delivery.deadLettersWritten, elapsedMs: 0 };
   } catch (e) {
+    if (!failed) report(e, 'run failed');
     failed = true;
-    report(e, 'run failed');
     throw e;
   } finally {
     ready = false;
-    if (onAbort !== undefined) opts.signal?.removeEventListener('abort', onAbort);
     // Not awaited: after a stop a pull may still be pending, and the generator's return waits for it.
-    messages.return?.(undefined)?.catch(() => undefined);
-    if (progress) process.stderr.write('\n');
+    messages?.return?.(undefined)?.catch(() => undefined);
     // Hooks still queued (a join during the stop) must not keep the source's close waiting.
-    for (const c of control.splice(0)) c.reject(new WeirError('the run stopped', { domain: 'internal' }));
-    const closed = await Promise.allSettled([source.close(), metricsServer?.close(), ...[...sinks, dlq].map((s) => s.close())]);
+    loop?.refusePending();
+    // A checkpoint still in flight (the run failed meanwhile) completes or fails before its stores close.
+    await scheduler?.idle().catch(() => undefined);
+    const closed = await Promise.allSettled([source?.close(), metricsServer?.close(), ...[...sinks, ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
     await checkpointer?.close();
     const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (closeFailure !== undefined) {

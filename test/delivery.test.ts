@@ -9,7 +9,7 @@ import { FatalError, InputError, RecordsRejectedError, WeirError } from '../src/
 import { createLogger } from '../src/log';
 import { Instrumentation } from '../src/metrics/events';
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
-import { Delivery, NO_POSITION, type NamedSink } from '../src/sinks/delivery';
+import { Delivery, NO_POSITION, type InputPosition, type NamedSink } from '../src/sinks/delivery';
 import type { RecordSink } from '../src/sinks/jsonl';
 
 const refused = (): Error => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
@@ -56,16 +56,54 @@ function delivery(results: Array<RecordSink<WindowResult>>, dlq: RecordSink<Dead
   return { d, waited, errors };
 }
 
+/** Hands one step to the sinks and waits until they hold it; the dead letters written by then. */
+async function send(d: Delivery, rs: readonly WindowResult[], dls: readonly DeadLetter[], at: InputPosition): Promise<number> {
+  const before = d.deadLettersWritten;
+  await d.deliver(rs, dls, at);
+  await d.flush();
+  return d.deadLettersWritten - before;
+}
+
+const THREE = { retries: 3, initialDelayMs: 100, factor: 2, maxDelayMs: 5_000, maxElapsedMs: 300_000 };
+
 const MIN = { source: { type: 'stdin' }, aggregations: [{ name: 'lat', value: 'v', window: { type: 'tumbling', sizeMs: 1000 } }] };
 
-test('the default backoff is 100, 200, 400 ms; then each result of the write is dead-lettered with retry_count 3; other sinks still get them', async () => {
-  assert.deepEqual(validateConfig(MIN).retry, { retries: 3, initialDelayMs: 100, factor: 2, maxDelayMs: 30_000 });
+test('the default backoff starts 100, 200, 400 ms, doubles up to 5 s and goes on for 5 minutes; then the results are dead-lettered', async () => {
+  assert.deepEqual(validateConfig(MIN).retry, { initialDelayMs: 100, factor: 2, maxDelayMs: 5_000, maxElapsedMs: 300_000 });
+  const down = new TestSink<WindowResult>(() => refused());
+  const dlq = new TestSink<DeadLetter>();
+  const { d, waited } = delivery([down], dlq);
+  assert.equal(await send(d, [result(0)], [], NO_POSITION), 1);
+  assert.deepEqual(waited.slice(0, 8), [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+  const total = waited.reduce((a, b) => a + b, 0);
+  assert.ok(total <= 300_000 && total + 5000 > 300_000, `retried for ${total} ms`);
+  assert.equal(dlq.got[0]!.retry_count, waited.length);
+});
+
+test('an outage shorter than maxElapsedMs (a 5 s database failover) loses nothing', async () => {
+  let down = 0;
+  const failover = new TestSink<WindowResult>(() => (down < 5_000 ? refused() : undefined));
+  const dlq = new TestSink<DeadLetter>();
+  const d = new Delivery({
+    results: [{ name: 'sinks[0]', sink: failover }],
+    deadLetters: { name: 'deadLetter', sink: dlq },
+    retry: { ...validateConfig(MIN).retry, sleep: async (ms) => void (down += ms) },
+    log: createLogger({}),
+    bus: new Instrumentation(),
+    instanceId: 'weir-1',
+  });
+  assert.equal(await send(d, [result(0), result(1000)], [], NO_POSITION), 0);
+  assert.equal(failover.got.length, 2);
+  assert.equal(dlq.calls, 0);
+});
+
+test('retries of transient failures: after them each result of the write is dead-lettered with retry_count 3; other sinks still get them', async () => {
   const down = new TestSink<WindowResult>(() => refused());
   const up = new TestSink<WindowResult>();
   const dlq = new TestSink<DeadLetter>();
-  const { d, waited, errors } = delivery([down, up], dlq);
+  const { d, waited, errors } = delivery([down, up], dlq, THREE);
   const rs = [result(0), result(1000)];
-  const n = await d.deliver(rs, [malformed], { partition: 3, offset: '41' });
+  const n = await send(d, rs, [malformed], { partition: 3, offset: '41' });
   assert.equal(n, 3);
   assert.deepEqual(waited, [100, 200, 400]);
   assert.equal(down.calls, 4);
@@ -75,7 +113,7 @@ test('the default backoff is 100, 200, 400 ms; then each result of the write is 
   assert.deepEqual(dlq.got.slice(1), rs.map((r) => ({
     original_event: JSON.stringify(r),
     reason: 'undeliverable',
-    error: 'sinks[0]: connect ECONNREFUSED 127.0.0.1:5432 (gave up after 4 attempts, 3 retries)',
+    error: 'sinks[0]: connect ECONNREFUSED 127.0.0.1:5432 (gave up after 4 attempts over 700 ms, 3 retries)',
     aggregation: 'lat',
     retry_count: 3,
     timestamp: '2025-01-01T00:00:00.000Z',
@@ -89,8 +127,8 @@ test('the default backoff is 100, 200, 400 ms; then each result of the write is 
 test('a transient failure that passes: delivered, nothing dead-lettered', async () => {
   const flaky = new TestSink<WindowResult>((_, call) => (call < 3 ? refused() : undefined));
   const dlq = new TestSink<DeadLetter>();
-  const { d, waited } = delivery([flaky], dlq, { retries: 3, initialDelayMs: 10, factor: 3, maxDelayMs: 20 });
-  assert.equal(await d.deliver([result(0)], [], NO_POSITION), 0);
+  const { d, waited } = delivery([flaky], dlq, { retries: 3, initialDelayMs: 10, factor: 3, maxDelayMs: 20, maxElapsedMs: 1000 });
+  assert.equal(await send(d, [result(0)], [], NO_POSITION), 0);
   assert.deepEqual(waited, [10, 20], 'maxDelayMs caps a delay');
   assert.equal(flaky.got.length, 1);
   assert.equal(dlq.calls, 0);
@@ -101,7 +139,7 @@ test('a refusal of some records: split into single writes, only the refused ones
   const dlq = new TestSink<DeadLetter>();
   const { d, waited, errors } = delivery([picky], dlq);
   const rs = [result(0, 1), result(1000, 5), result(2000, 2), result(3000, 9)];
-  assert.equal(await d.deliver(rs, [], NO_POSITION), 2);
+  assert.equal(await send(d, rs, [], NO_POSITION), 2);
   assert.deepEqual(waited, []);
   assert.deepEqual(picky.got, [rs[0], rs[2]]);
   assert.deepEqual(dlq.got.map((x) => [x.reason, x.retry_count, x.partition, x.offset, (JSON.parse(x.original_event) as WindowResult).window.start]), [
@@ -114,9 +152,9 @@ test('a refusal of some records: split into single writes, only the refused ones
 test('a sink that goes away while a refused write is split: the rest are dead-lettered as undeliverable with their retries', async () => {
   const sink = new TestSink<WindowResult>((rs, call) => (call === 1 ? new RecordsRejectedError('too large') : call === 2 ? undefined : refused()));
   const dlq = new TestSink<DeadLetter>();
-  const { d } = delivery([sink], dlq, { retries: 1, initialDelayMs: 1, factor: 1, maxDelayMs: 1 });
+  const { d } = delivery([sink], dlq, { retries: 1, initialDelayMs: 1, factor: 1, maxDelayMs: 1, maxElapsedMs: 1000 });
   const rs = [result(0), result(1000), result(2000)];
-  assert.equal(await d.deliver(rs, [], NO_POSITION), 2);
+  assert.equal(await send(d, rs, [], NO_POSITION), 2);
   assert.deepEqual(sink.got, [rs[0]]);
   assert.deepEqual(dlq.got.map((x) => x.retry_count), [1, 1]);
 });
@@ -130,7 +168,7 @@ test('a result sink that fails otherwise is unusable: FatalError naming it, crit
     const sink = new TestSink<WindowResult>(() => thrown);
     const dlq = new TestSink<DeadLetter>();
     const { d, waited, errors } = delivery([sink], dlq);
-    const e = await d.deliver([result(0)], [malformed], NO_POSITION).then(() => assert.fail('should stop'), (x: unknown) => x);
+    const e = await send(d, [result(0)], [malformed], NO_POSITION).then(() => assert.fail('should stop'), (x: unknown) => x);
     assert.ok(e instanceof FatalError, String(e));
     assert.equal(e.domain, domain);
     assert.equal(classify(e), 'critical');
@@ -140,30 +178,31 @@ test('a result sink that fails otherwise is unusable: FatalError naming it, crit
     assert.match(e.message, /; stopping$/);
     assert.deepEqual(waited, []);
     assert.deepEqual(errors, [], 'counted once, by the runner that stops');
-    assert.equal(dlq.calls, 0);
+    // The step's own dead letters still went to the dead-letter queue: nothing of the failed sink's.
+    assert.deepEqual(dlq.got, [malformed]);
   }
 });
 
 test('a dead-letter queue that cannot be written stops the run: after its retries (transient) or at once', async () => {
   const transient = new TestSink<DeadLetter>(() => refused());
-  const a = delivery([], transient);
-  const e1 = await a.d.deliver([], [malformed], NO_POSITION).catch((x: unknown) => x);
+  const a = delivery([], transient, THREE);
+  const e1 = await send(a.d, [], [malformed], NO_POSITION).catch((x: unknown) => x);
   assert.ok(e1 instanceof FatalError);
   assert.equal(classify(e1), 'critical');
   assert.deepEqual(a.waited, [100, 200, 400]);
-  assert.match(e1.message, /^cannot write 1 dead letter\(s\) to the dead-letter queue, stopping: connect ECONNREFUSED .* \(gave up after 4 attempts, 3 retries\)$/);
+  assert.match(e1.message, /^cannot write 1 dead letter\(s\) to the dead-letter queue, stopping: connect ECONNREFUSED .* \(gave up after 4 attempts over 700 ms, 3 retries\)$/);
 
   const full = new TestSink<DeadLetter>(() => new InputError('cannot write deadLetter file /dev/full: ENOSPC: no space left on device, write'));
   const b = delivery([], full);
-  const e2 = await b.d.deliver([], [malformed], NO_POSITION).catch((x: unknown) => x);
+  const e2 = await send(b.d, [], [malformed], NO_POSITION).catch((x: unknown) => x);
   assert.ok(e2 instanceof FatalError);
   assert.equal(e2.domain, 'user', 'a user\'s mistake stays one: reported without a stack trace');
   assert.equal(classify(e2), 'critical');
   assert.deepEqual(b.waited, []);
 
   // Results a sink did not take, with nowhere to dead-letter them: the same stop.
-  const c = delivery([new TestSink<WindowResult>(() => refused())], full);
-  assert.ok((await c.d.deliver([result(0)], [], NO_POSITION).catch((x: unknown) => x)) instanceof FatalError);
+  const c = delivery([new TestSink<WindowResult>(() => refused())], full, THREE);
+  assert.ok((await send(c.d, [result(0)], [], NO_POSITION).catch((x: unknown) => x)) instanceof FatalError);
 });
 
 test('classify: a refusal of records is permanent, a FatalError critical whatever its domain', () => {
@@ -171,4 +210,87 @@ test('classify: a refusal of records is permanent, a FatalError critical whateve
   assert.equal(classify(new FatalError('x', new InputError('y'))), 'critical');
   assert.equal(new FatalError('x', new InputError('y')).domain, 'user');
   assert.equal(new FatalError('x', new Error('y')).domain, 'internal');
+});
+
+/** A sink whose writes wait until the test lets them through. */
+class GatedSink<T> implements RecordSink<T> {
+  readonly got: T[] = [];
+  writes = 0;
+  private open: (() => void) | undefined;
+  private gate: Promise<void>;
+  constructor() {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  release(): void {
+    this.open?.();
+  }
+  async write(records: readonly T[]): Promise<void> {
+    this.writes++;
+    await this.gate;
+    this.got.push(...records);
+  }
+  async close(): Promise<void> {}
+}
+
+test('a slow sink holds the loop back only once its queue is full; nothing is lost or reordered; the queue level is reported', async () => {
+  const slow = new GatedSink<WindowResult>();
+  const fast = new TestSink<WindowResult>();
+  const dlq = new TestSink<DeadLetter>();
+  const levels: number[] = [];
+  const bus = new Instrumentation();
+  bus.on('sink.queue', (e) => e.sink === 'sinks[0]' && levels.push(e.records));
+  const d = new Delivery({
+    results: [{ name: 'sinks[0]', sink: slow, limits: { maxRecords: 10, maxWriteRecords: 4 } }, { name: 'sinks[1]', sink: fast }],
+    deadLetters: { name: 'deadLetter', sink: dlq },
+    retry: THREE,
+    log: createLogger({}),
+    bus,
+    instanceId: 'weir-1',
+  });
+  const sent: WindowResult[] = [];
+  // Four steps of two results fit (8 < 10): deliver() returns at once each time.
+  for (let i = 0; i < 4; i++) {
+    const rs = [result(i * 2000, i + 1), result(i * 2000 + 1000, i + 1)];
+    sent.push(...rs);
+    await d.deliver(rs, [], NO_POSITION);
+  }
+  assert.equal(slow.writes, 1, 'the first write is in flight, the rest queued behind it');
+  assert.deepEqual(fast.got, sent, 'a slow sink does not hold the others back');
+  // The fifth step fills the queue (10): deliver() waits until the sink takes some.
+  const rs = [result(8000, 5), result(9000, 5)];
+  sent.push(...rs);
+  let returned = false;
+  const p = d.deliver(rs, [], NO_POSITION).then(() => (returned = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(returned, false, 'back pressure: deliver() waits while the queue is full');
+  slow.release();
+  await p;
+  await d.flush();
+  assert.deepEqual(slow.got, sent, 'in order, nothing lost');
+  assert.equal(Math.max(...levels), 10);
+  assert.equal(levels[levels.length - 1], 0);
+});
+
+test('flushUpTo waits for the steps up to a barrier only', async () => {
+  const slow = new GatedSink<WindowResult>();
+  const d = new Delivery({
+    results: [{ name: 'sinks[0]', sink: slow, limits: { maxWriteRecords: 1 } }],
+    deadLetters: { name: 'deadLetter', sink: new TestSink<DeadLetter>() },
+    retry: THREE,
+    log: createLogger({}),
+    bus: new Instrumentation(),
+    instanceId: 'weir-1',
+  });
+  const before = await d.deliver([result(0)], [], NO_POSITION);
+  assert.equal(d.barrier, before);
+  let flushed = false;
+  const f = d.flushUpTo(before).then(() => (flushed = true));
+  await d.deliver([result(1000)], [], NO_POSITION);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(flushed, false);
+  slow.release();
+  await f;
+  assert.ok(slow.got.length >= 1);
+  await d.flush();
+  assert.equal(slow.got.length, 2);
 });

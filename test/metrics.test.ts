@@ -104,8 +104,11 @@ async function runInstrumented(bus: Instrumentation, beforeFinish?: () => Promis
   step(() => op.finish(NOW_MS));
   // Events the operator has no producer for yet (Kafka, checkpoints, retries).
   bus.emit('consumer.lag', { partition: 0, lag: 42 });
-  bus.emit('checkpoint.completed', { id: 1, durationSeconds: 0.02, bytes: 4096 });
+  bus.emit('checkpoint.completed', { id: 1, durationSeconds: 0.02, syncSeconds: 0.001, bytes: 4096 });
   bus.emit('error', { kind: 'transient' });
+  bus.emit('sink.queue', { sink: 'sinks[0]', records: 3, bytes: 1200 });
+  bus.emit('sink.up', { sink: 'sinks[0]', up: true });
+  bus.emit('results.handed', { latenciesSeconds: [0.004, 0.03] });
   return exp;
 }
 
@@ -232,8 +235,8 @@ describe('Prometheus metrics from a real WindowOperator', () => {
       assert.ok(s.some((x) => x.name === 'process_cpu_user_seconds_total'));
       assert.ok(s.some((x) => x.name === 'nodejs_eventloop_lag_seconds'));
 
-      // Bounded labels only: never a group-by value (model, region) in a Weir series.
-      const allowed = new Set(['aggregation', 'partition', 'kind', 'le']);
+      // Bounded labels only (sinks come from the config): never a group-by value (model, region) in a Weir series.
+      const allowed = new Set(['aggregation', 'partition', 'kind', 'sink', 'le']);
       for (const x of s.filter((x) => WEIR_METRICS.some((n) => x.name === n || x.name.startsWith(`${n}_`)))) {
         for (const k of Object.keys(x.labels)) assert.ok(allowed.has(k), `${x.name} has label ${k}`);
       }

@@ -62,6 +62,16 @@ test('options: retries, initialDelayMs, factor, maxDelayMs', async () => {
   assert.equal(err.retryCount, 4);
 });
 
+test('maxElapsedMs: retries go on, capped at maxDelayMs, until the next one would start past it', async () => {
+  const { sleep, waited } = recordingSleep();
+  const err = await retry(async () => { throw transient(); }, { initialDelayMs: 100, factor: 2, maxDelayMs: 1000, maxElapsedMs: 5000, sleep }).catch((e: unknown) => e);
+  // 100 + 200 + 400 + 800 + 1000 + 1000 = 3500; another 1000 would still fit (4500), a further one not.
+  assert.deepEqual(waited, [100, 200, 400, 800, 1000, 1000, 1000]);
+  assert.ok(err instanceof RetriesExhaustedError);
+  assert.equal(err.retryCount, 7);
+  assert.match(err.message, /gave up after 8 attempts over 4500 ms, 7 retries/);
+});
+
 test('permanent and critical errors are not retried', async () => {
   for (const thrown of [new ConfigError('bad'), new SyntaxError('Unexpected token'), new WeirError('corrupt state', { domain: 'internal' }), new TypeError('x is undefined')]) {
     const { sleep, waited } = recordingSleep();

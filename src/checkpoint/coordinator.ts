@@ -1,15 +1,17 @@
 // Checkpoints and recovery of a partitioned operator with a Kafka source.
 //
-// A checkpoint is taken between two batches (the runner calls it from its loop, so
-// no batch is in flight and every result of the batches before it has been
-// written to the sinks):
-//   1. snapshot, synchronously: every partition's changed windows (puts and
-//      deletes, from the operators' dirty tracking) are staged in its state store,
-//      and its next offset and max event time are read;
-//   2. every partition store writes its staged changes durably as version N;
+// A checkpoint is taken in two parts, as Flink's asynchronous snapshots are:
+//   1. the barrier, synchronously, between two batches: every partition's changed
+//      windows are copied out of the core (an immutable ChangeSet, one memcpy), and
+//      its next offset and max event time and W are read. Processing goes on at once.
+//   2. in the background, while batches go on: the changes are staged in each
+//      partition's state store, which writes them durably as version N; then the
+//      sinks are waited for until they hold every result and dead letter of the
+//      batches before the barrier;
 //   3. `checkpoint-N/metadata.json` is written atomically (store.ts): the commit point;
 //   4. offsets are committed to Kafka (only now: never ahead of durable state);
 //   5. checkpoints beyond `retain` are deleted and the versions only they needed pruned.
+// At most one checkpoint is in flight (src/checkpoint/scheduler.ts): a due one waits.
 // A crash before 3 leaves version N in the backend without metadata: recovery
 // restores N-1, which deletes version N. A crash after 3 recovers N.
 //
@@ -28,8 +30,9 @@ import type { Instrumentation } from '../metrics/events';
 import type { PartitionedOperator } from '../pipeline/partitioned';
 import { offsetOf, type RecordBatch } from '../pipeline/types';
 import { StateCorrupt, type PartitionStore, type StateBackend } from '../state';
+import type { ChangeSet } from '../pipeline/changes';
 import { faultPoint } from './faults';
-import { CheckpointStore, fromJsonTime, toJsonTime, type CheckpointMetadata, type PartitionCheckpoint } from './store';
+import { CheckpointStore, fromJsonTime, toJsonTime, type CheckpointMetadata, type JsonTime, type PartitionCheckpoint } from './store';
 
 /** What the coordinator needs of the source (KafkaSource). */
 export interface CheckpointSource {
@@ -44,6 +47,19 @@ export function aggregationsFingerprint(cfg: Config): string {
   const aggs = cfg.aggregations.map((a) => ({ name: a.name, groupBy: a.groupBy, value: a.value, window: a.window }));
   const topic = cfg.source.type === 'kafka' ? cfg.source.topic : null;
   return createHash('sha256').update(JSON.stringify({ topic, field, maxOutOfOrdernessMs, allowedLatenessMs, aggs })).digest('hex').slice(0, 16);
+}
+
+/** A checkpoint between its barrier and its completion: an immutable copy of what it holds. */
+export interface PendingCheckpoint {
+  id: number;
+  reason: string;
+  /** performance.now() at the barrier. */
+  t0: number;
+  /** The barrier's duration: the pause in processing. */
+  syncSeconds: number;
+  createdAt: string;
+  watermarkMs: JsonTime;
+  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; changes: ChangeSet; headers: WeakMap<readonly string[], Buffer> }>;
 }
 
 export class Checkpointer {
@@ -217,38 +233,69 @@ export class Checkpointer {
     await ps?.close();
   }
 
-  /** Takes a checkpoint of every partition held (see the top of this file). */
-  async checkpoint(source: CheckpointSource, reason: string): Promise<CheckpointMetadata | undefined> {
+  /** Takes a checkpoint of every partition held, barrier and all (see the top of this file). */
+  async checkpoint(source: CheckpointSource, reason: string, sinksDone: () => Promise<void> = async () => {}): Promise<CheckpointMetadata | undefined> {
+    const b = this.barrier(reason);
+    return b === undefined ? undefined : this.complete(b, source, sinksDone);
+  }
+
+  /**
+   * Step 1, the barrier: synchronous, so no batch can land between state and offsets.
+   * Takes an immutable copy of every held partition's changed windows, its next offset
+   * and max event time, and W; processing goes on as soon as it returns. Undefined when
+   * no partition is held.
+   */
+  barrier(reason: string): PendingCheckpoint | undefined {
     const t0 = performance.now();
     this.lastAt = this.clock();
     const partitions = this.op.partitions;
     if (partitions.length === 0) return undefined;
     const id = this.nextId++;
-    // 1. Snapshot: synchronous, so no batch can land between state and offsets.
-    const parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number }> = [];
-    let changes = 0;
+    const parts: PendingCheckpoint['parts'] = [];
     for (const p of partitions) {
       const ps = this.stores.get(p);
       const offset = this.offsets.get(p);
       if (ps === undefined || offset === undefined) continue; // assigned, position not known yet: nothing to keep
-      const { puts, deletes } = this.op.operator(p).drainChanges();
-      for (const k of deletes) ps.delete(k);
-      for (const [k, v] of puts) ps.put(k, v);
-      changes += puts.length + deletes.length;
-      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p) });
+      const op = this.op.operator(p);
+      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), changes: op.takeChanges(), headers: op.stateHeaders });
     }
-    const watermarkMs = toJsonTime(this.op.watermarks.current);
+    const syncSeconds = (performance.now() - t0) / 1000;
+    faultPoint('barrier-taken');
+    return { id, reason, t0, syncSeconds, createdAt: new Date(this.clock()).toISOString(), watermarkMs: toJsonTime(this.op.watermarks.current), parts };
+  }
+
+  /**
+   * Steps 2 to 5, while processing goes on: the state as version `id`, then
+   * `sinksDone()` (every result and dead letter before the barrier is with its sink),
+   * then the commit point, the offsets and retention. Call it for one barrier at a time,
+   * in barrier order: each version holds the changes since the previous one.
+   */
+  async complete(b: PendingCheckpoint, source: CheckpointSource, sinksDone: () => Promise<void>): Promise<CheckpointMetadata> {
+    const { id, parts } = b;
+    let changes = 0;
+    for (const x of parts) {
+      // Keys and values are built here, out of the barrier; one partition at a time,
+      // letting batches in between.
+      const { puts, deletes } = x.changes.materialize(x.headers);
+      for (const k of deletes) x.ps.delete(k);
+      for (const [k, v] of puts) x.ps.put(k, v);
+      changes += puts.length + deletes.length;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     // 2. State, durably, as version `id`.
     const summaries = await Promise.all(parts.map((x) => x.ps.checkpoint(id)));
     faultPoint('state-written');
+    // The sinks hold everything before the barrier before the commit point says so.
+    await sinksDone();
+    faultPoint('sinks-flushed');
     const pcs: PartitionCheckpoint[] = parts.map((x, i) => ({ partition: x.p, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), state: summaries[i]! }));
     // 3. The commit point.
     const meta = await this.store.write({
       id,
-      createdAt: new Date(this.clock()).toISOString(),
+      createdAt: b.createdAt,
       instanceId: this.cfg.processing.instanceId,
       backend: this.backend.kind,
-      watermarkMs,
+      watermarkMs: b.watermarkMs,
       aggregations: this.fingerprint,
       partitions: pcs,
     });
@@ -265,10 +312,13 @@ export class Checkpointer {
     const oldest = await this.store.retain(this.cfg.checkpoint.retain);
     this.known = this.known.filter((m) => oldest === undefined || m.id >= oldest);
     if (oldest !== undefined) await Promise.all(parts.map((x) => x.ps.prune(oldest)));
-    const durationSeconds = (performance.now() - t0) / 1000;
+    const durationSeconds = (performance.now() - b.t0) / 1000;
     const bytes = summaries.reduce((s, x) => s + x.bytes, 0);
-    this.bus.emit('checkpoint.completed', { id, durationSeconds, bytes });
-    this.log.info({ checkpoint: id, reason, partitions: pcs.length, changes, stateBytes: bytes, durationMs: Math.round(durationSeconds * 1000) }, `checkpoint ${id} done (${reason})`);
+    this.bus.emit('checkpoint.completed', { id, durationSeconds, syncSeconds: b.syncSeconds, bytes });
+    this.log.info(
+      { checkpoint: id, reason: b.reason, partitions: pcs.length, changes, stateBytes: bytes, durationMs: Math.round(durationSeconds * 1000), barrierMs: Math.round(b.syncSeconds * 1e4) / 10 },
+      `checkpoint ${id} done (${b.reason})`,
+    );
     return meta;
   }
 

@@ -6,8 +6,12 @@ import { classify } from './classify';
 import { WeirError, toWeirError } from './errors';
 
 export interface RetryOptions {
-  /** Retries after the first attempt (so at most retries + 1 attempts). @default 3 */
+  /** Retries after the first attempt (so at most retries + 1 attempts). @default 3, or unbounded when maxElapsedMs is given */
   retries?: number;
+  /** No retry starts once this long (ms) has passed since the first attempt. @default unbounded */
+  maxElapsedMs?: number;
+  /** Clock of maxElapsedMs, ms. @default performance.now */
+  now?: () => number;
   /** Delay before the first retry, ms. @default 100 */
   initialDelayMs?: number;
   /** Each delay is the previous one times this. @default 2 */
@@ -36,11 +40,17 @@ const defaultSleep = (ms: number): Promise<void> => delay(ms);
 /**
  * Runs `fn(attempt)` (attempt is 1 for the first try) until it resolves. Transient
  * failures are retried after `initialDelayMs * factor^n` ms (100, 200, 400 by
- * default); a permanent or critical failure is rethrown at once as a WeirError;
- * when retries run out, a RetriesExhaustedError wrapping the last error is thrown.
+ * default), each delay at most `maxDelayMs`; a permanent or critical failure is
+ * rethrown at once as a WeirError; when `retries` retries were made, or the next one
+ * would start past `maxElapsedMs`, a RetriesExhaustedError wrapping the last error is
+ * thrown.
  */
 export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
-  const retries = opts.retries ?? 3;
+  const retries = opts.retries ?? (opts.maxElapsedMs === undefined ? 3 : Number.POSITIVE_INFINITY);
+  const maxElapsedMs = opts.maxElapsedMs ?? Number.POSITIVE_INFINITY;
+  const now = opts.now ?? (() => performance.now());
+  const t0 = now();
+  let waited = 0;
   const factor = opts.factor ?? 2;
   const maxDelayMs = opts.maxDelayMs ?? Number.POSITIVE_INFINITY;
   const sleep = opts.sleep ?? defaultSleep;
@@ -54,11 +64,20 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
       if (kind === 'permanent' && !(e instanceof WeirError)) throw new WeirError(e instanceof Error ? e.message : String(e), { domain: 'user', cause: e });
       if (kind !== 'transient') throw toWeirError(e);
       const err = toWeirError(e);
-      if (attempt > retries)
-        throw new RetriesExhaustedError(`${err.message} (gave up after ${attempt} attempt${attempt === 1 ? '' : 's'}, ${retries} retr${retries === 1 ? 'y' : 'ies'})`, retries, e);
       const wait = Math.min(delayMs, maxDelayMs);
+      // Elapsed: the clock's, or the delays slept when the clock does not move (an injected sleep).
+      const elapsed = Math.max(now() - t0, waited);
+      if (attempt > retries || elapsed + wait > maxElapsedMs) {
+        const made = attempt - 1;
+        throw new RetriesExhaustedError(
+          `${err.message} (gave up after ${attempt} attempt${attempt === 1 ? '' : 's'} over ${Math.round(elapsed)} ms, ${made} retr${made === 1 ? 'y' : 'ies'})`,
+          made,
+          e,
+        );
+      }
       opts.onRetry?.(err, attempt, wait);
       await sleep(wait);
+      waited += wait;
       delayMs *= factor;
     }
   }

@@ -63,7 +63,10 @@ export interface ConsumerLagEvent {
 /** A checkpoint became durable (its metadata.json renamed into place). */
 export interface CheckpointCompletedEvent {
   id: number;
+  /** From the barrier to the commit point and the offsets, seconds. */
   durationSeconds: number;
+  /** The barrier alone: the pause in processing, seconds. */
+  syncSeconds: number;
   bytes: number;
 }
 
@@ -81,6 +84,27 @@ export interface PartitionRevokedEvent {
   partition: number;
 }
 
+/** Records waiting in or being written from one sink's queue (`sinks[i]`, `deadLetter`). */
+export interface SinkQueueEvent {
+  sink: string;
+  records: number;
+  bytes: number;
+}
+
+/** A sink's writes fail transiently and are being retried (`up: false`), or one went through again. */
+export interface SinkUpEvent {
+  sink: string;
+  up: boolean;
+}
+
+/**
+ * On-time results handed to the sinks: per result, wall time then minus (window end +
+ * maxOutOfOrderness), seconds: how long after its window could close a result left.
+ */
+export interface ResultsHandedEvent {
+  latenciesSeconds: readonly number[];
+}
+
 /** Every event of the bus, by name. */
 export interface InstrumentationEvents {
   'batch.processed': BatchProcessedEvent;
@@ -92,6 +116,9 @@ export interface InstrumentationEvents {
   'checkpoint.completed': CheckpointCompletedEvent;
   error: ErrorEvent;
   'partition.revoked': PartitionRevokedEvent;
+  'sink.queue': SinkQueueEvent;
+  'sink.up': SinkUpEvent;
+  'results.handed': ResultsHandedEvent;
 }
 
 export type InstrumentationEventName = keyof InstrumentationEvents;

@@ -1,4 +1,4 @@
-// Weir's Prometheus metrics: nine families fed by the instrumentation bus, plus
+// Weir's Prometheus metrics: thirteen families fed by the instrumentation bus, plus
 // Node's default process metrics, in a registry of their own (never prom-client's
 // global one, so that two processors in one process or test do not collide).
 //
@@ -8,7 +8,7 @@
 import * as prom from 'prom-client';
 import type { Instrumentation } from './events';
 
-/** The nine metric families, unprefixed, as deploy/ (alerts, dashboard) and test/deploy.test.ts name them. */
+/** The metric families, unprefixed, as deploy/ (alerts, dashboard) and test/deploy.test.ts name them. */
 export const METRIC_NAMES = [
   'events_processed_total',
   'processing_latency_seconds',
@@ -19,6 +19,10 @@ export const METRIC_NAMES = [
   'errors_total',
   'late_events_total',
   'watermark_lag_seconds',
+  'checkpoint_pause_seconds',
+  'result_latency_seconds',
+  'sink_queue_records',
+  'sink_up',
 ] as const;
 
 /** Error kinds of `errors_total`; every one is exported from the start, at 0. */
@@ -33,6 +37,12 @@ export const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 
 
 /** Checkpoint duration, seconds: 5 ms (small memory state) to 2 min (large RocksDB state). */
 export const CHECKPOINT_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** The checkpoint barrier's pause in processing, seconds: 0.1 ms to 1 s. */
+export const PAUSE_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** Result latency, seconds: 1 ms to 1 min. The 0.05 and 0.25 s bounds are the targets a live stream is held to. */
+export const RESULT_LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export interface MetricsOptions {
   /** Prepended to every metric name, Node's default metrics included. @default "" */
@@ -54,7 +64,7 @@ export interface Metrics {
 }
 
 /**
- * Registers the nine Weir metrics (and Node's default metrics) in a new registry
+ * Registers the Weir metrics (and Node's default metrics) in a new registry
  * and subscribes them to `bus`:
  *
  * | metric | type | labels | fed by |
@@ -68,6 +78,10 @@ export interface Metrics {
  * | `errors_total` | counter | kind | `error`, and dead letters (below) |
  * | `late_events_total` | counter | aggregation | `batch.processed`: `late[a]` |
  * | `watermark_lag_seconds` | gauge | partition | `watermark`: (nowMs - watermarkMs) / 1000; 0 while there is no finite watermark |
+ * | `checkpoint_pause_seconds` | histogram | - | `checkpoint.completed`: `syncSeconds`, the barrier's pause in processing |
+ * | `result_latency_seconds` | histogram | - | `results.handed`: wall time a result is handed to the sinks minus (window end + maxOutOfOrderness), on-time results |
+ * | `sink_queue_records` | gauge | sink | `sink.queue`: records queued or being written, per sink (`sinks[i]`, `deadLetter`) |
+ * | `sink_up` | gauge | sink | `sink.up`: 0 while a sink's writes fail and are retried, 1 once one goes through |
  *
  * Dead letters: a `malformed` or `invalid` dead letter is an error that retrying
  * can never fix, so each one also counts as `errors_total{kind="permanent"}`
@@ -139,6 +153,31 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
     registers,
   });
 
+  const checkpointPause = new prom.Histogram({
+    name: `${prefix}checkpoint_pause_seconds`,
+    help: 'Time processing waits for a checkpoint barrier (the copy of the changed windows), seconds.',
+    buckets: PAUSE_BUCKETS_SECONDS,
+    registers,
+  });
+  const resultLatency = new prom.Histogram({
+    name: `${prefix}result_latency_seconds`,
+    help: 'Wall time an on-time result was handed to the sinks minus (its window end + maxOutOfOrderness), seconds.',
+    buckets: RESULT_LATENCY_BUCKETS_SECONDS,
+    registers,
+  });
+  const sinkQueue = new prom.Gauge({
+    name: `${prefix}sink_queue_records`,
+    help: 'Records queued for or being written to a sink; the loop waits when a queue is full.',
+    labelNames: ['sink'] as const,
+    registers,
+  });
+  const sinkUp = new prom.Gauge({
+    name: `${prefix}sink_up`,
+    help: '0 while a sink\'s writes fail transiently and are being retried, 1 otherwise.',
+    labelNames: ['sink'] as const,
+    registers,
+  });
+
   for (const kind of ERROR_KINDS) errors.inc({ kind }, 0);
   for (const aggregation of opts.aggregations ?? []) {
     eventsProcessed.inc({ aggregation }, 0);
@@ -166,7 +205,15 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
       watermarkLag.set({ partition: String(e.partition) }, lag);
     }),
     bus.on('consumer.lag', (e) => consumerLag.set({ partition: String(e.partition) }, e.lag)),
-    bus.on('checkpoint.completed', (e) => checkpointDuration.observe(e.durationSeconds)),
+    bus.on('checkpoint.completed', (e) => {
+      checkpointDuration.observe(e.durationSeconds);
+      checkpointPause.observe(e.syncSeconds);
+    }),
+    bus.on('results.handed', (e) => {
+      for (const s of e.latenciesSeconds) resultLatency.observe(s);
+    }),
+    bus.on('sink.queue', (e) => sinkQueue.set({ sink: e.sink }, e.records)),
+    bus.on('sink.up', (e) => sinkUp.set({ sink: e.sink }, e.up ? 1 : 0)),
     bus.on('error', (e) => errors.inc({ kind: e.kind })),
     bus.on('partition.revoked', (e) => {
       const partition = String(e.partition);

@@ -11,8 +11,11 @@ import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
+import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type StateChanges } from './changes';
 
-const { EV, RES, RES_BYTES, GONE, GONE_BYTES, SNAP, SNAP_HEADER } = Layout;
+export { STATE_VALUE_VERSION, type StateChanges } from './changes';
+
+const { EV, RES, RES_BYTES, GONE, GONE_BYTES } = Layout;
 
 /**
  * A key registry that also keeps each key's group values in group-by order, so that
@@ -29,48 +32,12 @@ class ValuedKeyRegistry extends KeyRegistry {
   }
 }
 
-/** Changes of the window state since the last drain, at the level of state keys. */
-export interface StateChanges {
-  /** Windows created or changed: (state key, value). */
-  puts: Array<[string, Buffer]>;
-  /** State keys no window holds any more (purged, merged away, or a session that grew). */
-  deletes: string[];
-}
-
-/**
- * Value format of one window's state (version 1), little-endian:
- *
- *   u8 'W' (0x57), u8 version (1)
- *   u16 byte length, UTF-8: the aggregation's name
- *   u16 n, then n × (u32 byte length, UTF-8): the group values, in group-by order
- *   f64 start, f64 end
- *   the rest: the core's slot serialization (accumulators and sketch; assembly/layout.ts,
- *   versioned by its own leading u32 SER_VERSION)
- */
-export const STATE_VALUE_VERSION = 1;
-const STATE_MAGIC = 0x57;
-
 interface DecodedState {
   name: string;
   values: string[];
   start: number;
   end: number;
   core: Uint8Array;
-}
-
-function stateHeader(name: string, values: readonly string[]): Buffer {
-  const parts = [Buffer.from(name, 'utf8'), ...values.map((v) => Buffer.from(v, 'utf8'))];
-  const b = Buffer.allocUnsafe(2 + 2 + parts[0]!.length + 2 + values.length * 4 + parts.slice(1).reduce((n, x) => n + x.length, 0));
-  let o = b.writeUInt8(STATE_MAGIC, 0);
-  o = b.writeUInt8(STATE_VALUE_VERSION, o);
-  o = b.writeUInt16LE(parts[0]!.length, o);
-  o += parts[0]!.copy(b, o);
-  o = b.writeUInt16LE(values.length, o);
-  for (const x of parts.slice(1)) {
-    o = b.writeUInt32LE(x.length, o);
-    o += x.copy(b, o);
-  }
-  return b;
 }
 
 /** Parses a state value; throws naming the state key when it is not one. */
@@ -140,12 +107,10 @@ export class WindowOperator {
   private tracking = false;
   /** Whether any event went into the core (restore needs a fresh operator). */
   private fed = false;
-  /** slot -> state key it is persisted under (as of the last drain or the restore). */
-  private readonly persisted = new Map<number, string>();
-  /** Persisted state keys whose window is gone since the last drain. */
-  private readonly deleted = new Set<string>();
-  /** Per aggregation, per key id: the encoded head of its state values. */
-  private readonly headers: Buffer[][];
+  /** Which window each slot is persisted as, for the deletes of the next change set. */
+  private readonly persisted: PersistedWindows;
+  /** The encoded head of a state value per group-values array (one per key). */
+  private readonly headers = new WeakMap<readonly string[], Buffer>();
 
   constructor(cfg: Config, opts: OperatorOptions = {}) {
     const { eventTime, aggregations, processing } = cfg;
@@ -157,7 +122,7 @@ export class WindowOperator {
     this.valued = aggregations.map((a) => new ValuedKeyRegistry(a.groupBy));
     this.registries = this.valued;
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
-    this.headers = aggregations.map(() => []);
+    this.persisted = new PersistedWindows(aggregations.map((a) => a.name));
     this.core = new WasmCore(
       processing.batchSize,
       aggregations.map((a) => {
@@ -259,54 +224,36 @@ export class WindowOperator {
    * The state-key-level changes since the last drain (or since trackChanges /
    * restore): puts of every window created or changed, deletes of every persisted
    * key no window holds any more. A window created and purged in between appears in
-   * neither; a persisted one changed and then purged only in deletes. Cost:
-   * proportional to the windows changed. Applying deletes, then puts, to the state
-   * of the last drain gives exactly the live windows.
+   * neither; a persisted one changed and then purged only in deletes. Applying
+   * deletes, then puts, to the state of the last drain gives exactly the live
+   * windows. `takeChanges()` and `materialize()` in one.
    */
   drainChanges(): StateChanges {
-    if (!this.tracking) throw new Error('drainChanges() needs trackChanges() first');
-    const recs = this.serialize(false);
-    // A session that grew or absorbed others is stored under a new key: the old one goes.
-    for (const r of recs) {
-      const old = this.persisted.get(r.slot);
-      if (old !== undefined && old !== r.key) this.deleted.add(old);
-    }
-    const puts: Array<[string, Buffer]> = [];
-    for (const r of recs) {
-      this.persisted.set(r.slot, r.key);
-      this.deleted.delete(r.key);
-      puts.push([r.key, r.value]);
-    }
-    const deletes = [...this.deleted];
-    this.deleted.clear();
-    return { puts, deletes };
+    return this.takeChanges().materialize(this.headers);
+  }
+
+  /**
+   * The changes since the last take, copied out of the core (a checkpoint's barrier):
+   * cost proportional to the windows changed, one memcpy and a few array writes per
+   * window. Building the state keys and values is left to ChangeSet.materialize().
+   */
+  takeChanges(): ChangeSet {
+    if (!this.tracking) throw new Error('takeChanges() needs trackChanges() first');
+    return this.persisted.take(this.core.serialize(false), this.keyOf, this.valuesOf);
   }
 
   /** Every live window's (state key, value), as drainChanges would put them; changes nothing. */
   snapshot(): Array<[string, Buffer]> {
-    return this.serialize(true).map((r) => [r.key, r.value]);
+    return new PersistedWindows(this.aggs.map((a) => a.name)).take(this.core.serialize(true), this.keyOf, this.valuesOf).materialize(this.headers).puts;
   }
 
-  /** The changed (or all) windows from the core, as state keys and values. */
-  private serialize(all: boolean): Array<{ slot: number; key: string; value: Buffer }> {
-    const snap = this.core.serialize(all);
-    const out: Array<{ slot: number; key: string; value: Buffer }> = [];
-    let off = snap.base;
-    for (let k = 0; k < snap.count; k++) {
-      const w = off >>> 2, d = off >>> 3;
-      const a = snap.u32[w + SNAP.AGG / 4]!, keyId = snap.u32[w + SNAP.KEY / 4]!, len = snap.u32[w + SNAP.LEN / 4]!;
-      const start = snap.f64[d + SNAP.START / 8]!, end = snap.f64[d + SNAP.END / 8]!;
-      const head = this.headerOf(a, keyId);
-      const value = Buffer.allocUnsafe(head.length + 16 + len);
-      head.copy(value, 0);
-      value.writeDoubleLE(start, head.length);
-      value.writeDoubleLE(end, head.length + 8);
-      value.set(snap.bytes.subarray(off + SNAP_HEADER, off + SNAP_HEADER + len), head.length + 16);
-      out.push({ slot: snap.u32[w + SNAP.SLOT / 4]!, key: stateKey(this.aggs[a]!.name, this.registries[a]!.keys[keyId]!, start, end), value });
-      off += SNAP_HEADER + ((len + 7) & ~7);
-    }
-    return out;
+  /** The headers cache of materialize(): the same for every change set of this operator. */
+  get stateHeaders(): WeakMap<readonly string[], Buffer> {
+    return this.headers;
   }
+
+  private readonly keyOf = (a: number, keyId: number): string => this.registries[a]!.keys[keyId]!;
+  private readonly valuesOf = (a: number, keyId: number): readonly string[] => this.valued[a]!.values[keyId]!;
 
   /**
    * Rebuilds the window state of a fresh operator (no event processed yet) from the
@@ -333,15 +280,8 @@ export class WindowOperator {
         throw new Error(
           `window state "${key}" cannot be restored: the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
         );
-      this.persisted.set(slot, key);
+      this.persisted.set(slot, a, reg.keys[id]!, st.start, st.end);
     }
-  }
-
-  private headerOf(a: number, keyId: number): Buffer {
-    const hs = this.headers[a]!;
-    let h = hs[keyId];
-    if (h === undefined) hs[keyId] = h = stateHeader(this.aggs[a]!.name, this.valued[a]!.values[keyId]!);
-    return h;
   }
 
   memoryBytes(): number {
@@ -387,19 +327,14 @@ export class WindowOperator {
       });
     }
     const g = this.core.gone();
-    const persisted = this.persisted.size > 0 ? this.persisted : undefined;
+    const persisted = this.persisted.empty ? undefined : this.persisted;
     for (let k = 0; k < g.count; k++) {
       const b = g.base + k * GONE_BYTES;
       const a = g.u32[(b >>> 2) + GONE.AGG / 4]!;
       out.gone.push({ agg: a, key: this.registries[a]!.keys[g.u32[(b >>> 2) + GONE.KEY / 4]!]!, start: g.f64[(b >>> 3) + GONE.START / 8]!, end: g.f64[(b >>> 3) + GONE.END / 8]! });
       if (persisted !== undefined) {
         // The slot's persisted key (a session may have grown since) is no window's any more.
-        const slot = g.u32[(b >>> 2) + GONE.SLOT / 4]!;
-        const sk = persisted.get(slot);
-        if (sk !== undefined) {
-          this.deleted.add(sk);
-          persisted.delete(slot);
-        }
+        persisted.release(g.u32[(b >>> 2) + GONE.SLOT / 4]!);
       }
     }
     this.core.resetOutput();

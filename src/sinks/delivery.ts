@@ -1,16 +1,21 @@
-// Delivering what one operator step produced: its results to every result sink, then
-// its dead letters to the dead-letter queue.
+// Delivering what the operator produced: its results to every result sink, its dead
+// letters to the dead-letter queue, each through the sink's own queue of writes in
+// flight (queue.ts), so that the loop never waits for a sink until that sink's queue
+// is full (back pressure). Per sink, writes happen in the order the operator produced
+// them, so the last result written for a window is its last firing.
 //
-// What happens when a write fails (issue 4, "Errors"); every result and every event
-// ends up delivered, counted in a delivered result, dead-lettered with a reason, or
-// the run stops before a checkpoint moves past it: nothing is lost silently.
+// What happens when a write fails; every result and every event ends up delivered,
+// counted in a delivered result, dead-lettered with a reason, or the run stops before
+// a checkpoint moves past it: nothing is lost silently.
 //
-// - Transient failure of a result sink (unreachable, timeout, broker unavailable:
-//   classify() says `transient`): retried with backoff, `cfg.retry` (100, 200, 400 ms
-//   by default). When the retries run out, each result of that write becomes a dead
-//   letter, reason `undeliverable`, `retry_count` the retries made, `error` naming the
-//   sink and its last error, `sink` = `sinks[i]`; the run goes on. Other sinks still
-//   get the results.
+// - Transient failure of a result sink (unreachable, timeout, broker unavailable, a
+//   database failover: classify() says `transient`): retried on the queue, not in the
+//   loop, with a capped exponential backoff (`cfg.retry`: 100, 200, 400 ms, ... up to
+//   maxDelayMs) for up to `retry.maxElapsedMs` (minutes by default). Meanwhile the
+//   queue fills and holds the loop back, and `sink_up` reads 0. When the time runs out,
+//   each result of that write becomes a dead letter, reason `undeliverable`,
+//   `retry_count` the retries made, `error` naming the sink and its last error, `sink`
+//   = `sinks[i]`; the run goes on. Other sinks still get the results.
 // - A sink that refuses the records themselves (RecordsRejectedError: a row its table
 //   rejects, a message larger than the topic allows) is not retried: the write is
 //   split into one record each, and only the refused ones are dead-lettered
@@ -18,30 +23,33 @@
 //   of failure (permanent) on the input side: the operator dead-letters it, and a
 //   warning is logged per step.
 // - Any other failure of a result sink (a file that cannot be written, a missing table
-//   or permission, a bug) means the sink is unusable: dead-lettering every result from
-//   then on would quietly move the output into the dead-letter queue, so the run stops.
+//   or permission, a table whose columns cannot hold the results, a bug) means the
+//   sink is unusable: dead-lettering every result from then on would quietly move the
+//   output into the dead-letter queue, so the run stops.
 // - The dead-letter queue is retried the same way, but when it cannot take a write,
 //   nothing could record what is lost: the run stops (critical).
-// A stop throws FatalError. The runner then writes no checkpoint (the operator's state
-// already holds the failed step, whose offsets are not processed: a checkpoint would
-// put state ahead of what was delivered), closes the source and sinks, and exits
-// non-zero; a restart recovers from the last checkpoint and replays from there,
-// writing the results since then again (the sinks keep the last result per window).
+// A stop is a FatalError, thrown by the next deliver(), flushUpTo() or drain(). The
+// runner then completes no checkpoint past it (the operator's state already holds the
+// failed step), closes the source and sinks, and exits non-zero; a restart recovers
+// from the last checkpoint and replays from there, writing the results since then
+// again (the sinks keep the last result per window).
 // Not here: a sink that cannot be opened at start fails the run before anything is
 // read (the supervisor's restart is the retry); a Kafka sink's kafkajs retries on its
 // own first (KafkaJSNumberOfRetriesExceeded of a retriable cause is transient, see
 // sinks/kafka.ts), so each attempt counted in retry_count is a whole kafkajs cycle.
 import { FatalError, RecordsRejectedError, WeirError, toWeirError } from '../errors/errors';
 import { retry, RetriesExhaustedError, type RetryOptions } from '../errors/retry';
+import { SinkQueue, type QueueLimits, type QueuedWrite } from './queue';
 import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
 import type { DeadLetter, WindowResult } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
 
-/** A sink and the name messages and dead letters give it (`sinks[1]`, `deadLetter`). */
+/** A sink, the name messages and dead letters give it (`sinks[1]`, `deadLetter`), and its queue's limits. */
 export interface NamedSink<T> {
   name: string;
   sink: RecordSink<T>;
+  limits?: Partial<QueueLimits>;
 }
 
 /** Where the input stood when a step produced its output (see DeadLetter.partition). */
@@ -52,6 +60,11 @@ export interface InputPosition {
 
 /** A step fired by a wall-clock tick or by the end of the input: no input record. */
 export const NO_POSITION: InputPosition = Object.freeze({ partition: -1, offset: '' });
+
+/** Queue limits of a sink whose config says nothing (tests); the config's defaults are in config.ts. */
+const DEFAULT_LIMITS: QueueLimits = { maxRecords: 100_000, maxBytes: 64 * 1024 * 1024, maxWriteRecords: 2_000, lingerMs: 0 };
+/** What a queued result or dead letter counts for in maxBytes: its JSON line is about this long. */
+const RECORD_BYTES = 400;
 
 export interface DeliveryOptions {
   results: ReadonlyArray<NamedSink<WindowResult>>;
@@ -68,42 +81,82 @@ export interface DeliveryOptions {
 
 export class Delivery {
   private readonly clock: () => number;
+  private readonly resultQueues: Array<SinkQueue<WindowResult, InputPosition>>;
+  private readonly dlq: SinkQueue<DeadLetter, InputPosition>;
+  private seq = 0;
+  private written = 0;
+  private undeliverableCount = 0;
+  /** Settles (rejects) once a queue failed: the loop races it against a pull that may wait long. */
+  readonly failed: Promise<never>;
+  private rejectFailed!: (e: unknown) => void;
 
   constructor(private readonly opts: DeliveryOptions) {
     this.clock = opts.clock ?? Date.now;
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => undefined);
+    const queue = <T>(s: NamedSink<T>, handle: (ws: ReadonlyArray<QueuedWrite<T, InputPosition>>) => Promise<void>): SinkQueue<T, InputPosition> =>
+      new SinkQueue<T, InputPosition>(
+        s.name,
+        { ...DEFAULT_LIMITS, ...s.limits },
+        async (ws) => {
+          try {
+            await handle(ws);
+          } catch (e) {
+            this.rejectFailed(e);
+            throw e;
+          }
+        },
+        (records, bytes) => opts.bus.emit('sink.queue', { sink: s.name, records, bytes }),
+      );
+    this.resultQueues = opts.results.map((s) => queue(s, (ws) => this.toResultSink(s, ws)));
+    this.dlq = queue(opts.deadLetters, (ws) => this.toDeadLetters(ws));
+  }
+
+  /** Dead letters written to the dead-letter queue so far. */
+  get deadLettersWritten(): number {
+    return this.written;
+  }
+
+  /** Results dead-lettered as `undeliverable` so far. */
+  get undeliverableResults(): number {
+    return this.undeliverableCount;
   }
 
   /**
-   * Writes `results` to every result sink, then `deadLetters` and the results a sink
-   * did not take to the dead-letter queue. Resolves with the number of dead letters
-   * written; throws FatalError when the run must stop.
+   * Hands `results` to every result sink's queue and `deadLetters` to the dead-letter
+   * queue, and returns; it waits only while a queue is full (back pressure). Throws
+   * FatalError once a queue failed. Returns the sequence number of this step: a
+   * barrier taken after it waits for it with flushUpTo().
    */
   async deliver(results: readonly WindowResult[], deadLetters: readonly DeadLetter[], at: InputPosition): Promise<number> {
-    let all = deadLetters;
-    if (results.length > 0) {
-      for (const s of this.opts.results) {
-        const lost = await this.toResultSink(s, results, at);
-        if (lost.length > 0) all = all.concat(lost);
-      }
-    }
+    const seq = ++this.seq;
+    if (results.length > 0) for (const q of this.resultQueues) q.push(seq, results, results.length * RECORD_BYTES, at);
+    if (deadLetters.length > 0) this.dlq.push(seq, deadLetters, deadLetters.length * RECORD_BYTES, at);
     this.logRejectedEvents(deadLetters);
-    if (all.length === 0) return 0;
-    const dlq = this.opts.deadLetters;
-    try {
-      await this.write(dlq, all, 'dead letter');
-    } catch (e) {
-      throw new FatalError(`cannot write ${all.length} dead letter(s) to the dead-letter queue, stopping: ${messageOf(e)}`, e);
-    }
-    return all.length;
+    for (const q of this.resultQueues) if (q.full) await q.space();
+    if (this.dlq.full) await this.dlq.space();
+    return seq;
+  }
+
+  /** The sequence number of the last step handed over: what a barrier taken now covers. */
+  get barrier(): number {
+    return this.seq;
   }
 
   /**
-   * Everything written so far out of this process, before a checkpoint moves past it. A
-   * sink that cannot get there is unusable: FatalError, naming it.
+   * Resolves once everything of the steps up to `seq` is out of this process: every
+   * result with every result sink (or dead-lettered), every dead letter in the
+   * dead-letter queue, and the sinks flushed. A sink that cannot get there is unusable:
+   * FatalError, naming it.
    */
-  async flush(): Promise<void> {
+  async flushUpTo(seq: number): Promise<void> {
+    await Promise.all(this.resultQueues.map((q) => q.doneThrough(seq)));
+    // The results of those steps that a sink did not take are queued as dead letters by now.
+    await this.dlq.doneThrough(seq);
+    // A sink whose queue failed after those steps has written them: its failure is a later step's.
+    const healthy = [...this.opts.results, this.opts.deadLetters].filter((_, i) => ([...this.resultQueues, this.dlq][i]!.error === undefined));
     await Promise.all(
-      [...this.opts.results, this.opts.deadLetters].map(async (s: NamedSink<unknown>) => {
+      healthy.map(async (s: NamedSink<unknown>) => {
         try {
           await s.sink.flush?.();
         } catch (e) {
@@ -113,16 +166,43 @@ export class Delivery {
     );
   }
 
-  /** Writes `records` to one result sink; returns the dead letters of those it did not take. */
-  private async toResultSink(s: NamedSink<WindowResult>, records: readonly WindowResult[], at: InputPosition): Promise<DeadLetter[]> {
+  /** Everything handed over so far, out of this process (see flushUpTo). */
+  flush(): Promise<void> {
+    return this.flushUpTo(this.seq);
+  }
+
+  /** A result queue's worker: one write of what it gathered, and the dead letters of what the sink did not take. */
+  private async toResultSink(s: NamedSink<WindowResult>, ws: ReadonlyArray<QueuedWrite<WindowResult, InputPosition>>): Promise<void> {
+    const records = ws.length === 1 ? ws[0]!.records : ws.flatMap((w) => w.records);
+    const lost: Array<{ seq: number; dead: DeadLetter[] }> = [];
     try {
       await this.write(s, records, 'result');
-      return [];
+      this.opts.bus.emit('sink.up', { sink: s.name, up: true });
+      return;
     } catch (e) {
-      if (e instanceof RetriesExhaustedError) return this.gaveUp(s, records, e, at);
-      if (e instanceof RecordsRejectedError) return this.oneByOne(s, records, e, at);
-      throw this.unusable(s, e);
+      if (e instanceof RetriesExhaustedError) {
+        const dead = this.gaveUp(s, ws, e);
+        let k = 0;
+        for (const w of ws) lost.push({ seq: w.seq, dead: dead.slice(k, (k += w.records.length)) });
+      } else if (e instanceof RecordsRejectedError) for (const w of ws) lost.push({ seq: w.seq, dead: await this.oneByOne(s, w.records, e, w.at) });
+      else throw this.unusable(s, e);
     }
+    // Numbered as the step they came from: a checkpoint past that step waits for them too.
+    for (const { seq, dead } of lost) {
+      this.undeliverableCount += dead.length;
+      this.dlq.push(seq, dead, dead.length * RECORD_BYTES, NO_POSITION);
+    }
+  }
+
+  /** The dead-letter queue's worker. */
+  private async toDeadLetters(ws: ReadonlyArray<QueuedWrite<DeadLetter, InputPosition>>): Promise<void> {
+    const all = ws.length === 1 ? ws[0]!.records : ws.flatMap((w) => w.records);
+    try {
+      await this.write(this.opts.deadLetters, all, 'dead letter');
+    } catch (e) {
+      throw new FatalError(`cannot write ${all.length} dead letter(s) to the dead-letter queue, stopping: ${messageOf(e)}`, e);
+    }
+    this.written += all.length;
   }
 
   /** A write was refused for some of its records: find which, write the others. */
@@ -143,7 +223,7 @@ export class Delivery {
           if (e instanceof RecordsRejectedError) refused(r, e);
           else if (e instanceof RetriesExhaustedError) {
             // The sink went away meanwhile: this and the rest are undeliverable, as a whole write would be.
-            lost.push(...this.gaveUp(s, records.slice(i), e, at));
+            lost.push(...this.gaveUp(s, [{ records: records.slice(i), at }], e));
             break;
           } else throw this.unusable(s, e);
         }
@@ -158,14 +238,16 @@ export class Delivery {
     return lost;
   }
 
-  private gaveUp(s: NamedSink<WindowResult>, records: readonly WindowResult[], e: RetriesExhaustedError, at: InputPosition): DeadLetter[] {
+  /** The results of one write that outlasted its retries (in `writes`, each with where the input stood), as dead letters. */
+  private gaveUp(s: NamedSink<WindowResult>, writes: ReadonlyArray<{ records: readonly WindowResult[]; at: InputPosition }>, e: RetriesExhaustedError): DeadLetter[] {
+    const n = writes.reduce((k, w) => k + w.records.length, 0);
     // retry() counts the failed attempts before each retry; this is the last one.
     this.opts.bus.emit('error', { kind: 'transient' });
     this.opts.log.error(
-      { err: e, kind: 'transient', sink: s.name, retryCount: e.retryCount, results: records.length },
-      `${records.length} result(s) dead-lettered as undeliverable: ${withName(s, e.message)}`,
+      { err: e, kind: 'transient', sink: s.name, retryCount: e.retryCount, results: n },
+      `${n} result(s) dead-lettered as undeliverable: ${withName(s, e.message)}`,
     );
-    return records.map((r) => this.undeliverable(s, r, e.retryCount, e, at));
+    return writes.flatMap((w) => w.records.map((r) => this.undeliverable(s, r, e.retryCount, e, w.at)));
   }
 
   // A FatalError is counted and logged once, by whoever ends the run with it (the runner's report()).
@@ -194,6 +276,7 @@ export class Delivery {
       ...this.opts.retry,
       onRetry: (e, attempt, delayMs) => {
         this.opts.bus.emit('error', { kind: 'transient' });
+        this.opts.bus.emit('sink.up', { sink: s.name, up: false });
         this.opts.log.warn(
           { err: e, kind: 'transient', sink: s.name, attempt, delayMs },
           `writing ${records.length} ${what}(s) to ${s.name} failed, retrying in ${delayMs} ms: ${e.message}`,

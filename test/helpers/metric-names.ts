@@ -1,4 +1,4 @@
-// The nine metric names of the issue: the specification both the deploy test and the
+// The metric names Weir exports: the specification both the deploy test and the
 // metrics test check against (src/metrics/prometheus.ts has its own list, compared with this one).
 
 /** Every metric family Weir exports on /metrics, by its Prometheus name. */
@@ -12,6 +12,10 @@ export const WEIR_METRICS = [
   'errors_total',
   'late_events_total',
   'watermark_lag_seconds',
+  'checkpoint_pause_seconds',
+  'result_latency_seconds',
+  'sink_queue_records',
+  'sink_up',
 ] as const;
 
 export type WeirMetricName = (typeof WEIR_METRICS)[number];
@@ -20,6 +24,8 @@ export type WeirMetricName = (typeof WEIR_METRICS)[number];
 export const WEIR_HISTOGRAMS: readonly WeirMetricName[] = [
   'processing_latency_seconds',
   'checkpoint_duration_seconds',
+  'checkpoint_pause_seconds',
+  'result_latency_seconds',
 ];
 
 /** Whether `series` is a name that Weir's /metrics can expose (a histogram's series included). */

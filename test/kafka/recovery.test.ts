@@ -47,11 +47,14 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
   const table = `weir_crash_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
   const sinks = [...(base['sinks'] as object[]), { type: 'postgres', url: PG_URL, table }];
   const cfg = writeConfig(dir, { ...base, sinks, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
-  // Three crashes at the steps of a checkpoint, then kills at random moments, then runs until one finishes.
+  // Crashes at every step of a checkpoint, then kills at random moments, then runs until one finishes.
+  // The steps after a barrier run while batches after it are processed: a kill there finds state past the barrier in memory.
   const plan: Array<{ fault?: string; killAfterMs?: number }> = [
-    { fault: 'state-written:3' },
+    { fault: 'barrier-taken:2' },
+    { fault: 'state-written:2' },
+    { fault: 'sinks-flushed:2' },
     { fault: 'metadata-staged:2' },
-    { fault: 'metadata-written:4' },
+    { fault: 'metadata-written:2' },
     // Random moments once the run is consuming (its first checkpoint is done): some land inside a checkpoint.
     ...[0, 1, 2].map(() => ({ killAfterMs: Math.floor(Math.random() * 300) })),
   ];
@@ -118,8 +121,8 @@ test('a truncated or corrupted newest checkpoint: recovery warns, names it, and 
     const dir = mkdtempSync(join(tmpdir(), `weir-${damage}-`));
     const base = kafkaRunConfig(dir, topic, unique(damage));
     const cfg = writeConfig(dir, { ...base, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
-    // Crash right after checkpoint 5 became durable.
-    const first = await spawnWeir(cfg, { WEIR_FAULT: 'metadata-written:5' }).exit;
+    // Crash right after checkpoint 3 became durable.
+    const first = await spawnWeir(cfg, { WEIR_FAULT: 'metadata-written:3' }).exit;
     assert.equal(first.signal, 'SIGKILL', first.stderr.slice(-2000));
     const ids = readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('checkpoint-')).map((n) => Number(n.slice(11))).sort((a, b) => b - a);
     const newest = join(dir, 'checkpoints', `checkpoint-${ids[0]}`, 'metadata.json');

@@ -1,0 +1,207 @@
+// The operator stage: pulls messages from the source (batches, ticks, the end), runs
+// them through the window operator, hands what it produced to the delivery stage, and
+// takes checkpoint barriers between two batches. It waits for nothing but the source,
+// unless a sink's queue is full (back pressure, inside Delivery.deliver).
+//
+// Rebalance work (checkpointing revoked partitions, restoring assigned ones) comes from
+// the source's assignment hook as control work, run between two batches, never while
+// one is being processed.
+import { performance } from 'node:perf_hooks';
+import { WeirError } from './errors/errors';
+import type { CheckpointScheduler } from './checkpoint/scheduler';
+import type { Checkpointer } from './checkpoint/coordinator';
+import type { Instrumentation } from './metrics/events';
+import { instrumentOperator, instrumentOutput } from './metrics';
+import type { Output } from './pipeline/operator';
+import type { PartitionedOperator } from './pipeline/partitioned';
+import { offsetOf, type StreamMessage } from './pipeline/types';
+import { NO_POSITION, type Delivery, type InputPosition } from './sinks/delivery';
+import { isoOf } from './time/timestamp';
+
+/** What the loop counts; the runner's summary. */
+export interface LoopCounts {
+  records: number;
+  results: number;
+  lateEvents: number;
+  /** True when the loop was stopped before its source ended: open windows did not fire. */
+  stopped: boolean;
+}
+
+export interface LoopOptions {
+  op: PartitionedOperator;
+  names: readonly string[];
+  messages: AsyncIterator<StreamMessage>;
+  delivery: Delivery;
+  bus: Instrumentation;
+  clock: () => number;
+  maxOutOfOrdernessMs: number;
+  /** Kafka only: offsets and checkpoints. */
+  checkpointer?: Checkpointer | undefined;
+  scheduler?: CheckpointScheduler | undefined;
+  signal?: AbortSignal | undefined;
+  /** Progress line on stderr. */
+  progress: boolean;
+  /** Readiness (for /readyz): false while control work runs. */
+  setReady: (ready: boolean) => void;
+}
+
+/** Work the source's assignment hook hands to the loop. */
+interface ControlWork {
+  run: () => Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export class OperatorLoop {
+  readonly counts: LoopCounts = { records: 0, results: 0, lateEvents: 0, stopped: false };
+  private readonly control: ControlWork[] = [];
+  private wakeLoop: (() => void) | undefined;
+  private lastReport = 0;
+  private lastRecords = 0;
+
+  constructor(private readonly o: LoopOptions) {}
+
+  /** Queues `run` to happen between two batches; resolves once it ran. */
+  inLoop(run: () => Promise<void>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.control.push({ run, resolve, reject });
+      this.wakeLoop?.();
+    });
+  }
+
+  /** Control work still queued when the run stops is refused, so that nothing waits on it. */
+  refusePending(): void {
+    for (const c of this.control.splice(0)) c.reject(new WeirError('the run stopped', { domain: 'internal' }));
+  }
+
+  /** Runs to the end of the source, a stop, or a failure. */
+  async run(): Promise<void> {
+    const { op, messages, delivery, checkpointer, scheduler, signal } = this.o;
+    const STOP = Symbol('stop');
+    const WAKE = Symbol('wake');
+    let onAbort: (() => void) | undefined;
+    // A stop wins the race against a pull that may wait long (an idle topic, stdin).
+    const stopping = new Promise<typeof STOP>((resolve) => {
+      onAbort = () => resolve(STOP);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    let pending: Promise<IteratorResult<StreamMessage>> | undefined;
+    this.lastReport = Date.now();
+    try {
+      this.o.setReady(true);
+      let lastYield = performance.now();
+      for (;;) {
+        // While the source has batches ready, each pull resolves as a microtask and the
+        // loop would never let I/O callbacks run: the sinks' writes and a checkpoint's
+        // steps would wait until the source runs dry. Give them a turn every millisecond.
+        if (performance.now() - lastYield >= 1) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          lastYield = performance.now();
+        }
+        await this.runControl();
+        scheduler?.maybe();
+        if (signal?.aborted === true) {
+          this.counts.stopped = true;
+          break;
+        }
+        if (pending === undefined) {
+          pending = messages.next();
+          // A pull left behind by a stop may still fail; it is no longer anyone's concern.
+          pending.catch(() => undefined);
+        }
+        const wake = new Promise<typeof WAKE>((resolve) => (this.wakeLoop = () => resolve(WAKE)));
+        if (this.control.length > 0) this.wakeLoop?.();
+        // A sink that failed ends the run even while the source is quiet.
+        const next = await Promise.race([pending, stopping, wake, delivery.failed]);
+        this.wakeLoop = undefined;
+        if (next === WAKE) continue;
+        if (next === STOP) {
+          this.counts.stopped = true;
+          break;
+        }
+        pending = undefined;
+        if (next.done === true) break;
+        const m = next.value;
+        if (m.kind === 'end') break;
+        if (m.kind === 'tick') {
+          await this.hand(this.step(-1, () => op.tick(m.nowMs)), NO_POSITION);
+          continue;
+        }
+        const batch = checkpointer?.unseen(m.batch) ?? m.batch;
+        if (batch.n === 0) continue;
+        const last = offsetOf(batch, batch.n - 1);
+        await this.hand(this.step(batch.partition, () => op.process(batch)), { partition: batch.partition, offset: String(last) });
+        checkpointer?.processed(batch);
+        if (batch.highWatermark !== undefined) {
+          this.o.bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, Number(batch.highWatermark) - last - 1) });
+        }
+        if (this.o.progress) this.report();
+      }
+      // Only the end of the input fires the open windows; after a stop, the next run
+      // goes on with them from the checkpoint taken now.
+      if (!this.counts.stopped) await this.hand(this.step(0, () => op.finish()), NO_POSITION, false);
+    } finally {
+      this.o.setReady(false);
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+      if (this.o.progress) process.stderr.write('\n');
+    }
+  }
+
+  private async runControl(): Promise<void> {
+    while (this.control.length > 0) {
+      const c = this.control.shift()!;
+      // Not ready while partitions are being restored (or checkpointed on a rebalance).
+      this.o.setReady(false);
+      try {
+        await c.run();
+        c.resolve();
+      } catch (e) {
+        c.reject(e);
+        throw e;
+      }
+      this.o.setReady(true);
+    }
+  }
+
+  /** One operator step, timed and reported. */
+  private step(partition: number, run: () => Output): Output {
+    const { bus, op, names, clock } = this.o;
+    const t0 = performance.now();
+    const out = run();
+    instrumentOutput(bus, out, names, partition, (performance.now() - t0) / 1000);
+    instrumentOperator(bus, op, names, clock());
+    return out;
+  }
+
+  /**
+   * Hands one step's output to the sinks' queues (waits only while one is full).
+   * `live`: its results count in result_latency_seconds (not those the end of a
+   * bounded input fires, which waited for the end, not for W).
+   */
+  private async hand(out: Output, at: InputPosition, live = true): Promise<void> {
+    const c = this.counts;
+    c.records += out.records;
+    c.results += out.results.length;
+    for (const l of out.late) c.lateEvents += l;
+    if (live && out.results.length > 0 && this.o.bus.listening('results.handed')) {
+      const now = this.o.clock(), ooo = this.o.maxOutOfOrdernessMs;
+      const latenciesSeconds: number[] = [];
+      for (const r of out.results) if (!r.late) latenciesSeconds.push((now - (r.window.end + ooo)) / 1000);
+      this.o.bus.emit('results.handed', { latenciesSeconds });
+    }
+    if (out.results.length === 0 && out.deadLetters.length === 0) return;
+    await this.o.delivery.deliver(out.results, out.deadLetters, at);
+  }
+
+  private report(): void {
+    const now = Date.now();
+    if (now - this.lastReport < 1000) return;
+    const { op } = this.o;
+    const rate = ((this.counts.records - this.lastRecords) * 1000) / (now - this.lastReport);
+    let open = 0;
+    this.o.names.forEach((_, a) => (open += op.openWindows(a)));
+    process.stderr.write(`\r${this.counts.records} events, ${Math.round(rate)} events/s, watermark ${isoOf(op.watermarks.current)}, ${open} open windows `);
+    this.lastReport = now;
+    this.lastRecords = this.counts.records;
+  }
+}

@@ -1,0 +1,203 @@
+// The window-state changes a checkpoint takes, in two parts (Flink's asynchronous
+// snapshots): `PersistedWindows.take()` runs in the checkpoint's barrier, while
+// processing waits, and only copies; `ChangeSet.materialize()` builds the state keys
+// and values later, while processing goes on.
+//
+// The barrier's work is proportional to the changed windows but allocation-free per
+// window apart from one reference per array: the core serializes the changed windows
+// into its snap region (assembly/snapshot.ts), one memcpy copies that region out, and
+// the windows' identities (aggregation, key string, group values, start, end) are read
+// into plain arrays. Key strings are captured here, not key ids: an id may be freed and
+// given to another key before the checkpoint completes.
+import { Layout } from '../core/wasm';
+import { stateKey } from './types';
+
+const { SNAP, SNAP_HEADER } = Layout;
+
+/** Changes of the window state since the last drain, at the level of state keys. */
+export interface StateChanges {
+  /** Windows created or changed: (state key, value). */
+  puts: Array<[string, Buffer]>;
+  /** State keys no window holds any more (purged, merged away, or a session that grew). */
+  deletes: string[];
+}
+
+/** A window's identity: what its state key is built from. */
+interface WindowId {
+  agg: number;
+  key: string;
+  start: number;
+  end: number;
+}
+
+/** The snap region as the core wrote it (see WasmCore.serialize). */
+export interface SnapRegion {
+  count: number;
+  base: number;
+  length: number;
+  bytes: Uint8Array;
+  f64: Float64Array;
+  u32: Uint32Array;
+}
+
+/**
+ * Value format of one window's state (version 1), little-endian:
+ *
+ *   u8 'W' (0x57), u8 version (1)
+ *   u16 byte length, UTF-8: the aggregation's name
+ *   u16 n, then n × (u32 byte length, UTF-8): the group values, in group-by order
+ *   f64 start, f64 end
+ *   the rest: the core's slot serialization (accumulators and sketch; assembly/layout.ts,
+ *   versioned by its own leading u32 SER_VERSION)
+ */
+export const STATE_VALUE_VERSION = 1;
+export const STATE_MAGIC = 0x57;
+
+function stateHeader(name: string, values: readonly string[]): Buffer {
+  const parts = [Buffer.from(name, 'utf8'), ...values.map((v) => Buffer.from(v, 'utf8'))];
+  const b = Buffer.allocUnsafe(2 + 2 + parts[0]!.length + 2 + values.length * 4 + parts.slice(1).reduce((n, x) => n + x.length, 0));
+  let o = b.writeUInt8(STATE_MAGIC, 0);
+  o = b.writeUInt8(STATE_VALUE_VERSION, o);
+  o = b.writeUInt16LE(parts[0]!.length, o);
+  o += parts[0]!.copy(b, o);
+  o = b.writeUInt16LE(values.length, o);
+  for (const x of parts.slice(1)) {
+    o = b.writeUInt32LE(x.length, o);
+    o += x.copy(b, o);
+  }
+  return b;
+}
+
+/**
+ * The windows changed (and gone) between two checkpoint barriers, copied out of the
+ * core: immutable, independent of anything the operator does afterwards.
+ */
+export class ChangeSet {
+  constructor(
+    private readonly names: readonly string[],
+    /** The snap region's bytes from its base: record k at offsets[k]. */
+    private readonly snap: Buffer,
+    private readonly offsets: Uint32Array,
+    private readonly lengths: Uint32Array,
+    private readonly starts: Float64Array,
+    private readonly ends: Float64Array,
+    private readonly aggs: Uint32Array,
+    private readonly keys: readonly string[],
+    private readonly values: ReadonlyArray<readonly string[]>,
+    private readonly gone: readonly WindowId[],
+  ) {}
+
+  /** Windows to put plus keys to delete. */
+  get size(): number {
+    return this.keys.length + this.gone.length;
+  }
+
+  /**
+   * The state keys and values. Applying the deletes, then the puts, to the state of the
+   * previous change set gives exactly the windows live at the barrier. `headers` caches
+   * the encoded head of a value per group-values array (one per key).
+   */
+  materialize(headers: WeakMap<readonly string[], Buffer> = new WeakMap()): StateChanges {
+    const puts: Array<[string, Buffer]> = new Array<[string, Buffer]>(this.keys.length);
+    for (let k = 0; k < this.keys.length; k++) {
+      const a = this.aggs[k]!, name = this.names[a]!, vals = this.values[k]!;
+      const start = this.starts[k]!, end = this.ends[k]!;
+      let head = headers.get(vals);
+      if (head === undefined) headers.set(vals, (head = stateHeader(name, vals)));
+      const len = this.lengths[k]!, off = this.offsets[k]!;
+      const value = Buffer.allocUnsafe(head.length + 16 + len);
+      head.copy(value, 0);
+      value.writeDoubleLE(start, head.length);
+      value.writeDoubleLE(end, head.length + 8);
+      this.snap.copy(value, head.length + 16, off + SNAP_HEADER, off + SNAP_HEADER + len);
+      puts[k] = [stateKey(name, this.keys[k]!, start, end), value];
+    }
+    // A key can be both gone and put (a window purged, then opened again): applied in
+    // that order, the put wins. Duplicates among the deletes are harmless too.
+    const deletes = this.gone.map((g) => stateKey(this.names[g.agg]!, g.key, g.start, g.end));
+    return { puts, deletes };
+  }
+}
+
+/**
+ * Which window each core slot is persisted as (as of the last change set or the
+ * restore), so that a change set can say which state keys went away: a purged window,
+ * or a session whose start or end moved (it is stored under a new key).
+ */
+export class PersistedWindows {
+  private readonly agg: number[] = [];
+  private readonly key: Array<string | undefined> = [];
+  private readonly start: number[] = [];
+  private readonly end: number[] = [];
+  /** Persisted windows no slot holds any more since the last take(). */
+  private gone: WindowId[] = [];
+  private count = 0;
+
+  constructor(private readonly names: readonly string[]) {}
+
+  /** Whether any window is persisted (nothing to track before the first checkpoint). */
+  get empty(): boolean {
+    return this.count === 0;
+  }
+
+  /** A restored window: `slot` holds it as persisted. */
+  set(slot: number, agg: number, key: string, start: number, end: number): void {
+    if (this.key[slot] === undefined) this.count++;
+    this.agg[slot] = agg;
+    this.key[slot] = key;
+    this.start[slot] = start;
+    this.end[slot] = end;
+  }
+
+  /** The window in `slot` was purged: its persisted state key goes at the next take(). */
+  release(slot: number): void {
+    const key = this.key[slot];
+    if (key === undefined) return;
+    this.gone.push({ agg: this.agg[slot]!, key, start: this.start[slot]!, end: this.end[slot]! });
+    this.key[slot] = undefined;
+    this.count--;
+  }
+
+  /**
+   * The change set of the windows the core just serialized (`snap`, its changed
+   * windows), with `keyOf(agg, keyId)` and `valuesOf(agg, keyId)` resolving key ids
+   * now; marks them persisted.
+   */
+  take(snap: SnapRegion, keyOf: (agg: number, keyId: number) => string, valuesOf: (agg: number, keyId: number) => readonly string[]): ChangeSet {
+    const n = snap.count;
+    const bytes = Buffer.from(snap.bytes.buffer, snap.bytes.byteOffset + snap.base, snap.length);
+    const copy = Buffer.allocUnsafeSlow(bytes.length);
+    bytes.copy(copy);
+    const offsets = new Uint32Array(n), lengths = new Uint32Array(n), aggs = new Uint32Array(n);
+    const starts = new Float64Array(n), ends = new Float64Array(n);
+    const keys = new Array<string>(n);
+    const values = new Array<readonly string[]>(n);
+    let off = 0;
+    for (let k = 0; k < n; k++) {
+      const w = (snap.base + off) >>> 2, d = (snap.base + off) >>> 3;
+      const a = snap.u32[w + SNAP.AGG / 4]!, keyId = snap.u32[w + SNAP.KEY / 4]!, len = snap.u32[w + SNAP.LEN / 4]!;
+      const slot = snap.u32[w + SNAP.SLOT / 4]!;
+      const start = snap.f64[d + SNAP.START / 8]!, end = snap.f64[d + SNAP.END / 8]!;
+      const key = keyOf(a, keyId);
+      offsets[k] = off;
+      lengths[k] = len;
+      aggs[k] = a;
+      starts[k] = start;
+      ends[k] = end;
+      keys[k] = key;
+      values[k] = valuesOf(a, keyId);
+      const old = this.key[slot];
+      if (old === undefined) this.count++;
+      else if (old !== key || this.start[slot] !== start || this.end[slot] !== end || this.agg[slot] !== a)
+        this.gone.push({ agg: this.agg[slot]!, key: old, start: this.start[slot]!, end: this.end[slot]! });
+      this.agg[slot] = a;
+      this.key[slot] = key;
+      this.start[slot] = start;
+      this.end[slot] = end;
+      off += SNAP_HEADER + ((len + 7) & ~7);
+    }
+    const gone = this.gone;
+    this.gone = [];
+    return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, keys, values, gone);
+  }
+}
