@@ -4,7 +4,7 @@
 // variance and @datadog/sketches-js for the quantiles. It does the same work as
 // Weir (every quantile, every result serialized, every dead letter built). On
 // generated streams its results and dead letters agreed with Weir's (quantiles
-// within sketch error), but it is not held to every edge of SEMANTICS.md.
+// within sketch error), but it is not held to every edge of docs/semantics.md.
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { DDSketch } from '@datadog/sketches-js';

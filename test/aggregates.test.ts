@@ -1,4 +1,4 @@
-// Accuracy of the core's aggregates against plain two-pass references (SEMANTICS.md, Results).
+// Accuracy of the core's aggregates against plain two-pass references (docs/semantics.md, Results).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';

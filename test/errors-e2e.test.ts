@@ -1,4 +1,4 @@
-// Failures of real dependencies, end to end (issue 4, "Errors"):
+// Failures of real dependencies, end to end (README, Errors):
 // - transient: a PostgreSQL result sink whose server goes away mid-run (a TCP proxy in
 //   front of the real server stops listening): every write is retried with the
 //   configured backoff, then its results are dead-lettered with retry_count = retries,
