@@ -98,9 +98,10 @@ function processorConfig(raw: unknown): Config {
     const extra = Object.keys(s).filter((k) => k !== 'type');
     if (extra.length > 0) throw new ConfigError(`config: source: unknown key${extra.length > 1 ? 's' : ''} ${extra.map((k) => `"${k}"`).join(', ')}`);
   }
-  // The operator reads eventTime, aggregations and processing only; a source without
-  // idleness (not Kafka) keeps W the plain max - maxOutOfOrderness of the one partition.
-  return validateConfig({ ...rest, source: { type: 'stdin' } });
+  // The operator reads eventTime, aggregations and processing; of the source only
+  // whether it can idle. Pushed events are a file's lines: never idle, so W stays the
+  // plain max - maxOutOfOrderness of the one partition, however long between pushes.
+  return validateConfig({ ...rest, source: { type: 'file', path: '(pushed events)' } });
 }
 
 /**
