@@ -36,6 +36,11 @@ export type EventInput = object | string | Uint8Array;
 /** What the processor emits, in order: each result and dead letter as it is produced. */
 export type Emitted = { kind: 'result'; result: WindowResult } | { kind: 'deadLetter'; deadLetter: DeadLetter };
 
+/**
+ * An exception thrown by a callback propagates out of the push() or end() that
+ * called it; the processor's state already holds that push, and the results and
+ * dead letters after the one that threw are not delivered again.
+ */
 export interface ProcessorOptions {
   /** Receives each result (every firing, late re-firings included) during push() or end(). Without it, results go to the async iterator. */
   onResult?: (result: WindowResult) => void;
