@@ -49,15 +49,20 @@ export function emitResult(agg: u32, i: u32, late: bool): void {
   stf(r + RES_END, ldf(s + SLOT_END));
   stf(r + RES_COUNT, n);
   stf(r + RES_SUM, accSum(s));
-  stf(r + RES_MIN, ldf(s + SLOT_MIN));
-  stf(r + RES_MAX, ldf(s + SLOT_MAX));
+  const lo = ldf(s + SLOT_MIN), hi = ldf(s + SLOT_MAX);
+  stf(r + RES_MIN, lo);
+  stf(r + RES_MAX, hi);
   // The compensated sum gives the mean exact to rounding; Welford's running mean drifts by ~eps·max|x|.
   stf(r + RES_AVG, n > 0 ? accSum(s) / n : NaN);
   stf(r + RES_STDDEV, accStddev(s));
   sketchQuantiles(s + SLOT_SKETCH, n, 0.5, 0.95, 0.99);
-  stf(r + RES_P50, q0);
-  stf(r + RES_P95, q1);
-  stf(r + RES_P99, q2);
+  // A bucket's midpoint can lie past the window's extremes (p99 above max, p50 below
+  // min); the true value lies within them, so clamping only brings the answer closer,
+  // and a window of equal values (min == max) gets that value exactly. f64.min/max
+  // order -0 below +0, so a window of -0 answers -0. Once per firing, not per event.
+  stf(r + RES_P50, min(max(q0, lo), hi));
+  stf(r + RES_P95, min(max(q1, lo), hi));
+  stf(r + RES_P99, min(max(q2, lo), hi));
   stu(s + SLOT_FLAGS, ldu(s + SLOT_FLAGS) | SLOT_FIRED);
 }
 

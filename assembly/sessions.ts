@@ -5,7 +5,7 @@
 // timers check. Per key the live sessions are disjoint and non-touching. An event
 // proposes [ts, ts + gap) and merges with every live session of its key that it
 // intersects or touches (a contiguous run of the list); the merged window is judged
-// against W (SEMANTICS.md).
+// against W (docs/semantics.md).
 //
 // Timers (fire at end, purge at end + lateness) are min-heaps armed once per session
 // and re-armed when they pop early because the session grew. A stale timer (its

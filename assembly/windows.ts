@@ -1,7 +1,7 @@
 // Window assignment, lateness and firing for tumbling and sliding windows, and the
 // session-op executor. One call handles a whole batch of one aggregation.
 //
-// Semantics (../shared/SEMANTICS.md): windows are [start, end); W before event i is
+// Semantics (docs/semantics.md): windows are [start, end); W before event i is
 // in wm[i]; before event i every window with end <= W fires (once) and every window
 // with end + lateness <= W is purged; then the event is judged per window against W.
 import {

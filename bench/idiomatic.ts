@@ -4,7 +4,7 @@
 // variance and @datadog/sketches-js for the quantiles. It does the same work as
 // Weir (every quantile, every result serialized, every dead letter built). On
 // generated streams its results and dead letters agreed with Weir's (quantiles
-// within sketch error), but it is not held to every edge of SEMANTICS.md.
+// within sketch error), but it is not held to every edge of docs/semantics.md.
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { DDSketch } from '@datadog/sketches-js';
@@ -135,13 +135,14 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
 
   const emit = (a: AggState, s: WindowState, late: boolean): void => {
     const stddev = s.count > 0 ? Math.sqrt(s.m2 / s.count) : 0;
+    // sketches-js answers a bucket's value, which can lie past the window's extremes; Weir clamps.
+    const q = (p: number): number => Math.min(Math.max(s.sketch.getValueAtQuantile(p), s.min), s.max);
     const result = {
       name: a.agg.name, key: s.key, group: s.group,
       window: { start: s.start, end: s.end },
       results: {
         count: s.count, sum: s.sum, avg: s.sum / s.count, min: s.min, max: s.max,
-        p50: s.sketch.getValueAtQuantile(0.5), p95: s.sketch.getValueAtQuantile(0.95),
-        p99: s.sketch.getValueAtQuantile(0.99), stddev,
+        p50: q(0.5), p95: q(0.95), p99: q(0.99), stddev,
       },
       late, emittedAt: Date.now(),
     };

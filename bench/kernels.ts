@@ -131,8 +131,13 @@ class TsState extends JsAccumulator {
   }
 }
 
+/** A quantile held within the window's [min, max], as the WASM core returns it. */
+function clamp(s: JsAccumulator, q: number): number {
+  return Math.min(Math.max(q, s.min), s.max);
+}
+
 function fireTs(s: TsState): number {
-  return s.quantile(0.5) + s.quantile(0.95) + s.quantile(0.99) + Math.sqrt(s.m2 / s.count);
+  return clamp(s, s.quantile(0.5)) + clamp(s, s.quantile(0.95)) + clamp(s, s.quantile(0.99)) + Math.sqrt(s.m2 / s.count);
 }
 
 /** Plain TypeScript: Map per window start of key -> state; same firing rule. */
@@ -160,7 +165,7 @@ class DdState extends JsAccumulator {
 }
 
 function fireDd(s: DdState): number {
-  return s.sketch.getValueAtQuantile(0.5) + s.sketch.getValueAtQuantile(0.95) + s.sketch.getValueAtQuantile(0.99) + Math.sqrt(s.m2 / s.count);
+  return clamp(s, s.sketch.getValueAtQuantile(0.5)) + clamp(s, s.sketch.getValueAtQuantile(0.95)) + clamp(s, s.sketch.getValueAtQuantile(0.99)) + Math.sqrt(s.m2 / s.count);
 }
 
 export function runSketchesJs(ev: Events, win: Win): number {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Produces a JSON-lines file into a Kafka topic, one message per line, keyed by
-// model and region (as the seed partitions), creating the topic if missing.
+// model and region (so every group of the example aggregations stays in one
+// partition), creating the topic if missing.
 //   node scripts/produce.js FILE TOPIC [--brokers 127.0.0.1:9092] [--partitions 4]
 'use strict';
 const { readFileSync } = require('node:fs');

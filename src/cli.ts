@@ -1,6 +1,6 @@
 // The `weir` command.
 import { loadConfig, maskSecrets, type Config } from './config';
-import { ConfigError, WeirError, toWeirError } from './errors/errors';
+import { ConfigError, WeirError, isOutputClosed, toWeirError } from './errors/errors';
 import { runEmbedded, type RunSummary } from './runner';
 
 /**
@@ -179,6 +179,8 @@ export async function main(argv: string[]): Promise<number> {
         throw new ConfigError(`unknown command "${cmd}" (see 'weir --help')`);
     }
   } catch (e) {
+    // `weir run | head`: the reader has what it wanted.
+    if (isOutputClosed(e)) return 0;
     const err = toWeirError(e);
     if (err instanceof ConfigError) {
       process.stderr.write(`weir: ${err.message}\n`);

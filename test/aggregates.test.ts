@@ -1,7 +1,8 @@
-// Accuracy of the core's aggregates against plain two-pass references (SEMANTICS.md, Results).
+// Accuracy of the core's aggregates against plain two-pass references (docs/semantics.md, Results).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runLines, testConfig } from './helpers/run';
+import fc from 'fast-check';
+import { runLines, testConfig, finals } from './helpers/run';
 import { rng, normal, fsum } from './helpers/random';
 import { quantileOk } from './helpers/accuracy';
 
@@ -95,5 +96,73 @@ test('min and max keep the sign of zero as Math.min and Math.max do, whatever th
     const values = order.map(Number);
     assert.ok(Object.is(got.min, Math.min(...values)), `min of ${order.join(',')}: ${got.min}`);
     assert.ok(Object.is(got.max, Math.max(...values)), `max of ${order.join(',')}: ${got.max}`);
+  }
+});
+
+/** A JSON number for `v` that keeps the sign of zero (JSON.stringify(-0) is "0"). */
+const num = (v: number): string => (Object.is(v, -0) ? '-0' : JSON.stringify(v));
+
+const anyValue = fc.oneof(
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.integer({ min: -1000, max: 1000 }),
+  fc.constantFrom(0, -0, 5e-324, -1e-310, 1, -1, 812.4),
+  fc.double({ min: 1e-3, max: 1e4, noNaN: true }),
+);
+
+test('p50, p95, p99 never lie outside [min, max] of their window, every window type (random data)', () => {
+  const windows = [
+    { type: 'tumbling', sizeMs: 10 },
+    { type: 'sliding', sizeMs: 10, slideMs: 5 },
+    { type: 'session', gapMs: 3 },
+  ];
+  const groups = fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 2 }), anyValue), { minLength: 1, maxLength: 200 });
+  fc.assert(
+    fc.property(groups, fc.constantFrom(...windows), fc.integer({ min: 0, max: 20 }), (events, window, outOfOrder) => {
+      const c = testConfig({
+        eventTime: { maxOutOfOrdernessMs: outOfOrder, allowedLatenessMs: 5 },
+        aggregations: [{ name: 'a', groupBy: ['k'], value: 'v', window }],
+      });
+      const lines = events.map(([ts, k, v]) => `{"timestamp": ${ts}, "k": ${k}, "v": ${num(v)}}`);
+      for (const { key, window: w, results: r } of runLines(c, lines).results) {
+        for (const [q, v] of [['p50', r.p50], ['p95', r.p95], ['p99', r.p99]] as const) {
+          assert.ok(v >= r.min && v <= r.max, `${key} [${w.start}, ${w.end}) ${q} = ${v} outside [${r.min}, ${r.max}]`);
+        }
+      }
+    }),
+    { numRuns: Number(process.env['WEIR_PROPERTY_RUNS'] ?? 300), seed: process.env['WEIR_PROPERTY_SEED'] ? Number(process.env['WEIR_PROPERTY_SEED']) : undefined },
+  );
+});
+
+test('quantiles stay within 1% of the true rank value after clamping (random data, final tumbling windows)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 29 }), anyValue), { minLength: 1, maxLength: 300 }), (events) => {
+      // Out-of-orderness larger than the time range: every event is on time, so a final window holds all of its events.
+      const c = testConfig({ eventTime: { maxOutOfOrdernessMs: 100, allowedLatenessMs: 0 }, aggregations: [{ name: 'a', value: 'v', window: { type: 'tumbling', sizeMs: 10 } }] });
+      const lines = events.map(([ts, v]) => `{"timestamp": ${ts}, "v": ${num(v)}}`);
+      for (const [, f] of finals(runLines(c, lines).results)) {
+        const sorted = events.filter(([ts]) => ts >= f.window.start && ts < f.window.end).map(([, v]) => v).sort((a, b) => a - b);
+        assert.equal(f.results.count, sorted.length);
+        for (const [q, v] of [[0.5, f.results.p50], [0.95, f.results.p95], [0.99, f.results.p99]] as const) {
+          assert.ok(quantileOk(sorted, q, v), `p${q * 100} = ${v} not within 1% of ${sorted.join(',')}`);
+        }
+      }
+    }),
+    { numRuns: Number(process.env['WEIR_PROPERTY_RUNS'] ?? 300), seed: process.env['WEIR_PROPERTY_SEED'] ? Number(process.env['WEIR_PROPERTY_SEED']) : undefined },
+  );
+});
+
+test('a window whose values are all equal returns that value exactly as p50, p95 and p99', () => {
+  fc.assert(
+    fc.property(anyValue, fc.integer({ min: 1, max: 50 }), (v, n) => {
+      const lines = Array.from({ length: n }, (_, i) => `{"timestamp": ${i}, "v": ${num(v)}}`);
+      const r = runLines(cfg, lines).results[0]!.results;
+      for (const q of [r.p50, r.p95, r.p99]) assert.ok(Object.is(q, v), `${n} × ${num(v)}: got ${num(q)}`);
+    }),
+    { numRuns: Number(process.env['WEIR_PROPERTY_RUNS'] ?? 300) },
+  );
+  // Values the sketch's bucket midpoints miss: latencies, cents, the largest and smallest doubles.
+  for (const v of [812.4, 0.0123, 42.42, 1.5e9, -3.7, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE]) {
+    const r = aggregate([v, v, v, v, v]);
+    assert.deepEqual([r.p50, r.p95, r.p99], [v, v, v], `five × ${v}`);
   }
 });

@@ -149,3 +149,23 @@ deadLetter: { type: file, path: ${join(dir, 'd.jsonl')} }
   const dead = readFileSync(join(dir, 'd.jsonl'), 'utf8').split('\n').filter((l) => l !== '').length;
   assert.equal([...finals.values()].reduce((a, b) => a + b, 0) + dead, 3000);
 });
+
+test('weir run | head: a reader that closes the pipe early ends the run quietly with exit 0', () => {
+  const dir = tmp();
+  // ~20,000 results (several MB): far more than a pipe buffers, so weir is still writing when head leaves.
+  const cfg = writeConfig(dir, `
+source: { type: generator, count: 200000, eventsPerSecond: 100, seed: 3, startMs: 1767225600000 }
+aggregations: [ { name: lat, groupBy: [data.model, data.region], value: data.latency_ms, window: { type: tumbling, sizeMs: 1s } } ]
+sinks: [ { type: stdout } ]
+deadLetter: { type: file, path: ${join(dir, 'd.jsonl')} }
+`);
+  for (const reader of ['head -n 1', 'head -c 10', 'true']) {
+    const r = spawnSync('bash', ['-c', `"$0" "$1" run --config "$2" 2>"$3" | ${reader} >/dev/null; echo "\${PIPESTATUS[0]}"`, process.execPath, bin, cfg, join(dir, 'err.txt')], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '0', `weir | ${reader}: exit code`);
+    assert.equal(readFileSync(join(dir, 'err.txt'), 'utf8'), '', `weir | ${reader}: stderr`);
+  }
+});

@@ -1,6 +1,6 @@
 // Random, out-of-order, late, invalid and malformed event sequences through the whole
 // pipeline (WASM core included), compared window by window and dead letter by dead
-// letter with the plain reference implementation of SEMANTICS.md (test/reference).
+// letter with the plain reference implementation of docs/semantics.md (test/reference).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';

@@ -1,5 +1,5 @@
 // Window assignment, watermarks, lateness and sessions through the real pipeline,
-// each expectation worked out by hand from SEMANTICS.md.
+// each expectation worked out by hand from docs/semantics.md.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runLines, testConfig, finals } from './helpers/run';

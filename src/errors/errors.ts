@@ -32,6 +32,23 @@ export class InputError extends WeirError {
   }
 }
 
+/**
+ * The reader of an output went away (`weir run | head`: EPIPE). Not a failure: nothing
+ * is left to read what follows, so the run ends as it would at the end of its input,
+ * quietly, with exit code 0 (a shell's tools do the same).
+ */
+export class OutputClosedError extends WeirError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { domain: 'user', cause });
+  }
+}
+
+/** Whether `e`, or an error it was caused by, is an OutputClosedError. */
+export function isOutputClosed(e: unknown): boolean {
+  for (let c = e, depth = 0; c instanceof Error && depth < 10; c = c.cause, depth++) if (c instanceof OutputClosedError) return true;
+  return false;
+}
+
 /** Converts anything thrown into a WeirError, once, at the boundary that caught it. */
 export function toWeirError(e: unknown): WeirError {
   if (e instanceof WeirError) return e;

@@ -1,4 +1,4 @@
-// Group keys: `field=value` pairs joined with ':' (SEMANTICS.md, Results), interned to dense ids.
+// Group keys: `field=value` pairs joined with ':' (docs/semantics.md, Results), interned to dense ids.
 
 /** The key's field name: the last segment of its path (`data.model` gives `model`). */
 export function fieldName(path: string): string {

@@ -3,7 +3,7 @@
 // Window state is kept per partition so that a partition's state can be
 // checkpointed, dropped (revoked) and restored (assigned) on its own, and so that
 // a partition's results do not depend on which other partitions share the
-// instance. W is still the source's (SEMANTICS.md): the minimum over the
+// instance. W is still the source's (docs/semantics.md): the minimum over the
 // partitions, shared by every operator through one Watermarks; after a batch of
 // one partition moves W, every other partition's windows fire too.
 import type { Config } from '../config';
@@ -21,7 +21,7 @@ export class PartitionedOperator {
   /**
    * Called once per aggregation when one of its keys shows up in two partitions:
    * such a key's windows are aggregated per partition, and their results share a
-   * state key (SEMANTICS.md), so they overwrite each other downstream.
+   * state key (docs/semantics.md), so they overwrite each other downstream.
    */
   onSharedKey: ((aggregation: string, key: string, partitions: [number, number]) => void) | undefined;
   /** Per `aggregation\0key`: the partition that first fired a window of it. */

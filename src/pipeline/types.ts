@@ -31,7 +31,7 @@ export type StreamMessage =
   | { kind: 'tick'; nowMs: number }
   | { kind: 'end' };
 
-/** One firing of one window (SEMANTICS.md, Results). Field order is the output order. */
+/** One firing of one window (docs/semantics.md, Results). Field order is the output order. */
 export interface WindowResult {
   name: string;
   key: string;
@@ -44,13 +44,13 @@ export interface WindowResult {
 
 /**
  * Why a record is in the dead-letter queue. `malformed`, `invalid`, `late`: an input
- * event (SEMANTICS.md). `undeliverable`: a result that a result sink did not take (its
+ * event (docs/semantics.md). `undeliverable`: a result that a result sink did not take (its
  * write kept failing transiently until the retries ran out, or the sink refused that
  * record); see src/sinks/delivery.ts.
  */
 export type DeadLetterReason = 'malformed' | 'invalid' | 'late' | 'undeliverable';
 
-/** SEMANTICS.md, Dead-letter records. Field order is the output order. */
+/** docs/semantics.md, Dead-letter records. Field order is the output order. */
 export interface DeadLetter {
   /** The raw input text, unchanged; for `undeliverable`, the result's JSON as a JSON-lines sink writes it. */
   original_event: string;

@@ -2,7 +2,7 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
-import { InputError } from '../errors/errors';
+import { InputError, OutputClosedError, type WeirError } from '../errors/errors';
 
 export interface RecordSink<T> {
   /**
@@ -48,21 +48,27 @@ export class JsonLinesSink<T> implements RecordSink<T> {
   }
 
   async write(records: readonly T[]): Promise<void> {
-    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
+    this.check();
     if (records.length === 0) return;
     let text = '';
     for (const r of records) text += JSON.stringify(r) + '\n';
     // The callback comes once this text is written (after any queued before it), so it
     // also waits out back pressure; it may be called with the error that 'error' reports too.
     await new Promise<void>((resolve, reject) =>
-      this.out.write(text, (e) => (e ? reject(new InputError(`cannot write ${this.what}: ${e.message}`)) : resolve())),
+      this.out.write(text, (e) => (e ? reject(this.failed(e)) : resolve())),
     );
     this.check();
   }
 
   /** Throws the stream's failure, if it had one. */
   private check(): void {
-    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
+    if (this.failure) throw this.failed(this.failure);
+  }
+
+  /** A closed pipe (EPIPE: the reader left, as `head` does) is not the sink's failure: see OutputClosedError. */
+  private failed(e: Error): WeirError {
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE') return new OutputClosedError(`${this.what}: the reader closed the pipe`, e);
+    return new InputError(`cannot write ${this.what}: ${e.message}`, e);
   }
 
   async flush(): Promise<void> {
@@ -71,7 +77,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     if ((this.out as Writable).writableLength > 0) {
       // Writes complete in order: the callback of an empty one comes after all before it.
       await new Promise<void>((resolve, reject) =>
-        this.out.write('', (e) => (e ? reject(new InputError(`cannot write ${this.what}: ${e.message}`)) : resolve())),
+        this.out.write('', (e) => (e ? reject(this.failed(e)) : resolve())),
       );
     }
     this.check();
@@ -81,6 +87,6 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     if (!this.ownsStream) return;
     const ws = this.out as WriteStream;
     await new Promise<void>((resolve) => ws.end(resolve));
-    if (this.failure) throw new InputError(`cannot write ${this.what}: ${this.failure.message}`);
+    this.check();
   }
 }

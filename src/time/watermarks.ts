@@ -1,4 +1,4 @@
-// Per-partition watermarks combined into the source's W (SEMANTICS.md):
+// Per-partition watermarks combined into the source's W (docs/semantics.md):
 // W = min over partitions of (max event time - maxOutOfOrderness), where a
 // partition silent for idleTimeoutMs stops holding W back until it sends again.
 // Like Flink's WatermarkOutputMultiplexer, the combined W never moves backwards.

@@ -20,7 +20,7 @@ const BY_MODEL_REGION = [
   { name: 'cost_sessions', groupBy: ['data.model', 'data.region'], value: 'data.cost', window: { type: 'session', gapMs: 2_000 } },
 ];
 
-/** Events keyed as the seed keys them: by model and region. No event is late on any partition. */
+/** Events keyed by model and region, as scripts/produce.js keys them. No event is late on any partition. */
 function keyedEvents(count: number): Array<{ key: string; value: string }> {
   return generateLines(count, { seed: 11, eventsPerSecond: 20, outOfOrderMs: 5000, invalidFraction: 0.002 }).map((value) => {
     const m = /"model":"([^"]*)","region":"([^"]*)"/.exec(value);

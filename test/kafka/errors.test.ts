@@ -1,4 +1,4 @@
-// A critical failure with a Kafka source (issue 4, "Errors"): the dead-letter queue
+// A critical failure with a Kafka source (README, Errors): the dead-letter queue
 // cannot be written (/dev/full: ENOSPC) at a malformed record in the middle of the
 // topic. The run stops gracefully: exit 1 with one line naming the dead-letter file,
 // the consumer leaves its group, and no checkpoint or committed offset goes past the

@@ -1,5 +1,5 @@
 // Hand-computed cases for the reference implementation. Every expected value
-// below is written out by hand from SEMANTICS.md and the reference rules; the
+// below is written out by hand from docs/semantics.md and the reference rules; the
 // comments show the working (W = watermark before the event).
 
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// Reference implementation of the event-time contract in SEMANTICS.md.
+// Reference implementation of the event-time contract in docs/semantics.md.
 //
 // This file is a specification written as code. Property tests run the real
 // (WebAssembly) pipeline and this file on the same input and compare results.
@@ -6,7 +6,7 @@
 // structures, no incremental aggregates. Every window keeps every value it was
 // given, and results are computed from those values by the tests.
 //
-// Choices this file makes where SEMANTICS.md is silent are marked "CHOICE:".
+// Choices this file makes where docs/semantics.md is silent are marked "CHOICE:".
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -226,7 +226,7 @@ function fixedWindowsFor(ts: number, spec: WindowSpec): Bounds[] {
 
 type Judgement = 'on-time' | 'late-allowed' | 'too-late';
 
-/** SEMANTICS.md "Watermark, firing, lateness": judge a window's end against W. */
+/** docs/semantics.md "Watermark, firing, lateness": judge a window's end against W. */
 function judge(watermark: number, end: number, allowedLatenessMs: number): Judgement {
   if (watermark < end) return 'on-time';
   if (watermark < end + allowedLatenessMs) return 'late-allowed';
@@ -473,7 +473,7 @@ function compareStrings(a: string, b: string): number {
  * emissions because it cannot fire for tumbling or sliding ones: all windows
  * of such an aggregation have the same size, so none strictly contains another.
  *
- * OPEN POINT: SEMANTICS.md means "superseded because it was merged in", but a
+ * OPEN POINT: docs/semantics.md means "superseded because it was merged in", but a
  * list of emissions does not say what merged into what, so containment stands
  * in for it. The two differ in one case: a session that fired and was purged
  * can later be covered by a different session that grew backwards over it

@@ -91,7 +91,7 @@ export function readLines<T>(file: string): T[] {
 export const windowId = (r: WindowResult): string => `${r.name}|${r.key}|${r.window.start}|${r.window.end}`;
 
 /**
- * The final result of each window (SEMANTICS.md): the last one emitted for it, minus
+ * The final result of each window (docs/semantics.md): the last one emitted for it, minus
  * session windows superseded by a larger window of the same name and key that
  * contains them (they fired, then merged).
  */
