@@ -191,15 +191,15 @@ test('open() on an existing table keeps its rows and does not create it again', 
   assert.equal(n[0]?.n, '1');
 });
 
-test('open() on a table with other columns fails naming the table', async () => {
+test('open() on a table with other columns fails naming the table and the first missing column', async () => {
   const table = freshTable();
   await query(`CREATE TABLE "${table}" (id int PRIMARY KEY)`);
   await assert.rejects(PostgresResultSink.open({ url: PG_URL, table }), (e: unknown) => {
     assert.ok(e instanceof WeirError);
-    assert.equal(e.domain, 'external');
+    assert.equal(e.domain, 'user');
     assert.equal(e.retriable, false);
-    assert.match(e.message, new RegExp(`table "${table}"`));
-    assert.match(e.message, /column .* does not exist/);
+    assert.match(e.message, new RegExp(`postgres sink table ${table} `));
+    assert.match(e.message, /column name is missing; add it/);
     return true;
   });
 });
