@@ -85,7 +85,7 @@ const NETWORK_CODES = new Set([
 // connections; 25006 read-only transaction: after a failover the old primary (or a
 // connection pooler still pointing at it) is a standby until clients reconnect to the new one.
 function connectionSqlState(code: string): boolean {
-  return code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300' ;
+  return code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300' || code === '25006';
 }
 // Serialization failure and deadlock: two instances upserting the same rows at once; doing it again works.
 const TRANSIENT_SQL_STATES = new Set(['40001', '40P01']);
@@ -119,7 +119,7 @@ function isConnectionFailure(e: unknown): boolean {
   const msg = e instanceof Error ? e.message : '';
   // pg and pg-pool give these without a code: a socket closed under a query, a client
   // whose connection failed earlier, a connect that outlasted connectionTimeoutMillis.
-  return /Connection terminated|timeout expired|connection timeout/i.test(msg);
+  return /Connection terminated|timeout expired|connection timeout|timeout exceeded when trying to connect|connection error and is not queryable/i.test(msg);
 }
 
 /**
