@@ -220,3 +220,22 @@ test('an unreachable server fails with a retriable external WeirError naming the
     });
   }
 });
+
+test('a result emitted before the one a row holds does not replace it; one emitted at the same time or later does', async () => {
+  const table = freshTable();
+  const sink = await PostgresResultSink.open({ url: PG_URL, table });
+  const T = 1_704_110_400_000, S = 1000;
+  const newer = result('latency', 'm', T, S, 20, true, T + 50_000);
+  const older = result('latency', 'm', T, S, 10, false, T + 20_000);
+  await sink.write([newer]);
+  await sink.write([older]);
+  assert.deepEqual(await rowsOf(table), [newer]);
+  const again = result('latency', 'm', T, S, 21, true, T + 50_000);
+  await sink.write([again]);
+  assert.deepEqual(await rowsOf(table), [again]);
+  // Within one write the last one still wins, whatever its time (a clock that went back).
+  const last = result('latency', 'm', T, S, 22, true, T + 60_000);
+  await sink.write([result('latency', 'm', T, S, 23, true, T + 70_000), last]);
+  assert.deepEqual(await rowsOf(table), [last]);
+  await sink.close();
+});

@@ -151,7 +151,7 @@ export class PostgresResultSink implements RecordSink<WindowResult> {
     // IS NULL: a row written by something else without a time is replaced.
     this.upsertTail =
       ` ON CONFLICT (${PRIMARY_KEY.join(', ')}) DO UPDATE SET ${updates.join(', ')}` +
-      '';
+      ` WHERE ${this.qtable}.emitted_at IS NULL OR ${this.qtable}.emitted_at <= EXCLUDED.emitted_at`;
   }
 
   static async open(opts: PostgresSinkOptions): Promise<PostgresResultSink> {
