@@ -2,6 +2,7 @@
 import { loadConfig, maskSecrets, type Config } from './config';
 import { ConfigError, WeirError, isOutputClosed, toWeirError } from './errors/errors';
 import { runEmbedded, type RunSummary } from './runner';
+import { REDELIVER_HELP, redeliverCommand } from './redeliver';
 
 /**
  * The bound on a graceful stop: from the first SIGTERM/SIGINT, finishing the batch in
@@ -19,7 +20,9 @@ const MAIN_HELP = `weir ${VERSION}: event-time stream processor for LLM metric e
 
 Usage:
   weir run --config FILE [options]   process a source to its end (or until stopped)
-  weir help [run]                    this help, or the help of a command
+  weir redeliver --config FILE --from FILE [--rest FILE]
+                                     write undeliverable dead letters' results to their sink again
+  weir help [run|redeliver]          this help, or the help of a command
   weir --version
 
 Run 'weir run --help' for every option of run.
@@ -166,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
       case '-h':
       case '--help':
       case 'help':
-        process.stdout.write(rest[0] === 'run' ? RUN_HELP : MAIN_HELP);
+        process.stdout.write(rest[0] === 'run' ? RUN_HELP : rest[0] === 'redeliver' ? REDELIVER_HELP : MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       case '-v':
       case '--version':
@@ -175,6 +178,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'run':
         return await run(rest);
+      case 'redeliver':
+        return await redeliverCommand(rest);
       default:
         throw new ConfigError(`unknown command "${cmd}" (see 'weir --help')`);
     }

@@ -191,15 +191,15 @@ test('open() on an existing table keeps its rows and does not create it again', 
   assert.equal(n[0]?.n, '1');
 });
 
-test('open() on a table with other columns fails naming the table', async () => {
+test('open() on a table with other columns fails naming the table and the first missing column', async () => {
   const table = freshTable();
   await query(`CREATE TABLE "${table}" (id int PRIMARY KEY)`);
   await assert.rejects(PostgresResultSink.open({ url: PG_URL, table }), (e: unknown) => {
     assert.ok(e instanceof WeirError);
-    assert.equal(e.domain, 'external');
+    assert.equal(e.domain, 'user');
     assert.equal(e.retriable, false);
-    assert.match(e.message, new RegExp(`table "${table}"`));
-    assert.match(e.message, /column .* does not exist/);
+    assert.match(e.message, new RegExp(`postgres sink table ${table} `));
+    assert.match(e.message, /column name is missing; add it/);
     return true;
   });
 });
@@ -219,4 +219,23 @@ test('an unreachable server fails with a retriable external WeirError naming the
       return true;
     });
   }
+});
+
+test('a result emitted before the one a row holds does not replace it; one emitted at the same time or later does', async () => {
+  const table = freshTable();
+  const sink = await PostgresResultSink.open({ url: PG_URL, table });
+  const T = 1_704_110_400_000, S = 1000;
+  const newer = result('latency', 'm', T, S, 20, true, T + 50_000);
+  const older = result('latency', 'm', T, S, 10, false, T + 20_000);
+  await sink.write([newer]);
+  await sink.write([older]);
+  assert.deepEqual(await rowsOf(table), [newer]);
+  const again = result('latency', 'm', T, S, 21, true, T + 50_000);
+  await sink.write([again]);
+  assert.deepEqual(await rowsOf(table), [again]);
+  // Within one write the last one still wins, whatever its time (a clock that went back).
+  const last = result('latency', 'm', T, S, 22, true, T + 60_000);
+  await sink.write([result('latency', 'm', T, S, 23, true, T + 70_000), last]);
+  assert.deepEqual(await rowsOf(table), [last]);
+  await sink.close();
 });

@@ -1,5 +1,5 @@
 // JSON-lines writers for results and dead letters: a file, stdout or stderr.
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, ftruncateSync, fstatSync, mkdirSync, openSync, readSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { InputError, OutputClosedError, type WeirError } from '../errors/errors';
@@ -14,6 +14,51 @@ export interface RecordSink<T> {
   /** Resolves once everything written so far is out of this process (a kill -9 then loses none of it). Sinks whose write() resolves only then need none. */
   flush?(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Where a warning goes: a pino Logger is one. */
+export interface WarnLog {
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
+
+/**
+ * Cuts a torn last line off a JSON-lines file: a crash or a full disk in the middle of a
+ * write leaves a line without its newline, and appending to it would glue the next record
+ * onto it, making both unreadable. Truncates the file to just after its last newline (to
+ * empty if it has none); returns the bytes cut, 0 for a missing, empty or whole file.
+ */
+export function cutTornLine(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw e;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return 0;
+    // Backwards in chunks from the end: a whole file costs one byte read.
+    const chunk = Buffer.alloc(Math.min(size, 64 * 1024));
+    let end = size;
+    let keep = 0;
+    search: while (end > 0) {
+      const n = Math.min(end === size ? 1 : chunk.length, end);
+      readSync(fd, chunk, 0, n, end - n);
+      for (let i = n - 1; i >= 0; i--) {
+        if (chunk[i] === 0x0a) {
+          keep = end - n + i + 1;
+          break search;
+        }
+      }
+      end -= n;
+    }
+    if (keep === size) return 0;
+    ftruncateSync(fd, keep);
+    return size - keep;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -33,12 +78,29 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     out.on('error', (e: Error) => (this.failure = e));
   }
 
-  /** `append`: keep what the file holds (a run resumed from a checkpoint); else start it empty. */
-  static toFile<T>(path: string, what: string, append = false): Promise<JsonLinesSink<T>> {
+  /**
+   * `append`: keep what the file holds (a run resumed from a checkpoint), after cutting a
+   * torn last line (see cutTornLine), which is logged as a warning on `log` (on stderr
+   * without one); else start it empty.
+   */
+  static toFile<T>(path: string, what: string, append = false, log?: WarnLog): Promise<JsonLinesSink<T>> {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
       return Promise.reject(new InputError(`cannot create the directory of ${what} file ${path}: ${(e as Error).message}`));
+    }
+    if (append) {
+      let cut: number;
+      try {
+        cut = cutTornLine(path);
+      } catch (e) {
+        return Promise.reject(new InputError(`cannot write ${what} file ${path}: ${(e as Error).message}`));
+      }
+      if (cut > 0) {
+        const msg = `${what} file ${path} ended in a torn line (no newline, from a crash or a full disk): cut its last ${cut} byte(s) before appending`;
+        if (log !== undefined) log.warn({ kind: 'permanent', file: path, bytesCut: cut }, msg);
+        else process.stderr.write(`weir: warning: ${msg}\n`);
+      }
     }
     const ws: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     return new Promise((resolve, reject) => {
