@@ -16,7 +16,7 @@ import type { Output } from './pipeline/operator';
 import type { PartitionedOperator } from './pipeline/partitioned';
 import { offsetOf, type StreamMessage } from './pipeline/types';
 import { NO_POSITION, type Delivery, type InputPosition } from './sinks/delivery';
-import { isoOf } from './time/timestamp';
+import { progressEnd, progressLine } from './progress';
 
 /** What the loop counts; the runner's summary. */
 export interface LoopCounts {
@@ -143,7 +143,7 @@ export class OperatorLoop {
     } finally {
       this.o.setReady(false);
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
-      if (this.o.progress) process.stderr.write('\n');
+      if (this.o.progress) process.stderr.write(progressEnd());
     }
   }
 
@@ -200,7 +200,7 @@ export class OperatorLoop {
     const rate = ((this.counts.records - this.lastRecords) * 1000) / (now - this.lastReport);
     let open = 0;
     this.o.names.forEach((_, a) => (open += op.openWindows(a)));
-    process.stderr.write(`\r${this.counts.records} events, ${Math.round(rate)} events/s, watermark ${isoOf(op.watermarks.current)}, ${open} open windows `);
+    process.stderr.write(progressLine({ records: this.counts.records, eventsPerSecond: rate, watermarkMs: op.watermarks.current, openWindows: open }));
     this.lastReport = now;
     this.lastRecords = this.counts.records;
   }

@@ -1,7 +1,7 @@
 // The composition root: wires a source, the operator, sinks, the dead-letter queue
 // and metrics together. Everything else depends inward on pipeline/ and core/.
 import { maskSecrets, type Config } from './config';
-import { ConfigError, WeirError } from './errors/errors';
+import { ConfigError, WeirError, isOutputClosed } from './errors/errors';
 import { classify } from './errors/classify';
 import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
@@ -59,14 +59,14 @@ function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string; broker
   return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: src.ssl, ...(sasl === undefined ? {} : { sasl }) };
 }
 
-async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]> {
+async function openResultSinks(cfg: Config, log: Logger): Promise<RecordSink<WindowResult>[]> {
   const opened = await Promise.allSettled(
     cfg.sinks.map(async (s, i): Promise<RecordSink<WindowResult>> => {
       switch (s.type) {
         case 'stdout':
           return new JsonLinesSink<WindowResult>(process.stdout, false, 'results');
         case 'file':
-          return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`, s.append ?? cfg.source.type === 'kafka');
+          return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`, s.append ?? cfg.source.type === 'kafka', log);
         case 'kafka':
           return KafkaResultSink.open(kafkaSinkOptions(cfg, `sinks[${i}]`, s));
         case 'postgres':
@@ -83,11 +83,11 @@ async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]>
   return opened.map((r) => (r as PromiseFulfilledResult<RecordSink<WindowResult>>).value);
 }
 
-async function openDeadLetters(cfg: Config): Promise<RecordSink<DeadLetter>> {
+async function openDeadLetters(cfg: Config, log: Logger): Promise<RecordSink<DeadLetter>> {
   const d = cfg.deadLetter;
   switch (d.type) {
     case 'file':
-      return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter', d.append ?? cfg.source.type === 'kafka');
+      return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter', d.append ?? cfg.source.type === 'kafka', log);
     case 'stdout':
       return new JsonLinesSink<DeadLetter>(process.stdout, false, 'dead letters');
     case 'stderr':
@@ -151,6 +151,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   const bus = opts.bus ?? new Instrumentation();
   /** Every caught error: classified once, counted on the bus, logged. */
   const report = (e: unknown, msg: string): void => {
+    // A reader that went away (`weir run | head`) ends the run quietly.
+    if (isOutputClosed(e)) return;
     const kind = classify(e);
     bus.emit('error', { kind });
     // A user's mistake gets its message, not a stack trace.
@@ -180,8 +182,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       opts.onMetricsListening?.(metricsServer.port);
     }
     try {
-      sinks = await openResultSinks(cfg);
-      dlq = await openDeadLetters(cfg);
+      sinks = await openResultSinks(cfg, log);
+      dlq = await openDeadLetters(cfg, log);
     } catch (e) {
       report(e, 'cannot open the sinks');
       failed = true;
