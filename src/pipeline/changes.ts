@@ -22,14 +22,6 @@ export interface StateChanges {
   deletes: string[];
 }
 
-/** A window's identity: what its state key is built from. */
-interface WindowId {
-  agg: number;
-  key: string;
-  start: number;
-  end: number;
-}
-
 /** The snap region as the core wrote it (see WasmCore.serialize). */
 export interface SnapRegion {
   count: number;
@@ -84,12 +76,12 @@ export class ChangeSet {
     private readonly aggs: Uint32Array,
     private readonly keys: readonly string[],
     private readonly values: ReadonlyArray<readonly string[]>,
-    private readonly gone: readonly WindowId[],
+    private readonly gone: GoneWindows,
   ) {}
 
   /** Windows to put plus keys to delete. */
   get size(): number {
-    return this.keys.length + this.gone.length;
+    return this.keys.length + this.gone.key.length;
   }
 
   /**
@@ -114,23 +106,40 @@ export class ChangeSet {
     }
     // A key can be both gone and put (a window purged, then opened again): applied in
     // that order, the put wins. Duplicates among the deletes are harmless too.
-    const deletes = this.gone.map((g) => stateKey(this.names[g.agg]!, g.key, g.start, g.end));
+    const g = this.gone;
+    const deletes = g.key.map((key, i) => stateKey(this.names[g.agg[i]!]!, key, g.start[i]!, g.end[i]!));
     return { puts, deletes };
+  }
+}
+
+/** Windows no slot holds any more, as parallel arrays (no object per window in a barrier). */
+class GoneWindows {
+  agg: number[] = [];
+  key: string[] = [];
+  start: number[] = [];
+  end: number[] = [];
+
+  push(agg: number, key: string, start: number, end: number): void {
+    this.agg.push(agg);
+    this.key.push(key);
+    this.start.push(start);
+    this.end.push(end);
   }
 }
 
 /**
  * Which window each core slot is persisted as (as of the last change set or the
  * restore), so that a change set can say which state keys went away: a purged window,
- * or a session whose start or end moved (it is stored under a new key).
+ * or a session whose start or end moved (it is stored under a new key). Typed arrays
+ * indexed by slot, grown by doubling: a barrier touches them once per changed window.
  */
 export class PersistedWindows {
-  private readonly agg: number[] = [];
-  private readonly key: Array<string | undefined> = [];
-  private readonly start: number[] = [];
-  private readonly end: number[] = [];
+  private agg = new Uint32Array(0);
+  private start = new Float64Array(0);
+  private end = new Float64Array(0);
+  private key: Array<string | undefined> = [];
   /** Persisted windows no slot holds any more since the last take(). */
-  private gone: WindowId[] = [];
+  private gone = new GoneWindows();
   private count = 0;
 
   constructor(private readonly names: readonly string[]) {}
@@ -140,8 +149,23 @@ export class PersistedWindows {
     return this.count === 0;
   }
 
+  private ensure(slot: number): void {
+    if (slot < this.agg.length) return;
+    const cap = Math.max(slot + 1, this.agg.length * 2, 1024);
+    const agg = new Uint32Array(cap), start = new Float64Array(cap), end = new Float64Array(cap);
+    agg.set(this.agg);
+    start.set(this.start);
+    end.set(this.end);
+    this.agg = agg;
+    this.start = start;
+    this.end = end;
+    // Filled, not holey: V8 keeps the array's fast elements.
+    for (let i = this.key.length; i < cap; i++) this.key.push(undefined);
+  }
+
   /** A restored window: `slot` holds it as persisted. */
   set(slot: number, agg: number, key: string, start: number, end: number): void {
+    this.ensure(slot);
     if (this.key[slot] === undefined) this.count++;
     this.agg[slot] = agg;
     this.key[slot] = key;
@@ -153,7 +177,7 @@ export class PersistedWindows {
   release(slot: number): void {
     const key = this.key[slot];
     if (key === undefined) return;
-    this.gone.push({ agg: this.agg[slot]!, key, start: this.start[slot]!, end: this.end[slot]! });
+    this.gone.push(this.agg[slot]!, key, this.start[slot]!, this.end[slot]!);
     this.key[slot] = undefined;
     this.count--;
   }
@@ -165,19 +189,20 @@ export class PersistedWindows {
    */
   take(snap: SnapRegion, keyOf: (agg: number, keyId: number) => string, valuesOf: (agg: number, keyId: number) => readonly string[]): ChangeSet {
     const n = snap.count;
-    const bytes = Buffer.from(snap.bytes.buffer, snap.bytes.byteOffset + snap.base, snap.length);
-    const copy = Buffer.allocUnsafeSlow(bytes.length);
-    bytes.copy(copy);
+    const copy = Buffer.allocUnsafeSlow(snap.length);
+    copy.set(snap.bytes.subarray(snap.base, snap.base + snap.length));
     const offsets = new Uint32Array(n), lengths = new Uint32Array(n), aggs = new Uint32Array(n);
     const starts = new Float64Array(n), ends = new Float64Array(n);
     const keys = new Array<string>(n);
     const values = new Array<readonly string[]>(n);
+    const u32 = snap.u32, f64 = snap.f64;
+    const gone = this.gone;
     let off = 0;
     for (let k = 0; k < n; k++) {
       const w = (snap.base + off) >>> 2, d = (snap.base + off) >>> 3;
-      const a = snap.u32[w + SNAP.AGG / 4]!, keyId = snap.u32[w + SNAP.KEY / 4]!, len = snap.u32[w + SNAP.LEN / 4]!;
-      const slot = snap.u32[w + SNAP.SLOT / 4]!;
-      const start = snap.f64[d + SNAP.START / 8]!, end = snap.f64[d + SNAP.END / 8]!;
+      const a = u32[w + SNAP.AGG / 4]!, keyId = u32[w + SNAP.KEY / 4]!, len = u32[w + SNAP.LEN / 4]!;
+      const slot = u32[w + SNAP.SLOT / 4]!;
+      const start = f64[d + SNAP.START / 8]!, end = f64[d + SNAP.END / 8]!;
       const key = keyOf(a, keyId);
       offsets[k] = off;
       lengths[k] = len;
@@ -186,18 +211,17 @@ export class PersistedWindows {
       ends[k] = end;
       keys[k] = key;
       values[k] = valuesOf(a, keyId);
+      if (slot >= this.agg.length) this.ensure(slot);
       const old = this.key[slot];
       if (old === undefined) this.count++;
-      else if (old !== key || this.start[slot] !== start || this.end[slot] !== end || this.agg[slot] !== a)
-        this.gone.push({ agg: this.agg[slot]!, key: old, start: this.start[slot]!, end: this.end[slot]! });
+      else if (old !== key || this.start[slot] !== start || this.end[slot] !== end || this.agg[slot] !== a) gone.push(this.agg[slot]!, old, this.start[slot]!, this.end[slot]!);
       this.agg[slot] = a;
       this.key[slot] = key;
       this.start[slot] = start;
       this.end[slot] = end;
       off += SNAP_HEADER + ((len + 7) & ~7);
     }
-    const gone = this.gone;
-    this.gone = [];
+    this.gone = new GoneWindows();
     return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, keys, values, gone);
   }
 }
