@@ -23,6 +23,13 @@ export const ENCODE_SLACK: usize = 64;
 /** Most bytes `writeNumber` returns: `-1.2345678901234567e-308`. */
 export const NUMBER_MAX: usize = 24;
 
+/** 10^i as u64, i in [0, 20). */
+const POW10: usize = memory.data<u64>([
+  1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000, 10000000000,
+  100000000000, 1000000000000, 10000000000000, 100000000000000, 1000000000000000,
+  10000000000000000, 100000000000000000, 1000000000000000000, 10000000000000000000,
+]);
+
 const MANTISSA_BITS: u32 = 52;
 const BIAS: i32 = 1023;
 const POW5_BITS: i32 = 125; // the width of the POW5 and POW5_INV entries
@@ -101,24 +108,11 @@ function mulShiftAll(m: u64, mul: usize, j: i32, mmShift: u32): u64 {
   return shr128(mid, hi, <u32>(j - 64 - 1));
 }
 
-function decimalLength17(v: u64): u32 {
-  if (v >= 10000000000000000) return 17;
-  if (v >= 1000000000000000) return 16;
-  if (v >= 100000000000000) return 15;
-  if (v >= 10000000000000) return 14;
-  if (v >= 1000000000000) return 13;
-  if (v >= 100000000000) return 12;
-  if (v >= 10000000000) return 11;
-  if (v >= 1000000000) return 10;
-  if (v >= 100000000) return 9;
-  if (v >= 10000000) return 8;
-  if (v >= 1000000) return 7;
-  if (v >= 100000) return 6;
-  if (v >= 10000) return 5;
-  if (v >= 1000) return 4;
-  if (v >= 100) return 3;
-  if (v >= 10) return 2;
-  return 1;
+/** Digits of v (1 for 0): from its bit length, then one comparison. */
+// @ts-ignore: decorator
+@inline function decimalLength17(v: u64): u32 {
+  const t = (<u32>(64 - clz(v | 1)) * 1233) >> 12; // floor(log10(2^bits)), one less or exact
+  return t + 1 - <u32>((v | 1) < load<u64>(POW10 + (<usize>t << 3)));
 }
 
 /** Decimal exponent of the last d2d: the value is its result × 10^d2dExp. */
