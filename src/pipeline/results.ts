@@ -12,6 +12,8 @@ import { stateKey, type DeadLetter, type WindowResult } from './types';
 const { RES, RES_BYTES, RES_LATE, ENCODE } = Layout;
 const F64S = RES_BYTES / 8; // f64 per record
 const U32S = RES_BYTES / 4; // u32 per record
+/** Size of the slabs batches are cut from (ResultEncoder.carve). */
+const SLAB_BYTES = 4 << 20;
 
 /** The part of a result that is the same for every window of one key of one aggregation. */
 export interface ResultKey {
@@ -204,6 +206,8 @@ export class ResultEncoder {
   /** Work block in the core's memory: prefix refs (n × 8), line bounds (n × 8), then the lines. */
   private block = 0;
   private blockBytes = 0;
+  private slab: Buffer = Buffer.alloc(0);
+  private slabUsed = 0;
 
   constructor(
     private readonly core: WasmCore,
@@ -247,12 +251,36 @@ export class ResultEncoder {
       u32[r + 1] = e.len;
     }
     const total = core.encodeResults(res.base, n, refs, emittedAtMs, out, bounds);
+    // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
+    // line bounds, the lines.
+    const recBytes = n * RES_BYTES;
+    const at = this.carve(recBytes + n * 8 + n * 8 + total);
+    const slab = this.slab;
     const bytes = core.bytes();
-    const json = Buffer.allocUnsafe(total);
+    const records = slab.subarray(at, at + recBytes);
+    records.set(bytes.subarray(res.base, res.base + recBytes));
+    const emitted = new Float64Array(slab.buffer, slab.byteOffset + at + recBytes, n).fill(emittedAtMs);
+    const b = new Uint32Array(slab.buffer, slab.byteOffset + at + recBytes + n * 8, 2 * n);
+    b.set(core.words().subarray(bounds >>> 2, (bounds >>> 2) + 2 * n));
+    const json = slab.subarray(at + recBytes + n * 16, at + recBytes + n * 16 + total);
     json.set(bytes.subarray(out, out + total));
-    const b = core.words().slice(bounds >>> 2, (bounds >>> 2) + 2 * n);
-    const emitted = new Float64Array(n).fill(emittedAtMs);
-    return new ResultBatch(n, bytes.slice(res.base, res.base + n * RES_BYTES), keys, emitted, json, b.subarray(0, n), b.subarray(n));
+    return new ResultBatch(n, records, keys, emitted, json, b.subarray(0, n), b.subarray(n));
+  }
+
+  /**
+   * Offset of `bytes` new bytes (8-aligned) in this.slab. Batches are carved from large
+   * slabs rather than allocated one by one: fewer, larger allocations cost less (fresh
+   * memory, and the collections that external memory triggers). A slab is freed by the
+   * garbage collector once no batch cut from it is alive.
+   */
+  private carve(bytes: number): number {
+    if (this.slabUsed + bytes > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(Math.max(bytes, SLAB_BYTES));
+      this.slabUsed = 0;
+    }
+    const at = this.slabUsed;
+    this.slabUsed += (bytes + 7) & ~7;
+    return at;
   }
 
   /** Drops the cached prefix of a key id that its registry freed (optional: a reused id is noticed anyway). */
