@@ -509,6 +509,13 @@ const tails: usize = memory.data(256, 16);
 let tailLen0: usize = 0;
 let tailLen1: usize = 0;
 
+/** The last record's window bounds (as bits), and its text from the start's value to the count's key (at most 2 × 24 + 28 bytes). */
+const NO_BOUNDS: u64 = 0x7ff8dead0000dead; // a NaN the core never writes
+let lastStart: u64 = NO_BOUNDS;
+let lastEnd: u64 = NO_BOUNDS;
+const bounded: usize = memory.data(80, 16);
+let boundedLen: usize = 0;
+
 // @ts-ignore: decorator
 @inline function lit(p: usize, src: usize, len: usize): usize {
   v128.store(p, v128.load(src));
@@ -531,6 +538,7 @@ function makeTail(dst: usize, src: usize, len: usize, emittedAt: f64): usize {
 export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, out: usize, bounds: usize): u32 {
   tailLen0 = makeTail(tails, LIT_LATE_FALSE, 27, emittedAt);
   tailLen1 = makeTail(tails + 128, LIT_LATE_TRUE, 26, emittedAt);
+  lastStart = lastEnd = NO_BOUNDS;
   const ends = bounds + (<usize>n << 2);
   let p = out;
   for (let i: u32 = 0; i < n; i++) {
@@ -540,11 +548,28 @@ export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, o
     stu(bounds + (<usize>i << 2), <u32>(p - out));
     for (let o: usize = 0; o < len; o += 16) v128.store(p + o, v128.load(src + o));
     p += len;
-    p = writeNumber(p, ldf(r + RES_START));
-    p = lit(p, LIT_END, 7);
-    p = writeNumber(p, ldf(r + RES_END));
-    v128.store(p, v128.load(LIT_RESULTS));
-    p = lit(p + 16, LIT_RESULTS + 16, 5);
+    // The windows of one firing share their bounds: `S,"end":E},"results":{"count":` is
+    // written once and copied while they repeat.
+    const start = load<u64>(r + RES_START), end = load<u64>(r + RES_END);
+    if (start == lastStart && end == lastEnd) {
+      v128.store(p, v128.load(bounded));
+      v128.store(p, v128.load(bounded, 16), 16);
+      v128.store(p, v128.load(bounded, 32), 32);
+      v128.store(p, v128.load(bounded, 48), 48);
+      v128.store(p, v128.load(bounded, 64), 64);
+      p += boundedLen;
+    } else {
+      const b = p;
+      p = writeNumber(p, ldf(r + RES_START));
+      p = lit(p, LIT_END, 7);
+      p = writeNumber(p, ldf(r + RES_END));
+      v128.store(p, v128.load(LIT_RESULTS));
+      p = lit(p + 16, LIT_RESULTS + 16, 5);
+      boundedLen = p - b;
+      memory.copy(bounded, b, boundedLen);
+      lastStart = start;
+      lastEnd = end;
+    }
     p = writeNumber(p, ldf(r + RES_COUNT));
     p = lit(p, LIT_SUM, 7);
     p = writeNumber(p, ldf(r + RES_SUM));

@@ -74,7 +74,8 @@ export function fillResults(core: WasmCore, regs: KeyRegistry[], steps: number, 
       const stddev = Math.sqrt(Math.max(0, sq / count - avg * avg));
       const gamma = 1.0202020202020203; // a 1% sketch's bucket width: quantiles are bucket midpoints
       const q = (x: number): number => (2 * gamma ** Math.ceil(Math.log(x) / Math.log(gamma))) / (gamma + 1);
-      const start = 1_767_225_600_000 + s * 300_000 + Math.floor(rand() * 1000) * 1000;
+      // Tumbling windows of one firing share their bounds; sessions do not.
+      const start = 1_767_225_600_000 + s * 300_000 + (a === 0 ? Math.floor(rand() * 1000) * 1000 : 0);
       const u32 = core.words(), f64 = core.doubles();
       const w = (base >>> 2) + k * (RES_BYTES / 4), d = (base >>> 3) + k * (RES_BYTES / 8);
       u32[w + RES.AGG / 4] = a;
