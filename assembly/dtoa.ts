@@ -455,6 +455,37 @@ export function writeNumber(p: usize, x: f64): usize {
   return e + 1;
 }
 
+// ─── A cache of printed numbers ──────────────────────────────────────────────
+//
+// Quantiles are sketch bucket values and minima and maxima are measured values:
+// across the results of a batch the same few hundred doubles come back again and
+// again. A direct-mapped cache of their text saves the digit generation.
+//
+//   tag  u64[CACHE_SLOTS]        the double's bits
+//   text 32 B × CACHE_SLOTS      its JSON text (at most NUMBER_MAX bytes), then its length (u8, 0 = empty)
+const CACHE_SLOTS: u32 = 4096;
+const cacheTag: usize = memory.data(<i32>(CACHE_SLOTS << 3), 8);
+const cacheText: usize = memory.data(<i32>(CACHE_SLOTS << 5), 16);
+
+/** writeNumber through the cache. */
+function writeNumberCached(p: usize, x: f64): usize {
+  const bits = reinterpret<u64>(x);
+  const h = <u32>((bits * 0x9e3779b97f4a7c15) >> 52); // 12 bits of a Fibonacci hash
+  const t = cacheText + (<usize>h << 5);
+  const len = <usize>load<u8>(t, 31);
+  if (len != 0 && load<u64>(cacheTag + (<usize>h << 3)) == bits) {
+    v128.store(p, v128.load(t));
+    v128.store(p, v128.load(t, 16), 16);
+    return p + len;
+  }
+  const e = writeNumber(p, x);
+  v128.store(t, v128.load(p));
+  v128.store(t, v128.load(p, 16), 16);
+  store<u8>(t, <u8>(e - p), 31);
+  store<u64>(cacheTag + (<usize>h << 3), bits);
+  return e;
+}
+
 /**
  * Formats n doubles (f64[n] at src) back to back from `out`; bounds[i] (u32) is the
  * end of number i relative to out. Returns the bytes written.
@@ -575,16 +606,18 @@ export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, o
     p = writeNumber(p, ldf(r + RES_SUM));
     p = lit(p, LIT_AVG, 7);
     p = writeNumber(p, ldf(r + RES_AVG));
+    // Minima, maxima and quantiles repeat across results: cached. Sums, means and
+    // standard deviations hardly ever do.
     p = lit(p, LIT_MIN, 7);
-    p = writeNumber(p, ldf(r + RES_MIN));
+    p = writeNumberCached(p, ldf(r + RES_MIN));
     p = lit(p, LIT_MAX, 7);
-    p = writeNumber(p, ldf(r + RES_MAX));
+    p = writeNumberCached(p, ldf(r + RES_MAX));
     p = lit(p, LIT_P50, 7);
-    p = writeNumber(p, ldf(r + RES_P50));
+    p = writeNumberCached(p, ldf(r + RES_P50));
     p = lit(p, LIT_P95, 7);
-    p = writeNumber(p, ldf(r + RES_P95));
+    p = writeNumberCached(p, ldf(r + RES_P95));
     p = lit(p, LIT_P99, 7);
-    p = writeNumber(p, ldf(r + RES_P99));
+    p = writeNumberCached(p, ldf(r + RES_P99));
     p = lit(p, LIT_STDDEV, 10);
     p = writeNumber(p, ldf(r + RES_STDDEV));
     const t = (ldu(r + RES_FLAGS) & RES_LATE) != 0 ? tails + 128 : tails;
