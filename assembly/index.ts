@@ -75,3 +75,11 @@ export function changedSlots(): u32 { return dirtyCount; }
 /** Snap region: snapLength() bytes of SNAP records from snapPtr(), valid until the next serialize call. */
 export function snapPtr(): usize { return snapBase; }
 export function snapLen(): u32 { return <u32>snapLength; }
+
+/**
+ * Numbers and result records as JSON text (dtoa.ts). formatDoubles reads f64[n] at
+ * src and writes the numbers and their u32 ends to TS-owned blocks; encodeResults
+ * reads n result records (the out region, or a copy) and the prefix references TS
+ * wrote, and writes the lines and their u32 (start, end) pairs to TS-owned blocks.
+ */
+export { formatDoubles, encodeResults } from './dtoa';

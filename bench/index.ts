@@ -5,6 +5,7 @@ import { benchCore } from './core';
 import { benchE2e } from './e2e';
 import { benchKafka, printKafka } from './kafka';
 import { benchCheckpoint, printCheckpoint } from './checkpoint';
+import { benchEncode, printEncode } from './encode';
 
 async function main(): Promise<void> {
   const started = new Date().toISOString();
@@ -53,6 +54,12 @@ async function main(): Promise<void> {
     const c = await benchCheckpoint();
     report['checkpoint'] = c;
     printCheckpoint(c);
+  }
+  if (all || which.has('encode')) {
+    console.log('# Results as JSON lines: ns of CPU time per result and per number (median of 5 rounds, alternating)\n');
+    const e = benchEncode();
+    report['encode'] = e;
+    printEncode(e);
   }
   const file = join(__dirname, '..', '..', 'bench', 'results.json');
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');

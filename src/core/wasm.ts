@@ -18,6 +18,11 @@ export const Layout = {
   NO_SLOT: 0xffffffff,
   EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
   WIN: { tumbling: 0, sliding: 1, session: 2 },
+  /**
+   * JSON text (assembly/dtoa.ts): most bytes of one number, most bytes of a result line
+   * besides its prefix, and the spare room an output block needs past its last byte.
+   */
+  ENCODE: { NUMBER_MAX: 24, LINE_MAX: 404, SLACK: 64 },
 } as const;
 
 interface CoreExports {
@@ -58,6 +63,8 @@ interface CoreExports {
   internCount(t: number): number;
   internBytes(t: number, id: number): number;
   internLen(t: number, id: number): number;
+  formatDoubles(src: number, n: number, out: number, bounds: number): number;
+  encodeResults(res: number, n: number, refs: number, emittedAt: number, out: number, bounds: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -273,6 +280,27 @@ export class WasmCore {
   /** Raw key ids interned so far for aggregation a, and the bytes of one. */
   keyCount(a: number): number {
     return this.x.internCount(this.x.keyTable(a));
+  }
+
+  // ─── JSON text (assembly/dtoa.ts) ───────────────────────────────────────────
+
+  /**
+   * Writes the n doubles at src (f64[n]) as JSON numbers back to back from `out`, and
+   * the end of each (u32[n], relative to out) at `bounds`; returns the bytes written.
+   * `out` needs n × ENCODE.NUMBER_MAX + ENCODE.SLACK bytes.
+   */
+  formatDoubles(src: number, n: number, out: number, bounds: number): number {
+    return this.x.formatDoubles(src, n, out, bounds);
+  }
+
+  /**
+   * Writes the JSON lines of n result records at `res` (each followed by '\n') from
+   * `out`, given per record the (ptr, len) u32 pair of its prefix at `refs`; the line
+   * starts (u32[n]) then ends (u32[n]) relative to out at `bounds`. Returns the bytes
+   * written. `out` needs the prefixes' lengths + n × ENCODE.LINE_MAX + ENCODE.SLACK bytes.
+   */
+  encodeResults(res: number, n: number, refs: number, emittedAt: number, out: number, bounds: number): number {
+    return this.x.encodeResults(res, n, refs, emittedAt, out, bounds);
   }
 
   keyBytes(a: number, id: number): Buffer {

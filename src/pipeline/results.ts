@@ -1,0 +1,374 @@
+// Results as bytes: one operator step's results without a JS object per result.
+//
+// The core writes result records (assembly/layout.ts, Result record); the encoder
+// turns them into the JSON lines the sinks send, in WebAssembly (assembly/dtoa.ts),
+// byte for byte what JSON.stringify gives for the same WindowResult. The parts that
+// are the same for every window of a key (name, key, group) are encoded once per
+// (aggregation, key id) and cached; the numbers are written per result.
+import { Layout, type WasmCore } from '../core/wasm';
+import type { KeyRegistry } from './keys';
+import { stateKey, type DeadLetter, type WindowResult } from './types';
+
+const { RES, RES_BYTES, RES_LATE, ENCODE } = Layout;
+const F64S = RES_BYTES / 8; // f64 per record
+const U32S = RES_BYTES / 4; // u32 per record
+/** Size of the slabs batches are cut from (ResultEncoder.carve). */
+const SLAB_BYTES = 4 << 20;
+
+/** The part of a result that is the same for every window of one key of one aggregation. */
+export interface ResultKey {
+  /** The aggregation's index in the config. */
+  readonly agg: number;
+  /** The aggregation's name. */
+  readonly name: string;
+  readonly key: string;
+  readonly group: Record<string, string>;
+}
+
+/** A ResultKey and its JSON prefix, in a block of the core's memory. */
+interface CachedKey extends ResultKey {
+  /** `{"name":…,"key":…,"group":{…},"window":{"start":` in the core's memory. */
+  readonly ptr: number;
+  readonly len: number;
+}
+
+/**
+ * The results of one operator step (or a part, or several joined): the core's result
+ * records, the key of each, and their JSON lines in one Buffer.
+ *
+ * `json` holds exactly the n lines in order, each followed by '\n': a JSON-lines sink
+ * writes `json` as it is; line i alone (no '\n') is `json.subarray(lineStarts[i],
+ * lineEnds[i])`, the value of a Kafka message. Immutable; parts share bytes.
+ */
+export class ResultBatch {
+  /** Record i's f64 fields: f64[i * 13 + RES.X / 8] (Layout.RES). */
+  readonly f64: Float64Array;
+  /** Record i's u32 fields (aggregation, key id, flags): u32[i * 26 + RES.X / 4]. */
+  readonly u32: Uint32Array;
+
+  constructor(
+    readonly n: number,
+    /** n result records, Layout.RES_BYTES each (a copy: the core's region is reused). */
+    readonly records: Uint8Array,
+    /** Key of record i (captured when encoded: a key id may later name another key). */
+    readonly keys: readonly ResultKey[],
+    /** emittedAt of record i, epoch ms. */
+    readonly emittedAt: Float64Array,
+    readonly json: Buffer,
+    readonly lineStarts: Uint32Array,
+    readonly lineEnds: Uint32Array,
+  ) {
+    this.f64 = new Float64Array(records.buffer, records.byteOffset, n * F64S);
+    this.u32 = new Uint32Array(records.buffer, records.byteOffset, n * U32S);
+  }
+
+  static readonly empty = new ResultBatch(0, new Uint8Array(0), [], new Float64Array(0), Buffer.alloc(0), new Uint32Array(0), new Uint32Array(0));
+
+  /** Line i without its '\n' (shares the bytes). */
+  lineOf(i: number): Buffer {
+    return this.json.subarray(this.lineStarts[i], this.lineEnds[i]);
+  }
+
+  /** Line i as a string: JSON.stringify(toObject(i)). */
+  textOf(i: number): string {
+    return this.json.toString('utf8', this.lineStarts[i], this.lineEnds[i]);
+  }
+
+  /** Index of record i's aggregation in the config. */
+  aggregationOf(i: number): number {
+    return this.keys[i]!.agg;
+  }
+
+  /** Name of record i's aggregation (the result's `name`). */
+  nameOf(i: number): string {
+    return this.keys[i]!.name;
+  }
+
+  keyOf(i: number): string {
+    return this.keys[i]!.key;
+  }
+
+  windowOf(i: number): { start: number; end: number } {
+    const d = i * F64S;
+    return { start: this.f64[d + RES.START / 8]!, end: this.f64[d + RES.END / 8]! };
+  }
+
+  isLate(i: number): boolean {
+    return (this.u32[i * U32S + RES.FLAGS / 4]! & RES_LATE) !== 0;
+  }
+
+  /** `name:key:start_end`, as stateKey(): the Kafka message key of record i. */
+  stateKeyOf(i: number): string {
+    const k = this.keys[i]!, d = i * F64S;
+    return stateKey(k.name, k.key, this.f64[d + RES.START / 8]!, this.f64[d + RES.END / 8]!);
+  }
+
+  /** Record i as a WindowResult (the group object is shared, as the operator's results share it). */
+  toObject(i: number): WindowResult {
+    const k = this.keys[i]!, f = this.f64, d = i * F64S;
+    return {
+      name: k.name,
+      key: k.key,
+      group: k.group,
+      window: { start: f[d + RES.START / 8]!, end: f[d + RES.END / 8]! },
+      results: {
+        count: f[d + RES.COUNT / 8]!,
+        sum: f[d + RES.SUM / 8]!,
+        avg: f[d + RES.AVG / 8]!,
+        min: f[d + RES.MIN / 8]!,
+        max: f[d + RES.MAX / 8]!,
+        p50: f[d + RES.P50 / 8]!,
+        p95: f[d + RES.P95 / 8]!,
+        p99: f[d + RES.P99 / 8]!,
+        stddev: f[d + RES.STDDEV / 8]!,
+      },
+      late: this.isLate(i),
+      emittedAt: this.emittedAt[i]!,
+    };
+  }
+
+  toObjects(): WindowResult[] {
+    const out: WindowResult[] = [];
+    for (let i = 0; i < this.n; i++) out.push(this.toObject(i));
+    return out;
+  }
+
+  /** Records [from, to) (clamped), sharing this batch's bytes. */
+  slice(from: number, to: number = this.n): ResultBatch {
+    from = Math.max(0, Math.min(from, this.n));
+    to = Math.max(from, Math.min(to, this.n));
+    if (from === 0 && to === this.n) return this;
+    if (from === to) return ResultBatch.empty;
+    const n = to - from, base = this.lineStarts[from]!;
+    const starts = new Uint32Array(n), ends = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      starts[i] = this.lineStarts[from + i]! - base;
+      ends[i] = this.lineEnds[from + i]! - base;
+    }
+    return new ResultBatch(
+      n,
+      this.records.subarray(from * RES_BYTES, to * RES_BYTES),
+      this.keys.slice(from, to),
+      this.emittedAt.subarray(from, to),
+      this.json.subarray(base, this.lineEnds[to - 1]! + 1),
+      starts,
+      ends,
+    );
+  }
+
+  /** The records of the batches in order, in one batch (copies the bytes). */
+  static concat(batches: readonly ResultBatch[]): ResultBatch {
+    const parts = batches.filter((b) => b.n > 0);
+    if (parts.length === 0) return ResultBatch.empty;
+    if (parts.length === 1) return parts[0]!;
+    let n = 0;
+    for (const b of parts) n += b.n;
+    const records = new Uint8Array(n * RES_BYTES);
+    const emittedAt = new Float64Array(n);
+    const starts = new Uint32Array(n), ends = new Uint32Array(n);
+    const keys: ResultKey[] = [];
+    let i = 0, shift = 0;
+    for (const b of parts) {
+      records.set(b.records, i * RES_BYTES);
+      emittedAt.set(b.emittedAt, i);
+      for (let j = 0; j < b.n; j++) {
+        starts[i + j] = b.lineStarts[j]! + shift;
+        ends[i + j] = b.lineEnds[j]! + shift;
+        keys.push(b.keys[j]!);
+      }
+      i += b.n;
+      shift += b.json.length;
+    }
+    return new ResultBatch(n, records, keys, emittedAt, Buffer.concat(parts.map((b) => b.json), shift), starts, ends);
+  }
+}
+
+/** The constant head of a result's JSON, up to the window start's value. */
+export function resultPrefix(name: string, key: string, group: Record<string, string>): string {
+  // JSON.stringify of each part: its escaping (quotes, control characters, lone
+  // surrogates as \udXXX) and the group's property order are then exactly the whole
+  // object's.
+  return `{"name":${JSON.stringify(name)},"key":${JSON.stringify(key)},"group":${JSON.stringify(group)},"window":{"start":`;
+}
+
+/**
+ * Encodes the core's result records into ResultBatches. One per WasmCore: the records
+ * are read and the lines written in that core's memory, where the encoder also keeps
+ * each (aggregation, key id)'s JSON prefix.
+ *
+ * A key id that the registry frees and gives to another key is noticed (the cached
+ * key string differs from the registry's) and re-encoded; forget() releases a freed
+ * id's prefix at once.
+ */
+export class ResultEncoder {
+  /** Per aggregation, per key id. */
+  private readonly cache: Array<Array<CachedKey | undefined>>;
+  /** Work block in the core's memory: prefix refs (n × 8), line bounds (n × 8), then the lines. */
+  private block = 0;
+  private blockBytes = 0;
+  private slab: Buffer = Buffer.alloc(0);
+  private slabUsed = 0;
+
+  constructor(
+    private readonly core: WasmCore,
+    /** Aggregation names, by index. */
+    private readonly names: readonly string[],
+    private readonly registries: readonly KeyRegistry[],
+  ) {
+    this.cache = names.map(() => []);
+  }
+
+  /**
+   * The results region as a batch: call with `core.results()` before resetOutput.
+   * `emittedAtMs` goes into every result (the operator's nowMs).
+   */
+  encode(res: { count: number; base: number }, emittedAtMs: number): ResultBatch {
+    const n = res.count;
+    if (n === 0) return ResultBatch.empty;
+    const core = this.core;
+    const keys: CachedKey[] = new Array<CachedKey>(n);
+    let u32 = core.words();
+    const w0 = res.base >>> 2;
+    let prefixBytes = 0;
+    for (let k = 0; k < n; k++) {
+      const w = w0 + k * U32S;
+      const a = u32[w + RES.AGG / 4]!, id = u32[w + RES.KEY / 4]!;
+      let e = this.cache[a]![id];
+      if (e === undefined || e.key !== this.registries[a]!.keys[id]) {
+        e = this.install(a, id);
+        u32 = core.words(); // allocating may have grown memory
+      }
+      keys[k] = e;
+      prefixBytes += e.len;
+    }
+    const refs = this.reserve(n * 16 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
+    const bounds = refs + n * 8, out = bounds + n * 8;
+    u32 = core.words();
+    let r = refs >>> 2;
+    for (let k = 0; k < n; k++, r += 2) {
+      const e = keys[k]!;
+      u32[r] = e.ptr;
+      u32[r + 1] = e.len;
+    }
+    const total = core.encodeResults(res.base, n, refs, emittedAtMs, out, bounds);
+    // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
+    // line bounds, the lines.
+    const recBytes = n * RES_BYTES;
+    const at = this.carve(recBytes + n * 8 + n * 8 + total);
+    const slab = this.slab;
+    const bytes = core.bytes();
+    const records = slab.subarray(at, at + recBytes);
+    records.set(bytes.subarray(res.base, res.base + recBytes));
+    const emitted = new Float64Array(slab.buffer, slab.byteOffset + at + recBytes, n).fill(emittedAtMs);
+    const b = new Uint32Array(slab.buffer, slab.byteOffset + at + recBytes + n * 8, 2 * n);
+    b.set(core.words().subarray(bounds >>> 2, (bounds >>> 2) + 2 * n));
+    const json = slab.subarray(at + recBytes + n * 16, at + recBytes + n * 16 + total);
+    json.set(bytes.subarray(out, out + total));
+    return new ResultBatch(n, records, keys, emitted, json, b.subarray(0, n), b.subarray(n));
+  }
+
+  /**
+   * Offset of `bytes` new bytes (8-aligned) in this.slab. Batches are carved from large
+   * slabs rather than allocated one by one: fewer, larger allocations cost less (fresh
+   * memory, and the collections that external memory triggers). A slab is freed by the
+   * garbage collector once no batch cut from it is alive.
+   */
+  private carve(bytes: number): number {
+    if (this.slabUsed + bytes > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(Math.max(bytes, SLAB_BYTES));
+      this.slabUsed = 0;
+    }
+    const at = this.slabUsed;
+    this.slabUsed += (bytes + 7) & ~7;
+    return at;
+  }
+
+  /** Drops the cached prefix of a key id that its registry freed (optional: a reused id is noticed anyway). */
+  forget(agg: number, keyId: number): void {
+    const c = this.cache[agg];
+    const e = c?.[keyId];
+    if (e === undefined) return;
+    this.core.free(e.ptr);
+    c![keyId] = undefined;
+  }
+
+  /** Bytes of the core's memory held for prefixes and the work block. */
+  memoryBytes(): number {
+    let total = this.blockBytes;
+    for (const c of this.cache) for (const e of c) if (e !== undefined) total += (e.len + 15) & ~15;
+    return total;
+  }
+
+  private install(a: number, id: number): CachedKey {
+    const reg = this.registries[a]!;
+    const key = reg.keys[id]!, group = reg.groups[id]!, name = this.names[a]!;
+    const c = this.cache[a]!;
+    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
+    while (c.length <= id) c.push(undefined);
+    const old = c[id];
+    if (old !== undefined) this.core.free(old.ptr);
+    const bytes = Buffer.from(resultPrefix(name, key, group), 'utf8');
+    // Read in 16-byte words: the block is rounded up.
+    const ptr = this.core.alloc((bytes.length + 15) & ~15);
+    this.core.write(ptr, bytes);
+    const e: CachedKey = { agg: a, name, key, group, ptr, len: bytes.length };
+    c[id] = e;
+    return e;
+  }
+
+  /** The work block, at least `bytes` long. */
+  private reserve(bytes: number): number {
+    if (bytes > this.blockBytes) {
+      if (this.block !== 0) this.core.free(this.block);
+      this.blockBytes = Math.max(bytes, 2 * this.blockBytes, 64 * 1024);
+      this.block = this.core.alloc(this.blockBytes);
+    }
+    return this.block;
+  }
+}
+
+// ─── Dead letters ─────────────────────────────────────────────────────────────
+
+/** Lines of JSON in one Buffer, each followed by '\n' (as ResultBatch.json). */
+export interface EncodedLines {
+  n: number;
+  json: Buffer;
+  lineStarts: Uint32Array;
+  lineEnds: Uint32Array;
+}
+
+/** JSON.stringify of a number. */
+function num(x: number): string {
+  return Number.isFinite(x) ? String(x) : 'null';
+}
+
+/**
+ * JSON.stringify(d) for a DeadLetter whose properties were created in the interface's
+ * order (every producer in Weir does so), absent optional fields left out.
+ */
+export function deadLetterJson(d: DeadLetter): string {
+  let s = `{"original_event":${JSON.stringify(d.original_event)},"reason":${JSON.stringify(d.reason)},"error":${JSON.stringify(d.error)}`;
+  if (d.aggregation !== undefined) s += `,"aggregation":${JSON.stringify(d.aggregation)}`;
+  s += `,"retry_count":${num(d.retry_count)},"timestamp":${JSON.stringify(d.timestamp)},"processor_instance":${JSON.stringify(d.processor_instance)}`;
+  s += `,"partition":${num(d.partition)},"offset":${JSON.stringify(d.offset)}`;
+  if (d.sink !== undefined) s += `,"sink":${JSON.stringify(d.sink)}`;
+  return s + '}';
+}
+
+/** Dead letters as JSON lines in one Buffer: line i is JSON.stringify(records[i]). */
+export function encodeDeadLetters(records: readonly DeadLetter[]): EncodedLines {
+  const n = records.length;
+  let text = '';
+  for (const d of records) text += deadLetterJson(d) + '\n';
+  const json = Buffer.from(text, 'utf8');
+  const lineStarts = new Uint32Array(n), lineEnds = new Uint32Array(n);
+  // JSON text has no raw newline (JSON.stringify escapes it): each '\n' ends a line.
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const end = json.indexOf(10, start);
+    lineStarts[i] = start;
+    lineEnds[i] = end;
+    start = end + 1;
+  }
+  return { n, json, lineStarts, lineEnds };
+}
