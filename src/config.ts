@@ -48,7 +48,13 @@ const fileSource = z.strictObject({
   /** JSONL file to read to its end. */
   path: z.string().min(1),
 });
-const stdinSource = z.strictObject({ type: z.literal('stdin') });
+/** Silence after which an unbounded embedded source counts as idle (ms); see eventTime.idleAdvance. @default 10000 */
+const embeddedIdleTimeoutMs = () => duration({ positive: true }).default(10_000);
+const stdinSource = z.strictObject({
+  type: z.literal('stdin'),
+  /** No line for this long (ms) makes stdin idle (eventTime.idleAdvance). @default 10000 */
+  idleTimeoutMs: embeddedIdleTimeoutMs(),
+});
 const generatorSource = z.strictObject({
   type: z.literal('generator'),
   /** Event-time rate: event timestamps advance 1000/eventsPerSecond ms per event. @default 1000 */
@@ -61,6 +67,8 @@ const generatorSource = z.strictObject({
   seed: z.number().int().default(1),
   /** Event time of the first event, epoch ms. @default now */
   startMs: z.number().int().optional(),
+  /** No event for this long (ms) makes an unbounded generator idle (eventTime.idleAdvance). @default 10000 */
+  idleTimeoutMs: embeddedIdleTimeoutMs(),
 });
 const kafkaSource = z.strictObject({
   type: z.literal('kafka'),
@@ -132,6 +140,17 @@ export const configSchema = z.strictObject({
       maxOutOfOrdernessMs: duration({ positive: false }).default(30_000),
       /** Windows keep their state and accept late events this long after W passes their end (ms). @default 60000 */
       allowedLatenessMs: duration({ positive: false }).default(60_000),
+      /**
+       * When every partition of the source has been idle for `source.idleTimeoutMs`,
+       * W = max(W, wall clock - maxOutOfOrdernessMs) for as long as they stay idle, so
+       * the last windows of a quiet live stream fire. Events judged after that are
+       * judged against the advanced W (too late ones are dead-lettered `late`). Applies
+       * to a Kafka source and to unbounded embedded ones (stdin, a generator without
+       * `count`). Leave it off when replaying old data: the wall clock is far ahead of
+       * its event time, so a pause would make everything after it late.
+       * @default false
+       */
+      idleAdvance: z.boolean().default(false),
     })
     .prefault({}),
   aggregations: z.array(aggregation).min(1, 'needs at least one aggregation'),

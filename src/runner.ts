@@ -9,6 +9,7 @@ import { PostgresResultSink } from './sinks/postgres';
 import { KafkaSource, saslOptions, type AssignmentHook } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
+import { EMBEDDED_TICK_INTERVAL_MS, withTicks } from './sources/ticks';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
 import { Delivery, NO_POSITION, type InputPosition } from './sinks/delivery';
 import type { Output } from './pipeline/operator';
@@ -115,9 +116,13 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
       return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
     case 'stdin':
       // A stop leaves a read pending on stdin, which would keep the process alive.
-      return { messages: thenEnd(streamBatches(process.stdin, batchSize)), close: async () => void process.stdin.destroy() };
-    case 'generator':
-      return { messages: thenEnd(generatorBatches(s, batchSize)), close: async () => {} };
+      // status: ticks let W move while stdin is quiet (eventTime.idleAdvance).
+      return { messages: withTicks(thenEnd(streamBatches(process.stdin, batchSize)), EMBEDDED_TICK_INTERVAL_MS, clock), close: async () => void process.stdin.destroy() };
+    case 'generator': {
+      const messages = thenEnd(generatorBatches(s, batchSize));
+      // status: an unbounded generator ticks like stdin; a bounded one ends, and its end fires everything.
+      return { messages: s.count === undefined ? withTicks(messages, EMBEDDED_TICK_INTERVAL_MS, clock) : messages, close: async () => {} };
+    }
     case 'kafka': {
       const source = new KafkaSource(s, { batchSize, clock, onAssignment });
       return { messages: source.messages(), close: () => source.close(), kafka: source };

@@ -126,7 +126,7 @@ aggregations: [ { name: n, value: v, window: { type: tumbling, sizeMs: 1m } } ]
   assert.equal(r.code, 0, r.err);
   assert.doesNotMatch(r.out, /hunter2/);
   const printed = JSON.parse(r.out) as { eventTime: unknown; state: { backend: string }; aggregations: Array<{ window: { sizeMs: number } }> };
-  assert.deepEqual(printed.eventTime, { field: 'timestamp', maxOutOfOrdernessMs: 30000, allowedLatenessMs: 60000 });
+  assert.deepEqual(printed.eventTime, { field: 'timestamp', maxOutOfOrdernessMs: 30000, allowedLatenessMs: 60000, idleAdvance: false });
   assert.equal(printed.state.backend, 'rocksdb');
   assert.equal(printed.aggregations[0]!.window.sizeMs, 60000);
 });

@@ -2,7 +2,7 @@
  * Checks the deployment artefacts in deploy/: Kubernetes manifests, the Grafana
  * dashboard, the Prometheus alert rules (with promtool) and the Dockerfile.
  *
- * The nine metric names Weir exports are listed here once (`WEIR_METRICS`); a
+ * The metric names Weir exports are listed here once (`WEIR_METRICS`); a
  * test against a running Weir can import them to check its /metrics.
  */
 import { test, describe } from 'node:test';

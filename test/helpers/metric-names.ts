@@ -1,4 +1,4 @@
-// The nine metric names of the issue: the specification both the deploy test and the
+// The metric names: the specification both the deploy test and the
 // metrics test check against (src/metrics/prometheus.ts has its own list, compared with this one).
 
 /** Every metric family Weir exports on /metrics, by its Prometheus name. */
@@ -12,6 +12,8 @@ export const WEIR_METRICS = [
   'errors_total',
   'late_events_total',
   'watermark_lag_seconds',
+  'partition_idle',
+  'records_consumed_total',
 ] as const;
 
 export type WeirMetricName = (typeof WEIR_METRICS)[number];
