@@ -212,8 +212,10 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /**
    * Structured JSON-lines logs on stderr (start, finish, retries, errors), secrets
-   * masked. Omit `log` for none (like `metrics`): `weir run` then writes only its
-   * one-line error and, on a terminal, progress. `log: {}` logs at "info".
+   * masked. Without `log`, `weir run` writes warnings only, as plain
+   * `weir: warning: ...` lines (a wrong eventTime.field or groupBy path, a key read
+   * from two partitions), its one-line error, its summary line and, on a terminal,
+   * progress. `log: {}` logs JSON lines at "info".
    */
   log: z
     .strictObject({

@@ -18,6 +18,7 @@ import { Checkpointer } from './checkpoint/coordinator';
 import { openStateBackend } from './state';
 import { offsetOf, type DeadLetter, type RecordBatch, type StreamMessage, type WindowResult } from './pipeline/types';
 import { isoOf } from './time/timestamp';
+import { RunDiagnostics } from './metrics/diagnostics';
 import { performance } from 'node:perf_hooks';
 import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
 
@@ -29,6 +30,18 @@ export interface RunSummary {
   elapsedMs: number;
   /** True when the run was stopped (RunOptions.signal) before its source ended: open windows did not fire. */
   stopped: boolean;
+  /** `deadLetters` by reason (`malformed`, `invalid`, `late`, `undeliverable`). */
+  deadLettersByReason: Record<string, number>;
+}
+
+/** The run's one-line summary for stderr: counts, rate, dead letters by reason. */
+export function summaryLine(s: RunSummary): string {
+  const rate = s.elapsedMs > 0 ? Math.round((s.records * 1000) / s.elapsedMs) : s.records;
+  const reasons = Object.entries(s.deadLettersByReason)
+    .filter(([, n]) => n > 0)
+    .map(([r, n]) => `${r} ${n}`)
+    .join(', ');
+  return `${s.stopped ? 'stopped' : 'done'}: ${s.records} events in ${(s.elapsedMs / 1000).toFixed(2)} s (${rate} events/s), ${s.results} results, ${s.deadLetters} dead letters${reasons === '' ? '' : ` (${reasons})`}, ${s.lateEvents} late`;
 }
 
 export interface RunOptions {
@@ -178,7 +191,9 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     instrumentOperator(bus, op, names, clock());
     return out;
   };
-  const summary: RunSummary = { records: 0, results: 0, deadLetters: 0, lateEvents: 0, elapsedMs: 0, stopped: false };
+  const summary: RunSummary = { records: 0, results: 0, deadLetters: 0, lateEvents: 0, elapsedMs: 0, stopped: false, deadLettersByReason: {} };
+  // status: warns once about a wrong eventTime.field or groupBy path; counts dead letters by reason.
+  const diagnostics = new RunDiagnostics(cfg, bus, { warn: (msg, fields) => log.warn(fields, msg) });
   const t0 = Date.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
   let lastReport = t0, lastRecords = 0;
@@ -294,6 +309,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       }
       const batch = checkpointer?.unseen(m.batch) ?? m.batch;
       if (batch.n === 0) continue;
+      diagnostics.observe(batch); // status
       await emit(step(batch.partition, () => op.process(batch)), {
         partition: batch.partition,
         offset: String(offsetOf(batch, batch.n - 1)),
@@ -339,6 +355,11 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     }
   }
   summary.elapsedMs = Date.now() - t0;
+  // status: dead letters by reason come from the bus; the rest are results the sinks refused.
+  diagnostics.finish();
+  summary.deadLettersByReason = { ...diagnostics.deadLettersByReason };
+  const counted = Object.values(summary.deadLettersByReason).reduce((a, n) => a + n, 0);
+  if (summary.deadLetters > counted) summary.deadLettersByReason['undeliverable'] = summary.deadLetters - counted;
   log.info({ summary }, summary.stopped ? 'run stopped' : 'run finished');
   return summary;
 }
