@@ -20,7 +20,7 @@ import { offsetOf, type DeadLetter, type RecordBatch, type StreamMessage, type W
 import { isoOf } from './time/timestamp';
 import { RunDiagnostics } from './metrics/diagnostics';
 import { performance } from 'node:perf_hooks';
-import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
+import { Instrumentation, StatusModel, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, type MetricsServer } from './metrics';
 
 export interface RunSummary {
   records: number;
@@ -166,9 +166,11 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   };
   let ready = false;
   let metricsServer: MetricsServer | undefined;
+  // status: the model behind GET /status and the page at GET /.
+  const status = new StatusModel(bus, cfg, op, { clock });
   if (cfg.metrics !== undefined) {
     const { registry } = createMetrics(bus, { aggregations: names });
-    metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready });
+    metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready, status: () => status.snapshot() });
     opts.onMetricsListening?.(metricsServer.port);
   }
   let sinks: RecordSink<WindowResult>[] = [];
@@ -317,7 +319,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       checkpointer?.processed(batch);
       if (batch.highWatermark !== undefined) {
         const lag = Number(batch.highWatermark) - offsetOf(batch, batch.n - 1) - 1;
-        bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, lag) });
+        bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, lag), offset: String(offsetOf(batch, batch.n - 1)) }); // status: offset
       }
       if (progress && Date.now() - lastReport >= 1000) {
         const now = Date.now();
@@ -355,6 +357,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     }
   }
   summary.elapsedMs = Date.now() - t0;
+  status.setSourceState(summary.stopped ? 'stopped' : 'ended'); // status
   // status: dead letters by reason come from the bus; the rest are results the sinks refused.
   diagnostics.finish();
   summary.deadLettersByReason = { ...diagnostics.deadLettersByReason };

@@ -64,6 +64,8 @@ export interface WatermarkEvent {
 export interface ConsumerLagEvent {
   partition: number;
   lag: number;
+  /** Offset of the last record processed from the partition. */
+  offset?: string;
 }
 
 /** A checkpoint became durable (its metadata.json renamed into place). */

@@ -6,6 +6,7 @@ import type { Instrumentation } from './events';
 export * from './events';
 export * from './prometheus';
 export * from './server';
+export * from './status';
 
 /**
  * Emits what one operator step (`process`, `tick` or `finish`) produced:

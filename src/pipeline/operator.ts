@@ -241,6 +241,11 @@ export class WindowOperator {
     return this.core.openWindows(a);
   }
 
+  /** End (ms) of the earliest window of aggregation `a` that has not fired, +Infinity for none (sessions: a lower bound). */
+  nextFireMs(a: number): number {
+    return this.core.nextFire(a);
+  }
+
   // ─── Checkpoints ─────────────────────────────────────────────────────────────
 
   /**

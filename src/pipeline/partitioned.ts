@@ -104,6 +104,13 @@ export class PartitionedOperator {
     return n;
   }
 
+  /** End (ms) of the earliest unfired window of aggregation `a` over every partition, +Infinity for none. */
+  nextFireMs(a: number): number {
+    let m = Infinity;
+    for (const op of this.ops.values()) m = Math.min(m, op.nextFireMs(a));
+    return m;
+  }
+
   memoryBytes(): number {
     let n = 0;
     for (const op of this.ops.values()) n += op.memoryBytes();
