@@ -87,7 +87,25 @@ const kafkaSource = z.strictObject({
   /** The group drops a member it has not heard from for this long (ms); a restart after a crash rejoins once it has. @default 30000 */
   sessionTimeoutMs: duration({ positive: true }).default(30_000),
   clientId: z.string().default('weir'),
-  ssl: z.boolean().default(false),
+  /**
+   * TLS to the brokers: `true` (the system's CAs), or PEM file paths, read at start:
+   * `ca` (the brokers' CA, instead of the system's), and `cert` with `key` (a
+   * client certificate, for clusters that authenticate clients by TLS). Kafka sinks
+   * without brokers of their own use the same. @default false
+   */
+  ssl: z
+    .union([
+      z.boolean(),
+      z.strictObject({
+        /** PEM file of the CA that signed the brokers' certificates. */
+        ca: z.string().min(1).optional(),
+        /** PEM file of the client certificate (needs `key`). */
+        cert: z.string().min(1).optional(),
+        /** PEM file of the client certificate's private key (needs `cert`). */
+        key: z.string().min(1).optional(),
+      }),
+    ])
+    .default(false),
   sasl: z
     .strictObject({
       mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
@@ -259,6 +277,9 @@ export function validateConfig(raw: unknown, origin = 'config'): Config {
     if (a.window.type === 'sliding' && a.window.slideMs > a.window.sizeMs)
       throw new ConfigError(`${origin}: aggregations[${i}].window.slideMs: must not exceed sizeMs (${a.window.slideMs} > ${a.window.sizeMs})`);
   });
+  const ssl = cfg.source.type === 'kafka' ? cfg.source.ssl : false;
+  if (typeof ssl === 'object' && (ssl.cert === undefined) !== (ssl.key === undefined))
+    throw new ConfigError(`${origin}: source.ssl: cert and key go together (a client certificate needs its private key)`);
   if (cfg.state.backend === undefined) cfg.state.backend = cfg.source.type === 'kafka' ? 'rocksdb' : 'memory';
   return cfg;
 }

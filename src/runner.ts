@@ -6,7 +6,7 @@ import { classify } from './errors/classify';
 import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
-import { KafkaSource, saslOptions, type AssignmentHook } from './sources/kafka';
+import { KafkaSource, saslOptions, sslOptions, type AssignmentHook } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { EMBEDDED_TICK_INTERVAL_MS, withTicks } from './sources/ticks';
@@ -70,7 +70,7 @@ function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string; broker
   const src = cfg.source;
   if (src.type !== 'kafka') throw new ConfigError(`${where}.brokers: required when the source is not Kafka`);
   const sasl = saslOptions(src.sasl, process.env);
-  return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: src.ssl, ...(sasl === undefined ? {} : { sasl }) };
+  return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: sslOptions(src.ssl), ...(sasl === undefined ? {} : { sasl }) };
 }
 
 async function openResultSinks(cfg: Config): Promise<RecordSink<WindowResult>[]> {
