@@ -25,7 +25,7 @@ import { runEmbedded } from '../src/runner';
 
 const root = join(__dirname, '..', '..');
 const bin = join(root, 'bin', 'weir.js');
-const PG_URL = process.env['WEIR_TEST_POSTGRES'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const PG_URL = process.env['WEIR_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const PG = new URL(PG_URL);
 const NO_STACK = /^\s+at \S+ \(|^\s+at \//m;
 

@@ -11,7 +11,7 @@ import { runEmbedded } from '../src/runner';
 import { generateLines } from '../src/sources/eventgen';
 import type { WindowResult } from '../src/pipeline/types';
 
-const URL = process.env['WEIR_TEST_POSTGRES'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const URL = process.env['WEIR_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 test('file source -> file and postgres sinks: the table holds exactly the final results', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'weir-pg-e2e-'));
