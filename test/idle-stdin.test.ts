@@ -34,6 +34,9 @@ async function quietStdin(idleAdvance: boolean, waitMs: number): Promise<{ resul
   const lines = [];
   for (let i = 0; i < 20; i++) lines.push(JSON.stringify({ timestamp: base + i * 1000, data: { model: 'a', latency_ms: i } }));
   child.stdin.write(lines.join('\n') + '\n');
+  // The events close the first window: from then on stdin is quiet (start-up under load takes a while).
+  const started = Date.now() + 30_000;
+  while (Date.now() < started && resultsIn(out) < 1) await sleep(50);
   const deadline = Date.now() + waitMs;
   while (Date.now() < deadline && resultsIn(out) < 2) await sleep(100);
   const results = resultsIn(out);
@@ -43,7 +46,8 @@ async function quietStdin(idleAdvance: boolean, waitMs: number): Promise<{ resul
 }
 
 test('idleAdvance on stdin: an open, quiet stdin fires its windows after idleTimeoutMs; off, the last one waits for the end of the input', async () => {
-  const [on, off] = await Promise.all([quietStdin(true, 6000), quietStdin(false, 4000)]);
+  // idleTimeoutMs (1 s) + a tick (1 s) + a margin after the events were processed.
+  const [on, off] = await Promise.all([quietStdin(true, 5000), quietStdin(false, 5000)]);
   assert.equal(on.results, 2, 'both 10 s windows fired while stdin stayed open');
   assert.equal(off.results, 1, 'without idleAdvance W stalls: the events closed the first window only');
   assert.equal(on.exit, 0);
