@@ -9,7 +9,7 @@
 // Checkpoints: trackChanges turns on change tracking; serializeChanges then writes
 // the windows changed since its last call to the snap region (snapPtr/snapLength),
 // and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
-import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, tsBase, wmBase, batchCap } from './windows';
+import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, aggNextFire, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
 import { slotsLive, slotsCapacity, setTracking, dirtyCount } from './slots';
 import { snapBase, snapLength } from './snapshot';
@@ -60,6 +60,8 @@ export function resetOutput(): void { outputReset(); }
 
 /** Open windows (tumbling/sliding: key-window slots; sessions: live sessions). */
 export function openWindows(a: u32): u32 { return aggOpenWindows(a); }
+/** End (ms) of aggregation `a`'s earliest unfired window, +inf for none (sessions: a lower bound). Reads the aggregation record. */
+export function nextFire(a: u32): f64 { return aggNextFire(a); }
 /** Bytes of linear memory the window slots occupy (sketch stores excluded: see stateBytes). */
 export function slotBytes(): u32 { return <u32>(<usize>slotsLive() * SLOT_BYTES); }
 export function slotCapacity(): u32 { return slotsCapacity(); }

@@ -74,6 +74,11 @@ function heapInit(h: usize): void {
   return ldu(h + H_N) != 0 ? ldf(<usize>ldu(h + H_PTR) + E_AT) : Infinity;
 }
 
+/** The earliest pending fire timer of the sessions `s` (+inf for none). */
+export function sessionsNextFire(s: usize): f64 {
+  return heapNext(s + S_FIRE);
+}
+
 /** Whether the earliest timer is due at w (never for an empty heap, even at w = +inf). */
 // @ts-ignore: decorator
 @inline function heapDue(h: usize, w: f64): bool {

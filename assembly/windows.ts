@@ -13,7 +13,7 @@ import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
 import { slotAlloc, slotFree, slotAddr, slotPool, slotChanged } from './slots';
 import { emitResult, emitGone } from './output';
-import { sessionsNew, sessionsAdvance, sessionsRestore, processSessions as runSessions } from './sessions';
+import { sessionsNew, sessionsAdvance, sessionsRestore, sessionsNextFire, processSessions as runSessions } from './sessions';
 import { serialValid, slotLoad } from './snapshot';
 
 // ─── Aggregation record ───────────────────────────────────────────────────────
@@ -98,6 +98,18 @@ export function aggStatus(a: u32): usize { return <usize>ldu(aggAddr(a) + A_EVS)
 export function aggOpenWindows(a: u32): u32 {
   const p = aggAddr(a);
   return ldu(p + A_LIVE);
+}
+
+/**
+ * The end of the earliest window of `a` that has not fired, +inf for none:
+ * tumbling/sliding read it from the aggregation record; sessions from their fire
+ * heap, whose top may be a session that has since merged or grown (a lower bound,
+ * exact once W passes it). O(1): for status pages, never the hot path.
+ */
+export function aggNextFire(a: u32): f64 {
+  const p = aggAddr(a);
+  if (ldi(p + A_TYPE) == WIN_SESSION) return sessionsNextFire(<usize>ldu(p + A_SESSIONS));
+  return ldf(p + A_NEXT_FIRE);
 }
 
 /** W from a partition's max: held below the other partitions' minimum, never below the floor. */

@@ -1,7 +1,7 @@
 // The `weir` command.
 import { loadConfig, maskSecrets, type Config } from './config';
 import { ConfigError, WeirError, isOutputClosed, toWeirError } from './errors/errors';
-import { runEmbedded, type RunSummary } from './runner';
+import { runEmbedded, summaryLine, type RunSummary } from './runner';
 import { REDELIVER_HELP, redeliverCommand } from './redeliver';
 
 /**
@@ -121,12 +121,8 @@ async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const summary = await runStoppable(cfg, args.progress);
-  if (args.progress ?? process.stderr.isTTY) {
-    const rate = summary.elapsedMs > 0 ? Math.round((summary.records * 1000) / summary.elapsedMs) : summary.records;
-    process.stderr.write(
-      `${summary.stopped ? "stopped" : "done"}: ${summary.records} events in ${(summary.elapsedMs / 1000).toFixed(2)} s (${rate} events/s), ${summary.results} results, ${summary.deadLetters} dead letters, ${summary.lateEvents} late\n`,
-    );
-  }
+  // Always, terminal or not: a run that dead-letters everything must not look like a quiet success.
+  process.stderr.write(`${summaryLine(summary)}\n`);
   return 0;
 }
 

@@ -48,7 +48,13 @@ const fileSource = z.strictObject({
   /** JSONL file to read to its end. */
   path: z.string().min(1),
 });
-const stdinSource = z.strictObject({ type: z.literal('stdin') });
+/** Silence after which an unbounded embedded source counts as idle (ms); see eventTime.idleAdvance. @default 10000 */
+const embeddedIdleTimeoutMs = () => duration({ positive: true }).default(10_000);
+const stdinSource = z.strictObject({
+  type: z.literal('stdin'),
+  /** No line for this long (ms) makes stdin idle (eventTime.idleAdvance). @default 10000 */
+  idleTimeoutMs: embeddedIdleTimeoutMs(),
+});
 const generatorSource = z.strictObject({
   type: z.literal('generator'),
   /** Event-time rate: event timestamps advance 1000/eventsPerSecond ms per event. @default 1000 */
@@ -61,6 +67,8 @@ const generatorSource = z.strictObject({
   seed: z.number().int().default(1),
   /** Event time of the first event, epoch ms. @default now */
   startMs: z.number().int().optional(),
+  /** No event for this long (ms) makes an unbounded generator idle (eventTime.idleAdvance). @default 10000 */
+  idleTimeoutMs: embeddedIdleTimeoutMs(),
 });
 const kafkaSource = z.strictObject({
   type: z.literal('kafka'),
@@ -79,7 +87,25 @@ const kafkaSource = z.strictObject({
   /** The group drops a member it has not heard from for this long (ms); a restart after a crash rejoins once it has. @default 30000 */
   sessionTimeoutMs: duration({ positive: true }).default(30_000),
   clientId: z.string().default('weir'),
-  ssl: z.boolean().default(false),
+  /**
+   * TLS to the brokers: `true` (the system's CAs), or PEM file paths, read at start:
+   * `ca` (the brokers' CA, instead of the system's), and `cert` with `key` (a
+   * client certificate, for clusters that authenticate clients by TLS). Kafka sinks
+   * without brokers of their own use the same. @default false
+   */
+  ssl: z
+    .union([
+      z.boolean(),
+      z.strictObject({
+        /** PEM file of the CA that signed the brokers' certificates. */
+        ca: z.string().min(1).optional(),
+        /** PEM file of the client certificate (needs `key`). */
+        cert: z.string().min(1).optional(),
+        /** PEM file of the client certificate's private key (needs `cert`). */
+        key: z.string().min(1).optional(),
+      }),
+    ])
+    .default(false),
   sasl: z
     .strictObject({
       mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
@@ -145,6 +171,17 @@ export const configSchema = z.strictObject({
       maxOutOfOrdernessMs: duration({ positive: false }).default(30_000),
       /** Windows keep their state and accept late events this long after W passes their end (ms). @default 60000 */
       allowedLatenessMs: duration({ positive: false }).default(60_000),
+      /**
+       * When every partition of the source has been idle for `source.idleTimeoutMs`,
+       * W = max(W, wall clock - maxOutOfOrdernessMs) for as long as they stay idle, so
+       * the last windows of a quiet live stream fire. Events judged after that are
+       * judged against the advanced W (too late ones are dead-lettered `late`). Applies
+       * to a Kafka source and to unbounded embedded ones (stdin, a generator without
+       * `count`). Leave it off when replaying old data: the wall clock is far ahead of
+       * its event time, so a pause would make everything after it late.
+       * @default false
+       */
+      idleAdvance: z.boolean().default(false),
     })
     .prefault({}),
   aggregations: z.array(aggregation).min(1, 'needs at least one aggregation'),
@@ -211,8 +248,10 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /**
    * Structured JSON-lines logs on stderr (start, finish, retries, errors), secrets
-   * masked. Omit `log` for none (like `metrics`): `weir run` then writes only its
-   * one-line error and, on a terminal, progress. `log: {}` logs at "info".
+   * masked. Without `log`, `weir run` writes warnings only, as plain
+   * `weir: warning: ...` lines (a wrong eventTime.field or groupBy path, a key read
+   * from two partitions), its one-line error, its summary line and, on a terminal,
+   * progress. `log: {}` logs JSON lines at "info".
    */
   log: z
     .strictObject({
@@ -256,6 +295,9 @@ export function validateConfig(raw: unknown, origin = 'config'): Config {
     if (a.window.type === 'sliding' && a.window.slideMs > a.window.sizeMs)
       throw new ConfigError(`${origin}: aggregations[${i}].window.slideMs: must not exceed sizeMs (${a.window.slideMs} > ${a.window.sizeMs})`);
   });
+  const ssl = cfg.source.type === 'kafka' ? cfg.source.ssl : false;
+  if (typeof ssl === 'object' && (ssl.cert === undefined) !== (ssl.key === undefined))
+    throw new ConfigError(`${origin}: source.ssl: cert and key go together (a client certificate needs its private key)`);
   if (cfg.state.backend === undefined) cfg.state.backend = cfg.source.type === 'kafka' ? 'rocksdb' : 'memory';
   return cfg;
 }

@@ -56,16 +56,34 @@ export interface LoggerOptions {
 }
 
 /**
- * A logger at the config's `log.level`, writing JSON lines with `level` and `msg`;
- * silent when the config has no `log` section.
+ * Without a `log` section: warnings only, as plain `weir: warning: ...` lines (a
+ * person reads them; errors reach them as the CLI's one line, not twice). The
+ * per-step lines about dead letters (`kind: permanent`) are left out: one per
+ * batch would bury the rest, and the summary line counts them by reason.
+ */
+function plainWarnings(out: NodeJS.WritableStream): pino.DestinationStream {
+  return {
+    write(line: string): void {
+      const entry = JSON.parse(line) as { level?: string; msg?: string; kind?: string };
+      if (entry.level === 'warn' && entry.kind !== 'permanent') out.write(`weir: warning: ${entry.msg ?? ''}\n`);
+    },
+  };
+}
+
+/**
+ * A logger at the config's `log.level`, writing JSON lines with `level` and `msg`.
+ * Without a `log` section it writes warnings only (level `warn`), each as one
+ * plain line `weir: warning: ...`: mistakes a run survives (a wrong field name)
+ * are never silent.
  */
 export function createLogger(cfg: Pick<Config, 'log'>, opts: LoggerOptions = {}): Logger {
   // Synchronous on fd 2: a log line written just before process.exit is not lost.
-  const destination = opts.destination ?? pino.destination({ fd: 2, sync: true });
+  const fd2 = (): NodeJS.WritableStream => pino.destination({ fd: 2, sync: true }) as unknown as NodeJS.WritableStream;
+  const destination = cfg.log === undefined ? plainWarnings(opts.destination ?? fd2()) : (opts.destination ?? fd2());
   return pino(
     {
       name: 'weir',
-      level: cfg.log?.level ?? 'silent',
+      level: cfg.log?.level ?? 'warn',
       redact: { paths: [...REDACT_PATHS], censor: MASK },
       formatters: {
         // Level as its name ("info"), not pino's number: readable by people and log shippers alike.
@@ -80,6 +98,6 @@ export function createLogger(cfg: Pick<Config, 'log'>, opts: LoggerOptions = {})
         },
       },
     },
-    destination as pino.DestinationStream,
+    destination,
   );
 }

@@ -14,7 +14,7 @@ import type { Instrumentation } from './metrics/events';
 import { instrumentOperator, instrumentOutput } from './metrics';
 import type { Output } from './pipeline/operator';
 import type { PartitionedOperator } from './pipeline/partitioned';
-import { offsetOf, type StreamMessage } from './pipeline/types';
+import { offsetOf, type RecordBatch, type StreamMessage } from './pipeline/types';
 import { NO_POSITION, type Delivery, type InputPosition } from './sinks/delivery';
 import { progressEnd, progressLine } from './progress';
 
@@ -43,6 +43,8 @@ export interface LoopOptions {
   progress: boolean;
   /** Readiness (for /readyz): false while control work runs. */
   setReady: (ready: boolean) => void;
+  /** Sees each batch before the operator (the run's diagnostics). */
+  observe?: (batch: RecordBatch) => void;
 }
 
 /** Work the source's assignment hook hands to the loop. */
@@ -130,10 +132,11 @@ export class OperatorLoop {
         const batch = checkpointer?.unseen(m.batch) ?? m.batch;
         if (batch.n === 0) continue;
         const last = offsetOf(batch, batch.n - 1);
+        this.o.observe?.(batch);
         await this.hand(this.step(batch.partition, () => op.process(batch)), { partition: batch.partition, offset: String(last) });
         checkpointer?.processed(batch);
         if (batch.highWatermark !== undefined) {
-          this.o.bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, Number(batch.highWatermark) - last - 1) });
+          this.o.bus.emit('consumer.lag', { partition: batch.partition, lag: Math.max(0, Number(batch.highWatermark) - last - 1), offset: String(last) });
         }
         if (this.o.progress) this.report();
       }

@@ -8,9 +8,9 @@ import { loadConfig, type Config } from './config';
 import { ConfigError, InputError, RecordsRejectedError, toWeirError } from './errors/errors';
 import { retry, type RetryOptions } from './errors/retry';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
-import { KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
+import { KafkaResultSink } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
-import { saslOptions } from './sources/kafka';
+import { kafkaSinkOptions } from './runner';
 import type { WindowResult } from './pipeline/types';
 
 export const REDELIVER_HELP = `Usage: weir redeliver --config FILE --from FILE [--rest FILE]
@@ -90,15 +90,6 @@ function candidate(line: string, sinks: number): { sink: number; result: WindowR
     return undefined;
   }
   return isResult(result) ? { sink: Number(m[1]), result } : undefined;
-}
-
-/** A Kafka sink's own brokers, or else the Kafka source's cluster (as `weir run` does). */
-function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string; brokers?: string[] | undefined }): KafkaSinkOptions {
-  if (s.brokers !== undefined && s.brokers.length > 0) return { brokers: s.brokers, topic: s.topic };
-  const src = cfg.source;
-  if (src.type !== 'kafka') throw new ConfigError(`${where}.brokers: required when the source is not Kafka`);
-  const sasl = saslOptions(src.sasl, process.env);
-  return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: src.ssl, ...(sasl === undefined ? {} : { sasl }) };
 }
 
 /** `sinks[i]`, opened to add to what it holds: a file sink is always appended to. */

@@ -6,9 +6,10 @@ import { classify } from './errors/classify';
 import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
 import { PostgresResultSink } from './sinks/postgres';
-import { KafkaSource, saslOptions, type AssignmentHook } from './sources/kafka';
+import { KafkaSource, saslOptions, sslOptions, type AssignmentHook } from './sources/kafka';
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
+import { EMBEDDED_TICK_INTERVAL_MS, withTicks } from './sources/ticks';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
 import { Delivery } from './sinks/delivery';
 import type { QueueLimits } from './sinks/queue';
@@ -18,7 +19,8 @@ import { CheckpointScheduler } from './checkpoint/scheduler';
 import { OperatorLoop } from './loop';
 import { openStateBackend } from './state';
 import type { DeadLetter, RecordBatch, StreamMessage, WindowResult } from './pipeline/types';
-import { Instrumentation, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
+import { RunDiagnostics } from './metrics/diagnostics';
+import { Instrumentation, StatusModel, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
 
 export interface RunSummary {
   records: number;
@@ -28,6 +30,18 @@ export interface RunSummary {
   elapsedMs: number;
   /** True when the run was stopped (RunOptions.signal) before its source ended: open windows did not fire. */
   stopped: boolean;
+  /** `deadLetters` by reason (`malformed`, `invalid`, `late`, `undeliverable`). */
+  deadLettersByReason: Record<string, number>;
+}
+
+/** The run's one-line summary for stderr: counts, rate, dead letters by reason. */
+export function summaryLine(s: RunSummary): string {
+  const rate = s.elapsedMs > 0 ? Math.round((s.records * 1000) / s.elapsedMs) : s.records;
+  const reasons = Object.entries(s.deadLettersByReason)
+    .filter(([, n]) => n > 0)
+    .map(([r, n]) => `${r} ${n}`)
+    .join(', ');
+  return `${s.stopped ? 'stopped' : 'done'}: ${s.records} events in ${(s.elapsedMs / 1000).toFixed(2)} s (${rate} events/s), ${s.results} results, ${s.deadLetters} dead letters${reasons === '' ? '' : ` (${reasons})`}, ${s.lateEvents} late`;
 }
 
 export interface RunOptions {
@@ -51,12 +65,12 @@ export interface RunOptions {
 }
 
 /** A Kafka sink's own brokers, or else the Kafka source's cluster with its client id, TLS and SASL. */
-function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string; brokers?: string[] | undefined }): KafkaSinkOptions {
+export function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string; brokers?: string[] | undefined }): KafkaSinkOptions {
   if (s.brokers !== undefined && s.brokers.length > 0) return { brokers: s.brokers, topic: s.topic };
   const src = cfg.source;
   if (src.type !== 'kafka') throw new ConfigError(`${where}.brokers: required when the source is not Kafka`);
   const sasl = saslOptions(src.sasl, process.env);
-  return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: src.ssl, ...(sasl === undefined ? {} : { sasl }) };
+  return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: sslOptions(src.ssl), ...(sasl === undefined ? {} : { sasl }) };
 }
 
 async function openResultSinks(cfg: Config, log: Logger): Promise<RecordSink<WindowResult>[]> {
@@ -115,9 +129,13 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
       return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
     case 'stdin':
       // A stop leaves a read pending on stdin, which would keep the process alive.
-      return { messages: thenEnd(streamBatches(process.stdin, batchSize)), close: async () => void process.stdin.destroy() };
-    case 'generator':
-      return { messages: thenEnd(generatorBatches(s, batchSize)), close: async () => {} };
+      // status: ticks let W move while stdin is quiet (eventTime.idleAdvance).
+      return { messages: withTicks(thenEnd(streamBatches(process.stdin, batchSize)), EMBEDDED_TICK_INTERVAL_MS, clock), close: async () => void process.stdin.destroy() };
+    case 'generator': {
+      const messages = thenEnd(generatorBatches(s, batchSize));
+      // status: an unbounded generator ticks like stdin; a bounded one ends, and its end fires everything.
+      return { messages: s.count === undefined ? withTicks(messages, EMBEDDED_TICK_INTERVAL_MS, clock) : messages, close: async () => {} };
+    }
     case 'kafka': {
       const source = new KafkaSource(s, { batchSize, clock, onAssignment });
       return { messages: source.messages(), close: () => source.close(), kafka: source };
@@ -159,6 +177,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     const user = e instanceof WeirError && e.domain === 'user';
     log.error(user ? { kind } : { err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
   };
+  // status: the model behind GET /status and the page at GET /.
+  const status = new StatusModel(bus, cfg, op, { clock });
+  // status: warns once about a wrong eventTime.field or groupBy path; counts dead letters by reason.
+  const diagnostics = new RunDiagnostics(cfg, bus, { warn: (msg, fields) => log.warn(fields, msg) });
   const t0 = Date.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
   let ready = false;
@@ -178,7 +200,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   try {
     if (cfg.metrics !== undefined) {
       const { registry } = createMetrics(bus, { aggregations: names });
-      metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready });
+      metricsServer = await startMetricsServer({ host: cfg.metrics.host, port: cfg.metrics.port, registry, ready: () => ready, status: () => status.snapshot() });
       opts.onMetricsListening?.(metricsServer.port);
     }
     try {
@@ -233,13 +255,14 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       signal: opts.signal,
       progress,
       setReady: (r) => (ready = r),
+      observe: (batch) => diagnostics.observe(batch), // status
     });
     await loop.run();
     // The last checkpoint covers everything handed to the sinks; without one (no
     // Kafka), the sinks are drained before they close.
     if (scheduler !== undefined) await scheduler.now(loop.counts.stopped ? 'stop' : 'end of input');
     else await delivery.flush();
-    summary = { ...loop.counts, deadLetters: delivery.deadLettersWritten, elapsedMs: 0 };
+    summary = { ...loop.counts, deadLetters: delivery.deadLettersWritten, elapsedMs: 0, deadLettersByReason: {} };
   } catch (e) {
     if (!failed) report(e, 'run failed');
     failed = true;
@@ -262,6 +285,12 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     }
   }
   summary.elapsedMs = Date.now() - t0;
+  status.setSourceState(summary.stopped ? 'stopped' : 'ended'); // status
+  // status: dead letters by reason come from the bus; the rest are results the sinks refused.
+  diagnostics.finish();
+  summary.deadLettersByReason = { ...diagnostics.deadLettersByReason };
+  const counted = Object.values(summary.deadLettersByReason).reduce((a, n) => a + n, 0);
+  if (summary.deadLetters > counted) summary.deadLettersByReason['undeliverable'] = summary.deadLetters - counted;
   log.info({ summary }, summary.stopped ? 'run stopped' : 'run finished');
   return summary;
 }

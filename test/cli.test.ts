@@ -90,7 +90,8 @@ test('a file run writes results and dead letters and exits 0; every line is acco
   writeFileSync(join(dir, 'events.jsonl'), lines.join('\n') + '\n');
   const r = weir(['run', '--config', writeConfig(dir, GOOD(dir)), '--instance-id', 'p-7']);
   assert.equal(r.code, 0, r.err);
-  assert.equal(r.err, '', 'quiet when stderr is not a terminal');
+  // Not a terminal: no progress and no warning (a few bad lines are not a mistake in the config), one summary line.
+  assert.match(r.err, /^done: 6 events in [\d.]+ s \(\d+ events\/s\), 3 results, 3 dead letters \(malformed 1, invalid 1, late 1\), 1 late\n$/);
   const results = readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { key: string; window: { start: number }; results: { count: number } });
   assert.deepEqual(results.map((x) => `${x.key}@${x.window.start}:${x.results.count}`).sort(), ['model=a@0:1', 'model=a@20000:1', 'model=b@0:1']);
   const dlq = readFileSync(join(dir, 'dlq.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -126,7 +127,7 @@ aggregations: [ { name: n, value: v, window: { type: tumbling, sizeMs: 1m } } ]
   assert.equal(r.code, 0, r.err);
   assert.doesNotMatch(r.out, /hunter2/);
   const printed = JSON.parse(r.out) as { eventTime: unknown; state: { backend: string }; aggregations: Array<{ window: { sizeMs: number } }> };
-  assert.deepEqual(printed.eventTime, { field: 'timestamp', maxOutOfOrdernessMs: 30000, allowedLatenessMs: 60000 });
+  assert.deepEqual(printed.eventTime, { field: 'timestamp', maxOutOfOrdernessMs: 30000, allowedLatenessMs: 60000, idleAdvance: false });
   assert.equal(printed.state.backend, 'rocksdb');
   assert.equal(printed.aggregations[0]!.window.sizeMs, 60000);
 });
@@ -168,4 +169,33 @@ deadLetter: { type: file, path: ${join(dir, 'd.jsonl')} }
     assert.equal(r.stdout.trim(), '0', `weir | ${reader}: exit code`);
     assert.equal(readFileSync(join(dir, 'err.txt'), 'utf8'), '', `weir | ${reader}: stderr`);
   }
+});
+
+// ─── Never silent: a summary line always, a warning for a config that fits no event ───
+
+test('a wrong eventTime.field: the warning names it and the field the events have, the summary shows the dead letters, exit 0', () => {
+  const dir = tmp();
+  const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ timestamp: i * 1000, data: { model: 'a', latency_ms: i } }));
+  writeFileSync(join(dir, 'events.jsonl'), lines.join('\n') + '\n');
+  const cfg = writeConfig(dir, GOOD(dir).replace('field: timestamp', 'field: timestamps'));
+  const r = weir(['run', '--config', cfg]);
+  assert.equal(r.code, 0, r.err);
+  const err = r.err.trim().split('\n');
+  assert.equal(err.length, 2, r.err);
+  assert.equal(err[0], 'weir: warning: 50 of the first 50 events were dead-lettered as invalid by aggregation latency: eventTime.field "timestamps" is in none of them (did you mean "timestamp"?)');
+  assert.match(err[1]!, /^done: 50 events in [\d.]+ s \(\d+ events\/s\), 0 results, 50 dead letters \(invalid 50\), 0 late$/);
+});
+
+test('a groupBy typo: the warning suggests the path the events have', () => {
+  const dir = tmp();
+  const lines = Array.from({ length: 1500 }, (_, i) => JSON.stringify({ timestamp: i * 10, data: { model: `m${i % 3}`, region: 'us', latency_ms: i } }));
+  writeFileSync(join(dir, 'events.jsonl'), lines.join('\n') + '\n');
+  const cfg = writeConfig(dir, GOOD(dir).replace(/groupBy: \[[^\]]*\]/, 'groupBy: [data.region, data.modle]'));
+  assert.match(readFileSync(cfg, 'utf8'), /data\.modle/);
+  const r = weir(['run', '--config', cfg]);
+  assert.equal(r.code, 0, r.err);
+  const err = r.err.trim().split('\n');
+  assert.equal(err.length, 2, r.err);
+  assert.match(err[0]!, /^weir: warning: aggregations\[0\]\.groupBy\[1\] "data\.modle" is missing in all of the first \d+ events: they are all grouped under null \(did you mean "data\.model"\?\)$/);
+  assert.match(err[1]!, /^done: 1500 events in .*, 0 dead letters, 0 late$/);
 });

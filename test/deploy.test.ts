@@ -231,6 +231,33 @@ describe('deploy/k8s', () => {
     if (args.length > 0) assert.deepEqual(args, ['run', '--config', `${configDir}/config.yaml`]);
   });
 
+  test('TLS files and the SASL password reach the pod from Secrets: the commented source.ssl and source.sasl of the ConfigMap', () => {
+    const raw = str(rec(at(configMap, 'data'), 'data')['config.yaml'], 'config.yaml');
+    const commented = [...raw.matchAll(/^\s*# ((?:ssl|sasl): \{.*\})$/gm)].map((m) => m[1]!);
+    assert.equal(commented.length, 2, 'a commented ssl and sasl line');
+    const extra = rec(parse(commented.join('\n')), 'ssl and sasl');
+    const cfg = validateConfig({ ...weirConfig, source: { ...rec(weirConfig['source'], 'source'), ...extra } }, 'configmap with ssl and sasl');
+    assert.ok(cfg.source.type === 'kafka' && typeof cfg.source.ssl === 'object' && cfg.source.sasl !== undefined);
+    const sasl = cfg.source.sasl;
+    // Every file of source.ssl is a key of a Secret volume mounted where the path points.
+    const mounts = list(container['volumeMounts'], 'volumeMounts').map((m) => rec(m, 'volumeMount'));
+    const volumes = new Map(list(podSpec['volumes'], 'volumes').map((v) => [rec(v, 'volume')['name'], rec(v, 'volume')]));
+    for (const file of [cfg.source.ssl.ca, cfg.source.ssl.cert, cfg.source.ssl.key]) {
+      assert.ok(file !== undefined);
+      const mount = mounts.find((m) => path.posix.dirname(file) === m['mountPath']);
+      assert.ok(mount, `${file}: no volume is mounted at ${path.posix.dirname(file)}`);
+      const secret = rec(volumes.get(mount['name'])?.['secret'], `volume ${String(mount['name'])}.secret`);
+      assert.equal(secret['secretName'], 'stream-processor-kafka-tls');
+      assert.equal(secret['optional'], true, 'pods start without TLS');
+      assert.ok(['ca.crt', 'tls.crt', 'tls.key'].includes(path.posix.basename(file)), `${file}: a key of a kubernetes.io/tls Secret`);
+    }
+    // The password: the environment variable sasl.passwordEnv names, from a Secret.
+    const env = list(container['env'], 'env').map((e) => rec(e, 'env'));
+    const pw = env.find((e) => e['name'] === sasl.passwordEnv);
+    assert.ok(pw, `env ${String(sasl.passwordEnv)}`);
+    assert.equal(at(pw, 'valueFrom.secretKeyRef.name'), 'stream-processor-kafka');
+  });
+
   test('probes /healthz and /readyz on the port the metrics config uses', () => {
     const metricsPort = at(weirConfig, 'metrics.port');
     const ports = list(container['ports'], 'ports').map((p, i) => rec(p, `ports[${i}]`));
@@ -305,9 +332,9 @@ describe('metric names in PromQL', () => {
 describe('deploy/grafana/dashboard.json', () => {
   const dashboard = rec(JSON.parse(fs.readFileSync(path.join(DEPLOY, 'grafana', 'dashboard.json'), 'utf8')), 'dashboard');
 
-  test('six timeseries panels with the expected queries', () => {
+  test('ten timeseries panels with the expected queries', () => {
     const panels = list(dashboard['panels'], 'panels').map((p, i) => rec(p, `panels[${i}]`));
-    assert.equal(panels.length, 6);
+    assert.equal(panels.length, 10);
     for (const p of panels) assert.equal(p['type'], 'timeseries', `panel ${String(p['title'])}`);
     const ids = panels.map((p) => p['id']);
     assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
@@ -315,17 +342,40 @@ describe('deploy/grafana/dashboard.json', () => {
     const quantile = (q: string): string =>
       `histogram_quantile(${q}, sum by (le) (rate(processing_latency_seconds_bucket[5m])))`;
     for (const expected of [
-      'sum(rate(events_processed_total[1m]))',
+      'sum(rate(records_consumed_total[1m]))',
       quantile('0.5'),
       quantile('0.95'),
       quantile('0.99'),
       'sum by (partition) (kafka_consumer_lag)',
       'sum(state_size_bytes)',
-      'sum(rate(errors_total[5m])) / sum(rate(events_processed_total[5m]))',
+      'sum(rate(errors_total[5m])) / sum(rate(records_consumed_total[5m]))',
       'sum by (aggregation) (window_count)',
+      'max by (partition) (watermark_lag_seconds)',
+      'max by (partition) (partition_idle)',
+      'sum by (aggregation) (rate(late_events_total[5m]))',
+      'sum(rate(checkpoint_duration_seconds_count[5m])) * 60',
+      'histogram_quantile(0.95, sum by (le) (rate(checkpoint_duration_seconds_bucket[15m])))',
+      'histogram_quantile(0.99, sum by (le) (rate(result_latency_seconds_bucket[5m])))',
     ]) {
       assert.ok(exprs.includes(expected), `a panel queries ${expected}`);
     }
+  });
+
+  test('each event is counted once: no rate of events_processed_total summed over aggregations', () => {
+    // events_processed_total has one series per aggregation, each counting every record:
+    // a sum over them is the input rate times the number of aggregations.
+    for (const expr of dashboardExprs(dashboard)) assert.ok(!expr.includes('events_processed_total'), expr);
+    for (const rule of alertRules()) assert.ok(!String(rule['expr']).includes('events_processed_total'), String(rule['expr']));
+  });
+
+  test('panels do not overlap', () => {
+    const boxes = list(dashboard['panels'], 'panels').map((p, i) => rec(at(p, 'gridPos'), `panels[${i}].gridPos`) as { x: number; y: number; w: number; h: number });
+    boxes.forEach((a, i) =>
+      boxes.slice(i + 1).forEach((b, j) => {
+        const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+        assert.ok(!overlap, `panels ${i} and ${i + 1 + j} overlap`);
+      }),
+    );
   });
 
   test('a datasource template variable drives every panel', () => {
@@ -349,7 +399,7 @@ describe('deploy/grafana/dashboard.json', () => {
 });
 
 describe('deploy/prometheus', () => {
-  test('alert rules: the four Weir alerts with severity and annotations', () => {
+  test('alert rules: the five Weir alerts with severity and annotations', () => {
     const rules = alertRules();
     const byName = new Map(rules.map((r) => [r['alert'], r]));
     const expected: Record<string, { expr: string; for: string }> = {
@@ -359,8 +409,12 @@ describe('deploy/prometheus', () => {
         for: '5m',
       },
       WeirErrorRateHigh: {
-        expr: 'sum(rate(errors_total[5m])) / sum(rate(events_processed_total[5m])) > 0.01',
+        expr: 'sum(rate(errors_total[5m])) / sum(rate(records_consumed_total[5m])) > 0.01',
         for: '5m',
+      },
+      WeirWatermarkStalled: {
+        expr: 'delta(watermark_lag_seconds{partition="all"}[5m]) > 270 and on (instance) sum by (instance) (rate(records_consumed_total[5m])) > 0',
+        for: '1m',
       },
       WeirStateSizeHigh: { expr: 'sum(state_size_bytes) > 10e9', for: '10m' },
     };
@@ -472,5 +526,31 @@ describe('deploy/Dockerfile', () => {
     assert.ok(runtime.some((l) => /^EXPOSE\s+9464\b/.test(l)), 'EXPOSE 9464');
     assert.ok(runtime.includes('ENTRYPOINT ["node", "bin/weir.js"]'));
     assert.ok(runtime.includes('CMD ["run", "--config", "/etc/weir/config.yaml"]'));
+  });
+});
+
+describe('deploy/Dockerfile: the docker run example of deploy/README.md', () => {
+  const dockerfile = fs.readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8').replace(/\\\r?\n/g, ' ');
+  const runtime = dockerfile.slice(dockerfile.search(/^FROM\s+node:20-bookworm-slim/im));
+  const readme = fs.readFileSync(path.join(DEPLOY, 'README.md'), 'utf8');
+
+  test('every file the example config writes is in a directory the image user owns', () => {
+    // `docker run ... -v "$PWD/examples:/etc/weir:ro" weir:dev run --config /etc/weir/weir.yaml`
+    const run = /^docker run .*--config (\/etc\/weir\/\S+)$/m.exec(readme);
+    assert.ok(run, 'deploy/README.md has a docker run line');
+    assert.match(run[0], /-v "\$PWD\/examples:\/etc\/weir:ro"/);
+    const cfg = validateConfig(parse(fs.readFileSync(path.join(ROOT, 'examples', path.basename(run[1]!)), 'utf8')), 'examples config');
+    const workdir = [...runtime.matchAll(/^WORKDIR\s+(\S+)/gm)].at(-1)![1]!;
+    const owned = [...runtime.matchAll(/chown\s+(?:-R\s+)?weir:weir\s+([^&\n]+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    assert.ok(/^USER\s+\$\{WEIR_UID\}/m.test(runtime), 'runs as the weir uid');
+    const writes: string[] = [];
+    if (cfg.deadLetter.type === 'file') writes.push(cfg.deadLetter.path);
+    for (const s of cfg.sinks) if (s.type === 'file') writes.push(s.path);
+    if (cfg.state.backend === 'rocksdb') writes.push(path.join(cfg.state.dir, 'x'));
+    assert.ok(writes.length > 0);
+    for (const w of writes) {
+      const abs = path.posix.resolve(workdir, w);
+      assert.ok(owned.some((d) => abs.startsWith(`${d.replace(/\/$/, '')}/`)), `${w} (${abs}) is not under a directory chowned to weir (${owned.join(', ')})`);
+    }
   });
 });

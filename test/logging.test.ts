@@ -41,9 +41,13 @@ test('the logger writes JSON lines with level and msg, from the configured level
   assert.equal(lines[0]!['msg'], 'run finished');
   assert.equal(lines[0]!['records'], 3);
   assert.equal(lines[1]!['level'], 'error');
+  // No log section: warnings only, as plain lines (errors reach a person as the CLI's one line).
   const quiet = capture();
-  createLogger({}, { destination: quiet.stream }).error('no log section: silent');
-  assert.equal(quiet.text(), '');
+  const plain = createLogger({}, { destination: quiet.stream });
+  plain.info('not written');
+  plain.error('not written either');
+  plain.warn({ field: 'ts' }, 'eventTime.field "ts" is in no event');
+  assert.equal(quiet.text(), 'weir: warning: eventTime.field "ts" is in no event\n');
 });
 
 test('secrets never appear: sasl.password and URL passwords, even when the raw config is logged', () => {

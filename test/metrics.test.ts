@@ -1,5 +1,5 @@
 /**
- * Metrics: the instrumentation bus, the nine Prometheus families fed from a real
+ * Metrics: the instrumentation bus, the Prometheus families fed from a real
  * WindowOperator's output, the HTTP endpoints, and a real Prometheus (Debian's
  * `prometheus` binary) scraping them.
  */
@@ -182,7 +182,9 @@ describe('Prometheus metrics from a real WindowOperator', () => {
       const s0 = parseExposition(empty.body);
       for (const a of NAMES) assert.equal(valueOf(s0, 'events_processed_total', { aggregation: a }), 0);
       for (const kind of ['transient', 'permanent', 'critical']) assert.equal(valueOf(s0, 'errors_total', { kind }), 0);
-      assert.equal(valueOf(s0, 'watermark_lag_seconds', { partition: 'all' }), 0);
+      // No watermark yet: no sample (a 0 would read "caught up").
+      assert.ok(!s0.some((x) => x.name === 'watermark_lag_seconds'), 'a watermark_lag_seconds sample before any watermark');
+      assert.equal(valueOf(s0, 'records_consumed_total'), 0);
 
       assert.equal((await get(`${base}/healthz`)).status, 200);
       assert.equal((await get(`${base}/healthz`)).body.trim(), 'ok');
@@ -228,6 +230,9 @@ describe('Prometheus metrics from a real WindowOperator', () => {
       assert.equal(valueOf(s, 'checkpoint_duration_seconds_count'), 1);
       assert.equal(valueOf(s, 'kafka_consumer_lag', { partition: '0' }), 42);
       assert.equal(valueOf(s, 'watermark_lag_seconds', { partition: 'all' }), 0, 'W = +inf after finish: nothing pending');
+      // Each record once, whatever the number of aggregations.
+      assert.equal(valueOf(s, 'records_consumed_total'), exp.records);
+      assert.equal(valueOf(s, 'partition_idle', { partition: '0' }), 0);
       for (const name of WEIR_METRICS) {
         assert.ok(s.some((x) => x.name === name || x.name.startsWith(`${name}_`)), `${name} has no sample`);
       }

@@ -88,7 +88,10 @@ test('SIGTERM stops an unbounded run: exit 0 within the bound, complete JSON lin
   const out = jsonLines(results) as Array<{ window: { end: number } }>;
   assert.ok(out.length > 0, 'windows that closed before the stop were written');
   jsonLines(join(dir, 'dlq.jsonl'));
-  const logs = r.err.trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string; summary?: { stopped: boolean; records: number } });
+  const lines = r.err.trim().split('\n');
+  // The log lines, then the summary line a person reads.
+  assert.match(lines.at(-1)!, /^stopped: \d+ events in /);
+  const logs = lines.slice(0, -1).map((l) => JSON.parse(l) as { level: string; msg: string; summary?: { stopped: boolean; records: number } });
   const last = logs.find((l) => l.msg === 'run stopped');
   assert.ok(last?.summary?.stopped === true && last.summary.records > 0, r.err);
   assert.ok(!logs.some((l) => l.msg === 'run finished'));

@@ -1,4 +1,4 @@
-// State backends (src/state/): memory, RocksDB (temp dirs) and Redis (127.0.0.1:6379, keys
+// State backends (src/state/): memory, RocksDB (temp dirs) and Redis ($WEIR_TEST_REDIS_URL, default 127.0.0.1:6379; keys
 // under a prefix unique to this run) against a plain Map reference: random
 // put/delete/checkpoint runs with retention (prune), restore to every retained checkpoint,
 // simulated crashes (version N written, metadata never: restore(N-1) removes it), exact
@@ -16,7 +16,7 @@ import { MemoryEngine } from '../src/state/memory';
 import type { Engine } from '../src/state/versioned';
 import { rng } from './helpers/random';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+const REDIS_URL = process.env['WEIR_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const RUN = `weir-state-test-${process.pid}-${Date.now().toString(36)}`;
 const KINDS = ['memory', 'rocksdb', 'redis'] as const;
 type Kind = (typeof KINDS)[number];

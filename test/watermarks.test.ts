@@ -39,3 +39,52 @@ test('watermarks == reference: any batch length, invalid timestamps, the cap of 
     for (let i = 0; i < n; i++) assert.equal(wm[i], want.wm[i], `${label}: W before event ${i}`);
   }
 });
+
+// ─── Idleness and idleAdvance (src/time/watermarks.ts), with an injected wall clock ───
+
+import { Watermarks } from '../src/time/watermarks';
+
+test('Watermarks: an idle partition stops holding W back; when all are idle W stalls unless idleAdvance', () => {
+  for (const idleAdvance of [false, true]) {
+    const w = new Watermarks(1000, 5000, { idleAdvance });
+    let now = 1_000_000;
+    w.register(0, now);
+    w.register(1, now);
+    assert.equal(w.refresh(now), -Infinity, 'no event yet');
+    assert.equal(w.update(0, 50_000, now), -Infinity, 'partition 1 (assigned, silent) holds W back');
+    now += 5000;
+    // Partition 1 idles first (assigned earlier, never sent); partition 0 sent just now.
+    w.update(0, 60_000, now);
+    assert.equal(w.current, 59_000, 'idle partition 1 no longer holds W back');
+    assert.deepEqual(w.status(now).map((p) => [p.partition, p.idle, p.idleSinceMs]), [[0, false, undefined], [1, true, 1_005_000]]);
+    assert.equal(w.allIdle(now), false);
+    now += 4999;
+    assert.equal(w.refresh(now), 59_000);
+    now += 1;
+    assert.equal(w.allIdle(now), true);
+    // Every partition idle: W stalls (Flink's withIdleness) or follows the wall clock.
+    assert.equal(w.refresh(now), idleAdvance ? now - 1000 : 59_000, `idleAdvance=${idleAdvance}`);
+    now += 30_000;
+    assert.equal(w.refresh(now), idleAdvance ? now - 1000 : 59_000, 'keeps following the wall clock while all stay idle');
+    const advanced = w.current;
+    // A partition sends again, with old event time: W never goes back.
+    w.update(1, 70_000, now);
+    assert.equal(w.current, idleAdvance ? advanced : 69_000, 'W is monotonic; the active partition moves it');
+    assert.equal(w.allIdle(now), false);
+    now += 60_000;
+    // Active again: W follows events, not the clock (partition 0 is idle, 1 active).
+    w.update(1, 80_000, now);
+    assert.equal(w.current, idleAdvance ? advanced : 79_000);
+  }
+});
+
+test('Watermarks: no partition at all is not "every partition idle", and a partition without events has no watermark', () => {
+  const w = new Watermarks(0, 10, { idleAdvance: true });
+  assert.equal(w.refresh(1e12), -Infinity);
+  assert.equal(w.allIdle(1e12), false);
+  w.register(3, 0);
+  const [p] = w.status(5);
+  assert.equal(p!.watermarkMs, -Infinity);
+  assert.equal(p!.idle, false);
+  assert.equal(w.refresh(1e12), 1e12, 'registered and idle: W follows the clock');
+});

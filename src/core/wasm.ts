@@ -52,6 +52,7 @@ interface CoreExports {
   snapLen(): number;
   restoreWindow(a: number, keyId: number, start: number, end: number, w: number, ptr: number, len: number): number;
   openWindows(a: number): number;
+  nextFire(a: number): number;
   slotBytes(): number;
   slotCapacity(): number;
   alloc(size: number): number;
@@ -191,6 +192,11 @@ export class WasmCore {
 
   openWindows(a: number): number {
     return this.x.openWindows(a);
+  }
+
+  /** End (ms) of the earliest unfired window of aggregation `a`, +Infinity for none (sessions: a lower bound). */
+  nextFire(a: number): number {
+    return this.x.nextFire(a);
   }
 
   // ─── Checkpoints (assembly/snapshot.ts) ─────────────────────────────────────

@@ -52,12 +52,20 @@ export interface WatermarkEvent {
   partition: number | 'all';
   watermarkMs: number;
   nowMs: number;
+  /** A partition's max event time, epoch ms (-Infinity before its first event); absent for `'all'`. */
+  maxEventTimeMs?: number;
+  /** A partition silent for idleTimeoutMs (it does not hold W back); absent for `'all'`. */
+  idle?: boolean;
+  /** Wall-clock ms since which the partition is idle; absent while it is active. */
+  idleSinceMs?: number;
 }
 
 /** Messages between the committed/consumed offset and the partition's high watermark. */
 export interface ConsumerLagEvent {
   partition: number;
   lag: number;
+  /** Offset of the last record processed from the partition. */
+  offset?: string;
 }
 
 /** A checkpoint became durable (its metadata.json renamed into place). */

@@ -6,6 +6,7 @@ import type { Instrumentation } from './events';
 export * from './events';
 export * from './prometheus';
 export * from './server';
+export * from './status';
 
 /**
  * Emits what one operator step (`process`, `tick` or `finish`) produced:
@@ -42,6 +43,15 @@ export function instrumentOperator(bus: Instrumentation, op: ObservedOperator, n
     bus.emit('watermark', { partition: 'all', watermarkMs: w.current, nowMs });
     // After a bounded input ended (W = +inf) nothing is pending on any partition either.
     const ended = w.current === Infinity;
-    for (const p of w.snapshot()) bus.emit('watermark', { partition: p.partition, watermarkMs: ended ? Infinity : p.maxEventTimeMs - w.ooo, nowMs });
+    for (const p of w.status(nowMs)) {
+      bus.emit('watermark', {
+        partition: p.partition,
+        watermarkMs: ended ? Infinity : p.watermarkMs,
+        nowMs,
+        maxEventTimeMs: p.maxEventTimeMs,
+        idle: p.idle,
+        ...(p.idleSinceMs === undefined ? {} : { idleSinceMs: p.idleSinceMs }),
+      });
+    }
   }
 }

@@ -1,4 +1,4 @@
-// Weir's Prometheus metrics: thirteen families fed by the instrumentation bus, plus
+// Weir's Prometheus metrics: fifteen families fed by the instrumentation bus, plus
 // Node's default process metrics, in a registry of their own (never prom-client's
 // global one, so that two processors in one process or test do not collide).
 //
@@ -23,6 +23,8 @@ export const METRIC_NAMES = [
   'result_latency_seconds',
   'sink_queue_records',
   'sink_up',
+  'partition_idle',
+  'records_consumed_total',
 ] as const;
 
 /** Error kinds of `errors_total`; every one is exported from the start, at 0. */
@@ -82,6 +84,9 @@ export interface Metrics {
  * | `result_latency_seconds` | histogram | - | `results.handed`: wall time a result is handed to the sinks minus (window end + maxOutOfOrderness), on-time results |
  * | `sink_queue_records` | gauge | sink | `sink.queue`: records queued or being written, per sink (`sinks[i]`, `deadLetter`) |
  * | `sink_up` | gauge | sink | `sink.up`: 0 while a sink's writes fail and are retried, 1 once one goes through |
+ * | `watermark_lag_seconds` | gauge | partition | `watermark`: (nowMs - watermarkMs) / 1000; no sample while the partition (or the source, `all`) has no watermark yet, 0 once a bounded input ended |
+ * | `partition_idle` | gauge | partition | `watermark`: 1 while the partition is idle (silent for idleTimeoutMs: it does not hold W back), else 0 |
+ * | `records_consumed_total` | counter | - | `batch.processed`: `records`, once per record whatever the number of aggregations (the source's input rate) |
  *
  * Dead letters: a `malformed` or `invalid` dead letter is an error that retrying
  * can never fix, so each one also counts as `errors_total{kind="permanent"}`
@@ -184,11 +189,23 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
     lateEvents.inc({ aggregation }, 0);
     windowCount.set({ aggregation }, 0);
   }
-  watermarkLag.set({ partition: 'all' }, 0);
+  const partitionIdle = new prom.Gauge({
+    name: `${prefix}partition_idle`,
+    help: 'Whether a source partition is idle (1: silent for idleTimeoutMs, it does not hold the watermark back), per partition.',
+    labelNames: ['partition'] as const,
+    registers,
+  });
+  const recordsConsumed = new prom.Counter({
+    name: `${prefix}records_consumed_total`,
+    help: 'Records read from the source (each counted once, whatever the number of aggregations).',
+    registers,
+  });
+  recordsConsumed.inc(0);
 
   const subscriptions = [
     bus.on('batch.processed', (e) => {
       latency.observe(e.durationSeconds);
+      if (e.records > 0) recordsConsumed.inc(e.records);
       e.aggregationNames.forEach((aggregation, a) => {
         if (e.records > 0) eventsProcessed.inc({ aggregation }, e.records);
         const late = e.late[a] ?? 0;
@@ -201,8 +218,12 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
     bus.on('windows.open', (e) => windowCount.set({ aggregation: e.aggregation }, e.open)),
     bus.on('state.size', (e) => stateSize.set({ partition: String(e.partition) }, e.bytes)),
     bus.on('watermark', (e) => {
-      const lag = Number.isFinite(e.watermarkMs) ? (e.nowMs - e.watermarkMs) / 1000 : 0;
-      watermarkLag.set({ partition: String(e.partition) }, lag);
+      const partition = String(e.partition);
+      // No watermark yet is no sample, not 0 (which would read "fully caught up"): an
+      // absent series is what Prometheus queries and alerts (absent(), or no value) expect.
+      if (e.watermarkMs === -Infinity) watermarkLag.remove({ partition });
+      else watermarkLag.set({ partition }, e.watermarkMs === Infinity ? 0 : (e.nowMs - e.watermarkMs) / 1000);
+      if (e.idle !== undefined) partitionIdle.set({ partition }, e.idle ? 1 : 0);
     }),
     bus.on('consumer.lag', (e) => consumerLag.set({ partition: String(e.partition) }, e.lag)),
     bus.on('checkpoint.completed', (e) => {
@@ -217,7 +238,7 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
     bus.on('error', (e) => errors.inc({ kind: e.kind })),
     bus.on('partition.revoked', (e) => {
       const partition = String(e.partition);
-      for (const g of [consumerLag, stateSize, watermarkLag]) g.remove({ partition });
+      for (const g of [consumerLag, stateSize, watermarkLag, partitionIdle]) g.remove({ partition });
     }),
   ];
 

@@ -1,9 +1,10 @@
 // The metrics port: /metrics for Prometheus, /healthz and /readyz for Kubernetes
-// probes (deploy/k8s/statefulset.yaml). Plain node:http: three routes do not
-// need a framework.
+// probes (deploy/k8s/statefulset.yaml), and for people / (a live page) and /status
+// (its JSON). Plain node:http: five routes do not need a framework.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { STATUS_PAGE } from './page';
 
 export interface MetricsServerOptions {
   /** Interface to listen on, e.g. "127.0.0.1" or "0.0.0.0". */
@@ -14,6 +15,8 @@ export interface MetricsServerOptions {
   registry: Registry;
   /** /readyz answers 200 while this returns true, else 503 (e.g. not yet consuming, or draining). */
   ready: () => boolean;
+  /** What /status answers (StatusModel.snapshot); without it / and /status are 404. */
+  status?: () => unknown;
 }
 
 export interface MetricsServer {
@@ -33,6 +36,7 @@ function send(res: ServerResponse, status: number, body: string, headers: Record
  * - `GET /metrics`: the registry in Prometheus text format (its own content type);
  * - `GET /healthz`: 200 `ok` while the process is alive (liveness: the event loop answers);
  * - `GET /readyz`: 200 `ready` when `ready()` is true, else 503 `not ready`;
+ * - with `status`: `GET /status`, its JSON; `GET /`, the page that shows it live;
  * - 405 for other methods on these paths, 404 for any other path.
  * HEAD is answered like GET, without a body.
  */
@@ -40,7 +44,8 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
   const { registry, ready } = opts;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0];
-    const route = path === '/metrics' || path === '/healthz' || path === '/readyz' ? path : undefined;
+    const routes = opts.status === undefined ? ['/metrics', '/healthz', '/readyz'] : ['/metrics', '/healthz', '/readyz', '/status', '/'];
+    const route = path !== undefined && routes.includes(path) ? path : undefined;
     if (route === undefined) return send(res, 404, 'not found\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
     switch (route) {
@@ -50,6 +55,10 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
         return ready() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
       case '/metrics':
         return send(res, 200, await registry.metrics(), { 'Content-Type': registry.contentType });
+      case '/status':
+        return send(res, 200, JSON.stringify(opts.status?.()), { 'Content-Type': 'application/json; charset=utf-8' });
+      case '/':
+        return send(res, 200, STATUS_PAGE, { 'Content-Type': 'text/html; charset=utf-8' });
     }
   };
   const server = createServer((req, res) => {

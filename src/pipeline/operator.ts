@@ -6,7 +6,7 @@
 import type { AggregationConfig, Config } from '../config';
 import { WasmCore, Layout } from '../core/wasm';
 import { isoOf } from '../time/timestamp';
-import { Watermarks } from '../time/watermarks';
+import { watermarksFor, type Watermarks } from '../time/watermarks';
 import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED, type Decoder } from './decoder';
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
@@ -139,8 +139,7 @@ export class WindowOperator {
         ? new JsonDecoder(eventTime.field, aggregations, this.registries)
         : new ScanDecoder(this.core, eventTime.field, aggregations, this.registries);
     this.rec = new Uint8Array(processing.batchSize);
-    const idle = cfg.source.type === 'kafka' ? cfg.source.idleTimeoutMs : Infinity;
-    this.watermarks = opts.watermarks ?? new Watermarks(eventTime.maxOutOfOrdernessMs, idle);
+    this.watermarks = opts.watermarks ?? watermarksFor(cfg);
   }
 
   get batchSize(): number {
@@ -205,6 +204,11 @@ export class WindowOperator {
 
   openWindows(a: number): number {
     return this.core.openWindows(a);
+  }
+
+  /** End (ms) of the earliest window of aggregation `a` that has not fired, +Infinity for none (sessions: a lower bound). */
+  nextFireMs(a: number): number {
+    return this.core.nextFire(a);
   }
 
   // ─── Checkpoints ─────────────────────────────────────────────────────────────

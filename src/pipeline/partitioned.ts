@@ -7,7 +7,7 @@
 // partitions, shared by every operator through one Watermarks; after a batch of
 // one partition moves W, every other partition's windows fire too.
 import type { Config } from '../config';
-import { Watermarks } from '../time/watermarks';
+import { watermarksFor, type Watermarks } from '../time/watermarks';
 import { WindowOperator, type OperatorOptions, type Output } from './operator';
 import type { RecordBatch } from './types';
 
@@ -36,8 +36,7 @@ export class PartitionedOperator {
   ) {
     this.clock = opts.clock ?? Date.now;
     this.aggregations = cfg.aggregations.length;
-    const idle = cfg.source.type === 'kafka' ? cfg.source.idleTimeoutMs : Infinity;
-    this.watermarks = new Watermarks(cfg.eventTime.maxOutOfOrdernessMs, idle);
+    this.watermarks = watermarksFor(cfg);
   }
 
   get batchSize(): number {
@@ -103,6 +102,13 @@ export class PartitionedOperator {
     let n = 0;
     for (const op of this.ops.values()) n += op.openWindows(a);
     return n;
+  }
+
+  /** End (ms) of the earliest unfired window of aggregation `a` over every partition, +Infinity for none. */
+  nextFireMs(a: number): number {
+    let m = Infinity;
+    for (const op of this.ops.values()) m = Math.min(m, op.nextFireMs(a));
+    return m;
   }
 
   memoryBytes(): number {

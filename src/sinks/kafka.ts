@@ -9,8 +9,8 @@ export interface KafkaSinkOptions {
   topic: string;
   /** @default "weir" */
   clientId?: string;
-  /** @default false */
-  ssl?: boolean;
+  /** true, or TLS options with PEM text (sources/kafka.ts sslOptions). @default false */
+  ssl?: boolean | { ca?: string[]; cert?: string; key?: string };
   sasl?: SASLOptions;
   /** kafkajs's retry policy for connecting and sending. @default kafkajs's (5 retries from 300 ms) */
   retry?: RetryOptions;

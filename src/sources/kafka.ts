@@ -27,6 +27,7 @@
 // kafkajs has no background heartbeat thread: heartbeats are sent only from its
 // fetch loop and from eachBatch. While eachBatch waits for a slow consumer (or for
 // the assignment hook) the worker heartbeats itself, every heartbeatInterval.
+import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -185,6 +186,38 @@ export function saslOptions(sasl: KafkaSourceConfig['sasl'], env: Record<string,
   return { mechanism: sasl.mechanism, username: sasl.username, password };
 }
 
+/** TLS options as kafkajs passes them to tls.connect: PEM text, read from the configured files. */
+export interface TlsOptions {
+  ca?: string[];
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * kafkajs's `ssl` from `source.ssl`: true/false as they are, or the PEM files read
+ * now (at start), so that a missing or unreadable file is one line naming it and
+ * its key, not a TLS handshake error later.
+ */
+export function sslOptions(ssl: KafkaSourceConfig['ssl']): boolean | TlsOptions {
+  if (typeof ssl === 'boolean') return ssl;
+  const read = (key: 'ca' | 'cert' | 'key', file: string): string => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ConfigError(`source.ssl.${key}: ${code === 'ENOENT' ? 'file not found' : 'cannot read file'}: ${file}${code === 'ENOENT' ? '' : ` (${(e as Error).message})`}`);
+    }
+    if (!text.includes('-----BEGIN ')) throw new ConfigError(`source.ssl.${key}: ${file} is not a PEM file (no "-----BEGIN" line)`);
+    return text;
+  };
+  const out: TlsOptions = {};
+  if (ssl.ca !== undefined) out.ca = [read('ca', ssl.ca)];
+  if (ssl.cert !== undefined) out.cert = read('cert', ssl.cert);
+  if (ssl.key !== undefined) out.key = read('key', ssl.key);
+  return out;
+}
+
 export class KafkaSource {
   readonly topic: string;
   readonly groupId: string;
@@ -288,7 +321,7 @@ export class KafkaSource {
       batchSize: opts.batchSize,
       readAhead: READ_AHEAD_BATCHES,
       logLevel: this.logger === undefined ? undefined : (opts.logLevel ?? 'warn'),
-      client: { ...opts.client, clientId: cfg.clientId, brokers: cfg.brokers, ssl: cfg.ssl, ...(sasl === undefined ? {} : { sasl }) },
+      client: { ...opts.client, clientId: cfg.clientId, brokers: cfg.brokers, ssl: sslOptions(cfg.ssl), ...(sasl === undefined ? {} : { sasl }) },
       consumer,
     };
   }

@@ -2,6 +2,12 @@
 // W = min over partitions of (max event time - maxOutOfOrderness), where a
 // partition silent for idleTimeoutMs stops holding W back until it sends again.
 // Like Flink's WatermarkOutputMultiplexer, the combined W never moves backwards.
+//
+// Flink stops there: when every input is idle, W stalls (WatermarkStrategy.withIdleness)
+// and the last windows of a quiet live stream never fire. With `idleAdvance`, W then
+// follows the wall clock instead: max(W, now - maxOutOfOrderness), for as long as every
+// partition stays idle.
+import type { Config } from '../config';
 
 interface PartitionState {
   /** Max valid event time seen, -Infinity before the first. */
@@ -10,15 +16,37 @@ interface PartitionState {
   lastSeenMs: number;
 }
 
+/** One partition as {@link Watermarks.status} sees it at a wall-clock instant. */
+export interface PartitionWatermark {
+  partition: number;
+  /** Max valid event time seen, epoch ms; -Infinity before the first event. */
+  maxEventTimeMs: number;
+  /** The partition's own watermark (max - maxOutOfOrderness); -Infinity before the first event. */
+  watermarkMs: number;
+  /** Silent for idleTimeoutMs or longer: it does not hold W back. */
+  idle: boolean;
+  /** Wall-clock ms since which it is idle (last record + idleTimeoutMs); undefined while active. */
+  idleSinceMs: number | undefined;
+}
+
+export interface WatermarksOptions {
+  /** When every partition is idle, W = max(W, now - ooo). @default false */
+  idleAdvance?: boolean;
+}
+
 export class Watermarks {
   private readonly parts = new Map<number, PartitionState>();
   /** The source's W: monotonic. */
   current = -Infinity;
+  readonly idleAdvance: boolean;
 
   constructor(
     readonly ooo: number,
-    private readonly idleTimeoutMs: number,
-  ) {}
+    readonly idleTimeoutMs: number,
+    opts: WatermarksOptions = {},
+  ) {
+    this.idleAdvance = opts.idleAdvance ?? false;
+  }
 
   /** A partition that will send (Kafka assignment): it holds W back until it sends or idles. */
   register(p: number, nowMs: number, max = -Infinity): void {
@@ -64,8 +92,18 @@ export class Watermarks {
       any = true;
       m = Math.min(m, s.max - this.ooo);
     }
-    if (any && m > this.current) this.current = m;
+    // No partition at all (none assigned yet) is not "every partition idle": nothing was read.
+    if (!any && this.idleAdvance && this.parts.size > 0) m = nowMs - this.ooo;
+    else if (!any) return this.current;
+    if (m > this.current) this.current = m;
     return this.current;
+  }
+
+  /** Whether every partition (at least one) is idle at `nowMs`: W then follows the wall clock when idleAdvance is on. */
+  allIdle(nowMs: number): boolean {
+    if (this.parts.size === 0) return false;
+    for (const s of this.parts.values()) if (this.active(s, nowMs)) return false;
+    return true;
   }
 
   /** End of a bounded input. */
@@ -77,4 +115,22 @@ export class Watermarks {
   snapshot(): Array<{ partition: number; maxEventTimeMs: number }> {
     return [...this.parts].map(([partition, s]) => ({ partition, maxEventTimeMs: s.max }));
   }
+
+  /** Per partition, in partition order: its watermark and idleness at wall-clock `nowMs`. */
+  status(nowMs: number): PartitionWatermark[] {
+    return [...this.parts]
+      .sort(([a], [b]) => a - b)
+      .map(([partition, s]) => {
+        const idle = !this.active(s, nowMs);
+        return { partition, maxEventTimeMs: s.max, watermarkMs: s.max - this.ooo, idle, idleSinceMs: idle ? s.lastSeenMs + this.idleTimeoutMs : undefined };
+      });
+  }
+}
+
+/** The source's Watermarks as the config sets them up (one per source, shared by its partitions' operators). */
+export function watermarksFor(cfg: Pick<Config, 'eventTime' | 'source'>): Watermarks {
+  const s = cfg.source;
+  // A file is read to its end as fast as it goes: it is never idle.
+  const idle = s.type === 'file' ? Infinity : s.idleTimeoutMs;
+  return new Watermarks(cfg.eventTime.maxOutOfOrdernessMs, idle, { idleAdvance: cfg.eventTime.idleAdvance });
 }

@@ -16,6 +16,8 @@ export const WEIR_METRICS = [
   'result_latency_seconds',
   'sink_queue_records',
   'sink_up',
+  'partition_idle',
+  'records_consumed_total',
 ] as const;
 
 export type WeirMetricName = (typeof WEIR_METRICS)[number];

@@ -34,7 +34,7 @@ test('memory, RocksDB and Redis backends give identical results, straight throug
     return validateConfig({
       ...base,
       source: { ...(base['source'] as object), maxBytesPerPartition: 16_384 },
-      state: { backend, dir: join(dir, 'state') },
+      state: { backend, dir: join(dir, 'state'), url: process.env['WEIR_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379' },
       checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 1, retain: 2 },
       processing: { batchSize: 128, instanceId: unique('inst') },
     });
