@@ -90,7 +90,7 @@ export class ChangeSet {
    * the encoded head of a value per group-values array (one per key).
    */
   materialize(headers: WeakMap<readonly string[], Buffer> = new WeakMap()): StateChanges {
-    const puts: Array<[string, Buffer]> = new Array<[string, Buffer]>(this.keys.length);
+    const puts: Array<[string, Buffer]> = [];
     for (let k = 0; k < this.keys.length; k++) {
       const a = this.aggs[k]!, name = this.names[a]!, vals = this.values[k]!;
       const start = this.starts[k]!, end = this.ends[k]!;
@@ -102,7 +102,7 @@ export class ChangeSet {
       value.writeDoubleLE(start, head.length);
       value.writeDoubleLE(end, head.length + 8);
       this.snap.copy(value, head.length + 16, off + SNAP_HEADER, off + SNAP_HEADER + len);
-      puts[k] = [stateKey(name, this.keys[k]!, start, end), value];
+      puts.push([stateKey(name, this.keys[k]!, start, end), value]);
     }
     // A key can be both gone and put (a window purged, then opened again): applied in
     // that order, the put wins. Duplicates among the deletes are harmless too.
@@ -193,8 +193,9 @@ export class PersistedWindows {
     copy.set(snap.bytes.subarray(snap.base, snap.base + snap.length));
     const offsets = new Uint32Array(n), lengths = new Uint32Array(n), aggs = new Uint32Array(n);
     const starts = new Float64Array(n), ends = new Float64Array(n);
-    const keys = new Array<string>(n);
-    const values = new Array<readonly string[]>(n);
+    // Grown by push: `new Array(n)` of a large n is a slow dictionary-mode array in V8.
+    const keys: string[] = [];
+    const values: Array<readonly string[]> = [];
     const u32 = snap.u32, f64 = snap.f64;
     const gone = this.gone;
     let off = 0;
@@ -209,8 +210,8 @@ export class PersistedWindows {
       aggs[k] = a;
       starts[k] = start;
       ends[k] = end;
-      keys[k] = key;
-      values[k] = valuesOf(a, keyId);
+      keys.push(key);
+      values.push(valuesOf(a, keyId));
       if (slot >= this.agg.length) this.ensure(slot);
       const old = this.key[slot];
       if (old === undefined) this.count++;
