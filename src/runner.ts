@@ -108,7 +108,7 @@ async function* thenEnd(batches: AsyncIterable<RecordBatch>): AsyncGenerator<Str
   yield { kind: 'end' };
 }
 
-function openSource(cfg: Config, batchSize: number, clock: () => number, onAssignment: AssignmentHook): OpenSource & { kafka?: KafkaSource } {
+function openSource(cfg: Config, batchSize: number, clock: () => number, onAssignment: AssignmentHook, log: Logger, onOwnPartitionsRead: () => void): OpenSource & { kafka?: KafkaSource } {
   const s = cfg.source;
   switch (s.type) {
     case 'file':
@@ -119,7 +119,7 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
     case 'generator':
       return { messages: thenEnd(generatorBatches(s, batchSize)), close: async () => {} };
     case 'kafka': {
-      const source = new KafkaSource(s, { batchSize, clock, onAssignment });
+      const source = new KafkaSource(s, { batchSize, clock, onAssignment, log, onOwnPartitionsRead });
       return { messages: source.messages(), close: () => source.close(), kafka: source };
     }
   }
@@ -232,7 +232,11 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       for (const p of revoked) await checkpointer.revoke(p);
       if (assigned.length > 0) await checkpointer.assign(assigned, kafka);
     });
-  const source = openSource(cfg, op.batchSize, clock, onAssignment);
+  // A bounded run that has read its own partitions waits for the other members' commits,
+  // and they for its: it checkpoints (and so commits) once the batch in hand is
+  // processed (the pull that read it is what calls back), not at the next interval.
+  let checkpointNow = false;
+  const source = openSource(cfg, op.batchSize, clock, onAssignment, log, () => (checkpointNow = true));
   const kafka = source.kafka;
   const messages = source.messages[Symbol.asyncIterator]();
   const WAKE = Symbol('wake');
@@ -260,7 +264,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
         }
         ready = true;
       }
-      if (checkpointer?.due() === true) await checkpoint('interval');
+      if (checkpointNow) {
+        checkpointNow = false;
+        await checkpoint('own partitions read to their end');
+      } else if (checkpointer?.due() === true) await checkpoint('interval');
       if (opts.signal?.aborted === true) {
         summary.stopped = true;
         break;
