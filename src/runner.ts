@@ -198,13 +198,15 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     summary.deadLetters += await delivery.deliver(out.results, out.deadLetters, at);
   };
 
-  // A stop wins the race against a pull that may wait long (an idle topic, stdin).
-  const STOP = Symbol('stop');
-  let onAbort: (() => void) | undefined;
-  const stopping = new Promise<typeof STOP>((resolve) => {
-    onAbort = () => resolve(STOP);
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  // A stop wins the race against a pull that may wait long (an idle topic, stdin): it
+  // wakes the loop (wakeLoop, below), which sees the signal aborted. Not a promise that
+  // stays pending all run and is raced on every pull: each Promise.race leaves a
+  // reaction on it that holds the race's result, the batch, until the run ends (a
+  // generator's or stdin's buffers, ~100 MB/s at full speed).
+  let wakeLoop: (() => void) | undefined;
+  const onAbort = (): void => wakeLoop?.();
+  const aborted = (): boolean => opts.signal?.aborted === true;
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
 
   // Checkpoints exist for Kafka: a file or generator is read again from its start.
   let checkpointer: Checkpointer | undefined;
@@ -218,7 +220,6 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
    * its results are being written.
    */
   const control: Array<{ run: () => Promise<void>; resolve: () => void; reject: (e: unknown) => void }> = [];
-  let wakeLoop: (() => void) | undefined;
   const inLoop = (run: () => Promise<void>): Promise<void> =>
     new Promise((resolve, reject) => {
       control.push({ run, resolve, reject });
@@ -279,12 +280,14 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       }
       const wake = new Promise<typeof WAKE>((resolve) => (wakeLoop = () => resolve(WAKE)));
       if (control.length > 0) wakeLoop?.();
-      const next = await Promise.race([pending, stopping, wake]);
+      const next = await Promise.race([pending, wake]);
       wakeLoop = undefined;
-      if (next === WAKE) continue;
-      if (next === STOP) {
-        summary.stopped = true;
-        break;
+      if (next === WAKE) {
+        if (aborted()) {
+          summary.stopped = true;
+          break;
+        }
+        continue;
       }
       pending = undefined;
       if (next.done === true) break;
@@ -325,7 +328,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     throw e;
   } finally {
     ready = false;
-    if (onAbort !== undefined) opts.signal?.removeEventListener('abort', onAbort);
+    opts.signal?.removeEventListener('abort', onAbort);
     // Not awaited: after a stop a pull may still be pending, and the generator's return waits for it.
     messages.return?.(undefined)?.catch(() => undefined);
     if (progress) process.stderr.write('\n');
