@@ -20,14 +20,24 @@ const { EV, RES, RES_BYTES, GONE, GONE_BYTES, SNAP, SNAP_HEADER } = Layout;
  * `groups` alone cannot give them back).
  */
 class ValuedKeyRegistry extends KeyRegistry {
-  readonly values: string[][] = [];
+  readonly values: Array<string[] | undefined> = [];
 
-  override idOf(values: readonly string[]): number {
-    const id = super.idOf(values);
-    if (id === this.values.length) this.values.push(values.slice());
-    return id;
+  protected override created(id: number, values: readonly string[]): void {
+    this.values[id] = values.slice();
+  }
+
+  protected override released(id: number): void {
+    this.values[id] = undefined;
   }
 }
+
+/**
+ * A registry is swept for keys without an open window once it holds this many keys
+ * (and then again after at least this many new ones): below it, keys are not worth
+ * a pass over the window slots; above it, key memory stays within a few times what
+ * the keys with open windows need.
+ */
+export const KEY_SWEEP_MIN = 4096;
 
 /** Changes of the window state since the last drain, at the level of state keys. */
 export interface StateChanges {
@@ -120,6 +130,8 @@ export interface OperatorOptions {
   watermarks?: Watermarks;
   /** `scan`: the WASM byte scanner (default); `json`: JSON.parse per record (the reference path). */
   decoder?: 'scan' | 'json';
+  /** Keys an aggregation holds before the first release of keys without open windows (tests lower it). @default KEY_SWEEP_MIN */
+  keySweepMin?: number;
 }
 
 export class WindowOperator {
@@ -145,7 +157,12 @@ export class WindowOperator {
   /** Persisted state keys whose window is gone since the last drain. */
   private readonly deleted = new Set<string>();
   /** Per aggregation, per key id: the encoded head of its state values. */
-  private readonly headers: Buffer[][];
+  private readonly headers: Array<Array<Buffer | undefined>>;
+  /** Per aggregation: the registry size at which keys without open windows are released next. */
+  private readonly sweepAt: number[];
+  private readonly keySweepMin: number;
+  /** Per aggregation, per key id: 1 when the key had no open window at the last sweep. */
+  private readonly idle: Uint8Array[];
 
   constructor(cfg: Config, opts: OperatorOptions = {}) {
     const { eventTime, aggregations, processing } = cfg;
@@ -158,6 +175,9 @@ export class WindowOperator {
     this.registries = this.valued;
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
     this.headers = aggregations.map(() => []);
+    this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
+    this.sweepAt = aggregations.map(() => this.keySweepMin);
+    this.idle = aggregations.map(() => new Uint8Array(0));
     this.core = new WasmCore(
       processing.batchSize,
       aggregations.map((a) => {
@@ -403,6 +423,54 @@ export class WindowOperator {
       }
     }
     this.core.resetOutput();
+    // Every key id of this step has been read: ids without an open window may go.
+    for (let a = 0; a < this.aggs.length; a++) if (this.valued[a]!.size >= this.sweepAt[a]!) this.releaseKeys(a);
+  }
+
+  /**
+   * Releases the keys of aggregation `a` that had no open window at this sweep and
+   * the one before: their registry entries, state headers and (scan decoder) raw
+   * ids in the core's table, so that memory follows open windows, not every key
+   * ever seen. A key idle at one sweep only is kept one more round: keys that come
+   * back soon after their windows closed (heavy users between sessions) are not
+   * registered again and again. A key that comes back later is registered anew,
+   * maybe under another id; state keys and results use key strings, never ids.
+   */
+  private releaseKeys(a: number): void {
+    const reg = this.valued[a]!;
+    const cap = reg.capacity;
+    const live = this.core.liveKeys(a, cap);
+    const headers = this.headers[a]!;
+    let idle = this.idle[a]!;
+    if (idle.length < cap) {
+      const grown = new Uint8Array(Math.max(cap, 2 * idle.length));
+      grown.set(idle);
+      this.idle[a] = idle = grown;
+    }
+    let open = 0;
+    for (let id = 0; id < cap; id++) {
+      if (live[id] !== 0) {
+        idle[id] = 0;
+        open++;
+      } else if (!reg.has(id)) idle[id] = 0;
+      else if (idle[id] === 0) idle[id] = 1;
+      else {
+        idle[id] = 0;
+        this.decoder.releaseKey(a, id);
+        reg.release(id);
+        headers[id] = undefined;
+      }
+    }
+    // The next sweep once about twice the keys with open windows are new: its pass
+    // over every id and slot costs O(1) per new key, and the keys kept stay within
+    // a few times those with open windows.
+    this.sweepAt[a] = reg.size + Math.max(this.keySweepMin, 2 * open);
+  }
+
+  /** Keys of aggregation `a` registered now, and the raw ids the scan decoder's table holds (0 with the JSON decoder). */
+  keyCounts(a: number): { keys: number; ids: number; rawKeys: number } {
+    const reg = this.valued[a]!;
+    return { keys: reg.size, ids: reg.capacity, rawKeys: this.decoder instanceof ScanDecoder ? this.decoder.rawKeys(a) : 0 };
   }
 
   /** Dead letters in input order: malformed once per record, invalid and late per aggregation. */
