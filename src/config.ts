@@ -61,6 +61,8 @@ const generatorSource = z.strictObject({
   seed: z.number().int().default(1),
   /** Event time of the first event, epoch ms. @default now */
   startMs: z.number().int().optional(),
+  /** Distinct `metadata.user_id` values (`u-0` .. `u-(users-1)`; low ids are the heavy users). @default 500 */
+  users: z.number().int().positive().default(500),
 });
 const kafkaSource = z.strictObject({
   type: z.literal('kafka'),
