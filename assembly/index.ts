@@ -11,13 +11,13 @@
 // and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, aggNextFire, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
-import { slotsLive, slotsCapacity, setTracking, dirtyCount } from './slots';
+import { slotsLive, slotsCapacity, setTracking, dirtyCount, slotsMarkKeys } from './slots';
 import { snapBase, snapLength } from './snapshot';
 import { SLOT_BYTES } from './layout';
 export { computeWatermarks, processWindows, processSessions, advance, restoreWindow } from './windows';
 export { serializeChanges, serializeAll } from './snapshot';
 export { decodeInit, decodeBatch, keyTable } from './decode';
-export { internTableNew, intern, internCount, internBytes, internLen, internFree } from './intern';
+export { internTableNew, intern, internRemove, internCount, internLive, internBytes, internLen, internFresh, internFreshCount, internFreshReset, internFree } from './intern';
 // Exported for the scanner's own tests, which run against this release build.
 export { scanRecords } from './scan';
 export { parseIsoMs } from './isotime';
@@ -65,6 +65,14 @@ export function nextFire(a: u32): f64 { return aggNextFire(a); }
 /** Bytes of linear memory the window slots occupy (sketch stores excluded: see stateBytes). */
 export function slotBytes(): u32 { return <u32>(<usize>slotsLive() * SLOT_BYTES); }
 export function slotCapacity(): u32 { return slotsCapacity(); }
+
+/**
+ * Key lifetime: writes bytes [ptr, ptr + cap) (a block from alloc), 1 for each key
+ * id below cap that has an open window of aggregation `a`, else 0; returns how many
+ * are 1. Reads the slot pool. A key id left with no open window may be freed by TS
+ * (and its raw ids removed from keyTable(a) with internRemove) between two batches.
+ */
+export function markLiveKeys(a: u32, ptr: usize, cap: u32): u32 { return slotsMarkKeys(a, ptr, cap); }
 
 /**
  * Change tracking for checkpoints. `on` with `listLive`: every live window counts as

@@ -4,8 +4,15 @@
 //
 // Open addressing with linear probing over a power-of-two slot array that
 // doubles at 70% load. A slot stores the 32-bit hash tag next to the id, so a
-// probe compares bytes only when the tags agree. The bytes of every id live in
-// arena chunks that never move: internBytes pointers stay valid until internFree.
+// probe compares bytes only when the tags agree. The bytes of every id live in a
+// heap block of their own: internBytes pointers stay valid until the id is
+// removed (internRemove) or the table freed.
+//
+// Ids of removed strings are handed out again (last removed first), so that the
+// ids, and every dense array indexed by them, follow the strings alive, not every
+// string ever seen. Removal shifts later slots of the probe run back (no
+// tombstones). The ids handed out since internFreshReset are listed (fresh), so
+// that the caller learns of an id handed out again.
 
 // @ts-ignore: decorator
 @inline function ld8(p: usize): u64 { return <u64>load<u8>(p); }
@@ -20,18 +27,21 @@
 
 // ─── Table header (the handle) ────────────────────────────────────────────────
 //
-//   ┌───────┬──────┬───────┬──────┬─────────┬───────┬───────────┬───────────┐
-//   │ slots │ mask │ count │ ents │ entsCap │ chunk │ chunkUsed │ chunkCap  │   u32 × 8
-//   └───────┴──────┴───────┴──────┴─────────┴───────┴───────────┴───────────┘
+//   ┌───────┬──────┬───────┬──────┬─────────┬──────┬──────┬───────┬─────────┬───────────┐
+//   │ slots │ mask │ count │ ents │ entsCap │ free │ live │ fresh │ freshN  │ freshCap  │   u32 × 10
+//   └───────┴──────┴───────┴──────┴─────────┴──────┴──────┴───────┴─────────┴───────────┘
 const T_SLOTS: usize = 0; // u64[mask + 1]
 const T_MASK: usize = 4;
-const T_COUNT: usize = 8; // ids handed out
+const T_COUNT: usize = 8; // ids ever in use: every id is below it
 const T_ENTS: usize = 12; // entry[entsCap]
 const T_ENTS_CAP: usize = 16;
-const T_CHUNK: usize = 20; // newest arena chunk
-const T_CHUNK_USED: usize = 24;
-const T_CHUNK_CAP: usize = 28;
-const T_BYTES: usize = 32;
+const T_FREE: usize = 20; // first id of the free list (NO_ID: none)
+const T_LIVE: usize = 24; // ids in use
+const T_FRESH: usize = 28; // u32[freshCap]: ids handed out since internFreshReset
+const T_FRESH_N: usize = 32;
+const T_FRESH_CAP: usize = 36;
+const T_BYTES: usize = 40;
+const NO_ID: u32 = 0xffffffff;
 
 // ─── Slot (u64) ───────────────────────────────────────────────────────────────
 //
@@ -40,27 +50,21 @@ const T_BYTES: usize = 32;
 //   └────────────┴──────────────┘
 const SLOT_BYTES: usize = 8;
 const INITIAL_SLOTS: u32 = 64;
-const LOAD_NUM: u32 = 7; // grow when count + 1 > slots * 7 / 10
+const LOAD_NUM: u32 = 7; // grow when live + 1 > slots * 7 / 10
 const LOAD_DEN: u32 = 10;
 
 // ─── Entry (one per id) ───────────────────────────────────────────────────────
 //
 //   ┌───────────┬─────────┐
-//   │ bytes ptr │ len u32 │
+//   │ bytes ptr │ len u32 │   in use
+//   ├───────────┼─────────┤
+//   │ 0         │ next id │   free: the next id of the free list (NO_ID: last)
 //   └───────────┴─────────┘
 const E_PTR: usize = 0;
 const E_LEN: usize = 4;
 const ENTRY_BYTES: usize = 8;
 const INITIAL_ENTS: u32 = 64;
-
-// ─── Arena chunk ──────────────────────────────────────────────────────────────
-//
-//   ┌────────────────┬─────┬──────────────────────────┐
-//   │ prev chunk u32 │ pad │ bytes ...                │
-//   └────────────────┴─────┴──────────────────────────┘
-const CH_PREV: usize = 0;
-const CH_HEADER: usize = 8;
-const CHUNK_BYTES: usize = 65536; // a string longer than this gets a chunk of its own
+const INITIAL_FRESH: u32 = 64;
 
 // ─── Hash ─────────────────────────────────────────────────────────────────────
 // Short keys dominate (10-40 bytes), so the hash reads a key as up to four
@@ -136,26 +140,6 @@ const K4: u64 = 0x85ebca77c2b2ae63;
   return true;
 }
 
-/** Copies [ptr, ptr+len) into the table's arena; returns the copy's address. */
-function arenaCopy(t: usize, ptr: usize, len: u32): usize {
-  let chunk = <usize>ld32(t + T_CHUNK);
-  let used = <usize>ld32(t + T_CHUNK_USED);
-  const cap = <usize>ld32(t + T_CHUNK_CAP);
-  if (used + <usize>len > cap) {
-    const size = max<usize>(CHUNK_BYTES, <usize>len);
-    const fresh = heap.alloc(CH_HEADER + size);
-    st32(fresh + CH_PREV, <u32>chunk);
-    chunk = fresh;
-    used = 0;
-    st32(t + T_CHUNK, <u32>chunk);
-    st32(t + T_CHUNK_CAP, <u32>size);
-  }
-  const dst = chunk + CH_HEADER + used;
-  memory.copy(dst, ptr, <usize>len);
-  st32(t + T_CHUNK_USED, <u32>(used + <usize>len));
-  return dst;
-}
-
 /** Doubles the slot array, re-placing every slot by its stored tag. */
 function grow(t: usize): void {
   const old = <usize>ld32(t + T_SLOTS);
@@ -186,15 +170,30 @@ export function internTableNew(): usize {
   st32(t + T_COUNT, 0);
   st32(t + T_ENTS, <u32>heap.alloc(<usize>INITIAL_ENTS * ENTRY_BYTES));
   st32(t + T_ENTS_CAP, INITIAL_ENTS);
-  st32(t + T_CHUNK, 0);
-  st32(t + T_CHUNK_USED, 0);
-  st32(t + T_CHUNK_CAP, 0);
+  st32(t + T_FREE, NO_ID);
+  st32(t + T_LIVE, 0);
+  st32(t + T_FRESH, <u32>heap.alloc(<usize>INITIAL_FRESH << 2));
+  st32(t + T_FRESH_N, 0);
+  st32(t + T_FRESH_CAP, INITIAL_FRESH);
   return t;
 }
 
+/** Appends id to the fresh list. */
+function freshPush(t: usize, id: u32): void {
+  const n = ld32(t + T_FRESH_N);
+  const cap = ld32(t + T_FRESH_CAP);
+  if (n == cap) {
+    st32(t + T_FRESH, <u32>heap.realloc(<usize>ld32(t + T_FRESH), <usize>(cap << 1) << 2));
+    st32(t + T_FRESH_CAP, cap << 1);
+  }
+  st32(<usize>ld32(t + T_FRESH) + (<usize>n << 2), id);
+  st32(t + T_FRESH_N, n + 1);
+}
+
 /**
- * The id of the bytes [ptr, ptr+len) in table t, handing out the next dense id
- * (internCount before the call) if they were not seen before.
+ * The id of the bytes [ptr, ptr+len) in table t. Bytes not in the table get the
+ * last removed id, or else the next dense one (internCount before the call), and
+ * are appended to the fresh list.
  * Reads [ptr, ptr+len) and the table; may allocate (memory may grow).
  */
 export function intern(t: usize, ptr: usize, len: u32): u32 {
@@ -214,56 +213,119 @@ export function intern(t: usize, ptr: usize, len: u32): u32 {
     j = (j + 1) & mask;
   }
   // Miss: a new id.
-  const id = ld32(t + T_COUNT);
-  if ((id + 1) * LOAD_DEN > (mask + 1) * LOAD_NUM) {
+  const live = ld32(t + T_LIVE);
+  if ((live + 1) * LOAD_DEN > (mask + 1) * LOAD_NUM) {
     grow(t);
     slots = <usize>ld32(t + T_SLOTS);
     mask = ld32(t + T_MASK);
     j = tag & mask;
     while (ld64(slots + <usize>j * SLOT_BYTES) != 0) j = (j + 1) & mask;
   }
-  const entsCap = ld32(t + T_ENTS_CAP);
   let e = ents;
-  if (id == entsCap) {
-    e = heap.realloc(ents, <usize>(entsCap << 1) * ENTRY_BYTES);
-    st32(t + T_ENTS, <u32>e);
-    st32(t + T_ENTS_CAP, entsCap << 1);
+  let id = ld32(t + T_FREE);
+  if (id != NO_ID) st32(t + T_FREE, ld32(e + <usize>id * ENTRY_BYTES + E_LEN));
+  else {
+    id = ld32(t + T_COUNT);
+    const entsCap = ld32(t + T_ENTS_CAP);
+    if (id == entsCap) {
+      e = heap.realloc(ents, <usize>(entsCap << 1) * ENTRY_BYTES);
+      st32(t + T_ENTS, <u32>e);
+      st32(t + T_ENTS_CAP, entsCap << 1);
+    }
+    st32(t + T_COUNT, id + 1);
   }
-  const copy = arenaCopy(t, ptr, len);
+  const copy = heap.alloc(max<usize>(<usize>len, 1));
+  memory.copy(copy, ptr, <usize>len);
   const entry = e + <usize>id * ENTRY_BYTES;
   st32(entry + E_PTR, <u32>copy);
   st32(entry + E_LEN, len);
   st64(slots + <usize>j * SLOT_BYTES, (<u64>tag << 32) | <u64>(id + 1));
-  st32(t + T_COUNT, id + 1);
+  st32(t + T_LIVE, live + 1);
+  freshPush(t, id);
   return id;
 }
 
-/** Number of ids handed out by table t. Reads the table header. */
+/**
+ * Removes id from table t: its bytes are freed and the id is handed out again by a
+ * later miss. Returns false (doing nothing) when id is not in use. Writes the table.
+ */
+export function internRemove(t: usize, id: u32): bool {
+  if (id >= ld32(t + T_COUNT)) return false;
+  const e = <usize>ld32(t + T_ENTS) + <usize>id * ENTRY_BYTES;
+  const p = <usize>ld32(e + E_PTR);
+  if (p == 0) return false;
+  const slots = <usize>ld32(t + T_SLOTS);
+  const mask = ld32(t + T_MASK);
+  let i = hashBytes(p, ld32(e + E_LEN)) & mask;
+  while (<u32>ld64(slots + <usize>i * SLOT_BYTES) != id + 1) i = (i + 1) & mask;
+  // Backward shift: a later slot of the run moves into the hole unless its home lies
+  // cyclically in (hole, its position]; the run ends at an empty slot.
+  let k = i;
+  while (true) {
+    k = (k + 1) & mask;
+    const s = ld64(slots + <usize>k * SLOT_BYTES);
+    if (s == 0) break;
+    const home = <u32>(s >> 32) & mask;
+    const stays = i <= k ? home > i && home <= k : home > i || home <= k;
+    if (stays) continue;
+    st64(slots + <usize>i * SLOT_BYTES, s);
+    i = k;
+  }
+  st64(slots + <usize>i * SLOT_BYTES, 0);
+  heap.free(p);
+  st32(e + E_PTR, 0);
+  st32(e + E_LEN, ld32(t + T_FREE));
+  st32(t + T_FREE, id);
+  st32(t + T_LIVE, ld32(t + T_LIVE) - 1);
+  return true;
+}
+
+/** The bound of table t's ids: every id in use is below it (ids handed out and not reused yet included). Reads the table header. */
 export function internCount(t: usize): u32 {
   return ld32(t + T_COUNT);
 }
 
-/** Address of the stored copy of id's bytes (0 if id >= internCount); valid until internFree. */
+/** Ids in use in table t (handed out and not removed). */
+export function internLive(t: usize): u32 {
+  return ld32(t + T_LIVE);
+}
+
+/** Address of the stored copy of id's bytes (0 if id is not in use); valid until id is removed. */
 export function internBytes(t: usize, id: u32): usize {
   if (id >= ld32(t + T_COUNT)) return 0;
   return <usize>ld32(<usize>ld32(t + T_ENTS) + <usize>id * ENTRY_BYTES + E_PTR);
 }
 
-/** Length of id's bytes (0 if id >= internCount). */
+/** Length of id's bytes (0 if id is not in use). */
 export function internLen(t: usize, id: u32): u32 {
-  if (id >= ld32(t + T_COUNT)) return 0;
+  if (internBytes(t, id) == 0) return 0;
   return ld32(<usize>ld32(t + T_ENTS) + <usize>id * ENTRY_BYTES + E_LEN);
+}
+
+/** The fresh list: internFreshCount(t) u32 ids from internFresh(t), in the order handed out; valid until the next intern. */
+export function internFresh(t: usize): usize {
+  return <usize>ld32(t + T_FRESH);
+}
+
+export function internFreshCount(t: usize): u32 {
+  return ld32(t + T_FRESH_N);
+}
+
+/** Empties the fresh list. */
+export function internFreshReset(t: usize): void {
+  st32(t + T_FRESH_N, 0);
 }
 
 /** Frees table t and every block it owns; the handle is dead afterwards. */
 export function internFree(t: usize): void {
-  let chunk = <usize>ld32(t + T_CHUNK);
-  while (chunk) {
-    const prev = <usize>ld32(chunk + CH_PREV);
-    heap.free(chunk);
-    chunk = prev;
+  const ents = <usize>ld32(t + T_ENTS);
+  const count = ld32(t + T_COUNT);
+  for (let id: u32 = 0; id < count; id++) {
+    const p = <usize>ld32(ents + <usize>id * ENTRY_BYTES + E_PTR);
+    if (p) heap.free(p);
   }
   heap.free(<usize>ld32(t + T_SLOTS));
-  heap.free(<usize>ld32(t + T_ENTS));
+  heap.free(ents);
+  heap.free(<usize>ld32(t + T_FRESH));
   heap.free(t);
 }

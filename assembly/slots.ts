@@ -1,5 +1,5 @@
 // Slots: the state of one window of one key, in one growable pool.
-import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, NO_SLOT } from './layout';
+import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
 import { ldu, stu, zalloc, zrealloc } from './mem';
 import { sketchFree } from './sketch';
 
@@ -62,6 +62,27 @@ export function slotFree(i: u32): void {
 }
 
 export function slotsLive(): u32 { return liveSlots; }
+
+/**
+ * Writes, for every key id below `cap`, whether aggregation `a` holds a live slot
+ * (an open window) of it: byte ptr[key] = 1, else 0. Returns the keys marked. One
+ * pass over the pool: what a key-id space costs is kept in step with open windows
+ * by the TS side, which frees the ids of keys left with none.
+ */
+export function slotsMarkKeys(a: u32, ptr: usize, cap: u32): u32 {
+  memory.fill(ptr, 0, <usize>cap);
+  let marked: u32 = 0;
+  for (let i: u32 = 0; i < poolCap; i++) {
+    const s = slotAddr(i);
+    if ((ldu(s + SLOT_FLAGS) & SLOT_LIVE) == 0 || ldu(s + SLOT_AGG) != a) continue;
+    const k = ldu(s + SLOT_KEY);
+    if (k < cap && load<u8>(ptr + <usize>k) == 0) {
+      store<u8>(ptr + <usize>k, 1);
+      marked++;
+    }
+  }
+  return marked;
+}
 export function slotsCapacity(): u32 { return poolCap; }
 
 /** Whether slot i is allocated. */

@@ -1,15 +1,17 @@
 // `npm run bench`: every figure measured side by side in one run; also written to bench/results.json.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchCore } from './core';
 import { benchE2e } from './e2e';
 import { benchKafka, printKafka } from './kafka';
 import { benchCheckpoint, printCheckpoint } from './checkpoint';
 import { benchEncode, printEncode } from './encode';
+import { benchSoak, printSoak } from './soak';
 
 async function main(): Promise<void> {
   const started = new Date().toISOString();
   const which = new Set(process.argv.slice(2));
+  // The soak runs for minutes: only when named.
   const all = which.size === 0;
   const report: Record<string, unknown> = { started, node: process.version };
 
@@ -61,8 +63,16 @@ async function main(): Promise<void> {
     report['encode'] = e;
     printEncode(e);
   }
+  if (which.has('soak')) {
+    console.log('# Soak: the generator at full speed, 1,000,000 distinct users, resident memory every 10 s\n');
+    const s = await benchSoak();
+    report['soak'] = s;
+    printSoak(s);
+  }
   const file = join(__dirname, '..', '..', 'bench', 'results.json');
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  // A run of some benchmarks keeps the figures of the others.
+  const before = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+  writeFileSync(file, JSON.stringify({ ...before, ...report }, null, 2) + '\n');
   console.log(`figures written to bench/results.json`);
 }
 

@@ -69,6 +69,8 @@ const generatorSource = z.strictObject({
   startMs: z.number().int().optional(),
   /** No event for this long (ms) makes an unbounded generator idle (eventTime.idleAdvance). @default 10000 */
   idleTimeoutMs: embeddedIdleTimeoutMs(),
+  /** Distinct `metadata.user_id` values (`u-0` .. `u-(users-1)`; low ids are the heavy users). @default 500 */
+  users: z.number().int().positive().default(500),
 });
 const kafkaSource = z.strictObject({
   type: z.literal('kafka'),

@@ -79,14 +79,13 @@ export class OperatorLoop {
   /** Runs to the end of the source, a stop, or a failure. */
   async run(): Promise<void> {
     const { op, messages, delivery, checkpointer, scheduler, signal } = this.o;
-    const STOP = Symbol('stop');
     const WAKE = Symbol('wake');
-    let onAbort: (() => void) | undefined;
-    // A stop wins the race against a pull that may wait long (an idle topic, stdin).
-    const stopping = new Promise<typeof STOP>((resolve) => {
-      onAbort = () => resolve(STOP);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    // A stop or a failed sink wakes the loop. The loop never races a promise that lives
+    // as long as the run: each race would leave a reaction on it holding that race's
+    // result (a whole batch), so every batch read would stay reachable until the end.
+    const onAbort = (): void => this.wakeLoop?.();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const offFailure = delivery.onFailure(() => this.wakeLoop?.());
     let pending: Promise<IteratorResult<StreamMessage>> | undefined;
     this.lastReport = Date.now();
     try {
@@ -113,14 +112,11 @@ export class OperatorLoop {
         }
         const wake = new Promise<typeof WAKE>((resolve) => (this.wakeLoop = () => resolve(WAKE)));
         if (this.control.length > 0) this.wakeLoop?.();
-        // A sink that failed ends the run even while the source is quiet.
-        const next = await Promise.race([pending, stopping, wake, delivery.failed]);
+        const next = await Promise.race([pending, wake]);
         this.wakeLoop = undefined;
+        // A sink that failed ends the run even while the source is quiet.
+        delivery.check();
         if (next === WAKE) continue;
-        if (next === STOP) {
-          this.counts.stopped = true;
-          break;
-        }
         pending = undefined;
         if (next.done === true) break;
         const m = next.value;
@@ -145,7 +141,8 @@ export class OperatorLoop {
       if (!this.counts.stopped) await this.hand(this.step(0, () => op.finish()), NO_POSITION, false);
     } finally {
       this.o.setReady(false);
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
+      offFailure();
       if (this.o.progress) process.stderr.write(progressEnd());
     }
   }

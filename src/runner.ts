@@ -122,7 +122,7 @@ async function* thenEnd(batches: AsyncIterable<RecordBatch>): AsyncGenerator<Str
   yield { kind: 'end' };
 }
 
-function openSource(cfg: Config, batchSize: number, clock: () => number, onAssignment: AssignmentHook): OpenSource & { kafka?: KafkaSource } {
+function openSource(cfg: Config, batchSize: number, clock: () => number, onAssignment: AssignmentHook, log: Logger, onOwnPartitionsRead: () => void): OpenSource & { kafka?: KafkaSource } {
   const s = cfg.source;
   switch (s.type) {
     case 'file':
@@ -137,7 +137,7 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
       return { messages: s.count === undefined ? withTicks(messages, EMBEDDED_TICK_INTERVAL_MS, clock) : messages, close: async () => {} };
     }
     case 'kafka': {
-      const source = new KafkaSource(s, { batchSize, clock, onAssignment });
+      const source = new KafkaSource(s, { batchSize, clock, onAssignment, log, onOwnPartitionsRead });
       return { messages: source.messages(), close: () => source.close(), kafka: source };
     }
   }
@@ -238,7 +238,9 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
         for (const p of revoked) await ck.revoke(p);
         if (assigned.length > 0) await ck.assign(assigned, kafka);
       });
-    source = openSource(cfg, op.batchSize, clock, onAssignment);
+    // A bounded read whose own partitions are done checkpoints (and commits) at once, so
+    // that the other members of the group see them done and finish too.
+    source = openSource(cfg, op.batchSize, clock, onAssignment, log, () => scheduler?.request());
     const kafka = source.kafka;
     if (ck !== undefined && kafka !== undefined) scheduler = new CheckpointScheduler(ck, kafka, delivery);
     messages = source.messages[Symbol.asyncIterator]();

@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventGenerator, generateLines, type EventGenOptions } from '../src/sources/eventgen';
+import { generatorBatches } from '../src/sources/generator';
+import { validateConfig } from '../src/config';
 
 const DEFAULT_MODELS = ['claude-opus', 'claude-sonnet', 'claude-haiku', 'gpt-4o', 'gpt-4o-mini', 'llama-3-70b'];
 const DEFAULT_REGIONS = ['us', 'eu', 'ap'];
@@ -203,4 +205,20 @@ test('options out of range are refused', () => {
   assert.throws(() => new EventGenerator({ users: 0 }), RangeError);
   assert.throws(() => new EventGenerator({ models: [] }), RangeError);
   assert.doesNotThrow(() => new EventGenerator({ malformedFraction: 0.5, invalidFraction: 0.25, lateFraction: 0.25 }));
+});
+
+test('generator source: source.users bounds the distinct user ids (default 500)', async () => {
+  const ids = async (over: Record<string, unknown>): Promise<Set<string>> => {
+    const cfg = validateConfig({ source: { type: 'generator', count: 20_000, seed: 3, startMs: 0, ...over }, aggregations: [{ name: 'a', value: 'v', window: { type: 'tumbling', sizeMs: 1000 } }] });
+    assert.ok(cfg.source.type === 'generator');
+    const seen = new Set<string>();
+    for await (const b of generatorBatches(cfg.source, 4096))
+      for (let i = 0; i < b.n; i++) seen.add(/"user_id":"(u-\d+)"/.exec(b.buf.toString('utf8', b.starts[i], b.ends[i]))![1]!);
+    return seen;
+  };
+  const few = await ids({ users: 7 });
+  assert.equal(few.size, 7);
+  const many = await ids({ users: 1_000_000 });
+  assert.ok(many.size > 10_000, `${many.size} distinct users`);
+  assert.ok((await ids({})).size <= 500);
 });

@@ -580,6 +580,54 @@ test('intern: dense, stable ids over 100,000 strings with repeats, against a Map
   wasm.free(p);
 });
 
+test('intern: removed strings free their ids, which later new strings get again; the rest keep theirs (against a Map)', () => {
+  const g = new Gen(rng(11));
+  const t = wasm.internTableNew();
+  const buf = wasm.alloc(256);
+  const m = new Map<string, number>();
+  const bound = () => wasm.internCount(t);
+  let maxLive = 0;
+  const put = (key: string): number => {
+    const bytes = Buffer.from(key, 'latin1');
+    new Uint8Array(wasm.memory.buffer).set(bytes, buf);
+    return wasm.intern(t, buf, bytes.length);
+  };
+  for (let round = 0; round < 40_000; round++) {
+    if (m.size > 0 && g.chance(0.45)) {
+      // Remove a random live string (many share probe runs: the table stays near 70% load).
+      const keys = [...m.keys()];
+      const key = keys[g.int(keys.length)]!;
+      assert.equal(wasm.internRemove(t, m.get(key)!), 1);
+      assert.equal(wasm.internRemove(t, m.get(key)!), 0, 'removing twice does nothing');
+      m.delete(key);
+      continue;
+    }
+    const key = `k${g.int(3000)}${g.chance(0.1) ? 'x'.repeat(g.int(40)) : ''}`;
+    wasm.internFreshReset(t);
+    const id = put(key);
+    const had = m.get(key);
+    if (had !== undefined) {
+      assert.equal(id, had, `${key} keeps its id`);
+      assert.equal(wasm.internFreshCount(t), 0);
+    } else {
+      assert.ok(![...m.values()].includes(id), `${key} got id ${id}, which is in use`);
+      assert.equal(wasm.internFreshCount(t), 1);
+      assert.equal(new Uint32Array(wasm.memory.buffer, wasm.internFresh(t), 1)[0], id);
+      m.set(key, id);
+    }
+    maxLive = Math.max(maxLive, m.size);
+    assert.equal(wasm.internLive(t), m.size);
+  }
+  // Ids are reused: their bound follows the most strings alive at once, not every string ever interned.
+  assert.ok(bound() <= maxLive, `ids below ${bound()}, at most ${maxLive} alive`);
+  for (const [key, id] of m) {
+    assert.equal(put(key), id);
+    assert.equal(Buffer.from(readBytes(wasm, wasm.internBytes(t, id), key.length)).toString('latin1'), key);
+  }
+  wasm.internFree(t);
+  wasm.free(buf);
+});
+
 // ─── (e) ISO timestamps ───────────────────────────────────────────────────────
 
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2})?$/;

@@ -14,6 +14,7 @@ export interface BarrierSinks {
 export class CheckpointScheduler {
   private inFlight: Promise<void> | undefined;
   private failure: { error: unknown } | undefined;
+  private requested = false;
 
   constructor(
     private readonly ck: Checkpointer,
@@ -21,10 +22,19 @@ export class CheckpointScheduler {
     private readonly sinks: BarrierSinks,
   ) {}
 
-  /** Takes a barrier if a checkpoint is due and none is in flight. Throws a failed checkpoint's error. */
+  /** Takes a barrier if a checkpoint is due (or requested) and none is in flight. Throws a failed checkpoint's error. */
   maybe(): void {
     this.check();
-    if (this.inFlight === undefined && this.ck.due()) this.start('interval');
+    if (this.inFlight !== undefined) return;
+    if (this.requested) {
+      this.requested = false;
+      this.start('partitions read');
+    } else if (this.ck.due()) this.start('interval');
+  }
+
+  /** Asks for a checkpoint at the loop's next turn, whatever the interval. */
+  request(): void {
+    this.requested = true;
   }
 
   /** Waits for the checkpoint in flight, if any, then takes one and waits for it (stop, end of input, rebalance). */

@@ -62,10 +62,16 @@ interface CoreExports {
   fixPtr(): number;
   keyTable(a: number): number;
   internCount(t: number): number;
+  internLive(t: number): number;
   internBytes(t: number, id: number): number;
   internLen(t: number, id: number): number;
   formatDoubles(src: number, n: number, out: number, bounds: number): number;
   encodeResults(res: number, n: number, refs: number, emittedAt: number, out: number, bounds: number): number;
+  internRemove(t: number, id: number): number;
+  internFresh(t: number): number;
+  internFreshCount(t: number): number;
+  internFreshReset(t: number): void;
+  markLiveKeys(a: number, ptr: number, cap: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -99,6 +105,9 @@ export class WasmCore {
   private aggViews: AggViews[] = [];
   private scratch = 0;
   private scratchCap = 0;
+  /** The block liveKeys marks into. */
+  private mark = 0;
+  private markCap = 0;
 
   constructor(capacity: number, windows: ReadonlyArray<{ kind: number; sizeMs: number; slideMs: number; latenessMs: number }>) {
     const instance = new WebAssembly.Instance(wasmModule(), {
@@ -283,7 +292,7 @@ export class WasmCore {
     return this.x.fixPtr();
   }
 
-  /** Raw key ids interned so far for aggregation a, and the bytes of one. */
+  /** The bound of aggregation a's raw key ids (every one in use is below it), and the bytes of one. */
   keyCount(a: number): number {
     return this.x.internCount(this.x.keyTable(a));
   }
@@ -307,6 +316,45 @@ export class WasmCore {
    */
   encodeResults(res: number, n: number, refs: number, emittedAt: number, out: number, bounds: number): number {
     return this.x.encodeResults(res, n, refs, emittedAt, out, bounds);
+  }
+
+  /** Raw key ids of aggregation a in use. */
+  liveKeyCount(a: number): number {
+    return this.x.internLive(this.x.keyTable(a));
+  }
+
+  /** The raw key ids handed out (new, or handed out again) since the last call, in order. */
+  takeFreshKeys(a: number): Uint32Array {
+    const t = this.x.keyTable(a);
+    const n = this.x.internFreshCount(t);
+    const ids = new Uint32Array(n);
+    if (n > 0) {
+      this.refresh();
+      const from = this.x.internFresh(t) >>> 2;
+      ids.set(this.u32.subarray(from, from + n));
+    }
+    this.x.internFreshReset(t);
+    return ids;
+  }
+
+  /** Removes raw key id `id` of aggregation a: a later new key may get it. */
+  removeKey(a: number, id: number): void {
+    this.x.internRemove(this.x.keyTable(a), id);
+  }
+
+  /**
+   * Which key ids below `cap` have an open window of aggregation a (1) or none (0).
+   * The view is valid until the next call into the core.
+   */
+  liveKeys(a: number, cap: number): Uint8Array {
+    if (cap > this.markCap) {
+      if (this.mark) this.x.free(this.mark);
+      this.markCap = Math.max(cap, 2 * this.markCap, 4096);
+      this.mark = this.x.alloc(this.markCap);
+    }
+    this.x.markLiveKeys(a, this.mark, cap);
+    this.refresh();
+    return this.u8.subarray(this.mark, this.mark + cap);
   }
 
   keyBytes(a: number, id: number): Buffer {

@@ -25,6 +25,8 @@ export function isBlank(buf: Buffer, start: number, end: number): boolean {
 export interface Decoder {
   /** Fills ts, val[a], key[a] for records 0..n-1 of the batch, and rec[i] (REC_*). */
   decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void;
+  /** Key `id` of aggregation `a` was released from its registry: forget what maps to it. */
+  releaseKey(a: number, id: number): void;
 }
 
 export class JsonDecoder implements Decoder {
@@ -42,6 +44,10 @@ export class JsonDecoder implements Decoder {
     this.valuePaths = aggs.map((a) => compilePath(a.value));
     this.groupPaths = aggs.map((a) => a.groupBy.map(compilePath));
     this.scratch = aggs.map((a) => a.groupBy.map(() => ''));
+  }
+
+  releaseKey(): void {
+    // Nothing maps to registry ids here but the registry.
   }
 
   decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void {

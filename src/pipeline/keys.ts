@@ -15,33 +15,91 @@ export function groupValueString(v: unknown): string {
   return 'null'; // not a JSON value
 }
 
+/**
+ * Key strings of one aggregation and their dense ids. An id is released once its
+ * key has no open window (the operator finds those), and handed out again to a
+ * later new key: the ids, and every array indexed by them, follow the keys with
+ * open windows, not every key ever seen.
+ */
 export class KeyRegistry {
   private readonly ids = new Map<string, number>();
-  readonly keys: string[] = [];
-  readonly groups: Record<string, string>[] = [];
+  /** By id; undefined: released (on the free list). */
+  readonly keys: Array<string | undefined> = [];
+  readonly groups: Array<Record<string, string> | undefined> = [];
   readonly fields: string[];
+  /** Ids below capacity not in use, to be handed out again. */
+  private readonly free = new Set<number>();
 
   constructor(groupBy: readonly string[]) {
     this.fields = groupBy.map(fieldName);
   }
 
-  /** Id of the key made of these value strings (one per group-by field, in order). */
-  idOf(values: readonly string[]): number {
+  /**
+   * Id of the key made of these value strings (one per group-by field, in order).
+   * A new key gets `preferred` when that id is not in use (the scan decoder's raw
+   * id: then it needs no remapping), else a released id or the next one.
+   */
+  idOf(values: readonly string[], preferred?: number): number {
     let key = '';
     for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + values[j];
     let id = this.ids.get(key);
     if (id === undefined) {
-      id = this.keys.length;
+      id = this.newId(preferred);
       this.ids.set(key, id);
-      this.keys.push(key);
+      this.keys[id] = key;
       const group: Record<string, string> = {};
       this.fields.forEach((f, j) => (group[f] = values[j]!));
-      this.groups.push(group);
+      this.groups[id] = group;
+      this.created(id, values);
     }
     return id;
   }
 
+  /** Forgets the key of `id` (no window of it is open); the id may be handed out again. */
+  release(id: number): void {
+    const key = this.keys[id];
+    if (key === undefined) return;
+    this.ids.delete(key);
+    this.keys[id] = undefined;
+    this.groups[id] = undefined;
+    this.free.add(id);
+    this.released(id);
+  }
+
+  /** Whether `id` names a key now. */
+  has(id: number): boolean {
+    return this.keys[id] !== undefined;
+  }
+
+  /** Keys registered now. */
   get size(): number {
+    return this.ids.size;
+  }
+
+  /** Every id in use is below this. */
+  get capacity(): number {
+    return this.keys.length;
+  }
+
+  /** Hooks of subclasses that keep more per key. */
+  protected created(_id: number, _values: readonly string[]): void {}
+  protected released(_id: number): void {}
+
+  private newId(preferred: number | undefined): number {
+    if (preferred !== undefined && this.keys[preferred] === undefined) {
+      // Beyond the end, the ids in between become free ones.
+      for (let id = this.keys.length; id < preferred; id++) {
+        this.keys[id] = undefined;
+        this.groups[id] = undefined;
+        this.free.add(id);
+      }
+      this.free.delete(preferred);
+      return preferred;
+    }
+    for (const id of this.free) {
+      this.free.delete(id);
+      return id;
+    }
     return this.keys.length;
   }
 }

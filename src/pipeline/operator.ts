@@ -23,14 +23,24 @@ const { EV, RES, RES_BYTES, GONE, GONE_BYTES } = Layout;
  * `groups` alone cannot give them back).
  */
 class ValuedKeyRegistry extends KeyRegistry {
-  readonly values: string[][] = [];
+  readonly values: Array<string[] | undefined> = [];
 
-  override idOf(values: readonly string[]): number {
-    const id = super.idOf(values);
-    if (id === this.values.length) this.values.push(values.slice());
-    return id;
+  protected override created(id: number, values: readonly string[]): void {
+    this.values[id] = values.slice();
+  }
+
+  protected override released(id: number): void {
+    this.values[id] = undefined;
   }
 }
+
+/**
+ * A registry is swept for keys without an open window once it holds this many keys
+ * (and then again after at least this many new ones): below it, keys are not worth
+ * a pass over the window slots; above it, key memory stays within a few times what
+ * the keys with open windows need.
+ */
+export const KEY_SWEEP_MIN = 4096;
 
 interface DecodedState {
   name: string;
@@ -87,6 +97,8 @@ export interface OperatorOptions {
   watermarks?: Watermarks;
   /** `scan`: the WASM byte scanner (default); `json`: JSON.parse per record (the reference path). */
   decoder?: 'scan' | 'json';
+  /** Keys an aggregation holds before the first release of keys without open windows (tests lower it). @default KEY_SWEEP_MIN */
+  keySweepMin?: number;
 }
 
 export class WindowOperator {
@@ -111,6 +123,11 @@ export class WindowOperator {
   private readonly persisted: PersistedWindows;
   /** The encoded head of a state value per group-values array (one per key). */
   private readonly headers = new WeakMap<readonly string[], Buffer>();
+  /** Per aggregation: the registry size at which keys without open windows are released next. */
+  private readonly sweepAt: number[];
+  private readonly keySweepMin: number;
+  /** Per aggregation, per key id: 1 when the key had no open window at the last sweep. */
+  private readonly idle: Uint8Array[];
 
   constructor(cfg: Config, opts: OperatorOptions = {}) {
     const { eventTime, aggregations, processing } = cfg;
@@ -123,6 +140,9 @@ export class WindowOperator {
     this.registries = this.valued;
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
     this.persisted = new PersistedWindows(aggregations.map((a) => a.name));
+    this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
+    this.sweepAt = aggregations.map(() => this.keySweepMin);
+    this.idle = aggregations.map(() => new Uint8Array(0));
     this.core = new WasmCore(
       processing.batchSize,
       aggregations.map((a) => {
@@ -342,6 +362,52 @@ export class WindowOperator {
       }
     }
     this.core.resetOutput();
+    // Every key id of this step has been read: ids without an open window may go.
+    for (let a = 0; a < this.aggs.length; a++) if (this.valued[a]!.size >= this.sweepAt[a]!) this.releaseKeys(a);
+  }
+
+  /**
+   * Releases the keys of aggregation `a` that had no open window at this sweep and
+   * the one before: their registry entries (with them their cached state headers) and (scan decoder) raw
+   * ids in the core's table, so that memory follows open windows, not every key
+   * ever seen. A key idle at one sweep only is kept one more round: keys that come
+   * back soon after their windows closed (heavy users between sessions) are not
+   * registered again and again. A key that comes back later is registered anew,
+   * maybe under another id; state keys and results use key strings, never ids.
+   */
+  private releaseKeys(a: number): void {
+    const reg = this.valued[a]!;
+    const cap = reg.capacity;
+    const live = this.core.liveKeys(a, cap);
+    let idle = this.idle[a]!;
+    if (idle.length < cap) {
+      const grown = new Uint8Array(Math.max(cap, 2 * idle.length));
+      grown.set(idle);
+      this.idle[a] = idle = grown;
+    }
+    let open = 0;
+    for (let id = 0; id < cap; id++) {
+      if (live[id] !== 0) {
+        idle[id] = 0;
+        open++;
+      } else if (!reg.has(id)) idle[id] = 0;
+      else if (idle[id] === 0) idle[id] = 1;
+      else {
+        idle[id] = 0;
+        this.decoder.releaseKey(a, id);
+        reg.release(id);
+      }
+    }
+    // The next sweep once about twice the keys with open windows are new: its pass
+    // over every id and slot costs O(1) per new key, and the keys kept stay within
+    // a few times those with open windows.
+    this.sweepAt[a] = reg.size + Math.max(this.keySweepMin, 2 * open);
+  }
+
+  /** Keys of aggregation `a` registered now, and the raw ids the scan decoder's table holds (0 with the JSON decoder). */
+  keyCounts(a: number): { keys: number; ids: number; rawKeys: number } {
+    const reg = this.valued[a]!;
+    return { keys: reg.size, ids: reg.capacity, rawKeys: this.decoder instanceof ScanDecoder ? this.decoder.rawKeys(a) : 0 };
   }
 
   /** Dead letters in input order: malformed once per record, invalid and late per aggregation. */

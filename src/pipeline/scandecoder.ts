@@ -21,10 +21,15 @@ export class ScanDecoder implements Decoder {
   private readonly status: number;
   private input = 0;
   private inputCap = 0;
-  /** Per aggregation: raw key id -> registry (canonical) id. */
+  /** Per aggregation: raw key id -> registry (canonical) id; -1 (or absent): not in use. */
   private readonly canon: number[][];
-  /** Per aggregation: whether every raw id so far equals its canonical id (no remapping pass needed). */
-  private readonly identity: boolean[];
+  /** Per aggregation: raw ids in use whose canonical id differs (0: no remapping pass needed). */
+  private readonly aliased: number[];
+  /**
+   * Per aggregation: canonical id -> its raw ids other than itself (another spelling
+   * of the same key, or a key registered before its raw id, by a restore).
+   */
+  private readonly spellings: Array<Map<number, number[]>>;
 
   constructor(
     private readonly core: WasmCore,
@@ -55,7 +60,8 @@ export class ScanDecoder implements Decoder {
     this.fields = core.alloc(cap * this.P * FIELD_BYTES);
     this.status = core.alloc(cap);
     this.canon = aggs.map(() => []);
-    this.identity = aggs.map(() => true);
+    this.aliased = aggs.map(() => 0);
+    this.spellings = aggs.map(() => new Map<number, number[]>());
   }
 
   decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void {
@@ -98,19 +104,45 @@ export class ScanDecoder implements Decoder {
     }
   }
 
-  /** Gives new raw key ids their canonical ids, and rewrites key[a] if they differ. */
+  /** Gives new raw key ids (or ids handed out again) their canonical ids, and rewrites key[a] if they differ. */
   private mapKeys(a: number, n: number): void {
     const core = this.core;
     const canon = this.canon[a]!;
-    const total = core.keyCount(a);
-    for (let r = canon.length; r < total; r++) {
-      const id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)));
-      canon.push(id);
-      if (id !== r) this.identity[a] = false;
+    for (const r of core.takeFreshKeys(a)) {
+      const id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)), r);
+      canon[r] = id;
+      if (id === r) continue;
+      this.aliased[a]!++;
+      const more = this.spellings[a]!.get(id);
+      if (more === undefined) this.spellings[a]!.set(id, [r]);
+      else more.push(r);
     }
-    if (this.identity[a]) return;
+    if (this.aliased[a] === 0) return;
     const key = core.agg(a).key;
-    for (let i = 0; i < n; i++) key[i] = canon[key[i]!] ?? 0;
+    // Records that are not JSON objects carry raw id 0, in use or not: any id will do.
+    for (let i = 0; i < n; i++) key[i] = Math.max(0, canon[key[i]!] ?? 0);
+  }
+
+  /** Canonical key `id` of aggregation `a` is released: its raw ids leave the core's table. */
+  releaseKey(a: number, id: number): void {
+    const canon = this.canon[a]!;
+    if (canon[id] === id) {
+      this.core.removeKey(a, id);
+      canon[id] = -1;
+    }
+    const more = this.spellings[a]!.get(id);
+    if (more === undefined) return;
+    for (const r of more) {
+      this.core.removeKey(a, r);
+      canon[r] = -1;
+    }
+    this.aliased[a]! -= more.length;
+    this.spellings[a]!.delete(id);
+  }
+
+  /** Raw key ids of aggregation `a` in use in the core's table. */
+  rawKeys(a: number): number {
+    return this.core.liveKeyCount(a);
   }
 }
 

@@ -86,14 +86,11 @@ export class Delivery {
   private seq = 0;
   private written = 0;
   private undeliverableCount = 0;
-  /** Settles (rejects) once a queue failed: the loop races it against a pull that may wait long. */
-  readonly failed: Promise<never>;
-  private rejectFailed!: (e: unknown) => void;
+  private failure: Error | undefined;
+  private failureListeners: Array<() => void> = [];
 
   constructor(private readonly opts: DeliveryOptions) {
     this.clock = opts.clock ?? Date.now;
-    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
-    this.failed.catch(() => undefined);
     const queue = <T>(s: NamedSink<T>, handle: (ws: ReadonlyArray<QueuedWrite<T, InputPosition>>) => Promise<void>): SinkQueue<T, InputPosition> =>
       new SinkQueue<T, InputPosition>(
         s.name,
@@ -102,7 +99,10 @@ export class Delivery {
           try {
             await handle(ws);
           } catch (e) {
-            this.rejectFailed(e);
+            if (this.failure === undefined) {
+              this.failure = e instanceof Error ? e : new Error(String(e));
+              for (const l of this.failureListeners) l();
+            }
             throw e;
           }
         },
@@ -110,6 +110,17 @@ export class Delivery {
       );
     this.resultQueues = opts.results.map((s) => queue(s, (ws) => this.toResultSink(s, ws)));
     this.dlq = queue(opts.deadLetters, (ws) => this.toDeadLetters(ws));
+  }
+
+  /** Calls `listener` once a queue failed (the loop wakes on it); returns the function that unsubscribes it. */
+  onFailure(listener: () => void): () => void {
+    this.failureListeners.push(listener);
+    return () => (this.failureListeners = this.failureListeners.filter((l) => l !== listener));
+  }
+
+  /** Throws the failure of a queue that failed, if one did. */
+  check(): void {
+    if (this.failure !== undefined) throw this.failure;
   }
 
   /** Dead letters written to the dead-letter queue so far. */
@@ -203,6 +214,7 @@ export class Delivery {
       throw new FatalError(`cannot write ${all.length} dead letter(s) to the dead-letter queue, stopping: ${messageOf(e)}`, e);
     }
     this.written += all.length;
+    this.opts.bus.emit('sink.up', { sink: this.opts.deadLetters.name, up: true });
   }
 
   /** A write was refused for some of its records: find which, write the others. */

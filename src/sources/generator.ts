@@ -10,10 +10,12 @@ export interface GeneratorSourceOptions {
   realtime: boolean;
   seed: number;
   startMs?: number | undefined;
+  /** Distinct user ids. */
+  users: number;
 }
 
 export async function* generatorBatches(opts: GeneratorSourceOptions, batchSize: number): AsyncGenerator<RecordBatch> {
-  const gen = new EventGenerator({ seed: opts.seed, startMs: opts.startMs ?? Date.now(), eventsPerSecond: opts.eventsPerSecond });
+  const gen = new EventGenerator({ seed: opts.seed, startMs: opts.startMs ?? Date.now(), eventsPerSecond: opts.eventsPerSecond, users: opts.users });
   const t0 = Date.now();
   let made = 0;
   while (opts.count === undefined || made < opts.count) {

@@ -34,7 +34,8 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ConsumerConfig, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { SourceConfig } from '../config';
 import { ConfigError, WeirError, toWeirError } from '../errors/errors';
-import type { RecordBatch, StreamMessage } from '../pipeline/types';
+import type { Logger } from '../log';
+import { offsetOf, type RecordBatch, type StreamMessage } from '../pipeline/types';
 import { serve, type FromWorker, type KafkaLogEntry, type LookupResult, type PlainError, type Request, type ToWorker, type WorkerInit } from './kafka-worker';
 
 export type { KafkaLogEntry } from './kafka-worker';
@@ -78,6 +79,14 @@ export const READ_AHEAD_BATCHES = 8;
  */
 export const WORKER_YOUNG_GENERATION_MB = 512;
 
+/**
+ * How often a bounded read that has nothing left to read of its own asks the group's
+ * committed offsets whether the partitions it waits for are done (ms). A lookup is
+ * one OffsetFetch request; the wait usually lasts until another member's final
+ * checkpoint or a dead member's session timeout.
+ */
+export const BOUNDED_RECHECK_MS = 2000;
+
 export interface KafkaSourceOptions {
   /** Most records per RecordBatch (the core's batch capacity). */
   batchSize: number;
@@ -91,6 +100,17 @@ export interface KafkaSourceOptions {
   logger?: (entry: KafkaLogEntry) => void;
   /** @default 'warn' */
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /** Where Weir's own notices about the read go (a bounded read waiting for partitions of other members). */
+  log?: Pick<Logger, 'info' | 'warn'>;
+  /** Between two lookups of the group's committed offsets while a bounded read waits (ms). @default BOUNDED_RECHECK_MS */
+  boundedRecheckMs?: number;
+  /**
+   * Bounded: called once when every owned partition has been read to its end and
+   * partitions of other members are not done yet. Those members wait for this
+   * instance's committed offsets as it waits for theirs: a checkpoint now (which
+   * commits) lets them finish without waiting for the next interval.
+   */
+  onOwnPartitionsRead?: () => void;
   /** Where sasl.passwordEnv is looked up. @default process.env */
   env?: Record<string, string | undefined>;
   /**
@@ -240,6 +260,9 @@ export class KafkaSource {
   private readonly tickIntervalMs: number;
   private readonly clock: () => number;
   private readonly logger: ((entry: KafkaLogEntry) => void) | undefined;
+  private readonly log: Pick<Logger, 'info' | 'warn'> | undefined;
+  private readonly boundedRecheckMs: number;
+  private readonly onOwnPartitionsRead: (() => void) | undefined;
   /** What the worker starts with; holds the SASL password, so never shown (see toJSON). */
   private readonly init: WorkerInit;
   /** A consumer option is a function: kafkajs runs on this thread. */
@@ -259,6 +282,12 @@ export class KafkaSource {
   private lastEpoch = 0;
   /** Next offset to read, per owned partition, as far as the iterator's consumer got. */
   private readonly position = new Map<number, bigint>();
+  /**
+   * Per owned partition: the offset after the last record yielded, or where it was
+   * sought or started if none was yielded since. From there to its position lie no
+   * records (transaction markers, aborted records, the end of a bounded read).
+   */
+  private readonly recordsEnd = new Map<number, bigint>();
   /** Bounded: end offsets seen at start. */
   private endOffsets: Map<number, bigint> | undefined;
   /** Resolves when the assignment hooks of every join so far have run. */
@@ -269,6 +298,22 @@ export class KafkaSource {
   private lowOffsets: Map<number, bigint> | undefined;
   /** The group's committed offset of each partition, read when it was assigned. */
   private readonly committed = new Map<number, bigint>();
+  /**
+   * Bounded, waiting for partitions this instance does not own: the group's committed
+   * offsets as last looked up. A partition another member committed at or past its
+   * end offset is done; owning none of the topic proves nothing (a member that was
+   * killed holds its partitions until its session times out).
+   */
+  private readonly groupCommitted = new Map<number, bigint>();
+  /** Bounded: the next lookup of groupCommitted, while waiting. */
+  private recheck: NodeJS.Timeout | undefined;
+  private rechecking = false;
+  /** Bounded: lookups of groupCommitted done (the first one is not delayed). */
+  private lookups = 0;
+  /** Bounded: nothing of its own left to read, waiting for partitions of other members. */
+  private waiting = false;
+  /** Bounded: that wait was logged (once a run). */
+  private waitLogged = false;
 
   private readonly queue: Item[] = [];
   /** The buffer of the batch in the iterator's hand: consumed once the next message is asked for. */
@@ -297,6 +342,9 @@ export class KafkaSource {
     this.clock = opts.clock ?? Date.now;
     this.hook = opts.onAssignment;
     this.logger = opts.logger;
+    this.log = opts.log;
+    this.boundedRecheckMs = opts.boundedRecheckMs ?? BOUNDED_RECHECK_MS;
+    this.onOwnPartitionsRead = opts.onOwnPartitionsRead;
     const sasl = saslOptions(cfg.sasl, opts.env ?? process.env);
     const consumer: ConsumerConfig = {
       maxWaitTimeInMs: 100,
@@ -412,6 +460,7 @@ export class KafkaSource {
     if (pos < 0n) throw new WeirError(`KafkaSource.seek: offset must be a non-negative integer (got ${JSON.stringify(offset)})`, { domain: 'internal' });
     this.seekWorker(partition, pos);
     this.position.set(partition, pos);
+    this.recordsEnd.set(partition, pos);
     this.withdraw((q) => q.partition === partition);
     this.checkBoundedDone();
     return true;
@@ -440,7 +489,7 @@ export class KafkaSource {
     const mine = offsets.filter((o) => this.ownedSet.has(o.partition));
     if (mine.length === 0) return;
     try {
-      await this.request({ op: 'commit', offsets: mine.map((o) => ({ partition: o.partition, offset: o.offset })) });
+      await this.request({ op: 'commit', offsets: mine.map((o) => ({ partition: o.partition, offset: this.pastNonRecords(o.partition, o.offset) })) });
     } catch (e) {
       const x = e as { type?: unknown; retriable?: unknown };
       throw new WeirError(`kafka: committing offsets of topic ${this.topic} for group ${this.groupId} failed: ${messageOf(e)}`, {
@@ -449,6 +498,18 @@ export class KafkaSource {
         cause: e,
       });
     }
+  }
+
+  /**
+   * `offset` of `partition`, or its position when `offset` covers every record yielded
+   * and only offsets without records (a transaction's commit marker) lie between: a
+   * bounded read of another member takes a committed offset at the end offset as
+   * the partition done, and one short of it behind a marker would keep it waiting.
+   */
+  private pastNonRecords(partition: number, offset: string): string {
+    const pos = this.position.get(partition);
+    const covered = this.recordsEnd.get(partition);
+    return pos !== undefined && covered !== undefined && covered.toString() === offset && pos > covered ? pos.toString() : offset;
   }
 
   /** Leaves the group and disconnects. Idempotent. */
@@ -603,6 +664,7 @@ export class KafkaSource {
 
   private async doClose(): Promise<void> {
     this.closed = true;
+    this.stopRecheck();
     this.dropAll();
     this.signal();
     const ch = this.channel;
@@ -618,6 +680,7 @@ export class KafkaSource {
   private fail(e: unknown, what: string): void {
     if (this.failure !== undefined || this.closed) return;
     this.failure = e instanceof WeirError ? e : new WeirError(`kafka: ${what} (topic ${this.topic}, group ${this.groupId}): ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
+    this.stopRecheck();
     this.dropAll();
     this.applyPause();
     this.signal();
@@ -647,8 +710,10 @@ export class KafkaSource {
     this.generation = generation;
     this.owned = now;
     this.ownedSet = nowSet;
-    for (const p of revoked) this.position.delete(p);
-    for (const p of assigned) this.position.delete(p);
+    for (const p of [...revoked, ...assigned]) {
+      this.position.delete(p);
+      this.recordsEnd.delete(p);
+    }
     // Anything still queued was fetched under the old generation.
     this.withdraw(() => true);
     // kafkajs restarts every partition at its committed offset after a join:
@@ -690,6 +755,7 @@ export class KafkaSource {
           else this.committed.delete(p);
           const start = c >= 0n ? c : this.fromBeginning ? (this.lowOffsets?.get(p) ?? 0n) : (endOffsets.get(p) ?? 0n);
           this.position.set(p, start);
+          this.recordsEnd.set(p, start);
         }
       }
     }
@@ -714,18 +780,96 @@ export class KafkaSource {
     this.checkBoundedDone();
   }
 
+  /**
+   * A bounded read is done when every partition of the topic (as the end offsets
+   * seen at start list them) has been read to its end offset by this instance, or
+   * the group's committed offset shows another member read it to its end. Owning no
+   * partition (or only finished ones) is not the end: a member that was killed holds
+   * its partitions until its session times out, and a live one may still be reading.
+   */
   private checkBoundedDone(): void {
     if (!this.bounded || this.ended || !this.inGroup || this.assigning > 0 || this.endOffsets === undefined) return;
     for (const p of this.owned) {
       const end = this.endOffsets.get(p) ?? 0n; // created after start: nothing to read
       const pos = this.position.get(p);
-      if (end > 0n && (pos === undefined || pos < end)) return;
+      if (end > 0n && (pos === undefined || pos < end)) {
+        this.waiting = false;
+        return;
+      }
+    }
+    const byOthers: number[] = [];
+    const waiting: number[] = [];
+    for (const [p, end] of this.endOffsets) {
+      if (this.ownedSet.has(p) || end <= (this.lowOffsets?.get(p) ?? 0n)) continue;
+      const c = this.groupCommitted.get(p);
+      if (c !== undefined && c >= end) byOthers.push(p);
+      else waiting.push(p);
+    }
+    if (waiting.length > 0) {
+      this.waitForOthers(waiting.sort((a, b) => a - b));
+      return;
+    }
+    this.stopRecheck();
+    if (byOthers.length > 0) {
+      byOthers.sort((a, b) => a - b);
+      this.log?.info(
+        { topic: this.topic, groupId: this.groupId, partitions: byOthers },
+        `bounded read done: partitions ${byOthers.join(', ')} of topic ${this.topic} were read to their end by another member of group ${this.groupId} (its committed offsets are at their end offsets)`,
+      );
     }
     this.ended = true;
     this.endPending = true;
     this.withdraw(() => true);
     this.applyPause();
     this.signal();
+  }
+
+  /** Bounded, nothing of its own left to read: looks the group's committed offsets up until `partitions` are done or assigned here. */
+  private waitForOthers(partitions: number[]): void {
+    if (!this.waiting) {
+      this.waiting = true;
+      this.onOwnPartitionsRead?.();
+    }
+    // Logged once a lookup has shown they are not done (the first one comes at once).
+    if (!this.waitLogged && this.lookups > 0) {
+      this.waitLogged = true;
+      const none = this.owned.length === 0;
+      const why = none ? 'this instance holds no partition of it' : `this instance has read its partitions ${this.owned.join(', ')} to their end`;
+      this.log?.[none ? 'warn' : 'info'](
+        { topic: this.topic, groupId: this.groupId, partitions, owned: this.owned },
+        `bounded read waits for partitions ${partitions.join(', ')} of topic ${this.topic}: ${why}, and they belong to other members of group ${this.groupId} whose committed offsets are not at the end offsets yet. ` +
+          `It finishes once they are (checked every ${this.boundedRecheckMs} ms), or reads them itself when they are assigned here (a member that was killed holds them until its session times out, sessionTimeoutMs)`,
+      );
+    }
+    if (this.recheck !== undefined || this.rechecking || this.closed || this.dead) return;
+    // The first lookup at once: the others may be done already.
+    this.recheck = setTimeout(() => void this.lookUpCommitted(), this.lookups === 0 ? 0 : this.boundedRecheckMs);
+    // The iterator's own timers keep the process alive while it is pulled.
+    this.recheck.unref();
+  }
+
+  private async lookUpCommitted(): Promise<void> {
+    this.recheck = undefined;
+    this.rechecking = true;
+    try {
+      const r = await this.request({ op: 'lookup', ends: false, committed: true });
+      for (const c of r?.committed ?? []) {
+        const offset = BigInt(c.offset);
+        if (offset >= 0n) this.groupCommitted.set(c.partition, offset);
+      }
+    } catch {
+      // The consumer thread is gone (its failure is reported by the iterator) or the
+      // coordinator moves: the next lookup asks again.
+    } finally {
+      this.rechecking = false;
+      this.lookups++;
+    }
+    this.checkBoundedDone();
+  }
+
+  private stopRecheck(): void {
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
   }
 
   // ---- the hand-over ----
@@ -800,6 +944,7 @@ export class KafkaSource {
             continue;
           }
           this.handed = item.memory;
+          this.recordsEnd.set(item.partition, BigInt(offsetOf(batch, batch.n - 1)) + 1n);
           this.stats.batchesYielded++;
           this.stats.records += batch.n;
           this.advance(item.partition, item.next);

@@ -20,6 +20,11 @@ export interface ScanExports {
   internBytes(table: number, id: number): number;
   internLen(table: number, id: number): number;
   internFree(table: number): void;
+  internRemove(table: number, id: number): number;
+  internLive(table: number): number;
+  internFresh(table: number): number;
+  internFreshCount(table: number): number;
+  internFreshReset(table: number): void;
   parseIsoMs(ptr: number, len: number): number;
 }
 
