@@ -1,4 +1,5 @@
 // Group keys: `field=value` pairs joined with ':' (SEMANTICS.md, Results), interned to dense ids.
+import { jsonText } from './paths';
 
 /** The key's field name: the last segment of its path (`data.model` gives `model`). */
 export function fieldName(path: string): string {
@@ -10,7 +11,7 @@ export function fieldName(path: string): string {
 export function groupValueString(v: unknown): string {
   if (v === undefined || v === null) return 'null';
   if (typeof v === 'string') return v;
-  if (typeof v === 'object') return JSON.stringify(v);
+  if (typeof v === 'object') return jsonText(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   return 'null'; // not a JSON value
 }

@@ -7,7 +7,7 @@ import type { AggregationConfig, Config } from '../config';
 import { WasmCore, Layout } from '../core/wasm';
 import { isoOf } from '../time/timestamp';
 import { Watermarks } from '../time/watermarks';
-import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED, type Decoder } from './decoder';
+import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_FAILED, REC_MALFORMED, REC_OK, type Decoder } from './decoder';
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
@@ -410,7 +410,7 @@ export class WindowOperator {
     const rec = this.rec;
     const stamp = new Date(nowMs).toISOString();
     for (let i = 0; i < batch.n; i++) {
-      if (rec[i] === REC_MALFORMED) bad.push([i, -1, EV.INVALID]);
+      if (rec[i] === REC_MALFORMED || rec[i] === REC_FAILED) bad.push([i, -1, EV.INVALID]);
     }
     if (bad.length === 0) return;
     bad.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
@@ -421,7 +421,7 @@ export class WindowOperator {
         out.late[a]!++;
         continue;
       }
-      if (rec[i] === REC_BLANK || (rec[i] === REC_MALFORMED && a >= 0)) continue;
+      if (rec[i] === REC_BLANK || (rec[i] !== REC_OK && a >= 0)) continue;
       const text = batch.buf.toString('utf8', batch.starts[i], batch.ends[i]);
       const base = {
         retry_count: 0,
@@ -431,7 +431,8 @@ export class WindowOperator {
         offset: String(offsetOf(batch, i)),
       };
       if (a < 0) {
-        out.deadLetters.push({ original_event: text, reason: 'malformed', error: explainMalformed(text), ...base });
+        const error = rec[i] === REC_FAILED ? this.decoder.failures.get(i)! : explainMalformed(text);
+        out.deadLetters.push({ original_event: text, reason: 'malformed', error, ...base });
         continue;
       }
       const agg = this.aggs[a]!;

@@ -7,7 +7,7 @@ import type { AggregationConfig } from '../config';
 import type { WasmCore } from '../core/wasm';
 import { compilePathSpec, FIELD_BYTES, KIND_MISSING, KIND_NUMBER, KIND_STRING, KIND_TRUE, KIND_FALSE } from '../core/pathspec';
 import { eventTimeOf } from '../time/timestamp';
-import type { Decoder } from './decoder';
+import { failureMessage, REC_FAILED, REC_OK, type Decoder } from './decoder';
 import { KeyRegistry, groupValueString } from './keys';
 import type { RecordBatch } from './types';
 
@@ -25,6 +25,10 @@ export class ScanDecoder implements Decoder {
   private readonly canon: number[][];
   /** Per aggregation: whether every raw id so far equals its canonical id (no remapping pass needed). */
   private readonly identity: boolean[];
+  /** Per aggregation: raw key ids whose key could not be built (canonical id -1), and why. */
+  private readonly badKeys: Map<number, string>[];
+  readonly failures = new Map<number, string>();
+  private rec: Uint8Array = new Uint8Array(0);
 
   constructor(
     private readonly core: WasmCore,
@@ -56,6 +60,7 @@ export class ScanDecoder implements Decoder {
     this.status = core.alloc(cap);
     this.canon = aggs.map(() => []);
     this.identity = aggs.map(() => true);
+    this.badKeys = aggs.map(() => new Map<number, string>());
   }
 
   decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void {
@@ -78,6 +83,8 @@ export class ScanDecoder implements Decoder {
     }
     const fixes = core.decodeBatch(this.input, this.bounds, n, this.spec, this.fields, this.status);
     rec.set(core.bytes().subarray(this.status, this.status + n));
+    this.rec = rec;
+    this.failures.clear();
     if (fixes > 0) this.fixUp(fixes);
     for (let a = 0; a < this.aggs.length; a++) this.mapKeys(a, n);
   }
@@ -91,11 +98,24 @@ export class ScanDecoder implements Decoder {
       const i = words[fp + 3 * k]!, p = words[fp + 3 * k + 1]!, a = words[fp + 3 * k + 2]!;
       const f = this.fields + (i * this.P + p) * FIELD_BYTES;
       const start = words[(f + 4) >>> 2]!, end = words[(f + 8) >>> 2]!;
-      const text = Buffer.from(core.bytes().buffer, this.input + start, end - start).toString('utf8');
-      const v: unknown = JSON.parse(text);
-      if (a === NO_AGG) core.ts()[i] = eventTimeOf(v);
-      else core.agg(a).val[i] = typeof v === 'number' && Number.isFinite(v) ? v : NaN;
+      try {
+        const text = Buffer.from(core.bytes().buffer, this.input + start, end - start).toString('utf8');
+        const v: unknown = JSON.parse(text);
+        if (a === NO_AGG) core.ts()[i] = eventTimeOf(v);
+        else core.agg(a).val[i] = typeof v === 'number' && Number.isFinite(v) ? v : NaN;
+      } catch (e) {
+        this.fail(i, failureMessage(e));
+      }
     }
+  }
+
+  /** Takes record i out of every aggregation: it becomes a dead letter with `why`. */
+  private fail(i: number, why: string): void {
+    const core = this.core;
+    this.rec[i] = REC_FAILED;
+    if (!this.failures.has(i)) this.failures.set(i, why);
+    core.ts()[i] = NaN;
+    for (let a = 0; a < this.aggs.length; a++) core.agg(a).val[i] = NaN;
   }
 
   /** Gives new raw key ids their canonical ids, and rewrites key[a] if they differ. */
@@ -104,13 +124,27 @@ export class ScanDecoder implements Decoder {
     const canon = this.canon[a]!;
     const total = core.keyCount(a);
     for (let r = canon.length; r < total; r++) {
-      const id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)));
+      let id: number;
+      try {
+        id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)));
+      } catch (e) {
+        // The same bytes intern to the same raw id again: every record with them fails alike.
+        id = -1;
+        this.badKeys[a]!.set(r, failureMessage(e));
+      }
       canon.push(id);
       if (id !== r) this.identity[a] = false;
     }
     if (this.identity[a]) return;
     const key = core.agg(a).key;
-    for (let i = 0; i < n; i++) key[i] = canon[key[i]!] ?? 0;
+    const bad = this.badKeys[a]!;
+    for (let i = 0; i < n; i++) {
+      const id = canon[key[i]!] ?? 0;
+      if (id < 0) {
+        if (this.rec[i] === REC_OK) this.fail(i, bad.get(key[i]!)!);
+        key[i] = 0;
+      } else key[i] = id;
+    }
   }
 }
 
