@@ -16,6 +16,18 @@ export function groupValueString(v: unknown): string {
   return 'null'; // not a JSON value
 }
 
+const KEY_SPECIAL = /[%:=]/;
+const KEY_SPECIAL_ALL = /[%:=]/g;
+const KEY_ESCAPES: Record<string, string> = { '%': '%25', ':': '%3A', '=': '%3D' };
+
+/**
+ * A group value as it appears in `key`: `%`, `:` and `=` percent-encoded, so that
+ * values holding the separators cannot make two groups share a key.
+ */
+export function keyValue(value: string): string {
+  return KEY_SPECIAL.test(value) ? value.replace(KEY_SPECIAL_ALL, (c) => KEY_ESCAPES[c]!) : value;
+}
+
 export class KeyRegistry {
   private readonly ids = new Map<string, number>();
   readonly keys: string[] = [];
@@ -29,7 +41,7 @@ export class KeyRegistry {
   /** Id of the key made of these value strings (one per group-by field, in order). */
   idOf(values: readonly string[]): number {
     let key = '';
-    for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + values[j];
+    for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + keyValue(values[j]!);
     let id = this.ids.get(key);
     if (id === undefined) {
       id = this.keys.length;
