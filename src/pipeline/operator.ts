@@ -412,7 +412,7 @@ export class WindowOperator {
     const rec = this.rec;
     const stamp = new Date(nowMs).toISOString();
     for (let i = 0; i < batch.n; i++) {
-      if (rec[i] === REC_MALFORMED || rec[i] === REC_FAILED) bad.push([i, -1, EV.INVALID]);
+      if (rec[i] === REC_MALFORMED || rec[i] === REC_FAILED || (rec[i] === REC_BLANK && batch.messages === true)) bad.push([i, -1, EV.INVALID]);
     }
     if (bad.length === 0) return;
     bad.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
@@ -423,7 +423,7 @@ export class WindowOperator {
         out.late[a]!++;
         continue;
       }
-      if (rec[i] === REC_BLANK || (rec[i] !== REC_OK && a >= 0)) continue;
+      if (rec[i] !== REC_OK && a >= 0) continue;
       const text = batch.buf.toString('utf8', batch.starts[i], batch.ends[i]);
       const base = {
         retry_count: 0,
@@ -433,7 +433,11 @@ export class WindowOperator {
         offset: String(offsetOf(batch, i)),
       };
       if (a < 0) {
-        const error = rec[i] === REC_FAILED ? this.decoder.failures.get(i)! : explainMalformed(text);
+        const error =
+          rec[i] === REC_FAILED ? this.decoder.failures.get(i)!
+          : batch.nullOffsets?.includes(offsetOf(batch, i)) === true ? 'null Kafka message value (a tombstone)'
+          : text === '' ? 'empty Kafka message value'
+          : explainMalformed(text);
         out.deadLetters.push({ original_event: text, reason: 'malformed', error, ...base });
         continue;
       }
