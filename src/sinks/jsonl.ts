@@ -3,6 +3,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { InputError } from '../errors/errors';
+import { fileError } from '../errors/files';
 
 export interface RecordSink<T> {
   /**
@@ -38,12 +39,12 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
-      return Promise.reject(new InputError(`cannot create the directory of ${what} file ${path}: ${(e as Error).message}`));
+      return Promise.reject(fileError(e, `cannot create the directory of ${what} file ${path}`, dirname(path), 'user'));
     }
     const ws: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, `${what} file ${path}`)));
-      ws.once('error', (e) => reject(new InputError(`cannot write ${what} file ${path}: ${e.message}`)));
+      ws.once('error', (e) => reject(fileError(e, `cannot write ${what} file ${path}`, path, 'user')));
     });
   }
 

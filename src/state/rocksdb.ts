@@ -15,8 +15,11 @@
 // are still there); the next synced checkpoint makes them durable anyway.
 //
 // The `rocksdb` package (leveldown API, callbacks) has no types: the little used is declared here.
-import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { WeirError } from '../errors/errors';
+import { fileError } from '../errors/files';
 import type { PartitionStore, StateBackend } from './backend';
 import { StateCorrupt, StateError } from './backend';
 import {
@@ -214,10 +217,21 @@ export class RocksDbStateBackend implements StateBackend {
     let db: LevelDown;
     this.opening.add(partition);
     try {
-      await mkdir(dir, { recursive: true });
+      try {
+        await mkdir(dir, { recursive: true });
+      } catch (e) {
+        throw fileError(e, `state.dir: cannot create ${dir}`, dir, 'external');
+      }
+      try {
+        // RocksDB would say it deep in an "IO error" about its LOG file.
+        await access(dir, constants.W_OK);
+      } catch (e) {
+        throw fileError(e, `state.dir: cannot write to ${dir}`, dir, 'external');
+      }
       db = rocksdb(dir);
       await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
     } catch (e) {
+      if (e instanceof WeirError) throw e;
       throw new StateError(`cannot open the RocksDB state database in ${dir}: ${(e as Error).message}`, { domain: 'external', cause: e });
     } finally {
       this.opening.delete(partition);
