@@ -164,6 +164,13 @@ export const configSchema = z.strictObject({
       dir: z.string().default('./data/state'),
       /** Redis URL. @default redis://127.0.0.1:6379 */
       url: z.string().default('redis://127.0.0.1:6379'),
+      /**
+       * RocksDB: what to do when a partition's database is corrupt. `fail`: stop, naming
+       * its directory. `rebuild`: move the directory aside (`<dir>.corrupt-<time>`), log a
+       * warning naming it, and rebuild the partition from the earliest offset of its topic.
+       * @default "fail"
+       */
+      onCorruption: z.enum(['fail', 'rebuild']).default('fail'),
     })
     .prefault({}),
   checkpoint: z
