@@ -24,7 +24,13 @@ export function parseDuration(v: unknown): number | undefined {
   return ms;
 }
 
-/** A duration in whole milliseconds, written as a number or a string like "5m". */
+/**
+ * Longest duration any setting takes (365 days, ms): beyond it a window, gap or bound
+ * is a typo (`1e300`), and its arithmetic would leave the exact range of doubles.
+ */
+export const MAX_DURATION_MS = 365 * 86_400_000;
+
+/** A duration in whole milliseconds, written as a number or a string like "5m", at most MAX_DURATION_MS. */
 function duration(opts: { positive: boolean }) {
   return z.union([z.number(), z.string()]).transform((v, ctx) => {
     const ms = parseDuration(v);
@@ -36,11 +42,22 @@ function duration(opts: { positive: boolean }) {
       });
       return z.NEVER;
     }
+    if (ms > MAX_DURATION_MS) {
+      ctx.issues.push({ code: 'custom', input: v, message: `must be at most 365 days (${MAX_DURATION_MS} ms) (got ${JSON.stringify(v)})` });
+      return z.NEVER;
+    }
     return ms;
   });
 }
 
-const path = z.string().min(1, 'must be a dotted field path like "data.model"');
+/** Most windows one event of a sliding aggregation belongs to (sizeMs / slideMs, rounded up): each costs work per event. */
+export const MAX_WINDOWS_PER_EVENT = 1000;
+
+/** A dotted field path: non-empty segments joined by '.' (so no '..', leading or trailing '.'). */
+const path = z.string().superRefine((v, ctx) => {
+  if (v.split('.').some((seg) => seg === ''))
+    ctx.addIssue({ code: 'custom', message: `must be a dotted field path like "data.model" (got ${JSON.stringify(v)}: ${v === '' ? 'empty' : 'an empty segment'})` });
+});
 const secret = z.string().optional();
 
 const fileSource = z.strictObject({
@@ -187,8 +204,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   aggregations: z.array(aggregation).min(1, 'needs at least one aggregation'),
-  /** @default [{ type: stdout }] */
-  sinks: z.array(sink).prefault([{ type: 'stdout' }]),
+  /** Where results go; at least one. @default [{ type: stdout }] */
+  sinks: z.array(sink).min(1, 'needs at least one sink (results would go nowhere)').prefault([{ type: 'stdout' }]),
   /** @default { type: file, path: dead-letters.jsonl } */
   deadLetter: deadLetter.prefault({ type: 'file', path: 'dead-letters.jsonl' }),
   state: z
@@ -199,6 +216,13 @@ export const configSchema = z.strictObject({
       dir: z.string().default('./data/state'),
       /** Redis URL. @default redis://127.0.0.1:6379 */
       url: z.string().default('redis://127.0.0.1:6379'),
+      /**
+       * RocksDB: what to do when a partition's database is corrupt. `fail`: stop, naming
+       * its directory. `rebuild`: move the directory aside (`<dir>.corrupt-<time>`), log a
+       * warning naming it, and rebuild the partition from the earliest offset of its topic.
+       * @default "fail"
+       */
+      onCorruption: z.enum(['fail', 'rebuild']).default('fail'),
     })
     .prefault({}),
   checkpoint: z
@@ -296,6 +320,11 @@ export function validateConfig(raw: unknown, origin = 'config'): Config {
     // With slide > size some events would fall in no window at all: neither counted nor dead-lettered.
     if (a.window.type === 'sliding' && a.window.slideMs > a.window.sizeMs)
       throw new ConfigError(`${origin}: aggregations[${i}].window.slideMs: must not exceed sizeMs (${a.window.slideMs} > ${a.window.sizeMs})`);
+    // Every event is added to each of its windows: the work per event grows with their number.
+    if (a.window.type === 'sliding' && Math.ceil(a.window.sizeMs / a.window.slideMs) > MAX_WINDOWS_PER_EVENT)
+      throw new ConfigError(
+        `${origin}: aggregations[${i}].window.slideMs: must be at least sizeMs / ${MAX_WINDOWS_PER_EVENT} (${Math.ceil(a.window.sizeMs / MAX_WINDOWS_PER_EVENT)} ms for sizeMs ${a.window.sizeMs}): each event belongs to sizeMs / slideMs windows, ${Math.ceil(a.window.sizeMs / a.window.slideMs)} with slideMs ${a.window.slideMs}, at most ${MAX_WINDOWS_PER_EVENT}`,
+      );
   });
   const ssl = cfg.source.type === 'kafka' ? cfg.source.ssl : false;
   if (typeof ssl === 'object' && (ssl.cert === undefined) !== (ssl.key === undefined))

@@ -26,7 +26,7 @@ const aggsArb = fc.array(fc.record({ window: windowArb, group: fc.constantFrom<s
 /** One input line: mostly valid events with disorder, some late, invalid, malformed or blank. */
 const lineArb = (base: number) =>
   fc.oneof(
-    { weight: 20, arbitrary: fc.record({ dt: fc.integer({ min: -40, max: 12 }), k: fc.constantFrom('a', 'b', 'c'), r: fc.constantFrom('x', 'y', undefined), v: fc.oneof(fc.integer({ min: -50, max: 1000 }), fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.constant(0)), w: fc.option(fc.integer({ min: 0, max: 9 }), { nil: undefined }), iso: fc.boolean() }).map((e) => ({ kind: 'event' as const, ...e })) },
+    { weight: 20, arbitrary: fc.record({ dt: fc.integer({ min: -40, max: 12 }), k: fc.constantFrom('a', 'b', 'c', 'a:r=y', 'null', '50%', '%3A'), r: fc.constantFrom('x', 'y', 'y:r=x', ':', undefined), v: fc.oneof(fc.integer({ min: -50, max: 1000 }), fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.constant(0)), w: fc.option(fc.integer({ min: 0, max: 9 }), { nil: undefined }), iso: fc.boolean() }).map((e) => ({ kind: 'event' as const, ...e })) },
     { weight: 2, arbitrary: fc.record({ dt: fc.integer({ min: -400, max: -100 }), v: fc.integer({ min: 0, max: 9 }) }).map((e) => ({ kind: 'late' as const, ...e })) },
     { weight: 1, arbitrary: fc.constantFrom('{"timestamp": "soon", "v": 1, "w": 1}', '{"v": 2, "w": 2}', '{"timestamp": 10.5, "v": 1, "w": 1}', '{"timestamp": 1, "v": "9", "w": 1}', '{"timestamp": 1, "v": null, "w": true}').map((text) => ({ kind: 'raw' as const, text })) },
     { weight: 1, arbitrary: fc.constantFrom('{"timestamp": 1, ', 'not json', '[1,2,3]', '"str"', '42', 'null', '', '   ', '\t').map((text) => ({ kind: 'raw' as const, text })) },

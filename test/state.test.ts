@@ -324,7 +324,8 @@ test('rocksdb: a failure to open names the directory', async () => {
   const file = join(dir, 'not-a-dir');
   await writeFile(file, 'x');
   const b = await openStateBackend({ backend: 'rocksdb', dir: file }, 'i');
-  await assert.rejects(b.open(2), (e: unknown) => e instanceof WeirError && e.domain === 'external' && e.message.includes(join(file, 'partition-2')));
+  // A file where the directory should be is the user's to fix: named, with the cause.
+  await assert.rejects(b.open(2), (e: unknown) => e instanceof WeirError && e.domain === 'user' && e.message === `state.dir: cannot create ${join(file, 'partition-2')}: ${file} is a file, not a directory`);
   // The same database open in two backends (RocksDB's lock).
   const b1 = await openStateBackend({ backend: 'rocksdb', dir }, 'i');
   const b2 = await openStateBackend({ backend: 'rocksdb', dir }, 'i');

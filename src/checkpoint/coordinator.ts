@@ -88,6 +88,7 @@ export class Checkpointer {
     this.clock = clock;
     this.lastAt = clock();
     op.onCreate = (o) => o.trackChanges();
+    backend.onWarning = (message, fields) => log.warn(fields, message);
   }
 
   /** Removes a crash's temporary directories and reads which checkpoints verify. */

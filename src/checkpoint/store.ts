@@ -11,15 +11,19 @@
 // SHA-256 checksum of its own content, so a truncated or corrupted file is
 // recognised and skipped (readNewest tries the next older one).
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WeirError } from '../errors/errors';
+import { fileError } from '../errors/files';
 import type { StateSummary } from '../state';
 import { faultPoint } from './faults';
 
 export const METADATA_VERSION = 1;
 const NAME = /^checkpoint-(\d+)$/;
 const TMP_PREFIX = '.tmp-checkpoint-';
+/** errno codes that say what is wrong with the checkpoint directory itself (see write()). */
+const WRITE_FAILURES: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'EIO', 'ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
 
 /** A watermark in JSON: ±Infinity has no JSON number. */
 export type JsonTime = number | 'Infinity' | '-Infinity';
@@ -86,13 +90,23 @@ export class CheckpointStore {
     try {
       await mkdir(this.dir, { recursive: true });
     } catch (e) {
-      throw new WeirError(`checkpoint.dir: cannot create ${this.dir}: ${(e as Error).message}`, { domain: 'user', cause: e });
+      throw fileError(e, `checkpoint.dir: cannot create ${this.dir}`, this.dir, 'user');
+    }
+    try {
+      // At start, not at the first checkpoint, after results were written.
+      await access(this.dir, constants.W_OK);
+    } catch (e) {
+      throw fileError(e, `checkpoint.dir: cannot write to ${this.dir}`, this.dir, 'user');
     }
     const removed: string[] = [];
-    for (const name of await readdir(this.dir)) {
-      if (!name.startsWith(TMP_PREFIX)) continue;
-      await rm(join(this.dir, name), { recursive: true, force: true });
-      removed.push(name);
+    try {
+      for (const name of await readdir(this.dir)) {
+        if (!name.startsWith(TMP_PREFIX)) continue;
+        await rm(join(this.dir, name), { recursive: true, force: true });
+        removed.push(name);
+      }
+    } catch (e) {
+      throw fileError(e, `checkpoint.dir: cannot clean up ${this.dir}`, this.dir);
     }
     return removed;
   }
@@ -137,6 +151,17 @@ export class CheckpointStore {
    * an existing one) if that id exists already.
    */
   async write(content: CheckpointContent): Promise<CheckpointMetadata> {
+    try {
+      return await this.writeUnchecked(content);
+    } catch (e) {
+      // A read-only, unwritable, full or failing file system is named once, here; anything
+      // else (an id that exists, a crash point) goes on as it is.
+      if (!WRITE_FAILURES.has((e as { code?: string } | null)?.code ?? '')) throw e;
+      throw fileError(e, `checkpoint.dir: cannot write checkpoint ${content.id} in ${this.dir}`, this.dir);
+    }
+  }
+
+  private async writeUnchecked(content: CheckpointContent): Promise<CheckpointMetadata> {
     const base: Omit<CheckpointMetadata, 'checksum'> = { version: METADATA_VERSION, ...content };
     const meta: CheckpointMetadata = { ...base, checksum: checksumOf(base) };
     const tmp = join(this.dir, `${TMP_PREFIX}${content.id}-${process.pid}`);

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { STATUS_PAGE } from './page';
+import { ConfigError, WeirError } from '../errors/errors';
 
 export interface MetricsServerOptions {
   /** Interface to listen on, e.g. "127.0.0.1" or "0.0.0.0". */
@@ -24,6 +25,15 @@ export interface MetricsServer {
   port: number;
   /** Stops listening and drops open (keep-alive) connections. */
   close(): Promise<void>;
+}
+
+/** Why the metrics server cannot listen, naming the config key: a port in use or a host not on this machine is the user's to fix. */
+function listenError(e: Error, host: string, port: number): WeirError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new ConfigError(`metrics.port ${port} is in use (EADDRINUSE on ${host}): another process listens there; pick another port, or 0 for a free one`, e);
+  if (code === 'EACCES') return new ConfigError(`metrics.port ${port}: permission denied (ports below 1024 need privileges)`, e);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new ConfigError(`metrics.host ${host}: not an address of this machine (${code})`, e);
+  return new WeirError(`metrics: cannot listen on ${host}:${port}: ${e.message}`, { domain: 'external', cause: e });
 }
 
 function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -68,9 +78,10 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (e: Error): void => reject(listenError(e, opts.host, opts.port));
+    server.once('error', fail);
     server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve();
     });
   });

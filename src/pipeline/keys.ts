@@ -1,4 +1,5 @@
 // Group keys: `field=value` pairs joined with ':' (docs/semantics.md, Results), interned to dense ids.
+import { jsonText } from './paths';
 
 /** The key's field name: the last segment of its path (`data.model` gives `model`). */
 export function fieldName(path: string): string {
@@ -10,9 +11,21 @@ export function fieldName(path: string): string {
 export function groupValueString(v: unknown): string {
   if (v === undefined || v === null) return 'null';
   if (typeof v === 'string') return v;
-  if (typeof v === 'object') return JSON.stringify(v);
+  if (typeof v === 'object') return jsonText(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   return 'null'; // not a JSON value
+}
+
+const KEY_SPECIAL = /[%:=]/;
+const KEY_SPECIAL_ALL = /[%:=]/g;
+const KEY_ESCAPES: Record<string, string> = { '%': '%25', ':': '%3A', '=': '%3D' };
+
+/**
+ * A group value as it appears in `key`: `%`, `:` and `=` percent-encoded, so that
+ * values holding the separators cannot make two groups share a key.
+ */
+export function keyValue(value: string): string {
+  return KEY_SPECIAL.test(value) ? value.replace(KEY_SPECIAL_ALL, (c) => KEY_ESCAPES[c]!) : value;
 }
 
 /**
@@ -41,7 +54,7 @@ export class KeyRegistry {
    */
   idOf(values: readonly string[], preferred?: number): number {
     let key = '';
-    for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + values[j];
+    for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + keyValue(values[j]!);
     let id = this.ids.get(key);
     if (id === undefined) {
       id = this.newId(preferred);

@@ -7,7 +7,7 @@ import type { AggregationConfig, Config } from '../config';
 import { WasmCore, Layout } from '../core/wasm';
 import { isoOf } from '../time/timestamp';
 import { watermarksFor, type Watermarks } from '../time/watermarks';
-import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_MALFORMED, type Decoder } from './decoder';
+import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_FAILED, REC_MALFORMED, REC_OK, type Decoder } from './decoder';
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
@@ -298,13 +298,17 @@ export class WindowOperator {
         throw new Error(`window state "${key}" cannot be restored: it has ${st.values.length} group values, aggregation "${st.name}" groups by ${reg.fields.length} fields`);
       const id = reg.idOf(st.values);
       const expect = stateKey(st.name, reg.keys[id]!, st.start, st.end);
-      if (expect !== key) throw new Error(`window state "${key}" cannot be restored: its value describes the window "${expect}"`);
+      // State written before key values were percent-encoded is read as well; the next drain rewrites it.
+      const legacyKey = reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
+      const unencoded = stateKey(st.name, legacyKey, st.start, st.end);
+      if (expect !== key && unencoded !== key) throw new Error(`window state "${key}" cannot be restored: its value describes the window "${expect}"`);
       const slot = this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, st.core);
       if (slot === Layout.NO_SLOT)
         throw new Error(
           `window state "${key}" cannot be restored: the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
         );
-      this.persisted.set(slot, a, reg.keys[id]!, st.start, st.end);
+      // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
+      this.persisted.set(slot, a, expect === key ? reg.keys[id]! : legacyKey, st.start, st.end);
     }
   }
 
@@ -415,7 +419,7 @@ export class WindowOperator {
     const rec = this.rec;
     const stamp = new Date(nowMs).toISOString();
     for (let i = 0; i < batch.n; i++) {
-      if (rec[i] === REC_MALFORMED) bad.push([i, -1, EV.INVALID]);
+      if (rec[i] === REC_MALFORMED || rec[i] === REC_FAILED || (rec[i] === REC_BLANK && batch.messages === true)) bad.push([i, -1, EV.INVALID]);
     }
     if (bad.length === 0) return;
     bad.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
@@ -426,7 +430,7 @@ export class WindowOperator {
         out.late[a]!++;
         continue;
       }
-      if (rec[i] === REC_BLANK || (rec[i] === REC_MALFORMED && a >= 0)) continue;
+      if (rec[i] !== REC_OK && a >= 0) continue;
       const text = batch.buf.toString('utf8', batch.starts[i], batch.ends[i]);
       const base = {
         retry_count: 0,
@@ -436,7 +440,12 @@ export class WindowOperator {
         offset: String(offsetOf(batch, i)),
       };
       if (a < 0) {
-        out.deadLetters.push({ original_event: text, reason: 'malformed', error: explainMalformed(text), ...base });
+        const error =
+          rec[i] === REC_FAILED ? this.decoder.failures.get(i)!
+          : batch.nullOffsets?.includes(offsetOf(batch, i)) === true ? 'null Kafka message value (a tombstone)'
+          : text === '' ? 'empty Kafka message value'
+          : explainMalformed(text);
+        out.deadLetters.push({ original_event: text, reason: 'malformed', error, ...base });
         continue;
       }
       const agg = this.aggs[a]!;

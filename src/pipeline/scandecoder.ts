@@ -7,7 +7,7 @@ import type { AggregationConfig } from '../config';
 import type { WasmCore } from '../core/wasm';
 import { compilePathSpec, FIELD_BYTES, KIND_MISSING, KIND_NUMBER, KIND_STRING, KIND_TRUE, KIND_FALSE } from '../core/pathspec';
 import { eventTimeOf } from '../time/timestamp';
-import type { Decoder } from './decoder';
+import { failureMessage, REC_FAILED, REC_OK, type Decoder } from './decoder';
 import { KeyRegistry, groupValueString } from './keys';
 import type { RecordBatch } from './types';
 
@@ -30,6 +30,10 @@ export class ScanDecoder implements Decoder {
    * of the same key, or a key registered before its raw id, by a restore).
    */
   private readonly spellings: Array<Map<number, number[]>>;
+  /** Per aggregation: raw key ids whose key could not be built (canonical id -1), and why. */
+  private readonly badKeys: Map<number, string>[];
+  readonly failures = new Map<number, string>();
+  private rec: Uint8Array = new Uint8Array(0);
 
   constructor(
     private readonly core: WasmCore,
@@ -62,6 +66,7 @@ export class ScanDecoder implements Decoder {
     this.canon = aggs.map(() => []);
     this.aliased = aggs.map(() => 0);
     this.spellings = aggs.map(() => new Map<number, number[]>());
+    this.badKeys = aggs.map(() => new Map<number, string>());
   }
 
   decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void {
@@ -84,6 +89,8 @@ export class ScanDecoder implements Decoder {
     }
     const fixes = core.decodeBatch(this.input, this.bounds, n, this.spec, this.fields, this.status);
     rec.set(core.bytes().subarray(this.status, this.status + n));
+    this.rec = rec;
+    this.failures.clear();
     if (fixes > 0) this.fixUp(fixes);
     for (let a = 0; a < this.aggs.length; a++) this.mapKeys(a, n);
   }
@@ -97,11 +104,24 @@ export class ScanDecoder implements Decoder {
       const i = words[fp + 3 * k]!, p = words[fp + 3 * k + 1]!, a = words[fp + 3 * k + 2]!;
       const f = this.fields + (i * this.P + p) * FIELD_BYTES;
       const start = words[(f + 4) >>> 2]!, end = words[(f + 8) >>> 2]!;
-      const text = Buffer.from(core.bytes().buffer, this.input + start, end - start).toString('utf8');
-      const v: unknown = JSON.parse(text);
-      if (a === NO_AGG) core.ts()[i] = eventTimeOf(v);
-      else core.agg(a).val[i] = typeof v === 'number' && Number.isFinite(v) ? v : NaN;
+      try {
+        const text = Buffer.from(core.bytes().buffer, this.input + start, end - start).toString('utf8');
+        const v: unknown = JSON.parse(text);
+        if (a === NO_AGG) core.ts()[i] = eventTimeOf(v);
+        else core.agg(a).val[i] = typeof v === 'number' && Number.isFinite(v) ? v : NaN;
+      } catch (e) {
+        this.fail(i, failureMessage(e));
+      }
     }
+  }
+
+  /** Takes record i out of every aggregation: it becomes a dead letter with `why`. */
+  private fail(i: number, why: string): void {
+    const core = this.core;
+    this.rec[i] = REC_FAILED;
+    if (!this.failures.has(i)) this.failures.set(i, why);
+    core.ts()[i] = NaN;
+    for (let a = 0; a < this.aggs.length; a++) core.agg(a).val[i] = NaN;
   }
 
   /** Gives new raw key ids (or ids handed out again) their canonical ids, and rewrites key[a] if they differ. */
@@ -109,18 +129,34 @@ export class ScanDecoder implements Decoder {
     const core = this.core;
     const canon = this.canon[a]!;
     for (const r of core.takeFreshKeys(a)) {
-      const id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)), r);
+      let id: number;
+      try {
+        id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)), r);
+      } catch (e) {
+        // The same bytes intern to the same raw id again: every record with them fails alike.
+        id = -1;
+        this.badKeys[a]!.set(r, failureMessage(e));
+      }
       canon[r] = id;
       if (id === r) continue;
       this.aliased[a]!++;
+      if (id < 0) continue;
       const more = this.spellings[a]!.get(id);
       if (more === undefined) this.spellings[a]!.set(id, [r]);
       else more.push(r);
     }
     if (this.aliased[a] === 0) return;
     const key = core.agg(a).key;
-    // Records that are not JSON objects carry raw id 0, in use or not: any id will do.
-    for (let i = 0; i < n; i++) key[i] = Math.max(0, canon[key[i]!] ?? 0);
+    const bad = this.badKeys[a]!;
+    for (let i = 0; i < n; i++) {
+      const r = key[i]!;
+      const id = canon[r] ?? 0;
+      if (id < 0 && bad.has(r)) {
+        if (this.rec[i] === REC_OK) this.fail(i, bad.get(r)!);
+        key[i] = 0;
+        // Records that are not JSON objects carry raw id 0, in use or not: any id will do.
+      } else key[i] = Math.max(0, id);
+    }
   }
 
   /** Canonical key `id` of aggregation `a` is released: its raw ids leave the core's table. */

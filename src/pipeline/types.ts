@@ -17,6 +17,16 @@ export interface RecordBatch {
   offsets?: Float64Array;
   /** Kafka: the partition's high watermark when fetched (the offset its next record will get), for consumer lag. */
   highWatermark?: string;
+  /**
+   * Kafka: each record is a message value, not a line, so a blank one is dead-lettered
+   * `malformed` instead of skipped: an empty or null value (a tombstone) is no event.
+   */
+  messages?: boolean;
+  /**
+   * Kafka: the offsets of the records whose message value was null (a tombstone);
+   * absent when none was. Offsets, not indices, so that a batch cut at its front keeps them.
+   */
+  nullOffsets?: readonly number[];
 }
 
 /** The offset of record i of `b`. */

@@ -3,6 +3,7 @@ import { closeSync, createWriteStream, ftruncateSync, fstatSync, mkdirSync, open
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { InputError, OutputClosedError, type WeirError } from '../errors/errors';
+import { fileError } from '../errors/files';
 
 export interface RecordSink<T> {
   /**
@@ -87,7 +88,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
-      return Promise.reject(new InputError(`cannot create the directory of ${what} file ${path}: ${(e as Error).message}`));
+      return Promise.reject(fileError(e, `cannot create the directory of ${what} file ${path}`, dirname(path), 'user'));
     }
     if (append) {
       let cut: number;
@@ -105,7 +106,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     const ws: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, `${what} file ${path}`)));
-      ws.once('error', (e) => reject(new InputError(`cannot write ${what} file ${path}: ${e.message}`)));
+      ws.once('error', (e) => reject(fileError(e, `cannot write ${what} file ${path}`, path, 'user')));
     });
   }
 

@@ -129,6 +129,8 @@ export interface BatchMessage {
   firstOffset: number;
   /** Offset of every record; only when they have gaps (else record k is firstOffset + k). */
   offsets: Float64Array | undefined;
+  /** Offsets of the records whose value was null (a tombstone); only when some was. */
+  nullOffsets: number[] | undefined;
   highWatermark: string;
 }
 
@@ -191,10 +193,12 @@ export function packValues(
   i: number,
   j: number,
   spare: ArrayBuffer | undefined,
-): { memory: ArrayBuffer; bytes: number; starts: Uint32Array<ArrayBuffer>; ends: Uint32Array<ArrayBuffer> } {
+): { memory: ArrayBuffer; bytes: number; starts: Uint32Array<ArrayBuffer>; ends: Uint32Array<ArrayBuffer>; nulls: number[] | undefined } {
   const n = j - i;
   const starts = new Uint32Array(n);
   const ends = new Uint32Array(n);
+  // Record indices whose value is null: the caller turns them into offsets.
+  let nulls: number[] | undefined;
   // Runs as (buffer, from, to) triples; `bytes`: those before the current run.
   const runs: Array<ArrayBufferLike | number> = [];
   let bytes = 0;
@@ -215,6 +219,7 @@ export function packValues(
       ends[k] = bytes + to - from;
     } else {
       starts[k] = ends[k] = bytes + to - from;
+      if (v === null) (nulls ??= []).push(k);
     }
   }
   if (src !== undefined) runs.push(src, from, to);
@@ -229,7 +234,7 @@ export function packValues(
     out.set(new Uint8Array(runs[r] as ArrayBufferLike, a, b - a), pos);
     pos += b - a;
   }
-  return { memory, bytes, starts, ends };
+  return { memory, bytes, starts, ends, nulls };
 }
 
 /**
@@ -538,12 +543,12 @@ class ConsumerSide {
 
   /** Posts msgs[i, j) as one batch. */
   private postBatch(generation: number, partition: number, msgs: readonly KafkaMessage[], i: number, j: number, next: bigint, highWatermark: string): void {
-    const { memory, bytes, starts, ends } = packValues(msgs, i, j, this.spare.pop());
+    const { memory, bytes, starts, ends, nulls } = packValues(msgs, i, j, this.spare.pop());
     const { firstOffset, offsets } = packOffsets(msgs, i, j, () => `partition ${partition} of topic ${this.topic}`);
     const transfer: TransferListItem[] = [memory, starts.buffer, ends.buffer];
     if (offsets !== undefined) transfer.push(offsets.buffer);
     const epoch = this.epochs.get(partition) ?? 0;
-    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark }, transfer);
+    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark, nullOffsets: nulls?.map((k) => Number(msgs[i + k]!.offset)) }, transfer);
     this.posted++;
     this.stats.batchesBuilt++;
     this.stats.maxPostedAhead = Math.max(this.stats.maxPostedAhead, this.posted);

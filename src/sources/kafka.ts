@@ -608,8 +608,10 @@ export class KafkaSource {
           partition: p,
           firstOffset: m.firstOffset,
           highWatermark: m.highWatermark,
+          messages: true,
         };
         if (m.offsets !== undefined) batch.offsets = m.offsets;
+        if (m.nullOffsets !== undefined) batch.nullOffsets = m.nullOffsets;
         this.queue.push({ kind: 'batch', msg: { kind: 'batch', batch }, partition: p, next: BigInt(m.next), memory: m.buf });
         this.stats.queued++;
         this.stats.maxQueued = Math.max(this.stats.maxQueued, this.stats.queued);

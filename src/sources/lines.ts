@@ -1,6 +1,7 @@
 // Splitting byte streams into line records, batched for the core.
 import { open } from 'node:fs/promises';
 import { InputError } from '../errors/errors';
+import { fileError } from '../errors/files';
 import type { RecordBatch } from '../pipeline/types';
 
 const READ_BYTES = 4 << 20;
@@ -44,7 +45,8 @@ export async function* fileBatches(path: string, batchSize: number, partition = 
     fh = await open(path, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(code === 'ENOENT' ? `input file not found: ${path} (source.path)` : `cannot open input file ${path}: ${(e as Error).message}`);
+    if (code === 'ENOENT') throw new InputError(`input file not found: ${path} (source.path)`);
+    throw fileError(e, `cannot open input file ${path} (source.path)`, path);
   }
   try {
     let buf = Buffer.allocUnsafe(READ_BYTES);
@@ -58,7 +60,13 @@ export async function* fileBatches(path: string, batchSize: number, partition = 
         buf.copy(bigger, 0, 0, have);
         buf = bigger;
       }
-      const { bytesRead } = await fh.read(buf, have, buf.length - have, null);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await fh.read(buf, have, buf.length - have, null));
+      } catch (e) {
+        // A directory opens for reading; it fails here (EISDIR), as a failing disk does (EIO).
+        throw fileError(e, `cannot read input file ${path} (source.path)`, path);
+      }
       if (bytesRead === 0) break;
       const limit = have + bytesRead;
       const rest = yield* cut(buf, limit, b, batchSize, counter);

@@ -32,9 +32,12 @@ import { WeirError, type ErrorDomain } from '../errors/errors';
 
 export type StateBackendKind = 'memory' | 'rocksdb' | 'redis';
 
+/** What a backend does with a partition whose durable state is corrupt (config `state.onCorruption`). */
+export type CorruptionPolicy = 'fail' | 'rebuild';
+
 export type StateBackendConfig =
   | { backend: 'memory' }
-  | { backend: 'rocksdb'; dir: string }
+  | { backend: 'rocksdb'; dir: string; onCorruption?: CorruptionPolicy }
   | { backend: 'redis'; url: string; prefix?: string };
 
 export interface StateBackend {
@@ -47,6 +50,8 @@ export interface StateBackend {
   open(partition: number): Promise<PartitionStore>;
   /** Closes every open store (and the backend's connection). */
   close(): Promise<void>;
+  /** Where a backend says what it did by itself (RocksDB moving a corrupt database aside); set by its user. */
+  onWarning?: (message: string, fields: Record<string, unknown>) => void;
 }
 
 export interface PartitionStore {

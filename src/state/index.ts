@@ -1,13 +1,13 @@
 // The durable state backends (design: backend.ts; the shared multi-version logic:
 // versioned.ts; storage: memory.ts, rocksdb.ts, redis.ts).
 import { ConfigError } from '../errors/errors';
-import type { StateBackend, StateBackendConfig, StateBackendKind } from './backend';
+import type { CorruptionPolicy, StateBackend, StateBackendConfig, StateBackendKind } from './backend';
 import { MemoryStateBackend } from './memory';
 import { RedisStateBackend } from './redis';
 import { RocksDbStateBackend } from './rocksdb';
 
 export { StateError, StateCorrupt, entryHash, digestHex, summarize } from './backend';
-export type { PartitionStore, StateBackend, StateBackendConfig, StateBackendKind, StateSummary } from './backend';
+export type { CorruptionPolicy, PartitionStore, StateBackend, StateBackendConfig, StateBackendKind, StateSummary } from './backend';
 export { MAX_STATE_ID, VersionedStore, type RecordCounts } from './versioned';
 export { MemoryStateBackend } from './memory';
 export { RocksDbStateBackend } from './rocksdb';
@@ -22,6 +22,7 @@ export interface StateBackendOptions {
   dir?: string;
   url?: string;
   prefix?: string;
+  onCorruption?: CorruptionPolicy;
 }
 
 /**
@@ -39,7 +40,7 @@ export async function openStateBackend(cfg: StateBackendConfig | StateBackendOpt
     case 'memory':
       return new MemoryStateBackend(instance);
     case 'rocksdb':
-      return new RocksDbStateBackend(need(cfg.dir, 'dir'));
+      return new RocksDbStateBackend(need(cfg.dir, 'dir'), { onCorruption: (cfg as StateBackendOptions).onCorruption ?? 'fail' });
     case 'redis':
       return RedisStateBackend.connect(need(cfg.url, 'url'), cfg.prefix ?? DEFAULT_REDIS_PREFIX, instance);
     default:

@@ -15,9 +15,12 @@
 // are still there); the next synced checkpoint makes them durable anyway.
 //
 // The `rocksdb` package (leveldown API, callbacks) has no types: the little used is declared here.
-import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PartitionStore, StateBackend } from './backend';
+import { WeirError } from '../errors/errors';
+import { fileError } from '../errors/files';
+import type { CorruptionPolicy, PartitionStore, StateBackend } from './backend';
 import { StateCorrupt, StateError } from './backend';
 import {
   OpenStores,
@@ -201,12 +204,42 @@ class RocksEngine implements Engine {
   }
 }
 
+/** RocksDB reports damaged files (a bad checksum, a garbled MANIFEST or CURRENT, a missing table file) as Status::Corruption. */
+function isCorruption(e: unknown): boolean {
+  return e instanceof Error && /\bCorruption\b/.test(e.message);
+}
+
+/**
+ * Opens the database in `dir` and reads every record once: a damaged table file is
+ * found on read, not on open, and must be found here, before restore() trusts it.
+ */
+async function openVerified(dir: string): Promise<LevelDown> {
+  const db = rocksdb(dir);
+  await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
+  try {
+    for await (const _ of db.iterator({})) {
+      // Reading is the check: RocksDB verifies each block's checksum as it reads it.
+    }
+  } catch (e) {
+    await call((cb) => db.close(cb)).catch(() => undefined);
+    throw e;
+  }
+  return db;
+}
+
 export class RocksDbStateBackend implements StateBackend {
   readonly kind = 'rocksdb' as const;
   private readonly stores = new OpenStores();
   private readonly opening = new Set<number>();
+  private readonly onCorruption: CorruptionPolicy;
+  onWarning?: (message: string, fields: Record<string, unknown>) => void;
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    opts: { onCorruption?: CorruptionPolicy } = {},
+  ) {
+    this.onCorruption = opts.onCorruption ?? 'fail';
+  }
 
   async open(partition: number): Promise<PartitionStore> {
     const dir = join(this.dir, `partition-${partition}`);
@@ -214,10 +247,36 @@ export class RocksDbStateBackend implements StateBackend {
     let db: LevelDown;
     this.opening.add(partition);
     try {
-      await mkdir(dir, { recursive: true });
-      db = rocksdb(dir);
-      await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
+      try {
+        await mkdir(dir, { recursive: true });
+      } catch (e) {
+        throw fileError(e, `state.dir: cannot create ${dir}`, dir, 'external');
+      }
+      try {
+        // RocksDB would say it deep in an "IO error" about its LOG file.
+        await access(dir, constants.W_OK);
+      } catch (e) {
+        throw fileError(e, `state.dir: cannot write to ${dir}`, dir, 'external');
+      }
+      try {
+        db = await openVerified(dir);
+      } catch (e) {
+        if (!isCorruption(e)) throw e;
+        const what = `the RocksDB state of partition ${partition} in ${dir} is corrupt (${(e as Error).message})`;
+        if (this.onCorruption === 'fail')
+          throw new StateError(
+            `${what}: move that directory away (or delete it) to rebuild the partition from the earliest offset of its topic, or set state.onCorruption: rebuild to do so by itself`,
+            { domain: 'external', cause: e },
+          );
+        // Kept, not deleted: whoever looks into the damage later has the files.
+        const aside = `${dir}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+        await rename(dir, aside);
+        this.onWarning?.(`${what}: moved it to ${aside}; partition ${partition} is rebuilt from the earliest offset of its topic`, { partition, dir, movedTo: aside });
+        await mkdir(dir, { recursive: true });
+        db = await openVerified(dir);
+      }
     } catch (e) {
+      if (e instanceof WeirError) throw e;
       throw new StateError(`cannot open the RocksDB state database in ${dir}: ${(e as Error).message}`, { domain: 'external', cause: e });
     } finally {
       this.opening.delete(partition);

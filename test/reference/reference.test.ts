@@ -441,7 +441,7 @@ test('group keys: value strings, missing fields, own properties, paths through n
   const r = runReference([line], eventTime(0, 0), [agg('a', tumbling10, groupBy)]);
   const expected: RefEmission = {
     name: 'a',
-    key: 'model=claude:opus:n=1.5:flag=true:nul=null:obj={"b":1}:arr=[1,"x"]:missing=null:0=null:length=null:toString=null',
+    key: 'model=claude%3Aopus:n=1.5:flag=true:nul=null:obj={"b"%3A1}:arr=[1,"x"]:missing=null:0=null:length=null:toString=null',
     group: {
       model: 'claude:opus',
       n: '1.5',

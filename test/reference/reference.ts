@@ -424,7 +424,9 @@ export function runReference(lines: string[], eventTime: RefEventTime, aggs: Ref
       }
 
       const pairs = agg.groupBy.map((path): [string, string] => [lastSegment(path), groupValueString(getPath(event, path))]);
-      const key = pairs.map(([field, v]) => `${field}=${v}`).join(':');
+      // In the key, each value has '%', ':' and '=' percent-encoded ('%' first).
+      const encode = (v: string): string => v.split('%').join('%25').split(':').join('%3A').split('=').join('%3D');
+      const key = pairs.map(([field, v]) => `${field}=${encode(v)}`).join(':');
       // CHOICE: two group-by paths with the same last segment both appear in
       // the key; in `group` the later one wins (plain object semantics).
       const group: Record<string, string> = Object.fromEntries(pairs);
