@@ -182,7 +182,7 @@ export class RunDiagnostics {
     }
     for (const m of missing) {
       if (!m.key.includes('groupBy')) continue;
-      this.opts.warn(`${hint(m).replace(' is in none of them', ` is missing in all of the first ${records} events: they are all grouped under null`)}`, {
+      this.opts.warn(`${hint(m).replace(' is in none of them', ` is missing in all of the first ${this.sampled} events: they are all grouped under null`)}`, {
         key: m.key,
         path: m.path,
         suggestion: m.suggestion,

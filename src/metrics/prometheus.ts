@@ -79,7 +79,6 @@ export interface Metrics {
  * | `checkpoint_duration_seconds` | histogram | - | `checkpoint.completed` |
  * | `errors_total` | counter | kind | `error`, and dead letters (below) |
  * | `late_events_total` | counter | aggregation | `batch.processed`: `late[a]` |
- * | `watermark_lag_seconds` | gauge | partition | `watermark`: (nowMs - watermarkMs) / 1000; 0 while there is no finite watermark |
  * | `checkpoint_pause_seconds` | histogram | - | `checkpoint.completed`: `syncSeconds`, the barrier's pause in processing |
  * | `result_latency_seconds` | histogram | - | `results.handed`: wall time a result is handed to the sinks minus (window end + maxOutOfOrderness), on-time results |
  * | `sink_queue_records` | gauge | sink | `sink.queue`: records queued or being written, per sink (`sinks[i]`, `deadLetter`) |
@@ -153,7 +152,7 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
   });
   const watermarkLag = new prom.Gauge({
     name: `${prefix}watermark_lag_seconds`,
-    help: 'Wall clock minus event-time watermark, seconds, per partition ("all": the combined watermark); 0 before the first watermark.',
+    help: 'Wall clock minus event-time watermark, seconds, per partition ("all": the combined watermark); no sample before the first watermark, 0 once a bounded input ended.',
     labelNames: ['partition'] as const,
     registers,
   });

@@ -99,7 +99,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
       }
       if (cut > 0) {
         const msg = `${what} file ${path} ended in a torn line (no newline, from a crash or a full disk): cut its last ${cut} byte(s) before appending`;
-        if (log !== undefined) log.warn({ kind: 'permanent', file: path, bytesCut: cut }, msg);
+        if (log !== undefined) log.warn({ file: path, bytesCut: cut }, msg);
         else process.stderr.write(`weir: warning: ${msg}\n`);
       }
     }
