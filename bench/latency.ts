@@ -16,8 +16,9 @@
 // After a warm-up, results arriving in the measurement window count; Weir's lag
 // (events in the topic minus events Weir has read, from its /metrics) is sampled at the
 // window's start and end. A rate is sustained when the lag at the end is not larger
-// than at the start by more than half a second of events, and the producer delivered
-// at least 95% of the rate (otherwise the load, not Weir, is what fell short).
+// than at the start by more than a margin (one second of events, at least four full
+// batches: Weir counts events a batch at a time), and the producer delivered at least
+// 95% of the rate (otherwise the load, not Weir, is what fell short).
 //
 // maxOutOfOrdernessMs is 100: the producer stamps each event as it hands it over, one
 // producer, keyed by user, so a partition's events arrive in stamp order; 100 ms only
@@ -44,6 +45,8 @@ const ROOT = join(__dirname, '..', '..');
 const PARTITIONS = 4;
 const MAX_OOO_MS = 100;
 const CHECKPOINT_MS = 2000;
+/** Weir's default batchSize (events per batch). */
+const BATCH = 4096;
 
 export const LATENCY_AGGREGATIONS = [
   { name: 'user_sessions', groupBy: ['metadata.user_id'], value: 'data.tokens', window: { type: 'session', gapMs: 2000 } },
@@ -274,7 +277,7 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
       lagMax,
       committedLagEnd,
       weirCpuCores: (cpu1 - cpu0) / seconds,
-      sustained: lagEnd <= lagStart + rate * 0.5 && producedPerSecond >= 0.95 * rate,
+      sustained: lagEnd <= lagStart + Math.max(rate, 4 * BATCH) && producedPerSecond >= 0.95 * rate,
     };
   } finally {
     // Stop the load first, then Weir (graceful: a final checkpoint), then the reader.
