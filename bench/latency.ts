@@ -28,7 +28,9 @@
 //   WEIR_LATENCY_RATES=5000,10000,20000,40000   events/s, one run each
 //   WEIR_LATENCY_USERS=20000                    distinct users
 //   WEIR_LATENCY_WARMUP_S=5 WEIR_LATENCY_SECONDS=20   warm-up and measurement, per rate
-//   WEIR_LATENCY_PROFILE=<dir>                  run Weir with --cpu-prof (every thread) into <dir>
+//   WEIR_LATENCY_PROFILE=<dir>                  run Weir with --cpu-prof into <dir>: one file per thread
+//                                               (CPU.<date>.<time>.<pid>.<thread>...), summed up by
+//                                               node dist/bench/cpuprofile.js <dir>/*.cpuprofile
 //   WEIR_BENCH_NO_KAFKA=1                       skip
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -191,7 +193,7 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
         log: { level: 'error' },
       }),
     );
-    const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=weir-${rate}-${process.pid}-\${pid}-\${tid}.cpuprofile`];
+    const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
     const weirErr: Buffer[] = [];
     weir = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'weir.js'), 'run', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] });
     weir.stderr!.on('data', (b: Buffer) => weirErr.push(b));
