@@ -1,7 +1,8 @@
-// Benchmark 2: end to end over one million generated events with four aggregations:
-// `weir run` (file source, WASM decoding and windows, file sinks) against the
-// idiomatic Node.js implementation (readline, JSON.parse, a Map per aggregation,
-// sketches-js) on the same file, alternating, in the same process.
+// Benchmark 2: end to end over one million generated events: `weir run` (file source,
+// WASM decoding and windows, file sinks) against the idiomatic Node.js implementation
+// (readline, JSON.parse, a Map per aggregation, sketches-js) on the same file,
+// alternating, in the same process. Two workloads (WORKLOADS below): four aggregations
+// over few keys, and sessions per user over many keys, about one result per two events.
 import { existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -4,9 +4,10 @@
 //   - a bare kafkajs consumer (its own group, fromBeginning, eachBatch, autoCommit off)
 //     that only counts messages until it has seen them all: the most a processor built
 //     on kafkajs can read;
-//   - Weir: runEmbedded with a bounded Kafka source over the same topic, the four
-//     aggregations of the end-to-end bench, RocksDB state, checkpoints at the default
-//     interval (and the final one), results to a file.
+//   - Weir: runEmbedded with a bounded Kafka source over the same topic, the
+//     aggregations of an end-to-end workload (bench/e2e.ts: four aggregations keyed by
+//     model and region, or sessions per user in a topic keyed by user), RocksDB state,
+//     checkpoints at the default interval (and the final one), results to a file.
 // The time of a run is from its start (connect, group join) to the last message seen
 // (bare) or to runEmbedded resolving (Weir: includes firing every window at the end,
 // the final checkpoint and leaving the group): if anything, unfair to Weir. The steady
