@@ -14,8 +14,8 @@
 //     readable downstream. That includes the source's read, the batch, the loop, the
 //     Kafka sink's linger and send, the broker and this consumer's fetch.
 // After a warm-up, results arriving in the measurement window count; Weir's lag
-// (events in the topic minus events Weir has read, from its /metrics) is sampled at the
-// window's start and end. A rate is sustained when the lag at the end is not larger
+// (events in the topic minus events Weir has read, from its /metrics) is sampled every
+// second; its means over the window's first and last 3 s are the lag at start and end. A rate is sustained when the lag at the end is not larger
 // than at the start by more than a margin (one second of events, at least four full
 // batches: Weir counts events a batch at a time), and the producer delivered at least
 // 95% of the rate (otherwise the load, not Weir, is what fell short).
@@ -47,6 +47,8 @@ const ROOT = join(__dirname, '..', '..');
 const PARTITIONS = 4;
 const MAX_OOO_MS = 100;
 const CHECKPOINT_MS = 2000;
+/** Lag samples (one a second) averaged for the lag at the start and at the end of a measurement. */
+const SPAN = 3;
 /** Weir's default batchSize (events per batch). */
 const BATCH = 4096;
 
@@ -70,7 +72,7 @@ export interface LatencyRun {
   maxMs: number;
   /** Results later than 250 ms. */
   over250: number;
-  /** Events in the topic not yet read by Weir, at the start and end of the measurement window, and the most seen. */
+  /** Events in the topic not yet read by Weir: means over the first and the last 3 s of the measurement window, and the most seen. */
   lagStart: number;
   lagEnd: number;
   lagMax: number;
@@ -242,20 +244,23 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
     await sleep(warmupS * 1000);
     if (weir.exitCode !== null) throw weirFailed();
     if (producer.exitCode !== null) throw new Error(`producer exited: ${Buffer.concat(prodErr).toString()}`);
-    const lagStart = await lagNow();
+    const lags = [await lagNow()];
     const cpu0 = cpuSeconds(weir.pid), acked0 = acked, t0 = Date.now();
     measuring = true;
-    let lagMax = lagStart;
     while (Date.now() - t0 < measureS * 1000) {
       await sleep(1000);
       if (weir.exitCode !== null) throw weirFailed();
-      lagMax = Math.max(lagMax, await lagNow());
+      lags.push(await lagNow());
     }
     measuring = false;
-    const lagEnd = await lagNow();
     const seconds = (Date.now() - t0) / 1000;
     const cpu1 = cpuSeconds(weir.pid), acked1 = acked;
-    lagMax = Math.max(lagMax, lagEnd);
+    // Lag swings with batches and checkpoints: the start and the end are means over
+    // the first and the last SPAN samples (a second apart), longer than a checkpoint interval.
+    const span = Math.min(SPAN, Math.floor(lags.length / 2));
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const lagStart = mean(lags.slice(0, span)), lagEnd = mean(lags.slice(-span));
+    const lagMax = Math.max(...lags);
     const committed = await admin.fetchOffsets({ groupId: weirGroup, topics: [inTopic] });
     const ends = await admin.fetchTopicOffsets(inTopic);
     const committedLagEnd = ends.reduce((n, o) => {
