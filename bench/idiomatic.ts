@@ -1,6 +1,7 @@
 // The baseline Weir is benchmarked against: the event-time aggregator a competent
 // Node.js developer would write without WebAssembly. readline over a file stream,
-// JSON.parse per line, a Map of window states per aggregation, Welford for the
+// JSON.parse per line, a Map of window states per aggregation (and a heap of their
+// timers: when each fires, when each goes), Welford for the
 // variance and @datadog/sketches-js for the quantiles. It does the same work as
 // Weir (every quantile, every result serialized, every dead letter built). On
 // generated streams its results and dead letters agreed with Weir's (quantiles
@@ -37,6 +38,10 @@ interface WindowState {
   m2: number;
   sketch: DDSketch;
   fired: boolean;
+  /** Merged into another session or dropped past allowed lateness: its timers are void. */
+  gone: boolean;
+  /** Its key in AggState.windows (tumbling and sliding). */
+  id: string;
 }
 
 interface AggState {
@@ -75,7 +80,7 @@ const parseTimestamp = (v: unknown): number => {
 
 const newState = (key: string, group: Record<string, string>, start: number, end: number): WindowState => ({
   key, group, start, end, count: 0, sum: 0, min: Infinity, max: -Infinity, mean: 0, m2: 0,
-  sketch: new DDSketch({ relativeAccuracy: 0.01 }), fired: false,
+  sketch: new DDSketch({ relativeAccuracy: 0.01 }), fired: false, gone: false, id: '',
 });
 
 const add = (s: WindowState, x: number): void => {
@@ -131,7 +136,52 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
   const sink = opts.sink ?? ((json: string) => void (sinkBytes += json.length + 1));
   let maxTs = -Infinity;
   let watermark = -Infinity;
-  let nextCheck = Infinity; // earliest window end (or purge time) that the watermark can pass
+  // Timers: when the watermark passes a window's end it fires, when it passes end +
+  // lateness the window goes. A binary min-heap of (time, window); an entry whose
+  // window moved on (grew, fired, merged, went) is stale and skipped when popped. A
+  // scan of every open window on each watermark step would be quadratic once there
+  // are many keys (sessions per user).
+  const heapAt: number[] = [];
+  const heapS: WindowState[] = [];
+  const heapA: AggState[] = [];
+  const dueOf = (s: WindowState): number => (s.fired ? s.end + lateness : s.end);
+  const schedule = (a: AggState, s: WindowState): void => {
+    const at = dueOf(s);
+    let i = heapAt.length;
+    heapAt.push(at);
+    heapS.push(s);
+    heapA.push(a);
+    while (i > 0) {
+      const up = (i - 1) >> 1;
+      if (heapAt[up]! <= at) break;
+      heapAt[i] = heapAt[up]!;
+      heapS[i] = heapS[up]!;
+      heapA[i] = heapA[up]!;
+      i = up;
+    }
+    heapAt[i] = at;
+    heapS[i] = s;
+    heapA[i] = a;
+  };
+  const popMin = (): void => {
+    const at = heapAt.pop()!, s = heapS.pop()!, a = heapA.pop()!;
+    const n = heapAt.length;
+    if (n === 0) return;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && heapAt[c + 1]! < heapAt[c]!) c++;
+      if (heapAt[c]! >= at) break;
+      heapAt[i] = heapAt[c]!;
+      heapS[i] = heapS[c]!;
+      heapA[i] = heapA[c]!;
+      i = c;
+    }
+    heapAt[i] = at;
+    heapS[i] = s;
+    heapA[i] = a;
+  };
 
   const emit = (a: AggState, s: WindowState, late: boolean): void => {
     const stddev = s.count > 0 ? Math.sqrt(s.m2 / s.count) : 0;
@@ -159,20 +209,21 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
 
   /** Fires windows whose end the watermark passed and drops those past allowed lateness. */
   const advance = (): void => {
-    if (watermark < nextCheck) return;
-    nextCheck = Infinity;
-    const visit = (a: AggState, s: WindowState): boolean => {
+    while (heapAt.length > 0 && heapAt[0]! <= watermark) {
+      const at = heapAt[0]!, s = heapS[0]!, a = heapA[0]!;
+      popMin();
+      if (s.gone || dueOf(s) !== at) continue;
       if (!s.fired && s.end <= watermark) emit(a, s, false);
-      if (s.end + lateness <= watermark) return false;
-      nextCheck = Math.min(nextCheck, s.fired ? s.end + lateness : s.end);
-      return true;
-    };
-    for (const a of states) {
-      for (const [id, s] of a.windows) if (!visit(a, s)) a.windows.delete(id);
-      for (const [key, list] of a.sessions) {
-        const open = list.filter((s) => visit(a, s));
-        if (open.length > 0) a.sessions.set(key, open);
-        else a.sessions.delete(key);
+      if (s.end + lateness > watermark) {
+        schedule(a, s);
+        continue;
+      }
+      s.gone = true;
+      if (a.agg.window.type !== 'session') a.windows.delete(s.id);
+      else {
+        const list = a.sessions.get(s.key)!;
+        list.splice(list.indexOf(s), 1);
+        if (list.length === 0) a.sessions.delete(s.key);
       }
     }
   };
@@ -181,7 +232,7 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
   const accept = (a: AggState, s: WindowState, x: number): void => {
     add(s, x);
     if (s.end <= watermark) emit(a, s, true);
-    nextCheck = Math.min(nextCheck, s.fired ? s.end + lateness : s.end);
+    schedule(a, s);
   };
 
   /** Merges [ts, ts + gap) with the key's sessions it touches; false when the result is too late. */
@@ -199,6 +250,7 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
     for (const other of touching.slice(1)) {
       merge(target, other);
       list.splice(list.indexOf(other), 1);
+      other.gone = true;
     }
     target.start = Math.min(target.start, ts);
     target.end = Math.max(target.end, ts + gap);
@@ -239,7 +291,10 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
             if (watermark >= start + size + lateness) continue;
             const id = `${key}|${start}`;
             let s = a.windows.get(id);
-            if (!s) a.windows.set(id, (s = newState(key, group(), start, start + size)));
+            if (!s) {
+              a.windows.set(id, (s = newState(key, group(), start, start + size)));
+              s.id = id;
+            }
             accept(a, s, x);
             added = true;
           }
@@ -254,7 +309,6 @@ export async function runIdiomatic(path: string, aggs: IdiomaticAgg[], opts: Idi
     }
   }
   watermark = Infinity; // end of a bounded input: everything fires
-  nextCheck = -Infinity;
   advance();
   return { events, results, deadLetters };
 }

@@ -2,11 +2,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchCore } from './core';
-import { benchE2e } from './e2e';
-import { benchKafka, printKafka } from './kafka';
+import { benchE2e, WORKLOADS, type E2eResult } from './e2e';
+import { benchKafka, printKafka, type KafkaBenchResult } from './kafka';
 import { benchCheckpoint, printCheckpoint } from './checkpoint';
 import { benchEncode, printEncode } from './encode';
 import { benchSoak, printSoak } from './soak';
+import { benchLatency, printLatency } from './latency';
 
 async function main(): Promise<void> {
   const started = new Date().toISOString();
@@ -29,27 +30,52 @@ async function main(): Promise<void> {
     }
     console.log();
   }
+  // Shorter runs on a busy machine: fewer events or rounds (the figures in docs/ use the defaults).
+  const events = Number(process.env['WEIR_BENCH_EVENTS'] ?? 1_000_000);
+  const rounds = Number(process.env['WEIR_BENCH_ROUNDS'] ?? 3);
+  const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
+  const ratios: { bench: string; workload: string; resultsPerEvent?: number; ratio: number; steadyRatio?: number }[] = [];
   if (all || which.has('e2e')) {
-    console.log('# End to end: 1,000,000 events, four aggregations, one core (median of 3, alternating)\n');
-    const e = await benchE2e();
-    report['e2e'] = e;
-    const [weir, idio] = e.figures;
-    console.log(`input: ${e.file} (${(e.bytes / 1e6).toFixed(0)} MB)`);
-    console.log('| implementation | events/s |');
-    console.log('| --- | --- |');
-    for (const f of e.figures) console.log(`| ${f.impl} | ${Math.round(f.eventsPerSecond).toLocaleString('en-US')} |`);
-    console.log(`\nweir / idiomatic: ${(weir!.eventsPerSecond / idio!.eventsPerSecond).toFixed(1)}x\n`);
+    console.log(`# End to end: ${fmt(events)} events, one core (median of ${rounds}, alternating), two workloads\n`);
+    const out: E2eResult[] = [];
+    for (const w of [WORKLOADS.aggregates, WORKLOADS.sessions]) {
+      const e = await benchE2e(events, rounds, w);
+      out.push(e);
+      console.log(`workload: ${e.workload}; input: ${e.file} (${(e.bytes / 1e6).toFixed(0)} MB); results per event: weir ${e.resultsPerEvent.toFixed(3)}, idiomatic ${e.idiomaticResultsPerEvent.toFixed(3)}`);
+      console.log('| implementation | events/s |');
+      console.log('| --- | --- |');
+      for (const f of e.figures) console.log(`| ${f.impl} | ${fmt(f.eventsPerSecond)} |`);
+      console.log(`\nweir / idiomatic: ${e.ratio.toFixed(1)}x\n`);
+      ratios.push({ bench: 'weir run / idiomatic Node.js', workload: e.workload, resultsPerEvent: e.resultsPerEvent, ratio: e.ratio });
+    }
+    // `e2e` keeps its shape (today's workload); the high-output one sits beside it.
+    report['e2e'] = out[0];
+    report['e2eSessions'] = out[1];
   }
   if (all || which.has('kafka')) {
-    console.log('# Kafka end to end: 1,000,000 events from a 4-partition topic (median of 3, alternating)\n');
+    console.log(`# Kafka end to end: ${fmt(events)} events from a 4-partition topic (median of ${rounds}, alternating), two workloads\n`);
     if (process.env['WEIR_BENCH_NO_KAFKA'] === '1') {
       console.log('skipped: WEIR_BENCH_NO_KAFKA=1\n');
       report['kafka'] = { skipped: 'WEIR_BENCH_NO_KAFKA=1' };
     } else {
-      const k = await benchKafka();
-      report['kafka'] = k;
-      printKafka(k);
+      const out: KafkaBenchResult[] = [];
+      for (const w of [WORKLOADS.aggregates, WORKLOADS.sessions]) {
+        const k = await benchKafka(events, rounds, 4, w);
+        out.push(k);
+        printKafka(k);
+        ratios.push({ bench: 'weir on kafka / bare kafkajs', workload: k.workload, ratio: k.ratio, steadyRatio: k.steadyRatio });
+      }
+      report['kafka'] = out[0];
+      report['kafkaSessions'] = out[1];
     }
+  }
+  if (ratios.length > 0) {
+    console.log('# Both workloads side by side\n');
+    console.log('| bench | workload | results per event | ratio | steady ratio |');
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const r of ratios)
+      console.log(`| ${r.bench} | ${r.workload} | ${r.resultsPerEvent === undefined ? '-' : r.resultsPerEvent.toFixed(3)} | ${r.bench.includes('kafka') ? `${(r.ratio * 100).toFixed(0)}%` : `${r.ratio.toFixed(1)}x`} | ${r.steadyRatio === undefined ? '-' : `${(r.steadyRatio * 100).toFixed(0)}%`} |`);
+    console.log();
   }
   if (all || which.has('checkpoint')) {
     console.log('# Checkpoint cost against state size (one tumbling window per key)\n');
@@ -69,10 +95,21 @@ async function main(): Promise<void> {
     report['soak'] = s;
     printSoak(s);
   }
+  if (all || which.has('latency')) {
+    console.log('# Latency on a live stream: Kafka in, Kafka out, events at a steady rate (event time = wall clock)\n');
+    if (process.env['WEIR_BENCH_NO_KAFKA'] === '1') {
+      console.log('skipped: WEIR_BENCH_NO_KAFKA=1\n');
+      report['latency'] = { skipped: 'WEIR_BENCH_NO_KAFKA=1' };
+    } else {
+      const l = await benchLatency();
+      report['latency'] = l;
+      printLatency(l);
+    }
+  }
+  // One part run alone replaces its own figures and keeps the others'.
   const file = join(__dirname, '..', '..', 'bench', 'results.json');
-  // A run of some benchmarks keeps the figures of the others.
-  const before = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
-  writeFileSync(file, JSON.stringify({ ...before, ...report }, null, 2) + '\n');
+  const kept = !all && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+  writeFileSync(file, JSON.stringify({ ...kept, ...report }, null, 2) + '\n');
   console.log(`figures written to bench/results.json`);
 }
 

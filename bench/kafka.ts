@@ -4,9 +4,10 @@
 //   - a bare kafkajs consumer (its own group, fromBeginning, eachBatch, autoCommit off)
 //     that only counts messages until it has seen them all: the most a processor built
 //     on kafkajs can read;
-//   - Weir: runEmbedded with a bounded Kafka source over the same topic, the four
-//     aggregations of the end-to-end bench, RocksDB state, checkpoints at the default
-//     interval (and the final one), results to a file.
+//   - Weir: runEmbedded with a bounded Kafka source over the same topic, the
+//     aggregations of an end-to-end workload (bench/e2e.ts: four aggregations keyed by
+//     model and region, or sessions per user in a topic keyed by user), RocksDB state,
+//     checkpoints at the default interval (and the final one), results to a file.
 // The time of a run is from its start (connect, group join) to the last message seen
 // (bare) or to runEmbedded resolving (Weir: includes firing every window at the end,
 // the final checkpoint and leaving the group): if anything, unfair to Weir. The steady
@@ -24,8 +25,7 @@ import { Kafka, logLevel, Partitioners, type Message } from 'kafkajs';
 import { validateConfig } from '../src/config';
 import { Instrumentation } from '../src/metrics/events';
 import { runEmbedded } from '../src/runner';
-import { EventGenerator } from '../src/sources/eventgen';
-import { AGGREGATIONS } from './e2e';
+import { WORKLOADS, workloadGenerator, type Workload } from './e2e';
 import { median } from './stats';
 
 process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
@@ -51,6 +51,7 @@ export interface KafkaFigure {
 }
 
 export interface KafkaBenchResult {
+  workload: Workload['name'];
   topic: string;
   partitions: number;
   events: number;
@@ -71,6 +72,12 @@ export function ensureBroker(): void {
   if (r.status !== 0) throw new Error(`scripts/kafka-up.sh failed (exit ${r.status}); set WEIR_BENCH_NO_KAFKA=1 to skip the Kafka bench`);
 }
 
+/** `"user_id":"u"` of a generated line, as the message key `u`. */
+function userOf(line: string): string {
+  const u = line.indexOf('"user_id":"');
+  return u < 0 ? '' : line.slice(u + 11, line.indexOf('"', u + 11));
+}
+
 /** `"model":"x","region":"y"` of a generated line, as the message key `x/y`. */
 function keyOf(line: string): string {
   const m = line.indexOf('"model":"');
@@ -84,7 +91,7 @@ function keyOf(line: string): string {
  * topic of that name already holds exactly that many (a previous bench run), else
  * (re)created and filled. Returns the produce time, or null when reused.
  */
-export async function prepareTopic(topic: string, count: number, partitions: number): Promise<number | null> {
+export async function prepareTopic(topic: string, count: number, partitions: number, w: Workload = WORKLOADS.aggregates): Promise<number | null> {
   const kafka = new Kafka({ clientId: 'weir-bench', brokers: BROKERS, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
@@ -106,7 +113,8 @@ export async function prepareTopic(topic: string, count: number, partitions: num
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
   await producer.connect();
   try {
-    const gen = new EventGenerator({ seed: 42, startMs: 1_767_225_600_000, eventsPerSecond: 1000 });
+    const gen = workloadGenerator(w);
+    const key = w.kafkaKey === 'user' ? userOf : keyOf;
     const CHUNK = 4000, IN_FLIGHT = 4;
     const inFlight = new Set<Promise<unknown>>();
     for (let i = 0; i < count; ) {
@@ -114,7 +122,7 @@ export async function prepareTopic(topic: string, count: number, partitions: num
       const messages = new Array<Message>(n);
       for (let k = 0; k < n; k++) {
         const line = gen.next();
-        messages[k] = { key: keyOf(line), value: line };
+        messages[k] = { key: key(line), value: line };
       }
       i += n;
       const p: Promise<unknown> = producer.send({ topic, messages, acks: -1 }).finally(() => inFlight.delete(p));
@@ -173,13 +181,13 @@ export async function bareConsume(topic: string, count: number, maxBytesPerParti
 }
 
 /** Weir over the topic, from a fresh group, state and checkpoint directory; its run ends when runEmbedded resolves. */
-export async function weirConsume(topic: string, count: number, groupId = unique('weir-bench')): Promise<KafkaRun> {
+export async function weirConsume(topic: string, count: number, groupId = unique('weir-bench'), w: Workload = WORKLOADS.aggregates): Promise<KafkaRun> {
   const dir = mkdtempSync(join(tmpdir(), 'weir-bench-kafka-'));
   try {
     const cfg = validateConfig({
       source: { type: 'kafka', brokers: BROKERS, topic, groupId, bounded: true, fromBeginning: true, clientId: 'weir-bench' },
       eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 30_000, allowedLatenessMs: 60_000 },
-      aggregations: AGGREGATIONS,
+      aggregations: w.aggregations,
       sinks: [{ type: 'file', path: join(dir, 'results.jsonl') }],
       deadLetter: { type: 'file', path: join(dir, 'dead-letters.jsonl') },
       state: { backend: 'rocksdb', dir: join(dir, 'state') },
@@ -205,12 +213,13 @@ export async function weirConsume(topic: string, count: number, groupId = unique
   }
 }
 
-export async function benchKafka(count = 1_000_000, rounds = 3, partitions = 4): Promise<KafkaBenchResult> {
+export async function benchKafka(count = 1_000_000, rounds = 3, partitions = 4, w: Workload = WORKLOADS.aggregates): Promise<KafkaBenchResult> {
   ensureBroker();
-  const topic = `weir-bench-events-${count}-p${partitions}`;
-  const produceMs = await prepareTopic(topic, count, partitions);
+  // Kept between runs (producing a million events takes a while); the name says what it holds.
+  const topic = w.users === undefined ? `weir-bench-events-${count}-p${partitions}` : `weir-bench-events-${count}-u${w.users}-by-user-p${partitions}`;
+  const produceMs = await prepareTopic(topic, count, partitions, w);
   // The bare consumer fetches as much per partition as Weir does by default.
-  const src = validateConfig({ source: { type: 'kafka', brokers: BROKERS, topic }, aggregations: AGGREGATIONS }).source;
+  const src = validateConfig({ source: { type: 'kafka', brokers: BROKERS, topic }, aggregations: w.aggregations }).source;
   const fetchBytes = src.type === 'kafka' ? src.maxBytesPerPartition : 1_048_576;
   const bareRuns: KafkaRun[] = [], weirRuns: KafkaRun[] = [];
   const groups: string[] = [];
@@ -219,7 +228,7 @@ export async function benchKafka(count = 1_000_000, rounds = 3, partitions = 4):
       groups.push(unique('weir-bench-bare'));
       bareRuns.push(await bareConsume(topic, count, fetchBytes, groups.at(-1)));
       groups.push(unique('weir-bench'));
-      weirRuns.push(await weirConsume(topic, count, groups.at(-1)));
+      weirRuns.push(await weirConsume(topic, count, groups.at(-1), w));
     }
   } finally {
     await deleteGroups(groups);
@@ -231,8 +240,9 @@ export async function benchKafka(count = 1_000_000, rounds = 3, partitions = 4):
     runs,
   });
   const bare = figure('kafkajs bare consumer (count only)', bareRuns);
-  const weir = figure('weir (kafka source, 4 aggregations, rocksdb, checkpoints)', weirRuns);
+  const weir = figure(`weir (kafka source, ${w.name === 'sessions' ? 'sessions per user' : '4 aggregations'}, rocksdb, checkpoints)`, weirRuns);
   return {
+    workload: w.name,
     topic,
     partitions,
     events: count,
@@ -244,7 +254,7 @@ export async function benchKafka(count = 1_000_000, rounds = 3, partitions = 4):
 }
 
 export function printKafka(k: KafkaBenchResult): void {
-  console.log(`topic: ${k.topic} (${k.partitions} partitions, ${k.events.toLocaleString('en-US')} events; ${k.produceMs === null ? 'reused' : `produced in ${(k.produceMs / 1000).toFixed(1)} s`})`);
+  console.log(`workload: ${k.workload}; topic: ${k.topic} (${k.partitions} partitions, ${k.events.toLocaleString('en-US')} events; ${k.produceMs === null ? 'reused' : `produced in ${(k.produceMs / 1000).toFixed(1)} s`})`);
   const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
   console.log('| implementation | events/s | steady events/s | runs: first record / last record / end (ms) |');
   console.log('| --- | --- | --- | --- |');
