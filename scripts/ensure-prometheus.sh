@@ -29,38 +29,10 @@ if have_both; then
   exit 0
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "ensure-prometheus: prometheus/promtool missing and not running as root; install Debian's 'prometheus' package" >&2
-  exit 1
-fi
-
-policy=/usr/sbin/policy-rc.d
-backup=""
-if [ -e "$policy" ]; then
-  backup="$(mktemp)"
-  cp -p "$policy" "$backup"
-fi
-restore_policy() {
-  if [ -n "$backup" ]; then
-    cp -p "$backup" "$policy"
-    rm -f "$backup"
-  else
-    rm -f "$policy"
-  fi
-}
-trap restore_policy EXIT
-
-printf '#!/bin/sh\n# ensure-prometheus.sh: no service starts during this install\nexit 101\n' >"$policy"
-chmod 0755 "$policy"
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# --no-install-recommends: the Recommends (node exporter and friends) are
+# Installed without starting its service (ensure-apt.sh says how).
+# --no-install-recommends there: the Recommends (node exporter and friends) are
 # daemons too, and nothing here needs them.
-apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-
-restore_policy
-trap - EXIT
+bash "$(dirname "$0")/ensure-apt.sh" /usr/bin/promtool prometheus
 
 # Belt and braces: if some init system did start it anyway, stop it and keep it
 # from coming back at boot.

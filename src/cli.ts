@@ -1,5 +1,6 @@
 // The `weir` command.
 import { loadConfig, maskSecrets, type Config } from './config';
+import { eachOption } from './options';
 import { ConfigError, WeirError, isOutputClosed, toWeirError } from './errors/errors';
 import { runEmbedded, summaryLine, type RunSummary } from './runner';
 import { REDELIVER_HELP, redeliverCommand } from './redeliver';
@@ -63,14 +64,7 @@ interface RunArgs {
 
 function parseRunArgs(argv: string[]): RunArgs {
   const args: RunArgs = { printConfig: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new ConfigError(`option ${flag} needs a value`);
-      return v;
-    };
+  eachOption(argv, (flag, value, a) => {
     switch (flag) {
       case '-c':
       case '--config':
@@ -102,7 +96,7 @@ function parseRunArgs(argv: string[]): RunArgs {
       default:
         throw new ConfigError(`unknown option ${a} (see 'weir run --help')`);
     }
-  }
+  });
   return args;
 }
 

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadConfig, type Config } from './config';
+import { eachOption } from './options';
 import { ConfigError, InputError, RecordsRejectedError, toWeirError } from './errors/errors';
 import { retry, type RetryOptions } from './errors/retry';
 import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
@@ -211,14 +212,7 @@ interface RedeliverArgs {
 
 function parseArgs(argv: string[]): RedeliverArgs {
   const args: RedeliverArgs = { help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new ConfigError(`option ${flag} needs a value`);
-      return v;
-    };
+  eachOption(argv, (flag, value, a) => {
     switch (flag) {
       case '-c':
       case '--config':
@@ -237,7 +231,7 @@ function parseArgs(argv: string[]): RedeliverArgs {
       default:
         throw new ConfigError(`unknown option ${a} (see 'weir redeliver --help')`);
     }
-  }
+  });
   return args;
 }
 

@@ -11,6 +11,7 @@ import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_FAILED, R
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
+import { windowResult } from './results';
 import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type StateChanges } from './changes';
 
 export { STATE_VALUE_VERSION, type StateChanges } from './changes';
@@ -333,26 +334,7 @@ export class WindowOperator {
       const agg = this.aggs[r.u32[w + RES.AGG / 4]!]!;
       const reg = this.registries[r.u32[w + RES.AGG / 4]!]!;
       const keyId = r.u32[w + RES.KEY / 4]!;
-      const f = r.f64;
-      out.results.push({
-        name: agg.name,
-        key: reg.keys[keyId]!,
-        group: reg.groups[keyId]!,
-        window: { start: f[d + RES.START / 8]!, end: f[d + RES.END / 8]! },
-        results: {
-          count: f[d + RES.COUNT / 8]!,
-          sum: f[d + RES.SUM / 8]!,
-          avg: f[d + RES.AVG / 8]!,
-          min: f[d + RES.MIN / 8]!,
-          max: f[d + RES.MAX / 8]!,
-          p50: f[d + RES.P50 / 8]!,
-          p95: f[d + RES.P95 / 8]!,
-          p99: f[d + RES.P99 / 8]!,
-          stddev: f[d + RES.STDDEV / 8]!,
-        },
-        late: (r.u32[w + RES.FLAGS / 4]! & Layout.RES_LATE) !== 0,
-        emittedAt: nowMs,
-      });
+      out.results.push(windowResult(agg.name, reg.keys[keyId]!, reg.groups[keyId]!, r.f64, d, (r.u32[w + RES.FLAGS / 4]! & Layout.RES_LATE) !== 0, nowMs));
     }
     const g = this.core.gone();
     const persisted = this.persisted.empty ? undefined : this.persisted;

@@ -32,6 +32,29 @@ interface CachedKey extends ResultKey {
   readonly len: number;
 }
 
+/** The WindowResult of the result record whose floats start at `f[d]` (Layout.RES). */
+export function windowResult(name: string, key: string, group: Record<string, string>, f: Float64Array, d: number, late: boolean, emittedAt: number): WindowResult {
+  return {
+    name,
+    key,
+    group,
+    window: { start: f[d + RES.START / 8]!, end: f[d + RES.END / 8]! },
+    results: {
+      count: f[d + RES.COUNT / 8]!,
+      sum: f[d + RES.SUM / 8]!,
+      avg: f[d + RES.AVG / 8]!,
+      min: f[d + RES.MIN / 8]!,
+      max: f[d + RES.MAX / 8]!,
+      p50: f[d + RES.P50 / 8]!,
+      p95: f[d + RES.P95 / 8]!,
+      p99: f[d + RES.P99 / 8]!,
+      stddev: f[d + RES.STDDEV / 8]!,
+    },
+    late,
+    emittedAt,
+  };
+}
+
 /**
  * The results of one operator step (or a part, or several joined): the core's result
  * records, the key of each, and their JSON lines in one Buffer.
@@ -105,26 +128,8 @@ export class ResultBatch {
 
   /** Record i as a WindowResult (the group object is shared, as the operator's results share it). */
   toObject(i: number): WindowResult {
-    const k = this.keys[i]!, f = this.f64, d = i * F64S;
-    return {
-      name: k.name,
-      key: k.key,
-      group: k.group,
-      window: { start: f[d + RES.START / 8]!, end: f[d + RES.END / 8]! },
-      results: {
-        count: f[d + RES.COUNT / 8]!,
-        sum: f[d + RES.SUM / 8]!,
-        avg: f[d + RES.AVG / 8]!,
-        min: f[d + RES.MIN / 8]!,
-        max: f[d + RES.MAX / 8]!,
-        p50: f[d + RES.P50 / 8]!,
-        p95: f[d + RES.P95 / 8]!,
-        p99: f[d + RES.P99 / 8]!,
-        stddev: f[d + RES.STDDEV / 8]!,
-      },
-      late: this.isLate(i),
-      emittedAt: this.emittedAt[i]!,
-    };
+    const k = this.keys[i]!;
+    return windowResult(k.name, k.key, k.group, this.f64, i * F64S, this.isLate(i), this.emittedAt[i]!);
   }
 
   toObjects(): WindowResult[] {
