@@ -5,7 +5,7 @@
 // records. And per number: the WebAssembly formatter against String(x).
 import { WasmCore, Layout } from '../src/core/wasm';
 import { KeyRegistry } from '../src/pipeline/keys';
-import { ResultEncoder, encodeDeadLetters } from '../src/pipeline/results';
+import { ResultEncoder, encodeDeadLetters, windowResult } from '../src/pipeline/results';
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -107,25 +107,7 @@ function objectPath(core: WasmCore, names: readonly string[], regs: KeyRegistry[
     const a = u32[w + RES.AGG / 4]!;
     const reg = regs[a]!;
     const keyId = u32[w + RES.KEY / 4]!;
-    results.push({
-      name: names[a]!,
-      key: reg.keys[keyId]!,
-      group: reg.groups[keyId]!,
-      window: { start: f[d + RES.START / 8]!, end: f[d + RES.END / 8]! },
-      results: {
-        count: f[d + RES.COUNT / 8]!,
-        sum: f[d + RES.SUM / 8]!,
-        avg: f[d + RES.AVG / 8]!,
-        min: f[d + RES.MIN / 8]!,
-        max: f[d + RES.MAX / 8]!,
-        p50: f[d + RES.P50 / 8]!,
-        p95: f[d + RES.P95 / 8]!,
-        p99: f[d + RES.P99 / 8]!,
-        stddev: f[d + RES.STDDEV / 8]!,
-      },
-      late: (u32[w + RES.FLAGS / 4]! & RES_LATE) !== 0,
-      emittedAt: nowMs,
-    });
+    results.push(windowResult(names[a]!, reg.keys[keyId]!, reg.groups[keyId]!, f, d, (u32[w + RES.FLAGS / 4]! & RES_LATE) !== 0, nowMs));
   }
   let text = '';
   for (const r of results) text += JSON.stringify(r) + '\n';
