@@ -13,6 +13,10 @@ import { Layout } from '../core/wasm';
 import { stateKey } from './types';
 
 const { SNAP, SNAP_HEADER } = Layout;
+const NO_VALUES: readonly string[] = [];
+// Field offsets of a snap record in u32 words and f64 slots from its start.
+const SNAP_AGG_W = SNAP.AGG / 4, SNAP_KEY_W = SNAP.KEY / 4, SNAP_LEN_W = SNAP.LEN / 4, SNAP_SLOT_W = SNAP.SLOT / 4;
+const SNAP_START_D = SNAP.START / 8, SNAP_END_D = SNAP.END / 8;
 
 /** Changes of the window state since the last drain, at the level of state keys. */
 export interface StateChanges {
@@ -30,6 +34,8 @@ export interface SnapRegion {
   bytes: Uint8Array;
   f64: Float64Array;
   u32: Uint32Array;
+  /** The highest slot among the records, when known (the arrays by slot grow once). */
+  maxSlot?: number;
 }
 
 /**
@@ -74,6 +80,8 @@ export class ChangeSet {
     private readonly starts: Float64Array,
     private readonly ends: Float64Array,
     private readonly aggs: Uint32Array,
+    /** Windows to put: the first n of keys and values. */
+    private readonly n: number,
     private readonly keys: readonly string[],
     private readonly values: ReadonlyArray<readonly string[]>,
     private readonly gone: GoneWindows,
@@ -81,7 +89,7 @@ export class ChangeSet {
 
   /** Windows to put plus keys to delete. */
   get size(): number {
-    return this.keys.length + this.gone.key.length;
+    return this.n + this.gone.key.length;
   }
 
   /**
@@ -91,7 +99,7 @@ export class ChangeSet {
    */
   materialize(headers: WeakMap<readonly string[], Buffer> = new WeakMap()): StateChanges {
     const puts: Array<[string, Buffer]> = [];
-    for (let k = 0; k < this.keys.length; k++) {
+    for (let k = 0; k < this.n; k++) {
       const a = this.aggs[k]!, name = this.names[a]!, vals = this.values[k]!;
       const start = this.starts[k]!, end = this.ends[k]!;
       let head = headers.get(vals);
@@ -141,6 +149,14 @@ export class PersistedWindows {
   /** Persisted windows no slot holds any more since the last take(). */
   private gone = new GoneWindows();
   private count = 0;
+  private copyBuffer: Buffer = Buffer.alloc(0);
+  private offsetsBuffer = new Uint32Array(0);
+  private lengthsBuffer = new Uint32Array(0);
+  private aggsBuffer = new Uint32Array(0);
+  private startsBuffer = new Float64Array(0);
+  private endsBuffer = new Float64Array(0);
+  private readonly keysBuffer: string[] = [];
+  private readonly valuesBuffer: Array<readonly string[]> = [];
 
   constructor(private readonly names: readonly string[]) {}
 
@@ -184,45 +200,75 @@ export class PersistedWindows {
 
   /**
    * The change set of the windows the core just serialized (`snap`, its changed
-   * windows), with `keyOf(agg, keyId)` and `valuesOf(agg, keyId)` resolving key ids
-   * now; marks them persisted.
+   * windows), with the registries' key strings and group values (`keysOf[agg][keyId]`,
+   * `valuesOf[agg][keyId]`) resolved now; marks them persisted. The change set shares a
+   * buffer with the next take(): materialize it before then.
    */
-  take(snap: SnapRegion, keyOf: (agg: number, keyId: number) => string, valuesOf: (agg: number, keyId: number) => readonly string[]): ChangeSet {
+  take(snap: SnapRegion, keysOf: ReadonlyArray<ReadonlyArray<string | undefined>>, valuesOf: ReadonlyArray<ReadonlyArray<readonly string[] | undefined>>): ChangeSet {
     const n = snap.count;
-    const copy = Buffer.allocUnsafeSlow(snap.length);
+    // Buffers and arrays reused from one take to the next: memory touched for the first
+    // time costs a page fault per 4 KiB, which on some machines is most of a barrier's
+    // time. At most one change set is pending at a time (one checkpoint in flight), and it
+    // is materialized before the next take.
+    if (this.copyBuffer.length < snap.length) this.copyBuffer = Buffer.allocUnsafeSlow(Math.max(snap.length, 2 * this.copyBuffer.length));
+    const copy = this.copyBuffer.subarray(0, snap.length);
     copy.set(snap.bytes.subarray(snap.base, snap.base + snap.length));
-    const offsets = new Uint32Array(n), lengths = new Uint32Array(n), aggs = new Uint32Array(n);
-    const starts = new Float64Array(n), ends = new Float64Array(n);
-    // Grown by push: `new Array(n)` of a large n is a slow dictionary-mode array in V8.
-    const keys: string[] = [];
-    const values: Array<readonly string[]> = [];
+    if (this.offsetsBuffer.length < n) {
+      const cap = Math.max(n, 2 * this.offsetsBuffer.length);
+      this.offsetsBuffer = new Uint32Array(cap);
+      this.lengthsBuffer = new Uint32Array(cap);
+      this.aggsBuffer = new Uint32Array(cap);
+      this.startsBuffer = new Float64Array(cap);
+      this.endsBuffer = new Float64Array(cap);
+    }
+    const offsets = this.offsetsBuffer, lengths = this.lengthsBuffer, aggs = this.aggsBuffer;
+    const starts = this.startsBuffer, ends = this.endsBuffer;
+    // Reused like the buffer: filling fresh arrays of 100,000 references costs more
+    // than the rest of the barrier together.
+    const keys = this.keysBuffer, values = this.valuesBuffer;
+    while (keys.length < n) {
+      keys.push('');
+      values.push(NO_VALUES);
+    }
     const u32 = snap.u32, f64 = snap.f64;
     const gone = this.gone;
+    // In locals: the loop reads them per window, and nothing in it can change them.
+    if (n > 0) this.ensure(snap.maxSlot ?? 0);
+    let pAgg = this.agg, pStart = this.start, pEnd = this.end;
+    const pKey = this.key;
+    let count = this.count;
     let off = 0;
     for (let k = 0; k < n; k++) {
       const w = (snap.base + off) >>> 2, d = (snap.base + off) >>> 3;
-      const a = u32[w + SNAP.AGG / 4]!, keyId = u32[w + SNAP.KEY / 4]!, len = u32[w + SNAP.LEN / 4]!;
-      const slot = u32[w + SNAP.SLOT / 4]!;
-      const start = f64[d + SNAP.START / 8]!, end = f64[d + SNAP.END / 8]!;
-      const key = keyOf(a, keyId);
+      const a = u32[w + SNAP_AGG_W]!, keyId = u32[w + SNAP_KEY_W]!, len = u32[w + SNAP_LEN_W]!;
+      const slot = u32[w + SNAP_SLOT_W]!;
+      const start = f64[d + SNAP_START_D]!, end = f64[d + SNAP_END_D]!;
+      const key = keysOf[a]![keyId]!;
       offsets[k] = off;
       lengths[k] = len;
       aggs[k] = a;
       starts[k] = start;
       ends[k] = end;
-      keys.push(key);
-      values.push(valuesOf(a, keyId));
-      if (slot >= this.agg.length) this.ensure(slot);
-      const old = this.key[slot];
-      if (old === undefined) this.count++;
-      else if (old !== key || this.start[slot] !== start || this.end[slot] !== end || this.agg[slot] !== a) gone.push(this.agg[slot]!, old, this.start[slot]!, this.end[slot]!);
-      this.agg[slot] = a;
-      this.key[slot] = key;
-      this.start[slot] = start;
-      this.end[slot] = end;
+      keys[k] = key;
+      values[k] = valuesOf[a]![keyId]!;
+      if (slot >= pAgg.length) {
+        this.ensure(slot);
+        pAgg = this.agg;
+        pStart = this.start;
+        pEnd = this.end;
+      }
+      const old = pKey[slot];
+      if (old === undefined) count++;
+      else if (old !== key || pStart[slot] !== start || pEnd[slot] !== end || pAgg[slot] !== a) gone.push(pAgg[slot]!, old, pStart[slot]!, pEnd[slot]!);
+      pAgg[slot] = a;
+      pKey[slot] = key;
+      pStart[slot] = start;
+      pEnd[slot] = end;
       off += SNAP_HEADER + ((len + 7) & ~7);
     }
+    this.count = count;
     this.gone = new GoneWindows();
-    return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, keys, values, gone);
+    return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, n, keys, values, gone);
   }
+
 }

@@ -264,12 +264,12 @@ export class WindowOperator {
    */
   takeChanges(): ChangeSet {
     if (!this.tracking) throw new Error('takeChanges() needs trackChanges() first');
-    return this.persisted.take(this.core.serialize(false), this.keyOf, this.valuesOf);
+    return this.persisted.take(this.core.serialize(false), this.keysOf, this.valuesOf);
   }
 
   /** Every live window's (state key, value), as drainChanges would put them; changes nothing. */
   snapshot(): Array<[string, Buffer]> {
-    return new PersistedWindows(this.aggs.map((a) => a.name)).take(this.core.serialize(true), this.keyOf, this.valuesOf).materialize(this.headers).puts;
+    return new PersistedWindows(this.aggs.map((a) => a.name)).take(this.core.serialize(true), this.keysOf, this.valuesOf).materialize(this.headers).puts;
   }
 
   /** The headers cache of materialize(): the same for every change set of this operator. */
@@ -277,8 +277,13 @@ export class WindowOperator {
     return this.headers;
   }
 
-  private readonly keyOf = (a: number, keyId: number): string => this.registries[a]!.keys[keyId]!;
-  private readonly valuesOf = (a: number, keyId: number): readonly string[] => this.valued[a]!.values[keyId]!;
+  /** Per aggregation, its key strings and group values by key id (the registries' own arrays). */
+  private get keysOf(): ReadonlyArray<ReadonlyArray<string | undefined>> {
+    return this.registries.map((r) => r.keys);
+  }
+  private get valuesOf(): ReadonlyArray<ReadonlyArray<readonly string[] | undefined>> {
+    return this.valued.map((r) => r.values);
+  }
 
   /**
    * Rebuilds the window state of a fresh operator (no event processed yet) from the
