@@ -38,9 +38,13 @@ test('corrupt RocksDB state: fail names the directory; rebuild moves it aside an
 
   const dir = mkdtempSync(join(tmpdir(), 'weir-corrupt-'));
   const plain = kafkaRunConfig(dir, topic, unique('g'));
-  const base: Record<string, unknown> = { ...plain, source: { ...(plain['source'] as object), maxBytesPerPartition: 8192 } };
-  // Run 1: killed right after its third checkpoint is durable, so the partition has RocksDB state and a checkpoint.
-  const first = await spawnWeir(writeConfig(dir, base), { WEIR_FAULT: 'metadata-written:3' }).exit;
+  const base: Record<string, unknown> = {
+    ...plain,
+    source: { ...(plain['source'] as object), maxBytesPerPartition: 8192 },
+    checkpoint: { ...(plain['checkpoint'] as object), intervalMs: 20 },
+  };
+  // Run 1: killed right after its second checkpoint is durable, so the partition has RocksDB state and a checkpoint.
+  const first = await spawnWeir(writeConfig(dir, base), { WEIR_FAULT: 'metadata-written:2' }).exit;
   assert.equal(first.signal, 'SIGKILL', first.stderr.slice(-2000));
   const state = join(dir, 'state');
   const manifest = readdirSync(join(state, 'partition-0')).find((f) => f.startsWith('MANIFEST-'));
