@@ -59,7 +59,7 @@ export interface PendingCheckpoint {
   syncSeconds: number;
   createdAt: string;
   watermarkMs: JsonTime;
-  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; changes: ChangeSet; headers: WeakMap<readonly string[], Buffer> }>;
+  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; changes: ChangeSet }>;
 }
 
 export class Checkpointer {
@@ -258,7 +258,7 @@ export class Checkpointer {
       const offset = this.offsets.get(p);
       if (ps === undefined || offset === undefined) continue; // assigned, position not known yet: nothing to keep
       const op = this.op.operator(p);
-      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), changes: op.takeChanges(), headers: op.stateHeaders });
+      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), changes: op.takeChanges() });
     }
     const syncSeconds = (performance.now() - t0) / 1000;
     faultPoint('barrier-taken');
@@ -277,7 +277,7 @@ export class Checkpointer {
     for (const x of parts) {
       // Keys and values are built here, out of the barrier; one partition at a time,
       // letting batches in between.
-      const { puts, deletes } = x.changes.materialize(x.headers);
+      const { puts, deletes } = x.changes.materialize();
       for (const k of deletes) x.ps.delete(k);
       for (const [k, v] of puts) x.ps.put(k, v);
       changes += puts.length + deletes.length;

@@ -50,11 +50,6 @@ export class CheckpointScheduler {
     this.check();
   }
 
-  /** Whether a checkpoint is in flight. */
-  get busy(): boolean {
-    return this.inFlight !== undefined;
-  }
-
   private start(reason: string): void {
     const seq = this.sinks.barrier;
     const b = this.ck.barrier(reason);

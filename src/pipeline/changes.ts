@@ -85,19 +85,16 @@ export class ChangeSet {
     private readonly keys: readonly string[],
     private readonly values: ReadonlyArray<readonly string[]>,
     private readonly gone: GoneWindows,
+    /** The encoded head of a state value per group-values array (one per key), shared by the change sets of one operator. */
+    private readonly headers: WeakMap<readonly string[], Buffer>,
   ) {}
-
-  /** Windows to put plus keys to delete. */
-  get size(): number {
-    return this.n + this.gone.key.length;
-  }
 
   /**
    * The state keys and values. Applying the deletes, then the puts, to the state of the
-   * previous change set gives exactly the windows live at the barrier. `headers` caches
-   * the encoded head of a value per group-values array (one per key).
+   * previous change set gives exactly the windows live at the barrier.
    */
-  materialize(headers: WeakMap<readonly string[], Buffer> = new WeakMap()): StateChanges {
+  materialize(): StateChanges {
+    const headers = this.headers;
     const puts: Array<[string, Buffer]> = [];
     for (let k = 0; k < this.n; k++) {
       const a = this.aggs[k]!, name = this.names[a]!, vals = this.values[k]!;
@@ -158,7 +155,11 @@ export class PersistedWindows {
   private readonly keysBuffer: string[] = [];
   private readonly valuesBuffer: Array<readonly string[]> = [];
 
-  constructor(private readonly names: readonly string[]) {}
+  constructor(
+    private readonly names: readonly string[],
+    /** Caches the encoded head of a state value per group-values array (see ChangeSet). */
+    private readonly headers = new WeakMap<readonly string[], Buffer>(),
+  ) {}
 
   /** Whether any window is persisted (nothing to track before the first checkpoint). */
   get empty(): boolean {
@@ -268,7 +269,7 @@ export class PersistedWindows {
     }
     this.count = count;
     this.gone = new GoneWindows();
-    return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, n, keys, values, gone);
+    return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, n, keys, values, gone, this.headers);
   }
 
 }

@@ -140,7 +140,7 @@ export class WindowOperator {
     this.valued = aggregations.map((a) => new ValuedKeyRegistry(a.groupBy));
     this.registries = this.valued;
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
-    this.persisted = new PersistedWindows(aggregations.map((a) => a.name));
+    this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.headers);
     this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
     this.sweepAt = aggregations.map(() => this.keySweepMin);
     this.idle = aggregations.map(() => new Uint8Array(0));
@@ -254,7 +254,7 @@ export class WindowOperator {
    * windows. `takeChanges()` and `materialize()` in one.
    */
   drainChanges(): StateChanges {
-    return this.takeChanges().materialize(this.headers);
+    return this.takeChanges().materialize();
   }
 
   /**
@@ -269,13 +269,9 @@ export class WindowOperator {
 
   /** Every live window's (state key, value), as drainChanges would put them; changes nothing. */
   snapshot(): Array<[string, Buffer]> {
-    return new PersistedWindows(this.aggs.map((a) => a.name)).take(this.core.serialize(true), this.keysOf, this.valuesOf).materialize(this.headers).puts;
+    return new PersistedWindows(this.aggs.map((a) => a.name), this.headers).take(this.core.serialize(true), this.keysOf, this.valuesOf).materialize().puts;
   }
 
-  /** The headers cache of materialize(): the same for every change set of this operator. */
-  get stateHeaders(): WeakMap<readonly string[], Buffer> {
-    return this.headers;
-  }
 
   /** Per aggregation, its key strings and group values by key id (the registries' own arrays). */
   private get keysOf(): ReadonlyArray<ReadonlyArray<string | undefined>> {

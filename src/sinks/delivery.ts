@@ -85,7 +85,6 @@ export class Delivery {
   private readonly dlq: SinkQueue<DeadLetter, InputPosition>;
   private seq = 0;
   private written = 0;
-  private undeliverableCount = 0;
   private failure: Error | undefined;
   private failureListeners: Array<() => void> = [];
 
@@ -128,11 +127,6 @@ export class Delivery {
     return this.written;
   }
 
-  /** Results dead-lettered as `undeliverable` so far. */
-  get undeliverableResults(): number {
-    return this.undeliverableCount;
-  }
-
   /**
    * Hands `results` to every result sink's queue and `deadLetters` to the dead-letter
    * queue, and returns; it waits only while a queue is full (back pressure). Throws
@@ -165,9 +159,10 @@ export class Delivery {
     // The results of those steps that a sink did not take are queued as dead letters by now.
     await this.dlq.doneThrough(seq);
     // A sink whose queue failed after those steps has written them: its failure is a later step's.
-    const healthy = [...this.opts.results, this.opts.deadLetters].filter((_, i) => ([...this.resultQueues, this.dlq][i]!.error === undefined));
+    const healthy = this.opts.results.filter((_, i) => this.resultQueues[i]!.error === undefined) as Array<NamedSink<unknown>>;
+    if (this.dlq.error === undefined) healthy.push(this.opts.deadLetters);
     await Promise.all(
-      healthy.map(async (s: NamedSink<unknown>) => {
+      healthy.map(async (s) => {
         try {
           await s.sink.flush?.();
         } catch (e) {
@@ -199,10 +194,7 @@ export class Delivery {
       else throw this.unusable(s, e);
     }
     // Numbered as the step they came from: a checkpoint past that step waits for them too.
-    for (const { seq, dead } of lost) {
-      this.undeliverableCount += dead.length;
-      this.dlq.push(seq, dead, dead.length * RECORD_BYTES, NO_POSITION);
-    }
+    for (const { seq, dead } of lost) this.dlq.push(seq, dead, dead.length * RECORD_BYTES, NO_POSITION);
   }
 
   /** The dead-letter queue's worker. */

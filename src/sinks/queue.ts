@@ -37,7 +37,6 @@ export class SinkQueue<T, A> {
   private inFlight: Array<QueuedWrite<T, A>> = [];
   private records = 0;
   private bytes = 0;
-  private lastSeq = 0;
   private running = false;
   private failure: Error | undefined;
   private readonly doneWaiters: Array<{ seq: number; resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -57,25 +56,15 @@ export class SinkQueue<T, A> {
     if (this.failure !== undefined) throw this.failure;
     if (records.length === 0) return;
     this.queue.push({ seq, records, bytes, at });
-    if (seq > this.lastSeq) this.lastSeq = seq;
     this.records += records.length;
     this.bytes += bytes;
     this.onLevel(this.records, this.bytes);
     if (!this.running) void this.run();
   }
 
-  /** The highest sequence number pushed. */
-  get tail(): number {
-    return this.lastSeq;
-  }
-
   /** Whether push() callers should wait. */
   get full(): boolean {
     return this.records >= this.limits.maxRecords || this.bytes >= this.limits.maxBytes;
-  }
-
-  get queuedRecords(): number {
-    return this.records;
   }
 
   /** Resolves once the queue is below its limits; rejects once it failed. */
