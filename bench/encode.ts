@@ -9,7 +9,7 @@ import { ResultEncoder, encodeDeadLetters, windowResult } from '../src/pipeline/
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { median } from './stats';
+import { median, rng } from './stats';
 
 /** A full garbage collection, so that each timed round pays for its own garbage, not the other path's. */
 function collectGarbage(): void {
@@ -29,18 +29,6 @@ export interface EncodeFigures {
   numbers: Array<{ kind: string; wasm: number; string: number }>;
   /** ns per dead letter. */
   deadLetters: { stringify: number; encoder: number };
-}
-
-/** A deterministic PRNG (mulberry32), so that every run measures the same results. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const BATCH = 1024; // results per operator step

@@ -7,7 +7,6 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,6 +16,7 @@ import { WEIR_METRICS } from './helpers/metric-names';
 import { generateLines } from '../src/sources/eventgen';
 import { Instrumentation, createMetrics, instrumentOperator, instrumentOutput, startMetricsServer, METRIC_NAMES, type Metrics, type MetricsServer } from '../src/metrics';
 import { testConfig } from './helpers/run';
+import { freePort } from './helpers/ports';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -301,17 +301,6 @@ function prometheusBinary(): string {
   const bin = which();
   assert.notEqual(bin, '', 'prometheus is not on PATH');
   return bin;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Polls `probe` every 200 ms until it returns a value (not undefined) or `ms` pass. */

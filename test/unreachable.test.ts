@@ -1,31 +1,18 @@
 // A service that cannot be reached at start, with the metrics server on: `weir run`
 // exits non-zero by itself, with one line naming what failed, whatever it had opened
-// already (the metrics server, sinks, the state backend). Ports where nothing listens
-// are taken from a server opened and closed at once.
+// already (the metrics server, sinks, the state backend). Where nothing listens: a free port.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './helpers/ports';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'weir.js');
 const NO_STACK = /^\s+at \S+ \(|^\s+at \//m;
 /** What a run may take to give up on a service that is down: kafkajs and the pools retry for a while. */
 const BOUND_MS = 120_000;
-
-/** A TCP port on 127.0.0.1 where nothing listens. */
-function deadPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Exit {
   code: number | null;
@@ -64,7 +51,7 @@ ${body}
 }
 
 test('each service unreachable at start, metrics on: exit 1 by itself, one line naming it, no stack trace', async () => {
-  const [redis, postgres, kafka] = await Promise.all([deadPort(), deadPort(), deadPort()]);
+  const [redis, postgres, kafka] = await Promise.all([freePort(), freePort(), freePort()]);
   const cases: Array<{ name: string; body: (dir: string) => string; says: RegExp }> = [
     {
       name: 'Redis state backend',

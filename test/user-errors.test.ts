@@ -3,13 +3,14 @@
 // run` exits non-zero with one line naming the path or key and the cause, never a
 // stack trace. The read-only cases use a real read-only bind mount, so they need
 // root and mount(8); they are skipped, saying so, where that is not possible.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readOnlyDir } from './helpers/readonly';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'weir.js');
 const NO_STACK = /^\s+at \S+ \(|^\s+at \//m;
@@ -49,23 +50,6 @@ function assertOneLine(r: { code: number | null; err: string }, want: RegExp): v
   assert.doesNotMatch(r.err, NO_STACK);
 }
 
-/** A read-only bind mount of a fresh directory (a real EROFS), or why there is none. */
-const mounts: string[] = [];
-function readOnlyDir(): string | { skip: string } {
-  if (!isRoot) return { skip: 'needs root for mount --bind' };
-  const rw = mkdtempSync(join(tmpdir(), 'weir-rw-'));
-  const ro = mkdtempSync(join(tmpdir(), 'weir-ro-'));
-  mkdirSync(join(rw, 'existing'));
-  const bind = spawnSync('mount', ['--bind', rw, ro], { encoding: 'utf8' });
-  if (bind.status !== 0) return { skip: `mount --bind failed: ${bind.stderr.trim()}` };
-  mounts.push(ro);
-  const remount = spawnSync('mount', ['-o', 'remount,bind,ro', ro], { encoding: 'utf8' });
-  if (remount.status !== 0) return { skip: `mount -o remount,bind,ro failed: ${remount.stderr.trim()}` };
-  return ro;
-}
-after(() => {
-  for (const m of mounts) spawnSync('umount', [m]);
-});
 
 test('source.path is a directory: one line naming it (EISDIR)', () => {
   const dir = tmp();
@@ -88,7 +72,7 @@ test('source.path is not readable by the user: one line naming it (EACCES)', (t)
 });
 
 test('results file on a read-only file system: one line naming the path, whether its directory exists or not', (t) => {
-  const ro = readOnlyDir();
+  const ro = readOnlyDir('existing');
   if (typeof ro !== 'string') return t.skip(ro.skip);
   const dir = tmp();
   assertOneLine(weir(config(dir, { sink: join(ro, 'existing', 'results.jsonl') })), new RegExp(`^weir: cannot write sinks\\[0\\] results file ${ro}/existing/results\\.jsonl: read-only file system \\(EROFS\\)$`));

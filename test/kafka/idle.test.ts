@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
 import { BROKERS, createTopic, produce, unique } from './helpers/kafka';
 import { kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig } from './helpers/weir';
+import { freePort } from '../helpers/ports';
 
 const IDLE_TIMEOUT_MS = 2000;
 /** A tick every second, a join, a write: what may pass beyond idleTimeoutMs before the windows fire. */
@@ -58,16 +59,6 @@ async function quietRun(idleAdvance: boolean, port: number) {
   });
   const run = spawnWeir(writeConfig(dir, cfg));
   return { dir, topic, base, run, results: () => readLines<WindowResult>(join(dir, 'results.jsonl')), deadLetters: () => readLines<DeadLetter>(join(dir, 'dlq.jsonl')) };
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 test('idleAdvance: a quiet topic fires its windows within idleTimeoutMs; off, W stalls; a late event after the advance is dead-lettered', async () => {

@@ -5,23 +5,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BROKERS, createTopic, produce, unique } from './helpers/kafka';
 import { kafkaRunConfig, sleep, spawnWeir, writeConfig } from './helpers/weir';
+import { freePort } from '../helpers/ports';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const CHROMIUM = '/usr/bin/chromium';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** The page's DOM after its script ran for a few (virtual) seconds. */
 function dumpDom(url: string): string {

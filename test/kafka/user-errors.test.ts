@@ -2,39 +2,21 @@
 // system (a real read-only bind mount; skipped, saying so, without root and
 // mount(8)) or under a file: it exits non-zero at start with one line naming the
 // key, the path and "read-only file system", not ENOENT or a stack trace.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTopic, produce, unique } from './helpers/kafka';
 import { kafkaRunConfig, readLines, spawnWeir, writeConfig } from './helpers/weir';
+import { readOnlyDir } from '../helpers/readonly';
 
 const NO_STACK = /^\s+at \S+ \(|^\s+at \//m;
-const mounts: string[] = [];
-
-function readOnlyDir(): string | { skip: string } {
-  if (process.getuid?.() !== 0) return { skip: 'needs root for mount --bind' };
-  const rw = mkdtempSync(join(tmpdir(), 'weir-rw-'));
-  const ro = mkdtempSync(join(tmpdir(), 'weir-ro-'));
-  mkdirSync(join(rw, 'state', 'partition-0'), { recursive: true });
-  mkdirSync(join(rw, 'checkpoints'));
-  const bind = spawnSync('mount', ['--bind', rw, ro], { encoding: 'utf8' });
-  if (bind.status !== 0) return { skip: `mount --bind failed: ${bind.stderr.trim()}` };
-  mounts.push(ro);
-  const remount = spawnSync('mount', ['-o', 'remount,bind,ro', ro], { encoding: 'utf8' });
-  if (remount.status !== 0) return { skip: `mount -o remount,bind,ro failed: ${remount.stderr.trim()}` };
-  return ro;
-}
-after(() => {
-  for (const m of mounts) spawnSync('umount', [m]);
-});
 
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 test('state.dir or checkpoint.dir read-only, or under a file: one line naming the key and path, nothing written', async (t) => {
-  const ro = readOnlyDir();
+  const ro = readOnlyDir(join('state', 'partition-0'), 'checkpoints');
   if (typeof ro !== 'string') return t.skip(ro.skip);
   const topic = unique('weir-rofs');
   await createTopic(topic, 1);
