@@ -156,11 +156,12 @@ const aggregation = z.strictObject({
  * Each sink (and the dead-letter queue) has a queue of writes in flight; the loop
  * waits only when it is full (back pressure).
  */
+export const IN_FLIGHT_DEFAULTS = { records: 100_000, bytes: 64 * 1024 * 1024 } as const;
 const inFlight = {
   /** Records queued or being written before the loop waits. @default 100000 */
-  maxInFlightRecords: z.number().int().min(1).max(10_000_000).default(100_000),
+  maxInFlightRecords: z.number().int().min(1).max(10_000_000).default(IN_FLIGHT_DEFAULTS.records),
   /** Bytes of records queued or being written before the loop waits. @default 67108864 (64 MiB) */
-  maxInFlightBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+  maxInFlightBytes: z.number().int().min(1024).default(IN_FLIGHT_DEFAULTS.bytes),
 };
 /** Kafka sinks gather records for this long before a send that is not full (ms). @default 5 */
 const lingerMs = duration({ positive: false }).default(5);

@@ -129,11 +129,11 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
       return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
     case 'stdin':
       // A stop leaves a read pending on stdin, which would keep the process alive.
-      // status: ticks let W move while stdin is quiet (eventTime.idleAdvance).
+      // Ticks let W move while stdin is quiet (eventTime.idleAdvance).
       return { messages: withTicks(thenEnd(streamBatches(process.stdin, batchSize)), EMBEDDED_TICK_INTERVAL_MS, clock), close: async () => void process.stdin.destroy() };
     case 'generator': {
       const messages = thenEnd(generatorBatches(s, batchSize));
-      // status: an unbounded generator ticks like stdin; a bounded one ends, and its end fires everything.
+      // An unbounded generator ticks like stdin; a bounded one ends, and its end fires everything.
       return { messages: s.count === undefined ? withTicks(messages, EMBEDDED_TICK_INTERVAL_MS, clock) : messages, close: async () => {} };
     }
     case 'kafka': {
@@ -177,9 +177,9 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     const user = e instanceof WeirError && e.domain === 'user';
     log.error(user ? { kind } : { err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
   };
-  // status: the model behind GET /status and the page at GET /.
+  // The model behind GET /status and the page at GET /.
   const status = new StatusModel(bus, cfg, op, { clock });
-  // status: warns once about a wrong eventTime.field or groupBy path; counts dead letters by reason.
+  // Warns once about a wrong eventTime.field or groupBy path; counts dead letters by reason.
   const diagnostics = new RunDiagnostics(cfg, bus, { warn: (msg, fields) => log.warn(fields, msg) });
   const t0 = Date.now();
   const progress = opts.progress ?? process.stderr.isTTY === true;
@@ -257,7 +257,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       signal: opts.signal,
       progress,
       setReady: (r) => (ready = r),
-      observe: (batch) => diagnostics.observe(batch), // status
+      observe: (batch) => diagnostics.observe(batch),
     });
     await loop.run();
     // The last checkpoint covers everything handed to the sinks; without one (no
@@ -287,8 +287,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     }
   }
   summary.elapsedMs = Date.now() - t0;
-  status.setSourceState(summary.stopped ? 'stopped' : 'ended'); // status
-  // status: dead letters by reason come from the bus; the rest are results the sinks refused.
+  status.setSourceState(summary.stopped ? 'stopped' : 'ended');
+  // Dead letters by reason come from the bus; the rest are results the sinks refused.
   diagnostics.finish();
   summary.deadLettersByReason = { ...diagnostics.deadLettersByReason };
   const counted = Object.values(summary.deadLettersByReason).reduce((a, n) => a + n, 0);

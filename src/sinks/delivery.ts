@@ -37,6 +37,7 @@
 // read (the supervisor's restart is the retry); a Kafka sink's kafkajs retries on its
 // own first (KafkaJSNumberOfRetriesExceeded of a retriable cause is transient, see
 // sinks/kafka.ts), so each attempt counted in retry_count is a whole kafkajs cycle.
+import { IN_FLIGHT_DEFAULTS } from '../config';
 import { FatalError, RecordsRejectedError, WeirError, toWeirError } from '../errors/errors';
 import { retry, RetriesExhaustedError, type RetryOptions } from '../errors/retry';
 import { SinkQueue, type QueueLimits, type QueuedWrite } from './queue';
@@ -61,8 +62,8 @@ export interface InputPosition {
 /** A step fired by a wall-clock tick or by the end of the input: no input record. */
 export const NO_POSITION: InputPosition = Object.freeze({ partition: -1, offset: '' });
 
-/** Queue limits of a sink whose config says nothing (tests); the config's defaults are in config.ts. */
-const DEFAULT_LIMITS: QueueLimits = { maxRecords: 100_000, maxBytes: 64 * 1024 * 1024, maxWriteRecords: 2_000, lingerMs: 0 };
+/** Queue limits where the caller gives none: the config's in-flight defaults, writes of at most 2,000 records, no linger. */
+const DEFAULT_LIMITS: QueueLimits = { maxRecords: IN_FLIGHT_DEFAULTS.records, maxBytes: IN_FLIGHT_DEFAULTS.bytes, maxWriteRecords: 2_000, lingerMs: 0 };
 /** What a queued result or dead letter counts for in maxBytes: its JSON line is about this long. */
 const RECORD_BYTES = 400;
 
