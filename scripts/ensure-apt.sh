@@ -49,8 +49,11 @@ chmod 0755 "$policy"
 
 echo "ensure-apt: installing $* (for $want)" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+# Test files run in parallel and two may install at once (or the machine's own apt
+# may be busy): wait for dpkg's lock instead of failing on it.
+lock=(-o DPkg::Lock::Timeout=600)
+apt-get "${lock[@]}" update -qq
+apt-get "${lock[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
 
 if ! present; then
   echo "ensure-apt: installed $* but $want is still missing" >&2
