@@ -89,7 +89,7 @@ export interface Processor extends AsyncIterable<Emitted> {
  * knows how Output holds them.
  */
 function resultsOf(out: Output): readonly WindowResult[] {
-  return out.results;
+  return out.results.toObjects();
 }
 
 /** Validates a ProcessorConfig with the CLI's schema and messages. */

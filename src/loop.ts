@@ -181,15 +181,16 @@ export class OperatorLoop {
   private async hand(out: Output, at: InputPosition, live = true): Promise<void> {
     const c = this.counts;
     c.records += out.records;
-    c.results += out.results.length;
+    const results = out.results;
+    c.results += results.n;
     for (const l of out.late) c.lateEvents += l;
-    if (live && out.results.length > 0 && this.o.bus.listening('results.handed')) {
+    if (live && results.n > 0 && this.o.bus.listening('results.handed')) {
       const now = this.o.clock(), ooo = this.o.maxOutOfOrdernessMs;
       const latenciesSeconds: number[] = [];
-      for (const r of out.results) if (!r.late) latenciesSeconds.push((now - (r.window.end + ooo)) / 1000);
+      for (let i = 0; i < results.n; i++) if (!results.isLate(i)) latenciesSeconds.push((now - (results.endOf(i) + ooo)) / 1000);
       this.o.bus.emit('results.handed', { latenciesSeconds });
     }
-    if (out.results.length === 0 && out.deadLetters.length === 0) return;
+    if (results.n === 0 && out.deadLetters.length === 0) return;
     await this.o.delivery.deliver(out.results, out.deadLetters, at);
   }
 

@@ -8,10 +8,9 @@ import { loadConfig, type Config } from './config';
 import { eachOption } from './options';
 import { ConfigError, InputError, RecordsRejectedError, toWeirError } from './errors/errors';
 import { retry, type RetryOptions } from './errors/retry';
-import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
-import { KafkaResultSink } from './sinks/kafka';
-import { PostgresResultSink } from './sinks/postgres';
-import { kafkaSinkOptions } from './runner';
+import type { RecordSink } from './sinks/jsonl';
+import { openResultSink } from './runner';
+import { ResultBatch } from './pipeline/results';
 import type { WindowResult } from './pipeline/types';
 
 export const REDELIVER_HELP = `Usage: weir redeliver --config FILE --from FILE [--rest FILE]
@@ -93,21 +92,6 @@ function candidate(line: string, sinks: number): { sink: number; result: WindowR
   return isResult(result) ? { sink: Number(m[1]), result } : undefined;
 }
 
-/** `sinks[i]`, opened to add to what it holds: a file sink is always appended to. */
-function openSink(cfg: Config, i: number): Promise<RecordSink<WindowResult>> {
-  const s = cfg.sinks[i]!;
-  switch (s.type) {
-    case 'stdout':
-      return Promise.resolve(new JsonLinesSink<WindowResult>(process.stdout, false, 'results'));
-    case 'file':
-      return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`, true);
-    case 'kafka':
-      return KafkaResultSink.open(kafkaSinkOptions(cfg, `sinks[${i}]`, s));
-    case 'postgres':
-      return PostgresResultSink.open({ url: s.url, table: s.table });
-  }
-}
-
 /** Writes `todo` to sinks[i]; returns the lines it could not write and why. */
 async function toSink(cfg: Config, i: number, todo: readonly Candidate[], retryOpts: RetryOptions): Promise<{ left: string[]; error?: string }> {
   const name = `sinks[${i}]`;
@@ -115,9 +99,10 @@ async function toSink(cfg: Config, i: number, todo: readonly Candidate[], retryO
     const msg = toWeirError(e).message;
     return msg.includes(name) ? msg : `${name}: ${msg}`;
   };
-  let sink: RecordSink<WindowResult>;
+  let sink: RecordSink<ResultBatch>;
   try {
-    sink = await retry(() => openSink(cfg, i), retryOpts);
+    // Opened to add to what it holds: a file sink is always appended to.
+    sink = await retry(() => openResultSink(cfg, i, true), retryOpts);
   } catch (e) {
     if (e instanceof ConfigError) throw e;
     return { left: todo.map((c) => c.line), error: named(e) };
@@ -128,7 +113,8 @@ async function toSink(cfg: Config, i: number, todo: readonly Candidate[], retryO
     for (let at = 0; at < todo.length; at += BATCH) {
       const batch = todo.slice(at, at + BATCH);
       try {
-        await retry(() => Promise.resolve(sink.write(batch.map((c) => c.result))), retryOpts);
+        const results = ResultBatch.fromObjects(batch.map((c) => c.result));
+        await retry(() => Promise.resolve(sink.write([results])), retryOpts);
         continue;
       } catch (e) {
         if (!(e instanceof RecordsRejectedError)) {
@@ -141,7 +127,8 @@ async function toSink(cfg: Config, i: number, todo: readonly Candidate[], retryO
       // Some results refused: find which, in order, so the last of a window is still written last.
       for (const c of batch) {
         try {
-          await retry(() => Promise.resolve(sink.write([c.result])), retryOpts);
+          const one = ResultBatch.fromObjects([c.result]);
+          await retry(() => Promise.resolve(sink.write([one])), retryOpts);
         } catch (e) {
           error ??= named(e);
           left.push(c.line);

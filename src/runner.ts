@@ -10,7 +10,8 @@ import { KafkaSource, saslOptions, sslOptions, type AssignmentHook } from './sou
 import { fileBatches, streamBatches } from './sources/lines';
 import { generatorBatches } from './sources/generator';
 import { EMBEDDED_TICK_INTERVAL_MS, withTicks } from './sources/ticks';
-import { JsonLinesSink, type RecordSink } from './sinks/jsonl';
+import { DEAD_LETTER_LINES, JsonLinesSink, RESULT_LINES, type RecordSink } from './sinks/jsonl';
+import type { ResultBatch } from './pipeline/results';
 import { Delivery } from './sinks/delivery';
 import type { QueueLimits } from './sinks/queue';
 import { PartitionedOperator } from './pipeline/partitioned';
@@ -18,7 +19,7 @@ import { Checkpointer } from './checkpoint/coordinator';
 import { CheckpointScheduler } from './checkpoint/scheduler';
 import { OperatorLoop } from './loop';
 import { openStateBackend } from './state';
-import type { DeadLetter, RecordBatch, StreamMessage, WindowResult } from './pipeline/types';
+import type { DeadLetter, RecordBatch, StreamMessage } from './pipeline/types';
 import { RunDiagnostics } from './metrics/diagnostics';
 import { Instrumentation, StatusModel, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
 
@@ -73,39 +74,41 @@ export function kafkaSinkOptions(cfg: Config, where: string, s: { topic: string;
   return { brokers: src.brokers, topic: s.topic, clientId: src.clientId, ssl: sslOptions(src.ssl), ...(sasl === undefined ? {} : { sasl }) };
 }
 
-async function openResultSinks(cfg: Config, log: Logger): Promise<RecordSink<WindowResult>[]> {
-  const opened = await Promise.allSettled(
-    cfg.sinks.map(async (s, i): Promise<RecordSink<WindowResult>> => {
-      switch (s.type) {
-        case 'stdout':
-          return new JsonLinesSink<WindowResult>(process.stdout, false, 'results');
-        case 'file':
-          return JsonLinesSink.toFile<WindowResult>(s.path, `sinks[${i}] results`, s.append ?? cfg.source.type === 'kafka', log);
-        case 'kafka':
-          return KafkaResultSink.open(kafkaSinkOptions(cfg, `sinks[${i}]`, s));
-        case 'postgres':
-          return PostgresResultSink.open({ url: s.url, table: s.table });
-      }
-    }),
-  );
+/** Opens result sink `sinks[i]`; `append`: a file sink keeps what its file holds. */
+export function openResultSink(cfg: Config, i: number, append: boolean, log?: Logger): Promise<RecordSink<ResultBatch>> {
+  const s = cfg.sinks[i]!;
+  switch (s.type) {
+    case 'stdout':
+      return Promise.resolve(new JsonLinesSink(process.stdout, false, 'results', RESULT_LINES));
+    case 'file':
+      return JsonLinesSink.toFile(s.path, `sinks[${i}] results`, RESULT_LINES, append, log);
+    case 'kafka':
+      return KafkaResultSink.open(kafkaSinkOptions(cfg, `sinks[${i}]`, s));
+    case 'postgres':
+      return PostgresResultSink.open({ url: s.url, table: s.table });
+  }
+}
+
+async function openResultSinks(cfg: Config, log: Logger): Promise<RecordSink<ResultBatch>[]> {
+  const opened = await Promise.allSettled(cfg.sinks.map((s, i) => openResultSink(cfg, i, s.type === 'file' && (s.append ?? cfg.source.type === 'kafka'), log)));
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) {
     // A connected producer or pool keeps the process alive: close whatever did open.
     await Promise.allSettled(opened.map((r) => (r.status === 'fulfilled' ? r.value.close() : Promise.resolve())));
     throw failed.reason;
   }
-  return opened.map((r) => (r as PromiseFulfilledResult<RecordSink<WindowResult>>).value);
+  return opened.map((r) => (r as PromiseFulfilledResult<RecordSink<ResultBatch>>).value);
 }
 
 async function openDeadLetters(cfg: Config, log: Logger): Promise<RecordSink<DeadLetter>> {
   const d = cfg.deadLetter;
   switch (d.type) {
     case 'file':
-      return JsonLinesSink.toFile<DeadLetter>(d.path, 'deadLetter', d.append ?? cfg.source.type === 'kafka', log);
+      return JsonLinesSink.toFile(d.path, 'deadLetter', DEAD_LETTER_LINES, d.append ?? cfg.source.type === 'kafka', log);
     case 'stdout':
-      return new JsonLinesSink<DeadLetter>(process.stdout, false, 'dead letters');
+      return new JsonLinesSink(process.stdout, false, 'dead letters', DEAD_LETTER_LINES);
     case 'stderr':
-      return new JsonLinesSink<DeadLetter>(process.stderr, false, 'dead letters');
+      return new JsonLinesSink(process.stderr, false, 'dead letters', DEAD_LETTER_LINES);
     case 'kafka':
       return KafkaDeadLetterSink.open(kafkaSinkOptions(cfg, 'deadLetter', d));
   }
@@ -187,7 +190,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   // Whatever opens is closed in the finally below, in reverse order, whatever fails:
   // an open metrics server, producer, pool or consumer would keep the process alive.
   let metricsServer: MetricsServer | undefined;
-  let sinks: RecordSink<WindowResult>[] = [];
+  let sinks: RecordSink<ResultBatch>[] = [];
   let dlq: RecordSink<DeadLetter> | undefined;
   let checkpointer: Checkpointer | undefined;
   let source: (OpenSource & { kafka?: KafkaSource }) | undefined;

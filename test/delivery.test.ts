@@ -11,6 +11,14 @@ import { Instrumentation } from '../src/metrics/events';
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
 import { Delivery, NO_POSITION, type InputPosition, type NamedSink } from '../src/sinks/delivery';
 import type { RecordSink } from '../src/sinks/jsonl';
+import { ResultBatch } from '../src/pipeline/results';
+
+/** A result sink that hands the results of each write to `inner` as objects. */
+function asResults(inner: RecordSink<WindowResult>): RecordSink<ResultBatch> {
+  return { write: (bs) => inner.write(bs.flatMap((b) => b.toObjects())), close: () => inner.close() };
+}
+
+const batch = (rs: readonly WindowResult[]): ResultBatch => ResultBatch.fromObjects(rs);
 
 const refused = (): Error => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
 
@@ -45,7 +53,7 @@ function delivery(results: Array<RecordSink<WindowResult>>, dlq: RecordSink<Dead
   const bus = new Instrumentation();
   bus.on('error', (e) => errors.push(e.kind));
   const d = new Delivery({
-    results: results.map((sink, i): NamedSink<WindowResult> => ({ name: `sinks[${i}]`, sink })),
+    results: results.map((sink, i): NamedSink<ResultBatch> => ({ name: `sinks[${i}]`, sink: asResults(sink) })),
     deadLetters: { name: 'deadLetter', sink: dlq },
     retry: { ...retry, sleep: async (ms) => void waited.push(ms) },
     log: createLogger({}),
@@ -59,7 +67,7 @@ function delivery(results: Array<RecordSink<WindowResult>>, dlq: RecordSink<Dead
 /** Hands one step to the sinks and waits until they hold it; the dead letters written by then. */
 async function send(d: Delivery, rs: readonly WindowResult[], dls: readonly DeadLetter[], at: InputPosition): Promise<number> {
   const before = d.deadLettersWritten;
-  await d.deliver(rs, dls, at);
+  await d.deliver(batch(rs), dls, at);
   await d.flush();
   return d.deadLettersWritten - before;
 }
@@ -85,7 +93,7 @@ test('an outage shorter than maxElapsedMs (a 5 s database failover) loses nothin
   const failover = new TestSink<WindowResult>(() => (down < 5_000 ? refused() : undefined));
   const dlq = new TestSink<DeadLetter>();
   const d = new Delivery({
-    results: [{ name: 'sinks[0]', sink: failover }],
+    results: [{ name: 'sinks[0]', sink: asResults(failover) }],
     deadLetters: { name: 'deadLetter', sink: dlq },
     retry: { ...validateConfig(MIN).retry, sleep: async (ms) => void (down += ms) },
     log: createLogger({}),
@@ -147,6 +155,22 @@ test('a refusal of some records: split into single writes, only the refused ones
     ['undeliverable', 0, -1, '', 3000],
   ]);
   assert.deepEqual(errors, ['permanent', 'permanent']);
+});
+
+test('a refused write of several steps, one result each: each result is tried alone, only the refused one is dead-lettered', async () => {
+  let open: () => void = () => {};
+  const gate = new Promise<void>((r) => (open = r));
+  const picky = new TestSink<WindowResult>((rs) => (rs.some((r) => r.results.count > 3) ? new RecordsRejectedError('row refused (SQLSTATE 23514)') : undefined));
+  const slowThenPicky: RecordSink<WindowResult> = { write: async (rs) => (await gate, picky.write(rs)), close: async () => {} };
+  const dlq = new TestSink<DeadLetter>();
+  const { d } = delivery([slowThenPicky], dlq);
+  // The first step's write waits at the gate; the next two queue up and go as one write.
+  const rs = [result(0, 1), result(1000, 2), result(2000, 9)];
+  for (const r of rs) await d.deliver(batch([r]), [], NO_POSITION);
+  open();
+  await d.flush();
+  assert.deepEqual(picky.got, [rs[0], rs[1]]);
+  assert.deepEqual(dlq.got.map((x) => (JSON.parse(x.original_event) as WindowResult).window.start), [2000]);
 });
 
 test('a sink that goes away while a refused write is split: the rest are dead-lettered as undeliverable with their retries', async () => {
@@ -240,7 +264,7 @@ test('a slow sink holds the loop back only once its queue is full; nothing is lo
   const bus = new Instrumentation();
   bus.on('sink.queue', (e) => e.sink === 'sinks[0]' && levels.push(e.records));
   const d = new Delivery({
-    results: [{ name: 'sinks[0]', sink: slow, limits: { maxRecords: 10, maxWriteRecords: 4 } }, { name: 'sinks[1]', sink: fast }],
+    results: [{ name: 'sinks[0]', sink: asResults(slow), limits: { maxRecords: 10, maxWriteRecords: 4 } }, { name: 'sinks[1]', sink: asResults(fast) }],
     deadLetters: { name: 'deadLetter', sink: dlq },
     retry: THREE,
     log: createLogger({}),
@@ -252,7 +276,7 @@ test('a slow sink holds the loop back only once its queue is full; nothing is lo
   for (let i = 0; i < 4; i++) {
     const rs = [result(i * 2000, i + 1), result(i * 2000 + 1000, i + 1)];
     sent.push(...rs);
-    await d.deliver(rs, [], NO_POSITION);
+    await d.deliver(batch(rs), [], NO_POSITION);
   }
   assert.equal(slow.writes, 1, 'the first write is in flight, the rest queued behind it');
   assert.deepEqual(fast.got, sent, 'a slow sink does not hold the others back');
@@ -260,7 +284,7 @@ test('a slow sink holds the loop back only once its queue is full; nothing is lo
   const rs = [result(8000, 5), result(9000, 5)];
   sent.push(...rs);
   let returned = false;
-  const p = d.deliver(rs, [], NO_POSITION).then(() => (returned = true));
+  const p = d.deliver(batch(rs), [], NO_POSITION).then(() => (returned = true));
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(returned, false, 'back pressure: deliver() waits while the queue is full');
   slow.release();
@@ -274,18 +298,18 @@ test('a slow sink holds the loop back only once its queue is full; nothing is lo
 test('flushUpTo waits for the steps up to a barrier only', async () => {
   const slow = new GatedSink<WindowResult>();
   const d = new Delivery({
-    results: [{ name: 'sinks[0]', sink: slow, limits: { maxWriteRecords: 1 } }],
+    results: [{ name: 'sinks[0]', sink: asResults(slow), limits: { maxWriteRecords: 1 } }],
     deadLetters: { name: 'deadLetter', sink: new TestSink<DeadLetter>() },
     retry: THREE,
     log: createLogger({}),
     bus: new Instrumentation(),
     instanceId: 'weir-1',
   });
-  const before = await d.deliver([result(0)], [], NO_POSITION);
+  const before = await d.deliver(batch([result(0)]), [], NO_POSITION);
   assert.equal(d.barrier, before);
   let flushed = false;
   const f = d.flushUpTo(before).then(() => (flushed = true));
-  await d.deliver([result(1000)], [], NO_POSITION);
+  await d.deliver(batch([result(1000)]), [], NO_POSITION);
   await new Promise((r) => setTimeout(r, 10));
   assert.equal(flushed, false);
   slow.release();

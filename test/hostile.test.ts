@@ -43,7 +43,7 @@ function run(lines: readonly Buffer[], batchSize: number, decoder: 'scan' | 'jso
   const op = new WindowOperator({ ...cfg, processing: { ...cfg.processing, batchSize } }, { clock: () => 0, decoder });
   const acc: Run = { results: [], deadLetters: [] };
   const take = (o: Output): void => {
-    acc.results.push(...o.results);
+    acc.results.push(...o.results.toObjects());
     acc.deadLetters.push(...o.deadLetters);
   };
   for (let i = 0; i < lines.length; i += batchSize) take(op.process(batchOf(lines.slice(i, i + batchSize), i)));

@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JsonLinesSink, cutTornLine } from '../src/sinks/jsonl';
+import { JsonLinesSink, cutTornLine, type LineFormat } from '../src/sinks/jsonl';
+
+const asLines: LineFormat<{ a: number }> = (rs) => rs.map((r) => JSON.stringify(r) + '\n').join('');
 
 function tmpFile(text?: string): string {
   const p = join(mkdtempSync(join(tmpdir(), 'weir-jsonl-')), 'out.jsonl');
@@ -22,7 +24,7 @@ test('append to a file whose last line is torn: the torn line is cut, a warning 
   const torn = '{"name":"latency","key":"m';
   const path = tmpFile('{"a":1}\n{"a":2}\n' + torn);
   const log = logger();
-  const sink = await JsonLinesSink.toFile<{ a: number }>(path, 'sinks[0] results', true, log);
+  const sink = await JsonLinesSink.toFile(path, 'sinks[0] results', asLines, true, log);
   await sink.write([{ a: 3 }]);
   await sink.close();
   const lines = readFileSync(path, 'utf8').split('\n');
@@ -59,7 +61,7 @@ test('a whole file, an empty one, a missing one are left as they are; a torn onl
 test('a file opened without append starts empty, torn or not, with no warning', async () => {
   const path = tmpFile('{"a":1}\n{"a":');
   const log = logger();
-  const sink = await JsonLinesSink.toFile<{ a: number }>(path, 'deadLetter', false, log);
+  const sink = await JsonLinesSink.toFile(path, 'deadLetter', asLines, false, log);
   await sink.write([{ a: 9 }]);
   await sink.close();
   assert.equal(readFileSync(path, 'utf8'), '{"a":9}\n');

@@ -74,7 +74,7 @@ test('restore: state saved with encoded keys restores; state saved under unencod
     const out = b.finish();
     const want: Array<[string, Record<string, string>, number]> = [['model=m%3Aregion%3Da:region=b', { model: 'm:region=a', region: 'b' }, 10]];
     if (!legacy) want.push(['model=m:region=a%3Aregion%3Db', { model: 'm', region: 'a:region=b' }, 2]);
-    assert.deepEqual(byKey(out.results), want);
+    assert.deepEqual(byKey(out.results.toObjects()), want);
     // From the next drain on, the state is under the encoded keys only.
     const { puts: again, deletes } = b.drainChanges();
     if (legacy) {

@@ -95,7 +95,7 @@ async function runInstrumented(bus: Instrumentation, beforeFinish?: () => Promis
     exp.records += out.records;
     out.late.forEach((n, a) => (exp.late[a]! += n));
     exp.permanent += out.deadLetters.filter((d) => d.reason === 'malformed' || d.reason === 'invalid').length;
-    for (const r of out.results) exp.fired[NAMES.indexOf(r.name)]!++;
+    for (const r of out.results.toObjects()) exp.fired[NAMES.indexOf(r.name)]!++;
   };
   for (let i = 0; i < lines.length; i += 64) step(() => op.process(batchOfLines(lines.slice(i, i + 64), 0, i), NOW_MS));
   exp.openBeforeFinish = NAMES.map((_, a) => op.openWindows(a));

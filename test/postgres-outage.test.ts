@@ -10,6 +10,7 @@ import { classify } from '../src/errors/classify';
 import { retry } from '../src/errors/retry';
 import { query, result, rowSummary } from './helpers/pg';
 import { throwawayPostgres, type PgServer } from './helpers/pgserver';
+import { batches } from './helpers/results';
 
 let pg: PgServer | undefined;
 before(async () => {
@@ -36,17 +37,17 @@ test('a server restart: writes fail as transient while it is down, and the same 
   if (pg === undefined) return t.skip('no PostgreSQL binaries on this machine');
   const sink = await PostgresResultSink.open({ url: pg.url, table: 'restart', connectionTimeoutMs: 2000 });
   try {
-    await sink.write([result('a', 'm', T, 1000, 1)]);
+    await sink.write(batches([result('a', 'm', T, 1000, 1)]));
     pg.stop();
     // The pool's idle connection was closed by the shutdown; a new one is refused.
-    await assert.rejects(sink.write([result('a', 'm', T + 1000, 1000, 2)]), (e) => assertTransient(e, /ECONNREFUSED|terminat/));
-    await assert.rejects(sink.write([result('a', 'm', T + 1000, 1000, 2)]), (e) => assertTransient(e, /ECONNREFUSED/));
+    await assert.rejects(sink.write(batches([result('a', 'm', T + 1000, 1000, 2)])), (e) => assertTransient(e, /ECONNREFUSED|terminat/));
+    await assert.rejects(sink.write(batches([result('a', 'm', T + 1000, 1000, 2)])), (e) => assertTransient(e, /ECONNREFUSED/));
     // A write retried across the restart lands once the server is back.
-    const pending = retried(() => sink.write([result('a', 'm', T + 1000, 1000, 2), result('a', 'm', T + 2000, 1000, 3)]));
+    const pending = retried(() => sink.write(batches([result('a', 'm', T + 1000, 1000, 2), result('a', 'm', T + 2000, 1000, 3)])));
     await new Promise((r) => setTimeout(r, 300));
     pg.start();
     await pending;
-    await sink.write([result('a', 'm', T + 3000, 1000, 4)]);
+    await sink.write(batches([result('a', 'm', T + 3000, 1000, 4)]));
     assert.deepEqual(
       (await rowSummary('restart', pg.url)).map((r) => r[3]),
       [1, 2, 3, 4],
@@ -63,14 +64,14 @@ test('connections killed under the sink (a failover, pg_terminate_backend) are t
     query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'", [], pg!.url);
   try {
     for (let i = 0; i < 5; i++) {
-      await sink.write([result('a', 'm', T + i * 1000, 1000, i)]);
+      await sink.write(batches([result('a', 'm', T + i * 1000, 1000, i)]));
       await kill();
       // The killed connection is idle in the pool: the next write either finds it gone or fails transiently on it.
-      await retried(() => sink.write([result('b', 'm', T + i * 1000, 1000, i)]));
+      await retried(() => sink.write(batches([result('b', 'm', T + i * 1000, 1000, i)])));
     }
     // A connection killed while a write runs on it.
     const slow = retried(async () => {
-      await sink.write([result('c', 'm', T, 1000, 7)]);
+      await sink.write(batches([result('c', 'm', T, 1000, 7)]));
     });
     await kill();
     await slow;
@@ -89,11 +90,11 @@ test('after a failover to a server that is read-only for now, writes are transie
     // What the old primary, now a standby, answers: cannot execute INSERT in a read-only transaction (25006).
     await query('ALTER DATABASE postgres SET default_transaction_read_only = on', [], pg.url);
     await query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'", [], pg.url);
-    await assert.rejects(retry(() => sink.write([result('a', 'm', T, 1000, 1)]), { retries: 3, initialDelayMs: 10 }), (e) =>
+    await assert.rejects(retry(() => sink.write(batches([result('a', 'm', T, 1000, 1)])), { retries: 3, initialDelayMs: 10 }), (e) =>
       assertTransient((e as WeirError).cause, /read-only/),
     );
     await writable();
-    await retried(() => sink.write([result('a', 'm', T, 1000, 1)]));
+    await retried(() => sink.write(batches([result('a', 'm', T, 1000, 1)])));
     assert.equal((await rowSummary('readonly', pg.url)).length, 1);
   } finally {
     await writable();
@@ -127,12 +128,12 @@ test('writes waiting for a pooled connection longer than the connect timeout (th
     // Another session holds the table: the writes in flight wait on its lock, holding every pooled connection.
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE stalled IN ACCESS EXCLUSIVE MODE');
-    const inFlight = [1, 2].map((i) => sink.write([result('a', 'm', T + i * 1000, 1000, i)]));
+    const inFlight = [1, 2].map((i) => sink.write(batches([result('a', 'm', T + i * 1000, 1000, i)])));
     await new Promise((r) => setTimeout(r, 100));
-    await assert.rejects(sink.write([result('a', 'm', T + 3000, 1000, 3)]), (e) => assertTransient(e, /timeout/));
+    await assert.rejects(sink.write(batches([result('a', 'm', T + 3000, 1000, 3)])), (e) => assertTransient(e, /timeout/));
     await locker.query('COMMIT');
     await Promise.all(inFlight);
-    await retried(() => sink.write([result('a', 'm', T + 3000, 1000, 3)]));
+    await retried(() => sink.write(batches([result('a', 'm', T + 3000, 1000, 3)])));
     assert.equal((await rowSummary('stalled', pg.url)).length, 3);
   } finally {
     await locker.end();

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { PostgresResultSink, TableSchemaError } from '../src/sinks/postgres';
 import { RecordsRejectedError, WeirError } from '../src/errors/errors';
 import { PG_URL, dropTables, freshTable, query, result, rowSummary, tableDdl } from './helpers/pg';
+import { batches } from './helpers/results';
 
 const tables: string[] = [];
 after(() => dropTables(tables));
@@ -74,7 +75,7 @@ test('the sink names the column and what to change when the table changes after 
     const sink = await PostgresResultSink.open({ url: PG_URL, table });
     try {
       await query(`ALTER TABLE "${table}" ${alter}`);
-      await assert.rejects(sink.write([result('a', 'm', T, 1000, 1), result('a', 'n', T, 1000, 2)]), (e: unknown) => {
+      await assert.rejects(sink.write(batches([result('a', 'm', T, 1000, 1), result('a', 'n', T, 1000, 2)])), (e: unknown) => {
         assert.ok(e instanceof TableSchemaError, String(e));
         assert.ok(!(e instanceof RecordsRejectedError));
         assert.equal(e.domain, 'user');
@@ -96,16 +97,16 @@ test('a dropped table is a schema error too; a refused row is still a refusal of
   try {
     // A CHECK constraint refusing one row: only that row is refused, the others go in one by one.
     await query(`ALTER TABLE "${table}" ADD CONSTRAINT few CHECK (count < 100)`);
-    await assert.rejects(sink.write([result('a', 'm', T, 1000, 1), result('a', 'n', T, 1000, 500)]), (e: unknown) => {
+    await assert.rejects(sink.write(batches([result('a', 'm', T, 1000, 1), result('a', 'n', T, 1000, 500)])), (e: unknown) => {
       assert.ok(e instanceof RecordsRejectedError, String(e));
       assert.match(e.message, /few/);
       return true;
     });
-    await sink.write([result('a', 'm', T, 1000, 1)]);
+    await sink.write(batches([result('a', 'm', T, 1000, 1)]));
     assert.equal((await rowSummary(table)).length, 1);
 
     await query(`DROP TABLE "${table}"`);
-    await assert.rejects(sink.write([result('a', 'm', T, 1000, 2)]), (e: unknown) => {
+    await assert.rejects(sink.write(batches([result('a', 'm', T, 1000, 2)])), (e: unknown) => {
       assert.ok(e instanceof TableSchemaError, String(e));
       assert.match(e.message, new RegExp(`postgres sink table ${table} .*: the table does not exist`));
       return true;
@@ -128,7 +129,7 @@ test('open() on a table without the unique key the upsert needs fails naming it'
   await query(tableDdl(ok, (c) => c.filter((s) => !s.startsWith('PRIMARY KEY'))));
   await query(`CREATE UNIQUE INDEX ON "${ok}" (window_end, window_start, key, name)`);
   const sink = await PostgresResultSink.open({ url: PG_URL, table: ok });
-  await sink.write([result('a', 'm', 0, 1000, 3)]);
+  await sink.write(batches([result('a', 'm', 0, 1000, 3)]));
   await sink.close();
   assert.deepEqual(await rowSummary(ok), [['a', 'model=m', 0, 3, 2000]]);
 });

@@ -6,6 +6,7 @@ import { Client } from 'pg';
 import { PostgresResultSink } from '../src/sinks/postgres';
 import { WeirError } from '../src/errors/errors';
 import type { WindowResult } from '../src/pipeline/types';
+import { batches } from './helpers/results';
 
 const PG_URL = process.env['WEIR_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const tables: string[] = [];
@@ -126,13 +127,13 @@ test('upserts every column; the later result for a window wins, within one write
   const c1 = result('tokens', 'claude-opus', T + S, S, 7);
   // The same window twice in one call: a late re-firing after the first firing.
   const c2 = result('tokens', 'claude-opus', T + S, S, 8, true, T + 2 * S + 5000);
-  await sink.write([a1, b1, c1, c2]);
+  await sink.write(batches([a1, b1, c1, c2]));
   assert.deepEqual(await rowsOf(table), [a1, b1, c2].sort(byWindow));
 
   // A second write: a window from the first call fires again, and a new one appears.
   const a2 = result('latency', 'claude-opus', T, S, 11, true, T + S + 20_000);
   const d1 = result('latency', 'claude-opus', T + S, S, 1);
-  await sink.write([a2, d1]);
+  await sink.write(batches([a2, d1]));
   await sink.write([]);
   assert.deepEqual(await rowsOf(table), [a2, b1, c2, d1].sort(byWindow));
   await sink.close();
@@ -146,7 +147,7 @@ test('a write larger than one statement is chunked and still collapses duplicate
   const first: WindowResult[] = [], last: WindowResult[] = [];
   for (let i = 0; i < 30; i++) first.push(result('agg', `m${i % 5}`, T + i * 1000, 1000, i + 1));
   for (let i = 0; i < 30; i += 3) last.push(result('agg', `m${i % 5}`, T + i * 1000, 1000, 100 + i, true));
-  await sink.write([...first, ...last]);
+  await sink.write(batches([...first, ...last]));
   const want = new Map(first.map((r) => [`${r.key}/${r.window.start}`, r]));
   for (const r of last) want.set(`${r.key}/${r.window.start}`, r);
   assert.deepEqual(await rowsOf(table), [...want.values()].sort(byWindow));
@@ -160,7 +161,7 @@ test('a chunked write that fails in a later chunk leaves no rows behind and says
   for (let i = 0; i < 10; i++) rows.push(result('agg', 'm', i * 1000, 1000, i + 1));
   // PostgreSQL text cannot hold NUL: the third statement fails.
   rows[9] = result('agg\u0000', 'm', 9000, 1000, 1);
-  await assert.rejects(sink.write(rows), (e: unknown) => {
+  await assert.rejects(sink.write(batches(rows)), (e: unknown) => {
     assert.ok(e instanceof WeirError);
     assert.equal(e.domain, 'external');
     assert.equal(e.retriable, false);
@@ -170,7 +171,7 @@ test('a chunked write that fails in a later chunk leaves no rows behind and says
   });
   assert.deepEqual(await rowsOf(table), []);
   // The sink is still usable after a failed write.
-  await sink.write(rows.slice(0, 9));
+  await sink.write(batches(rows.slice(0, 9)));
   assert.equal((await rowsOf(table)).length, 9);
   await sink.close();
 });
@@ -179,12 +180,12 @@ test('open() on an existing table keeps its rows and does not create it again', 
   const table = freshTable();
   const r = result('latency', 'x', 0, 1000, 1);
   const s1 = await PostgresResultSink.open({ url: PG_URL, table });
-  await s1.write([r]);
+  await s1.write(batches([r]));
   await s1.close();
   const s2 = await PostgresResultSink.open({ url: PG_URL, table });
   const r2 = result('latency', 'x', 0, 1000, 2, true);
   assert.deepEqual(await rowsOf(table), [r]);
-  await s2.write([r2]);
+  await s2.write(batches([r2]));
   await s2.close();
   assert.deepEqual(await rowsOf(table), [r2]);
   const n = await query<{ n: string }>('SELECT count(*) AS n FROM pg_class WHERE relname = $1 AND relkind = $2', [table, 'r']);
@@ -227,15 +228,15 @@ test('a result emitted before the one a row holds does not replace it; one emitt
   const T = 1_704_110_400_000, S = 1000;
   const newer = result('latency', 'm', T, S, 20, true, T + 50_000);
   const older = result('latency', 'm', T, S, 10, false, T + 20_000);
-  await sink.write([newer]);
-  await sink.write([older]);
+  await sink.write(batches([newer]));
+  await sink.write(batches([older]));
   assert.deepEqual(await rowsOf(table), [newer]);
   const again = result('latency', 'm', T, S, 21, true, T + 50_000);
-  await sink.write([again]);
+  await sink.write(batches([again]));
   assert.deepEqual(await rowsOf(table), [again]);
   // Within one write the last one still wins, whatever its time (a clock that went back).
   const last = result('latency', 'm', T, S, 22, true, T + 60_000);
-  await sink.write([result('latency', 'm', T, S, 23, true, T + 70_000), last]);
+  await sink.write(batches([result('latency', 'm', T, S, 23, true, T + 70_000), last]));
   assert.deepEqual(await rowsOf(table), [last]);
   await sink.close();
 });

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PostgresResultSink } from '../src/sinks/postgres';
+import { ResultBatch } from '../src/pipeline/results';
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
 import { PG_URL, dropTables, freshTable, result, rowSummary } from './helpers/pg';
 
@@ -51,7 +52,7 @@ test('weir redeliver writes undeliverable results to their PostgreSQL sink, keep
   // The table already holds a newer result of one window than the dead letter's.
   const sink = await PostgresResultSink.open({ url: PG_URL, table });
   const newer = result('latency', 'b', T, 1000, 50, true, T + 90_000);
-  await sink.write([newer]);
+  await sink.write([ResultBatch.fromObjects([newer])]);
   await sink.close();
 
   const a1 = result('latency', 'a', T, 1000, 5);

@@ -321,10 +321,10 @@ test("results: the operator's results over examples/events.jsonl, encoded, are J
     const results: WindowResult[] = [];
     for (let i = 0; i < lines.length; i += batchSize) {
       now += 1.5; // not an integer: emittedAt takes the formatter's general path too
-      results.push(...op.process(batchOfLines(lines.slice(i, i + batchSize), 0, i)).results);
+      results.push(...op.process(batchOfLines(lines.slice(i, i + batchSize), 0, i)).results.toObjects());
     }
     now += 1000;
-    results.push(...op.finish().results);
+    results.push(...op.finish().results.toObjects());
     const all = ResultBatch.concat(batches);
     assert.ok(results.length > 100, `${results.length} results`);
     assert.equal(all.n, results.length);

@@ -62,7 +62,7 @@ function operator(cfg: Config, batchSize: number, decoder: 'scan' | 'json'): Win
 /** An output in a comparable form: firings and purges within one step in any order, dead letters in order. */
 function norm(o: Output): unknown {
   return {
-    results: o.results.map((r) => JSON.stringify(r)).sort(),
+    results: o.results.toObjects().map((r) => JSON.stringify(r)).sort(),
     deadLetters: o.deadLetters,
     gone: o.gone.map((g) => JSON.stringify(g)).sort(),
     late: o.late,
@@ -221,8 +221,8 @@ test('restore: values carry the group values; a restored window fires once W pas
   b.watermarks.register(0, 0, a.watermarks.maxOf(0));
   b.watermarks.current = a.watermarks.current;
   const out = b.process(batchOfLines([line(3, 30), line(12, 1)]));
-  assert.equal(out.results.length, 1);
-  const r = out.results[0]!;
+  assert.equal(out.results.n, 1);
+  const r = out.results.toObject(0);
   assert.deepEqual([r.key, r.group, r.window, r.results.count, r.results.sum], ['k=p%3Aq:k=r', { k: 'r' }, { start: 0, end: 10 }, 3, 60]);
 });
 

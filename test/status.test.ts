@@ -58,7 +58,7 @@ test('StatusModel: partitions, the next window to fire per aggregation, and what
     const out = op.process(batchOfLines(ts.map((t) => ev(t)), p, 0), now);
     instrumentOutput(bus, out, names, p, 0.001);
     instrumentOperator(bus, op, names, now);
-    fired.push(...out.results);
+    fired.push(...out.results.toObjects());
     sent.push(...ts);
   };
   // Partition 0 runs ahead to 12:03:10; partition 1 is at 12:00:50: it holds W (12:00:20) back.

@@ -18,9 +18,13 @@ export function instrumentOutput(bus: Instrumentation, out: Output, names: reado
   if (bus.listening('batch.processed')) {
     bus.emit('batch.processed', { aggregationNames: names, records: out.records, durationSeconds, late: out.late, deadLetters: out.deadLetters, partition });
   }
-  if (out.results.length > 0 && bus.listening('window.fired')) {
+  const { keys, n } = out.results;
+  if (n > 0 && bus.listening('window.fired')) {
     const fired = new Map<string, number>();
-    for (const r of out.results) fired.set(r.name, (fired.get(r.name) ?? 0) + 1);
+    for (let i = 0; i < n; i++) {
+      const name = keys[i]!.name;
+      fired.set(name, (fired.get(name) ?? 0) + 1);
+    }
     for (const [aggregation, count] of fired) bus.emit('window.fired', { aggregation, count });
   }
 }

@@ -10,13 +10,13 @@ import { watermarksFor, type Watermarks } from '../time/watermarks';
 import { JsonDecoder, explainInvalid, explainMalformed, REC_BLANK, REC_FAILED, REC_MALFORMED, REC_OK, type Decoder } from './decoder';
 import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
-import { offsetOf, stateKey, type DeadLetter, type RecordBatch, type WindowResult } from './types';
-import { windowResult } from './results';
+import { offsetOf, stateKey, type DeadLetter, type RecordBatch } from './types';
+import { ResultBatch, ResultEncoder } from './results';
 import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type StateChanges } from './changes';
 
 export { STATE_VALUE_VERSION, type StateChanges } from './changes';
 
-const { EV, RES, RES_BYTES, GONE, GONE_BYTES } = Layout;
+const { EV, GONE, GONE_BYTES } = Layout;
 
 /**
  * A key registry that also keeps each key's group values in group-by order, so that
@@ -81,7 +81,8 @@ export function decodeStateValue(key: string, v: Uint8Array): DecodedState {
 
 /** What one step of the operator produced. */
 export interface Output {
-  results: WindowResult[];
+  /** The windows that fired, in firing order, as JSON lines and their numbers (toObjects() for objects). */
+  results: ResultBatch;
   deadLetters: DeadLetter[];
   /** Windows whose state was purged: (aggregation index, key, start, end). */
   gone: { agg: number; key: string; start: number; end: number }[];
@@ -109,6 +110,7 @@ export class WindowOperator {
   private readonly aggs: readonly AggregationConfig[];
   private readonly isSession: boolean[];
   private readonly decoder: Decoder;
+  private readonly encoder: ResultEncoder;
   private readonly rec: Uint8Array;
   private readonly clock: () => number;
   private readonly tsField: string;
@@ -159,6 +161,7 @@ export class WindowOperator {
       opts.decoder === 'json'
         ? new JsonDecoder(eventTime.field, aggregations, this.registries)
         : new ScanDecoder(this.core, eventTime.field, aggregations, this.registries);
+    this.encoder = new ResultEncoder(this.core, aggregations.map((a) => a.name), this.registries);
     this.rec = new Uint8Array(processing.batchSize);
     this.watermarks = opts.watermarks ?? watermarksFor(cfg);
   }
@@ -319,24 +322,16 @@ export class WindowOperator {
   }
 
   private emptyOutput(records: number): Output {
-    return { results: [], deadLetters: [], gone: [], late: this.aggs.map(() => 0), records };
+    return { results: ResultBatch.empty, deadLetters: [], gone: [], late: this.aggs.map(() => 0), records };
   }
 
   private advanceAll(w: number): void {
     for (let a = 0; a < this.aggs.length; a++) this.core.advance(a, w);
   }
 
-  /** Reads the out and gone regions into result objects, then clears them. */
+  /** Encodes the out region's results and reads the gone region, then clears them. */
   private collect(out: Output, nowMs: number): void {
-    const r = this.core.results();
-    for (let k = 0; k < r.count; k++) {
-      const b = r.base + k * RES_BYTES;
-      const w = b >>> 2, d = b >>> 3;
-      const agg = this.aggs[r.u32[w + RES.AGG / 4]!]!;
-      const reg = this.registries[r.u32[w + RES.AGG / 4]!]!;
-      const keyId = r.u32[w + RES.KEY / 4]!;
-      out.results.push(windowResult(agg.name, reg.keys[keyId]!, reg.groups[keyId]!, r.f64, d, (r.u32[w + RES.FLAGS / 4]! & Layout.RES_LATE) !== 0, nowMs));
-    }
+    out.results = this.encoder.encode(this.core.results(), nowMs);
     const g = this.core.gone();
     const persisted = this.persisted.empty ? undefined : this.persisted;
     for (let k = 0; k < g.count; k++) {
@@ -382,6 +377,7 @@ export class WindowOperator {
       else {
         idle[id] = 0;
         this.decoder.releaseKey(a, id);
+        this.encoder.forget(a, id);
         reg.release(id);
       }
     }

@@ -9,6 +9,7 @@
 import type { Config } from '../config';
 import { watermarksFor, type Watermarks } from '../time/watermarks';
 import { WindowOperator, type OperatorOptions, type Output } from './operator';
+import { ResultBatch } from './results';
 import type { RecordBatch } from './types';
 
 export class PartitionedOperator {
@@ -24,7 +25,11 @@ export class PartitionedOperator {
    * state key (docs/semantics.md), so they overwrite each other downstream.
    */
   onSharedKey: ((aggregation: string, key: string, partitions: [number, number]) => void) | undefined;
-  /** Per `aggregation\0key`: the partition that first fired a window of it. */
+  /**
+   * Per `aggregation\0key`: the partition that first fired a window of it; cleared once
+   * it holds KEY_HOMES_MAX keys, so that it stays bounded with keys ever seen (a key
+   * shared by two partitions fires in both again and again, and is found after a clear).
+   */
   private readonly keyHome = new Map<string, number>();
   private readonly sharedWarned = new Set<string>();
   /** Called for every operator created (checkpointing turns change tracking on). */
@@ -90,10 +95,12 @@ export class PartitionedOperator {
   /** End of a bounded input: W = +inf in every partition. */
   finish(nowMs = this.clock()): Output {
     const out = emptyOutput(this.aggregations, 0);
+    const parts: ResultBatch[] = [];
     for (const [p, op] of this.ops) {
-      merge(out, op.finish(nowMs));
+      merge(out, op.finish(nowMs), parts);
       this.advanced.set(p, Infinity);
     }
+    out.results = ResultBatch.concat(parts);
     this.watermarks.finish();
     return out;
   }
@@ -119,34 +126,44 @@ export class PartitionedOperator {
 
   /** Results only (not events): a few map lookups per firing. */
   private checkKeys(out: Output, p: number): void {
-    for (const r of out.results) {
-      if (this.sharedWarned.has(r.name)) continue;
-      const id = `${r.name}\0${r.key}`;
+    const { keys, n } = out.results;
+    for (let i = 0; i < n; i++) {
+      const { name, key } = keys[i]!;
+      if (this.sharedWarned.has(name)) continue;
+      const id = `${name}\0${key}`;
       const home = this.keyHome.get(id);
-      if (home === undefined) this.keyHome.set(id, p);
-      else if (home !== p) {
-        this.sharedWarned.add(r.name);
-        this.onSharedKey?.(r.name, r.key, [home, p]);
+      if (home === undefined) {
+        if (this.keyHome.size >= KEY_HOMES_MAX) this.keyHome.clear();
+        this.keyHome.set(id, p);
+      } else if (home !== p) {
+        this.sharedWarned.add(name);
+        this.onSharedKey?.(name, key, [home, p]);
       }
     }
   }
 
   private advanceOthers(out: Output, except: number | undefined, nowMs: number): void {
     const w = this.watermarks.current;
+    let parts: ResultBatch[] | undefined;
     for (const [p, op] of this.ops) {
       if (p === except || (this.advanced.get(p) ?? -Infinity) >= w) continue;
-      merge(out, op.advance(w, nowMs));
+      merge(out, op.advance(w, nowMs), (parts ??= [out.results]));
       this.advanced.set(p, w);
     }
+    if (parts !== undefined) out.results = ResultBatch.concat(parts);
   }
 }
 
+/** Keys the shared-key check remembers before it starts over. */
+const KEY_HOMES_MAX = 100_000;
+
 export function emptyOutput(aggregations: number, records: number): Output {
-  return { results: [], deadLetters: [], gone: [], late: new Array<number>(aggregations).fill(0), records };
+  return { results: ResultBatch.empty, deadLetters: [], gone: [], late: new Array<number>(aggregations).fill(0), records };
 }
 
-function merge(into: Output, from: Output): void {
-  for (const r of from.results) into.results.push(r);
+/** Adds `from` to `into`, its results to `parts` (concatenated by the caller, once). */
+function merge(into: Output, from: Output, parts: ResultBatch[]): void {
+  parts.push(from.results);
   for (const d of from.deadLetters) into.deadLetters.push(d);
   for (const g of from.gone) into.gone.push(g);
   from.late.forEach((l, a) => (into.late[a]! += l));

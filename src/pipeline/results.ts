@@ -116,6 +116,11 @@ export class ResultBatch {
     return { start: this.f64[d + RES.START / 8]!, end: this.f64[d + RES.END / 8]! };
   }
 
+  /** Window end of record i, epoch ms. */
+  endOf(i: number): number {
+    return this.f64[i * F64S + RES.END / 8]!;
+  }
+
   isLate(i: number): boolean {
     return (this.u32[i * U32S + RES.FLAGS / 4]! & RES_LATE) !== 0;
   }
@@ -159,6 +164,49 @@ export class ResultBatch {
       starts,
       ends,
     );
+  }
+
+  /**
+   * A batch of results that exist as objects (results read back from a dead letter,
+   * tests): each line is JSON.stringify of the result, as the encoder writes it.
+   * `agg` is the aggregation's index where known, else -1.
+   */
+  static fromObjects(results: readonly WindowResult[], agg: (r: WindowResult) => number = () => -1): ResultBatch {
+    const n = results.length;
+    if (n === 0) return ResultBatch.empty;
+    const records = new Uint8Array(n * RES_BYTES);
+    const f = new Float64Array(records.buffer, 0, n * F64S), u = new Uint32Array(records.buffer, 0, n * U32S);
+    const emittedAt = new Float64Array(n);
+    const starts = new Uint32Array(n), ends = new Uint32Array(n);
+    const keys: ResultKey[] = [];
+    let text = '';
+    for (let i = 0; i < n; i++) {
+      const r = results[i]!, d = i * F64S, x = r.results;
+      keys.push({ agg: agg(r), name: r.name, key: r.key, group: r.group });
+      u[i * U32S + RES.FLAGS / 4] = r.late ? RES_LATE : 0;
+      f[d + RES.START / 8] = r.window.start;
+      f[d + RES.END / 8] = r.window.end;
+      f[d + RES.COUNT / 8] = x.count;
+      f[d + RES.SUM / 8] = x.sum;
+      f[d + RES.AVG / 8] = x.avg;
+      f[d + RES.MIN / 8] = x.min;
+      f[d + RES.MAX / 8] = x.max;
+      f[d + RES.P50 / 8] = x.p50;
+      f[d + RES.P95 / 8] = x.p95;
+      f[d + RES.P99 / 8] = x.p99;
+      f[d + RES.STDDEV / 8] = x.stddev;
+      emittedAt[i] = r.emittedAt;
+      text += JSON.stringify(r) + '\n';
+    }
+    const json = Buffer.from(text, 'utf8');
+    // JSON text has no raw newline: each '\n' ends a line.
+    for (let i = 0, start = 0; i < n; i++) {
+      const end = json.indexOf(10, start);
+      starts[i] = start;
+      ends[i] = end;
+      start = end + 1;
+    }
+    return new ResultBatch(n, records, keys, emittedAt, json, starts, ends);
   }
 
   /** The records of the batches in order, in one batch (copies the bytes). */

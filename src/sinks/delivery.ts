@@ -43,7 +43,8 @@ import { retry, RetriesExhaustedError, type RetryOptions } from '../errors/retry
 import { SinkQueue, type QueueLimits, type QueuedWrite } from './queue';
 import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
-import type { DeadLetter, WindowResult } from '../pipeline/types';
+import type { DeadLetter } from '../pipeline/types';
+import type { ResultBatch } from '../pipeline/results';
 import type { RecordSink } from './jsonl';
 
 /** A sink, the name messages and dead letters give it (`sinks[1]`, `deadLetter`), and its queue's limits. */
@@ -64,11 +65,18 @@ export const NO_POSITION: InputPosition = Object.freeze({ partition: -1, offset:
 
 /** Queue limits where the caller gives none: the config's in-flight defaults, writes of at most 2,000 records, no linger. */
 const DEFAULT_LIMITS: QueueLimits = { maxRecords: IN_FLIGHT_DEFAULTS.records, maxBytes: IN_FLIGHT_DEFAULTS.bytes, maxWriteRecords: 2_000, lingerMs: 0 };
-/** What a queued result or dead letter counts for in maxBytes: its JSON line is about this long. */
-const RECORD_BYTES = 400;
+/** What a queued dead letter counts for in maxBytes, beside its event's text. */
+const DEAD_LETTER_BYTES = 300;
+
+function deadLetterBytes(ds: readonly DeadLetter[]): number {
+  let n = ds.length * DEAD_LETTER_BYTES;
+  for (const d of ds) n += d.original_event.length;
+  return n;
+}
 
 export interface DeliveryOptions {
-  results: ReadonlyArray<NamedSink<WindowResult>>;
+  /** Result sinks: each write() gets the batches of one queued write, in order. */
+  results: ReadonlyArray<NamedSink<ResultBatch>>;
   deadLetters: NamedSink<DeadLetter>;
   /** Backoff of transient failures (`cfg.retry`; `sleep` injected by tests). `onRetry` is Delivery's own. */
   retry: Omit<RetryOptions, 'onRetry'>;
@@ -82,7 +90,7 @@ export interface DeliveryOptions {
 
 export class Delivery {
   private readonly clock: () => number;
-  private readonly resultQueues: Array<SinkQueue<WindowResult, InputPosition>>;
+  private readonly resultQueues: Array<SinkQueue<ResultBatch, InputPosition>>;
   private readonly dlq: SinkQueue<DeadLetter, InputPosition>;
   private seq = 0;
   private written = 0;
@@ -134,10 +142,10 @@ export class Delivery {
    * FatalError once a queue failed. Returns the sequence number of this step: a
    * barrier taken after it waits for it with flushUpTo().
    */
-  async deliver(results: readonly WindowResult[], deadLetters: readonly DeadLetter[], at: InputPosition): Promise<number> {
+  async deliver(results: ResultBatch, deadLetters: readonly DeadLetter[], at: InputPosition): Promise<number> {
     const seq = ++this.seq;
-    if (results.length > 0) for (const q of this.resultQueues) q.push(seq, results, results.length * RECORD_BYTES, at);
-    if (deadLetters.length > 0) this.dlq.push(seq, deadLetters, deadLetters.length * RECORD_BYTES, at);
+    if (results.n > 0) for (const q of this.resultQueues) q.push(seq, [results], results.json.length, at, results.n);
+    if (deadLetters.length > 0) this.dlq.push(seq, deadLetters, deadLetterBytes(deadLetters), at);
     this.logRejectedEvents(deadLetters);
     for (const q of this.resultQueues) if (q.full) await q.space();
     if (this.dlq.full) await this.dlq.space();
@@ -179,30 +187,32 @@ export class Delivery {
   }
 
   /** A result queue's worker: one write of what it gathered, and the dead letters of what the sink did not take. */
-  private async toResultSink(s: NamedSink<WindowResult>, ws: ReadonlyArray<QueuedWrite<WindowResult, InputPosition>>): Promise<void> {
-    const records = ws.length === 1 ? ws[0]!.records : ws.flatMap((w) => w.records);
+  private async toResultSink(s: NamedSink<ResultBatch>, ws: ReadonlyArray<QueuedWrite<ResultBatch, InputPosition>>): Promise<void> {
+    const batches = ws.length === 1 ? ws[0]!.records : ws.flatMap((w) => w.records);
+    let count = 0;
+    for (const w of ws) count += w.count;
     const lost: Array<{ seq: number; dead: DeadLetter[] }> = [];
     try {
-      await this.write(s, records, 'result');
+      await this.write(s, batches, count, 'result');
       this.opts.bus.emit('sink.up', { sink: s.name, up: true });
       return;
     } catch (e) {
       if (e instanceof RetriesExhaustedError) {
-        const dead = this.gaveUp(s, ws, e);
-        let k = 0;
-        for (const w of ws) lost.push({ seq: w.seq, dead: dead.slice(k, (k += w.records.length)) });
-      } else if (e instanceof RecordsRejectedError) for (const w of ws) lost.push({ seq: w.seq, dead: await this.oneByOne(s, w.records, e, w.at) });
+        this.logGaveUp(s, e, count);
+        for (const w of ws) lost.push({ seq: w.seq, dead: this.gaveUp(s, w, e) });
+      }
+      else if (e instanceof RecordsRejectedError) for (const w of ws) lost.push({ seq: w.seq, dead: await this.oneByOne(s, w, e, count === 1) });
       else throw this.unusable(s, e);
     }
     // Numbered as the step they came from: a checkpoint past that step waits for them too.
-    for (const { seq, dead } of lost) this.dlq.push(seq, dead, dead.length * RECORD_BYTES, NO_POSITION);
+    for (const { seq, dead } of lost) this.dlq.push(seq, dead, deadLetterBytes(dead), NO_POSITION);
   }
 
   /** The dead-letter queue's worker. */
   private async toDeadLetters(ws: ReadonlyArray<QueuedWrite<DeadLetter, InputPosition>>): Promise<void> {
     const all = ws.length === 1 ? ws[0]!.records : ws.flatMap((w) => w.records);
     try {
-      await this.write(this.opts.deadLetters, all, 'dead letter');
+      await this.write(this.opts.deadLetters, all, all.length, 'dead letter');
     } catch (e) {
       throw new FatalError(`cannot write ${all.length} dead letter(s) to the dead-letter queue, stopping: ${messageOf(e)}`, e);
     }
@@ -210,26 +220,37 @@ export class Delivery {
     this.opts.bus.emit('sink.up', { sink: this.opts.deadLetters.name, up: true });
   }
 
-  /** A write was refused for some of its records: find which, write the others. */
-  private async oneByOne(s: NamedSink<WindowResult>, records: readonly WindowResult[], first: RecordsRejectedError, at: InputPosition): Promise<DeadLetter[]> {
+  /**
+   * A write was refused for some of its records: find which of push `w`'s, write the
+   * others. `alone`: the write held just this one record, so it is the refused one.
+   */
+  private async oneByOne(s: NamedSink<ResultBatch>, w: QueuedWrite<ResultBatch, InputPosition>, first: RecordsRejectedError, alone: boolean): Promise<DeadLetter[]> {
     const lost: DeadLetter[] = [];
-    const refused = (r: WindowResult, e: RecordsRejectedError): void => {
+    const refused = (b: ResultBatch, i: number, e: RecordsRejectedError): void => {
       this.opts.bus.emit('error', { kind: 'permanent' });
-      lost.push(this.undeliverable(s, r, 0, e, at));
+      lost.push(this.undeliverable(s, b, i, 0, e, w.at));
     };
-    if (records.length === 1) refused(records[0]!, first);
-    else {
-      for (let i = 0; i < records.length; i++) {
-        const r = records[i]!;
+    let gone: RetriesExhaustedError | undefined;
+    for (const b of w.records) {
+      for (let i = 0; i < b.n; i++) {
+        if (gone !== undefined) {
+          // The sink went away meanwhile: the rest are undeliverable, as a whole write's would be.
+          lost.push(this.undeliverable(s, b, i, gone.retryCount, gone, w.at));
+          continue;
+        }
+        if (alone) {
+          refused(b, i, first);
+          continue;
+        }
         try {
           // In order, one at a time: the last result of a window is still the last written.
-          await this.write(s, [r], 'result');
+          await this.write(s, [b.slice(i, i + 1)], 1, 'result');
         } catch (e) {
-          if (e instanceof RecordsRejectedError) refused(r, e);
+          if (e instanceof RecordsRejectedError) refused(b, i, e);
           else if (e instanceof RetriesExhaustedError) {
-            // The sink went away meanwhile: this and the rest are undeliverable, as a whole write would be.
-            lost.push(...this.gaveUp(s, [{ records: records.slice(i), at }], e));
-            break;
+            gone = e;
+            this.logGaveUp(s, e, w.count - i);
+            lost.push(this.undeliverable(s, b, i, e.retryCount, e, w.at));
           } else throw this.unusable(s, e);
         }
       }
@@ -237,35 +258,41 @@ export class Delivery {
     const n = lost.filter((d) => d.retry_count === 0).length;
     if (n > 0)
       this.opts.log.warn(
-        { kind: 'permanent', sink: s.name, refused: n, of: records.length },
-        `${s.name} refused ${n} of ${records.length} result(s), dead-lettered as undeliverable: ${first.message}`,
+        { kind: 'permanent', sink: s.name, refused: n, of: w.count },
+        `${s.name} refused ${n} of ${w.count} result(s), dead-lettered as undeliverable: ${first.message}`,
       );
     return lost;
   }
 
-  /** The results of one write that outlasted its retries (in `writes`, each with where the input stood), as dead letters. */
-  private gaveUp(s: NamedSink<WindowResult>, writes: ReadonlyArray<{ records: readonly WindowResult[]; at: InputPosition }>, e: RetriesExhaustedError): DeadLetter[] {
-    const n = writes.reduce((k, w) => k + w.records.length, 0);
+  /** The results of one queued push whose write outlasted its retries, as dead letters. */
+  private gaveUp(s: NamedSink<ResultBatch>, w: QueuedWrite<ResultBatch, InputPosition>, e: RetriesExhaustedError): DeadLetter[] {
+    const dead: DeadLetter[] = [];
+    for (const b of w.records) for (let i = 0; i < b.n; i++) dead.push(this.undeliverable(s, b, i, e.retryCount, e, w.at));
+    return dead;
+  }
+
+  /** Logs and counts one write of `n` results that outlasted its retries. */
+  private logGaveUp(s: NamedSink<ResultBatch>, e: RetriesExhaustedError, n: number): void {
     // retry() counts the failed attempts before each retry; this is the last one.
     this.opts.bus.emit('error', { kind: 'transient' });
     this.opts.log.error(
       { err: e, kind: 'transient', sink: s.name, retryCount: e.retryCount, results: n },
       `${n} result(s) dead-lettered as undeliverable: ${withName(s, e.message)}`,
     );
-    return writes.flatMap((w) => w.records.map((r) => this.undeliverable(s, r, e.retryCount, e, w.at)));
   }
 
   // A FatalError is counted and logged once, by whoever ends the run with it (the runner's report()).
-  private unusable(s: NamedSink<WindowResult>, e: unknown): FatalError {
+  private unusable(s: NamedSink<ResultBatch>, e: unknown): FatalError {
     return new FatalError(`${withName(s, messageOf(e))}; stopping`, e);
   }
 
-  private undeliverable(s: NamedSink<WindowResult>, r: WindowResult, retryCount: number, e: WeirError, at: InputPosition): DeadLetter {
+  /** Result i of `b` as a dead letter: its JSON line, as the JSON-lines sink writes it, is the original event. */
+  private undeliverable(s: NamedSink<ResultBatch>, b: ResultBatch, i: number, retryCount: number, e: WeirError, at: InputPosition): DeadLetter {
     return {
-      original_event: JSON.stringify(r),
+      original_event: b.textOf(i),
       reason: 'undeliverable',
       error: withName(s, e.message),
-      aggregation: r.name,
+      aggregation: b.nameOf(i),
       retry_count: retryCount,
       timestamp: new Date(this.clock()).toISOString(),
       processor_instance: this.opts.instanceId,
@@ -276,7 +303,7 @@ export class Delivery {
   }
 
   /** One write with retries of transient failures, each logged and counted. */
-  private write<T>(s: NamedSink<T>, records: readonly T[], what: string): Promise<void> {
+  private write<T>(s: NamedSink<T>, records: readonly T[], count: number, what: string): Promise<void> {
     return retry(() => Promise.resolve(s.sink.write(records)), {
       ...this.opts.retry,
       onRetry: (e, attempt, delayMs) => {
@@ -284,7 +311,7 @@ export class Delivery {
         this.opts.bus.emit('sink.up', { sink: s.name, up: false });
         this.opts.log.warn(
           { err: e, kind: 'transient', sink: s.name, attempt, delayMs },
-          `writing ${records.length} ${what}(s) to ${s.name} failed, retrying in ${delayMs} ms: ${e.message}`,
+          `writing ${count} ${what}(s) to ${s.name} failed, retrying in ${delayMs} ms: ${e.message}`,
         );
       },
     });

@@ -4,6 +4,8 @@ import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { InputError, OutputClosedError, type WeirError } from '../errors/errors';
 import { fileError } from '../errors/files';
+import { deadLetterJson, type ResultBatch } from '../pipeline/results';
+import type { DeadLetter } from '../pipeline/types';
 
 export interface RecordSink<T> {
   /**
@@ -62,8 +64,21 @@ export function cutTornLine(path: string): number {
   }
 }
 
+/** How a JSON-lines sink turns the records of one write into text: one string, or buffers written in order. */
+export type LineFormat<T> = (records: readonly T[]) => string | readonly Buffer[];
+
+/** Results: the batches' JSON lines, as the encoder wrote them (no copy). */
+export const RESULT_LINES: LineFormat<ResultBatch> = (batches) => batches.map((b) => b.json);
+
+/** Dead letters: JSON.stringify of each, one per line. */
+export const DEAD_LETTER_LINES: LineFormat<DeadLetter> = (records) => {
+  let text = '';
+  for (const d of records) text += deadLetterJson(d) + '\n';
+  return text;
+};
+
 /**
- * Writes each record as one JSON line. write() waits until the stream has handed its
+ * Writes each record as one JSON line (`format` makes the text). write() waits until the stream has handed its
  * text to the OS: one wait per write (a batch), and a failure (a full disk) is reported
  * by the write that failed. A stream that failed once stays failed: its errors are
  * permanent (InputError), never retried.
@@ -75,6 +90,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     private readonly out: NodeJS.WritableStream,
     private readonly ownsStream: boolean,
     private readonly what: string,
+    private readonly format: LineFormat<T>,
   ) {
     out.on('error', (e: Error) => (this.failure = e));
   }
@@ -84,7 +100,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
    * torn last line (see cutTornLine), which is logged as a warning on `log` (on stderr
    * without one); else start it empty.
    */
-  static toFile<T>(path: string, what: string, append = false, log?: WarnLog): Promise<JsonLinesSink<T>> {
+  static toFile<T>(path: string, what: string, format: LineFormat<T>, append = false, log?: WarnLog): Promise<JsonLinesSink<T>> {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
@@ -105,7 +121,7 @@ export class JsonLinesSink<T> implements RecordSink<T> {
     }
     const ws: WriteStream = createWriteStream(path, { flags: append ? 'a' : 'w' });
     return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, `${what} file ${path}`)));
+      ws.once('open', () => resolve(new JsonLinesSink<T>(ws, true, `${what} file ${path}`, format)));
       ws.once('error', (e) => reject(fileError(e, `cannot write ${what} file ${path}`, path, 'user')));
     });
   }
@@ -113,13 +129,23 @@ export class JsonLinesSink<T> implements RecordSink<T> {
   async write(records: readonly T[]): Promise<void> {
     this.check();
     if (records.length === 0) return;
-    let text = '';
-    for (const r of records) text += JSON.stringify(r) + '\n';
+    const text = this.format(records);
     // The callback comes once this text is written (after any queued before it), so it
     // also waits out back pressure; it may be called with the error that 'error' reports too.
-    await new Promise<void>((resolve, reject) =>
-      this.out.write(text, (e) => (e ? reject(this.failed(e)) : resolve())),
-    );
+    await new Promise<void>((resolve, reject) => {
+      const done = (e: Error | null | undefined): void => (e ? reject(this.failed(e)) : resolve());
+      if (typeof text === 'string') this.out.write(text, done);
+      else if (text.length === 0) resolve();
+      else {
+        // Corked, the buffers go to the file in one writev; writes complete in order, so
+        // the last one's callback comes after the others'.
+        const w = this.out as Writable;
+        const last = text.length - 1;
+        w.cork();
+        text.forEach((b, i) => (i === last ? w.write(b, done) : w.write(b)));
+        w.uncork();
+      }
+    });
     this.check();
   }
 

@@ -1,7 +1,8 @@
 // Kafka writers for results and dead letters: one message per record, one send per write().
 import { Kafka, Partitioners, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
 import { RecordsRejectedError, WeirError } from '../errors/errors';
-import { stateKey, type DeadLetter, type WindowResult } from '../pipeline/types';
+import { deadLetterJson, type ResultBatch } from '../pipeline/results';
+import type { DeadLetter } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
 
 export interface KafkaSinkOptions {
@@ -120,17 +121,17 @@ class TopicProducer {
  * result's JSON exactly as the JSON-lines sink writes it (without the newline). On a
  * compacted topic the last message per key is the window's final result.
  */
-export class KafkaResultSink implements RecordSink<WindowResult> {
+export class KafkaResultSink implements RecordSink<ResultBatch> {
   private constructor(private readonly out: TopicProducer) {}
 
   static async open(opts: KafkaSinkOptions): Promise<KafkaResultSink> {
     return new KafkaResultSink(await TopicProducer.open(opts, 'result sink'));
   }
 
-  write(records: readonly WindowResult[]): Promise<void> {
-    return this.out.send(
-      records.map((r) => ({ key: stateKey(r.name, r.key, r.window.start, r.window.end), value: JSON.stringify(r) })),
-    );
+  write(batches: readonly ResultBatch[]): Promise<void> {
+    const messages: Message[] = [];
+    for (const b of batches) for (let i = 0; i < b.n; i++) messages.push({ key: b.stateKeyOf(i), value: b.lineOf(i) });
+    return this.out.send(messages);
   }
 
   close(): Promise<void> {
@@ -150,7 +151,7 @@ export class KafkaDeadLetterSink implements RecordSink<DeadLetter> {
   }
 
   write(records: readonly DeadLetter[]): Promise<void> {
-    return this.out.send(records.map((d) => ({ key: d.aggregation ?? null, value: JSON.stringify(d) })));
+    return this.out.send(records.map((d) => ({ key: d.aggregation ?? null, value: deadLetterJson(d) })));
   }
 
   close(): Promise<void> {

@@ -1,6 +1,7 @@
 // PostgreSQL writer for results: one row per window, upserted, so the table holds each window's latest result.
 import { Pool, type PoolClient } from 'pg';
 import { RecordsRejectedError, WeirError } from '../errors/errors';
+import type { ResultBatch } from '../pipeline/results';
 import { stateKey, type WindowResult } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
 
@@ -135,7 +136,7 @@ function isConnectionFailure(e: unknown): boolean {
  * a retriable WeirError; the pool drops the broken connections and the next write opens
  * new ones, so a retry succeeds once the server is back.
  */
-export class PostgresResultSink implements RecordSink<WindowResult> {
+export class PostgresResultSink implements RecordSink<ResultBatch> {
   private closed = false;
   private readonly qtable: string;
   private readonly upsertTail: string;
@@ -278,7 +279,9 @@ export class PostgresResultSink implements RecordSink<WindowResult> {
     });
   }
 
-  async write(records: readonly WindowResult[]): Promise<void> {
+  async write(batches: readonly ResultBatch[]): Promise<void> {
+    // Rows take the values one by one: objects are what pg's parameters want.
+    const records = batches.length === 1 ? batches[0]!.toObjects() : batches.flatMap((b) => b.toObjects());
     if (records.length === 0) return;
     if (this.closed) throw new WeirError(`postgres result sink (table "${this.opts.table}"): write after close`, { domain: 'internal' });
     // One statement may not touch a row twice (ON CONFLICT ... cannot affect row a second

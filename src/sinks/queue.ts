@@ -26,7 +26,10 @@ export interface QueueLimits {
 /** One push: records of one operator step, where the input stood, and their size. */
 export interface QueuedWrite<T, A> {
   seq: number;
+  /** What was pushed: records, or batches of records (see `count`). */
   records: readonly T[];
+  /** Records pushed: records.length, or the records the batches hold. */
+  count: number;
   bytes: number;
   at: A;
 }
@@ -51,12 +54,12 @@ export class SinkQueue<T, A> {
     private readonly onLevel: (records: number, bytes: number) => void = () => {},
   ) {}
 
-  /** Queues `records`; never waits (see {@link space}). */
-  push(seq: number, records: readonly T[], bytes: number, at: A): void {
+  /** Queues `records` (`count` records: more than records.length when they are batches); never waits (see {@link space}). */
+  push(seq: number, records: readonly T[], bytes: number, at: A, count = records.length): void {
     if (this.failure !== undefined) throw this.failure;
-    if (records.length === 0) return;
-    this.queue.push({ seq, records, bytes, at });
-    this.records += records.length;
+    if (count === 0) return;
+    this.queue.push({ seq, records, count, bytes, at });
+    this.records += count;
     this.bytes += bytes;
     this.onLevel(this.records, this.bytes);
     if (!this.running) void this.run();
@@ -100,13 +103,13 @@ export class SinkQueue<T, A> {
         if (this.limits.lingerMs > 0 && this.records < this.limits.maxWriteRecords) await new Promise((r) => setTimeout(r, this.limits.lingerMs));
         // Whole pushes, up to maxWriteRecords (at least one push).
         let n = 0, take = 0;
-        while (take < this.queue.length && (take === 0 || n + this.queue[take]!.records.length <= this.limits.maxWriteRecords)) n += this.queue[take++]!.records.length;
+        while (take < this.queue.length && (take === 0 || n + this.queue[take]!.count <= this.limits.maxWriteRecords)) n += this.queue[take++]!.count;
         this.inFlight = this.queue.splice(0, take);
         await this.handle(this.inFlight);
         const done = this.inFlight;
         this.inFlight = [];
         for (const w of done) {
-          this.records -= w.records.length;
+          this.records -= w.count;
           this.bytes -= w.bytes;
         }
         this.onLevel(this.records, this.bytes);

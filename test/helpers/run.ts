@@ -21,7 +21,10 @@ export function runLines(cfg: Config, lines: readonly string[], batchSize = 4096
   const op = new WindowOperator({ ...cfg, processing: { ...cfg.processing, batchSize: Math.max(batchSize, 1) } }, { clock: () => 0, decoder });
   const acc: RunResult = { results: [], deadLetters: [], late: cfg.aggregations.map(() => 0), gone: [] };
   const take = (o: Output): void => {
-    acc.results.push(...o.results);
+    const r = o.results;
+    // The lines the sinks write are the records' JSON, byte for byte.
+    for (let i = 0; i < r.n; i++) if (r.textOf(i) !== JSON.stringify(r.toObject(i))) throw new Error(`result line ${i} is not its record's JSON: ${r.textOf(i)}`);
+    acc.results.push(...r.toObjects());
     acc.deadLetters.push(...o.deadLetters);
     acc.gone.push(...o.gone);
     o.late.forEach((n, a) => (acc.late[a]! += n));

@@ -6,6 +6,7 @@ import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { KafkaDeadLetterSink, KafkaResultSink } from '../../src/sinks/kafka';
 import { WeirError } from '../../src/errors/errors';
 import { stateKey, type DeadLetter, type WindowResult } from '../../src/pipeline/types';
+import { batches } from '../helpers/results';
 
 process.env['KAFKAJS_NO_PARTITIONER_WARNING'] = '1';
 const BROKERS = [process.env['WEIR_TEST_KAFKA'] ?? '127.0.0.1:9092'];
@@ -99,9 +100,9 @@ test('results: one message per result, keyed by the state key, value the JSON-li
   const w0 = first[0]!;
   const late1 = { ...result(w0.name, 'm0', w0.window.start, S, 100, true) };
   const late2 = { ...result(w0.name, 'm0', w0.window.start, S, 101, true) };
-  await sink.write([...first, late1]);
+  await sink.write(batches([...first, late1]));
   await sink.write([]);
-  await sink.write([late2, result('latency', 'm9', T, S, 1)]);
+  await sink.write(batches([late2, result('latency', 'm9', T, S, 1)]));
   await sink.close();
   const written = [...first, late1, late2, result('latency', 'm9', T, S, 1)];
 
@@ -191,14 +192,14 @@ test('errors keep kafkajs\'s retriable flag', async () => {
   const sink = await KafkaResultSink.open({ brokers: BROKERS, topic });
   await sink.close();
   await sink.close(); // idempotent
-  await assert.rejects(sink.write([result('a', 'b', 0, 1, 1)]), (e: unknown) => e instanceof WeirError);
+  await assert.rejects(sink.write(batches([result('a', 'b', 0, 1, 1)])), (e: unknown) => e instanceof WeirError);
 
   // A send the broker refuses (MESSAGE_TOO_LARGE) keeps kafkajs's verdict. The bulk is in the
   // value, not the key: kafkajs's murmur2 on the key is superlinear in the key's length.
   const big = await KafkaResultSink.open({ brokers: BROKERS, topic, retry: { retries: 1, initialRetryTime: 50 } });
   try {
     const huge = { ...result('a', 'b', 0, 1, 1), group: { model: 'x'.repeat(2 * 1024 * 1024) } };
-    await assert.rejects(big.write([huge]), (e: unknown) => {
+    await assert.rejects(big.write(batches([huge])), (e: unknown) => {
       assert.ok(e instanceof WeirError, String(e));
       assert.equal(e.domain, 'external');
       const cause = e.cause as { retriable?: unknown };
