@@ -18,14 +18,10 @@ export function instrumentOutput(bus: Instrumentation, out: Output, names: reado
   if (bus.listening('batch.processed')) {
     bus.emit('batch.processed', { aggregationNames: names, records: out.records, durationSeconds, late: out.late, deadLetters: out.deadLetters, partition });
   }
-  const { keys, n } = out.results;
-  if (n > 0 && bus.listening('window.fired')) {
-    const fired = new Map<string, number>();
-    for (let i = 0; i < n; i++) {
-      const name = keys[i]!.name;
-      fired.set(name, (fired.get(name) ?? 0) + 1);
-    }
-    for (const [aggregation, count] of fired) bus.emit('window.fired', { aggregation, count });
+  if (out.results.n > 0 && bus.listening('window.fired')) {
+    out.results.countsByAggregation(names.length).forEach((count, a) => {
+      if (count > 0) bus.emit('window.fired', { aggregation: names[a]!, count });
+    });
   }
 }
 

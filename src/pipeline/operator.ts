@@ -381,10 +381,12 @@ export class WindowOperator {
         reg.release(id);
       }
     }
-    // The next sweep once about twice the keys with open windows are new: its pass
-    // over every id and slot costs O(1) per new key, and the keys kept stay within
-    // a few times those with open windows.
-    this.sweepAt[a] = reg.size + Math.max(this.keySweepMin, 2 * open);
+    // The next sweep once half as many new keys as keys with open windows have come:
+    // its pass over every id and slot then costs a few steps per new key, and the keys
+    // kept stay within about twice those with open windows (their memory, not the
+    // pass, is what a key costs: a wider margin had a run with a million users hold
+    // three to four times the keys it needed).
+    this.sweepAt[a] = reg.size + Math.max(this.keySweepMin, open >>> 1);
   }
 
   /** Keys of aggregation `a` registered now, and the raw ids the scan decoder's table holds (0 with the JSON decoder). */

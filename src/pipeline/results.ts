@@ -97,9 +97,16 @@ export class ResultBatch {
     return this.json.toString('utf8', this.lineStarts[i], this.lineEnds[i]);
   }
 
-  /** Index of record i's aggregation in the config. */
+  /** Index of record i's aggregation in the config (-1 where unknown: fromObjects without one). */
   aggregationOf(i: number): number {
-    return this.keys[i]!.agg;
+    return this.u32[i * U32S + RES.AGG / 4]! | 0;
+  }
+
+  /** Results per aggregation index, for `aggregations` aggregations (records only: no key is read). */
+  countsByAggregation(aggregations: number): number[] {
+    const counts = new Array<number>(aggregations).fill(0);
+    for (let i = 0, w = RES.AGG / 4; i < this.n; i++, w += U32S) counts[this.u32[w]!]!++;
+    return counts;
   }
 
   /** Name of record i's aggregation (the result's `name`). */
@@ -182,7 +189,9 @@ export class ResultBatch {
     let text = '';
     for (let i = 0; i < n; i++) {
       const r = results[i]!, d = i * F64S, x = r.results;
-      keys.push({ agg: agg(r), name: r.name, key: r.key, group: r.group });
+      const a = agg(r);
+      keys.push({ agg: a, name: r.name, key: r.key, group: r.group });
+      u[i * U32S + RES.AGG / 4] = a;
       u[i * U32S + RES.FLAGS / 4] = r.late ? RES_LATE : 0;
       f[d + RES.START / 8] = r.window.start;
       f[d + RES.END / 8] = r.window.end;
