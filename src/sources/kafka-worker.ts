@@ -1,7 +1,8 @@
 // The kafkajs side of KafkaSource (src/sources/kafka.ts). It runs in a worker_threads
-// Worker: kafkajs decodes every message of a fetch response into objects (~3 µs a
-// message on this kind of machine), and on the main thread that cost added up with
-// Weir's own work per event. Here it overlaps with it. This side owns the kafkajs
+// Worker (entry: kafka-thread.ts), where fetching and decoding messages overlaps with
+// Weir's own work per event on the main thread; there fetched records are decoded by
+// kafka-decode.ts instead of kafkajs's decoder (~0.9 µs of this thread's CPU per
+// message, fetch and hand-over included, against ~3.5 µs). This side owns the kafkajs
 // Consumer and Admin, turns fetched batches into RecordBatch parts and posts them;
 // everything that decides what a record means (positions, generations, the
 // assignment hook, bounded ends, ticks) stays on the main side, which drops whatever

@@ -2,8 +2,8 @@
 // push callbacks (eachBatch) are bridged to a pull iterator of StreamMessages.
 //
 // kafkajs runs in a worker thread (kafka-worker.ts, which documents the protocol):
-// its decoding of every fetched message into objects costs more than all of Weir's
-// work per event, and there it overlaps with that work instead of adding to it. This
+// fetching and decoding messages there overlaps with Weir's work per event instead
+// of adding to it (with a decoder of Weir's, kafka-decode.ts, in place of kafkajs's). This
 // class keeps everything that decides what a record means: the assignment and its
 // generations, positions, the assignment hook, the end of a bounded read, ticks.
 //
