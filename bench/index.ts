@@ -53,14 +53,15 @@ async function main(): Promise<void> {
     report['e2eSessions'] = out[1];
   }
   if (all || which.has('kafka')) {
-    console.log(`# Kafka end to end: ${fmt(events)} events from a 4-partition topic (median of ${rounds}, alternating), two workloads\n`);
+    const partitions = Number(process.env['WEIR_BENCH_PARTITIONS'] ?? 4);
+    console.log(`# Kafka end to end: ${fmt(events)} events from a ${partitions}-partition topic (median of ${rounds}, alternating), two workloads\n`);
     if (process.env['WEIR_BENCH_NO_KAFKA'] === '1') {
       console.log('skipped: WEIR_BENCH_NO_KAFKA=1\n');
       report['kafka'] = { skipped: 'WEIR_BENCH_NO_KAFKA=1' };
     } else {
       const out: KafkaBenchResult[] = [];
       for (const w of [WORKLOADS.aggregates, WORKLOADS.sessions]) {
-        const k = await benchKafka(events, rounds, 4, w);
+        const k = await benchKafka(events, rounds, partitions, w);
         out.push(k);
         printKafka(k);
         ratios.push({ bench: 'weir on kafka / bare kafkajs', workload: k.workload, ratio: k.ratio, steadyRatio: k.steadyRatio });

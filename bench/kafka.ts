@@ -15,7 +15,8 @@
 // last batch of records.
 //
 // `node dist/bench/kafka.js` runs this bench alone (WEIR_BENCH_ROUNDS=n for n rounds).
-// WEIR_BENCH_NO_KAFKA=1 skips it.
+// WEIR_BENCH_NO_KAFKA=1 skips it. WEIR_BENCH_PARTITIONS=n reads a topic of n partitions
+// instead of 4 (n = 1: one consumer thread and one operator, nothing in parallel).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -266,7 +267,7 @@ export function printKafka(k: KafkaBenchResult): void {
 if (require.main === module && process.env['WEIR_BENCH_NO_KAFKA'] === '1') console.log('Kafka bench skipped: WEIR_BENCH_NO_KAFKA=1');
 else if (require.main === module) {
   const rounds = Number(process.env['WEIR_BENCH_ROUNDS'] ?? 3);
-  benchKafka(1_000_000, rounds)
+  benchKafka(1_000_000, rounds, Number(process.env['WEIR_BENCH_PARTITIONS'] ?? 4))
     .then(printKafka)
     .catch((e: unknown) => {
       console.error(e);

@@ -2,8 +2,8 @@
 // push callbacks (eachBatch) are bridged to a pull iterator of StreamMessages.
 //
 // kafkajs runs in a worker thread (kafka-worker.ts, which documents the protocol):
-// its decoding of every fetched message into objects costs more than all of Weir's
-// work per event, and there it overlaps with that work instead of adding to it. This
+// fetching and decoding messages there overlaps with Weir's work per event instead
+// of adding to it (with a decoder of Weir's, kafka-decode.ts, in place of kafkajs's). This
 // class keeps everything that decides what a record means: the assignment and its
 // generations, positions, the assignment hook, the end of a bounded read, ticks.
 //
@@ -147,6 +147,8 @@ export interface KafkaSourceStats {
   batchesDropped: number;
   /** Most RecordBatches ever posted by the worker and not yet consumed or dropped (at most READ_AHEAD_BATCHES). */
   maxPostedAhead: number;
+  /** The consumer thread decodes fetched records with kafka-decode.ts (false: kafkajs's own decoder). */
+  fastDecoder: boolean;
   /** RecordBatches arrived but not yet pulled: now, and at most ever. */
   queued: number;
   maxQueued: number;
@@ -250,6 +252,7 @@ export class KafkaSource {
     batchesYielded: 0,
     batchesDropped: 0,
     maxPostedAhead: 0,
+    fastDecoder: false,
     queued: 0,
     maxQueued: 0,
     records: 0,
@@ -539,7 +542,7 @@ export class KafkaSource {
       return this.portChannel(port1);
     }
     // Compiled next to this file (dist/src/sources/).
-    const worker = new Worker(join(__dirname, 'kafka-worker.js'), { workerData: this.init, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
+    const worker = new Worker(join(__dirname, 'kafka-thread.js'), { workerData: this.init, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
     worker.on('message', (m: FromWorker) => this.onWorkerMessage(m));
     worker.on('error', (e) => this.onWorkerGone(`failed: ${e.name}: ${e.message}`, e));
     worker.on('exit', (code) => this.onWorkerGone(`exited (code ${code})`));

@@ -80,6 +80,8 @@ test('backpressure: a slow consumer holds kafkajs back (READ_AHEAD_BATCHES Recor
     assert.equal(s.batchesYielded, pulls);
     assert.equal(s.batchesDropped, 0);
     assert.ok(s.kafkaBatches > 5, `small fetches: ${s.kafkaBatches} kafkajs batches`);
+    // The consumer thread decoded them with Weir's decoder (src/sources/kafka-decode.ts).
+    assert.equal(s.fastDecoder, true);
   } finally {
     await source.close();
   }
