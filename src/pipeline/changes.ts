@@ -366,7 +366,8 @@ export class PersistedWindows {
       if (old === undefined) count++;
       else if (old !== key || pStart[slot] !== start || pEnd[slot] !== end || pAgg[slot] !== a) gone.push(pAgg[slot]!, old, pStart[slot]!, pEnd[slot]!);
       pAgg[slot] = a;
-      pKey[slot] = key;
+      // Most changed windows keep their key: a reference store less (each costs more while the GC marks).
+      if (old !== key) pKey[slot] = key;
       pStart[slot] = start;
       pEnd[slot] = end;
       off += SNAP_HEADER + ((len + 7) & ~7);

@@ -2,7 +2,7 @@
 //
 // Window state lives in WASM memory. At each checkpoint the processor stages in a
 // partition's store the keys that changed (put) or disappeared (delete) since the
-// last checkpoint, and `checkpoint(id)` writes them durably and atomically as
+// last checkpoint (all of them at once as one encoded change batch: stage(), batch.ts), and `checkpoint(id)` writes them durably and atomically as
 // version `id`. The checkpoint's metadata file (written by the caller after
 // `checkpoint(id)` resolves) is the commit point, so a store is multi-version:
 //
