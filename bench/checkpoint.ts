@@ -7,7 +7,7 @@
 //     events changed a fixed 100 windows (median of a few; their max includes the one
 //     prune, at the first checkpoint past `retain`, of the full checkpoint's journal).
 // What a checkpoint costs in a run: draining the operator's changed windows from
-// WASM, staging them, the backend's durable write (RocksDB: one synced WriteBatch;
+// WASM, encoding them as one change batch, staging it on the state thread, the backend's durable write (RocksDB: one synced WriteBatch;
 // Redis: MULTI/EXEC), the metadata file (temp dir, fsync, rename), the (stubbed)
 // offset commit, and retention. The point: incremental cost follows the changes,
 // not the size of the state.
@@ -109,7 +109,8 @@ async function measure(backend: 'rocksdb' | 'redis', windows: number, rounds: nu
     bytes = e.bytes;
     pauseMs = e.syncSeconds * 1000;
   });
-  const state = await openStateBackend({ ...cfg.state, prefix: 'weir-bench' }, instance);
+  // On its thread, as `weir run` has it.
+  const state = await openStateBackend({ ...cfg.state, prefix: 'weir-bench' }, instance, { thread: true });
   const ck = new Checkpointer(cfg, op, state, createLogger(cfg), bus);
   try {
     await ck.init();

@@ -228,7 +228,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     });
     // Checkpoints exist for Kafka: a file or generator is read again from its start.
     if (cfg.source.type === 'kafka') {
-      checkpointer = new Checkpointer(cfg, op, await openStateBackend(cfg.state, cfg.processing.instanceId), log, bus, clock);
+      // On a thread of its own: a checkpoint's writes take no time from the loop.
+      checkpointer = new Checkpointer(cfg, op, await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true }), log, bus, clock);
       await checkpointer.init();
     }
     const ck = checkpointer;

@@ -191,6 +191,23 @@ test('a session that grows or merges is put under its new key and its old keys a
   assert.deepEqual(keysOf(op.drainChanges()), { puts: [], deletes: [] });
 });
 
+test('state keys write window bounds as JavaScript does: negative, 0, around 1e8, 15 digits', () => {
+  // Sessions start and end at event times: each bound is one written by a change batch (changes.ts) digit by digit.
+  const times = [-123_456_789_012, -5, 0, 7, 99_999_999, 100_000_000, 1_767_225_600_000, 99_999_999_999_999];
+  for (const t of times) {
+    // One operator per time: W never passes a window before the drain.
+    const op = single({ type: 'session', gapMs: 1 }, 'sess');
+    op.trackChanges();
+    op.process(batchOfLines([ev(t, 1, 'ü')]));
+    const { puts } = op.drainChanges();
+    assert.equal(puts.length, 1, String(t));
+    const [key, value] = puts[0]!;
+    const st = decodeStateValue(key, value);
+    assert.equal(st.start, t);
+    assert.equal(key, `sess:k=${st.values[0]!}:${t}_${st.end}`);
+  }
+});
+
 test('a persisted window changed then purged is only deleted; one created and purged between drains is nowhere', () => {
   const op = single({ type: 'tumbling', sizeMs: 10 });
   op.trackChanges();

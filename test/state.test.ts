@@ -1,6 +1,7 @@
 // State backends (src/state/): memory, RocksDB (temp dirs) and Redis ($WEIR_TEST_REDIS_URL, default 127.0.0.1:6379; keys
-// under a prefix unique to this run) against a plain Map reference: random
-// put/delete/checkpoint runs with retention (prune), restore to every retained checkpoint,
+// under a prefix unique to this run), each in-process and on the state thread (thread.ts),
+// against a plain Map reference: random put/delete/stage(batch)
+// /checkpoint runs with retention (prune), restore to every retained checkpoint,
 // simulated crashes (version N written, metadata never: restore(N-1) removes it), exact
 // record counts after prune, digests computed from scratch, clear(), reopen, errors.
 import { test, after } from 'node:test';
@@ -11,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { WeirError } from '../src/errors/errors';
-import { openStateBackend, StateError, VersionedStore, type PartitionStore, type StateBackend, type StateBackendConfig, type StateSummary } from '../src/state';
+import { ChangeBatchWriter, openStateBackend, StateError, VersionedStore, type PartitionStore, type StateBackend, type StateBackendConfig, type StateSummary } from '../src/state';
 import { MemoryEngine } from '../src/state/memory';
 import type { Engine } from '../src/state/versioned';
 import { rng } from './helpers/random';
@@ -20,6 +21,11 @@ const REDIS_URL = process.env['WEIR_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379'
 const RUN = `weir-state-test-${process.pid}-${Date.now().toString(36)}`;
 const KINDS = ['memory', 'rocksdb', 'redis'] as const;
 type Kind = (typeof KINDS)[number];
+/** Each backend in-process, and on the state thread as `weir run` has it. */
+const VARIANTS = KINDS.flatMap((kind) => [
+  { kind, thread: false, name: kind },
+  { kind, thread: true, name: `${kind} on a thread` },
+]);
 
 const admin = new Redis(REDIS_URL);
 const dirs: string[] = [];
@@ -59,7 +65,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function harness(kind: Kind): Promise<Harness> {
+async function harness(kind: Kind, thread = false): Promise<Harness> {
   const instance = `i${Math.random().toString(36).slice(2, 8)}`;
   let cfg: StateBackendConfig;
   let dir: string | undefined;
@@ -72,11 +78,11 @@ async function harness(kind: Kind): Promise<Harness> {
   const h: Harness = {
     kind,
     dir,
-    backend: await openStateBackend(cfg, instance),
+    backend: await openStateBackend(cfg, instance, { thread }),
     async restart() {
       if (kind === 'memory') return h.backend;
       await h.backend.close();
-      h.backend = await openStateBackend(cfg, instance);
+      h.backend = await openStateBackend(cfg, instance, { thread });
       return h.backend;
     },
     close: () => h.backend.close(),
@@ -136,17 +142,27 @@ async function randomRun(h: Harness, seed: number, steps: number): Promise<State
 
   const stage = (n: number): Map<string, Buffer | null> => {
     const ops = new Map<string, Buffer | null>();
+    // Half of the time as one encoded batch (what a checkpoint stages), mixed with single puts and deletes.
+    const batch = r() < 0.5 ? new ChangeBatchWriter(16) : undefined;
     for (let i = 0; i < n; i++) {
       const key = pool[int(pool.length)]!;
+      const single = batch === undefined || r() < 0.2;
       if (r() < 0.3) {
-        store.delete(key);
+        if (single) {
+          if (batch !== undefined && batch.count > 0) store.stage(batch.finish());
+          store.delete(key);
+        } else batch.delete(key);
         ops.set(key, null);
       } else {
         const v = randValue();
-        store.put(key, v);
+        if (single) {
+          if (batch !== undefined && batch.count > 0) store.stage(batch.finish());
+          store.put(key, v);
+        } else batch.put(key, v);
         ops.set(key, Buffer.from(v));
       }
     }
+    if (batch !== undefined && batch.count > 0) store.stage(batch.finish());
     return ops;
   };
   const apply = (ops: Map<string, Buffer | null>): { next: Map<string, Buffer>; w: number } => {
@@ -248,21 +264,21 @@ async function randomRun(h: Harness, seed: number, steps: number): Promise<State
   return summaries;
 }
 
-const runs = new Map<Kind, StateSummary[]>();
+const runs = new Map<string, StateSummary[]>();
 
-for (const kind of KINDS) {
-  test(`${kind}: random put/delete/checkpoint/prune/restore/crash runs match a Map`, async () => {
-    const h = await harness(kind);
+for (const { kind, thread, name } of VARIANTS) {
+  test(`${name}: random put/delete/stage/checkpoint/prune/restore/crash runs match a Map`, async () => {
+    const h = await harness(kind, thread);
     try {
-      runs.set(kind, await randomRun(h, 42, 70));
+      runs.set(name, await randomRun(h, 42, 70));
       await h.backend.open(0).then((s) => s.close()); // partition 0 can be opened again after close
     } finally {
       await h.close();
     }
   });
 
-  test(`${kind}: partitions are separate; clear(); errors`, async () => {
-    const h = await harness(kind);
+  test(`${name}: partitions are separate; clear(); errors`, async () => {
+    const h = await harness(kind, thread);
     try {
       const a = await h.backend.open(0);
       const b = await h.backend.open(1);
@@ -314,34 +330,36 @@ for (const kind of KINDS) {
 test('every backend gives the same summaries for the same run', () => {
   const mem = runs.get('memory');
   assert.ok(mem !== undefined && mem.length > 60);
-  assert.deepEqual(runs.get('rocksdb'), mem);
-  assert.deepEqual(runs.get('redis'), mem);
+  for (const { name } of VARIANTS) assert.deepEqual(runs.get(name), mem, name);
 });
 
-test('rocksdb: a failure to open names the directory', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'weir-state-'));
-  dirs.push(dir);
-  const file = join(dir, 'not-a-dir');
-  await writeFile(file, 'x');
-  const b = await openStateBackend({ backend: 'rocksdb', dir: file }, 'i');
-  // A file where the directory should be is the user's to fix: named, with the cause.
-  await assert.rejects(b.open(2), (e: unknown) => e instanceof WeirError && e.domain === 'user' && e.message === `state.dir: cannot create ${join(file, 'partition-2')}: ${file} is a file, not a directory`);
-  // The same database open in two backends (RocksDB's lock).
-  const b1 = await openStateBackend({ backend: 'rocksdb', dir }, 'i');
-  const b2 = await openStateBackend({ backend: 'rocksdb', dir }, 'i');
-  await b1.open(0);
-  await assert.rejects(b2.open(0), (e: unknown) => e instanceof WeirError && e.message.includes(join(dir, 'partition-0')));
-  await b1.close();
-  await b2.close();
-});
+for (const thread of [false, true]) {
+  const on = thread ? ' (on a thread)' : '';
+    test(`rocksdb${on}: a failure to open names the directory`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-state-'));
+    dirs.push(dir);
+    const file = join(dir, 'not-a-dir');
+    await writeFile(file, 'x');
+    const b = await openStateBackend({ backend: 'rocksdb', dir: file }, 'i', { thread });
+    // A file where the directory should be is the user's to fix: named, with the cause.
+    await assert.rejects(b.open(2), (e: unknown) => e instanceof WeirError && e.domain === 'user' && e.message === `state.dir: cannot create ${join(file, 'partition-2')}: ${file} is a file, not a directory`);
+    // The same database open in two backends (RocksDB's lock).
+    const b1 = await openStateBackend({ backend: 'rocksdb', dir }, 'i', { thread });
+    const b2 = await openStateBackend({ backend: 'rocksdb', dir }, 'i', { thread });
+    await b1.open(0);
+    await assert.rejects(b2.open(0), (e: unknown) => e instanceof WeirError && e.message.includes(join(dir, 'partition-0')));
+    await b1.close();
+    await b2.close();
+  });
 
-test('redis: a failure to connect names the URL without its password', async () => {
-  await assert.rejects(
-    openStateBackend({ backend: 'redis', url: 'redis://:hunter2@127.0.0.1:1' }, 'i'),
-    (e: unknown) => e instanceof WeirError && e.domain === 'external' && e.retriable && e.message.includes('127.0.0.1:1') && !e.message.includes('hunter2'),
-  );
-  await assert.rejects(openStateBackend({ backend: 'rocksdb' } as unknown as StateBackendConfig, 'i'), /state\.dir/);
-});
+  test(`redis${on}: a failure to connect names the URL without its password`, async () => {
+    await assert.rejects(
+      openStateBackend({ backend: 'redis', url: 'redis://:hunter2@127.0.0.1:1' }, 'i', { thread }),
+      (e: unknown) => e instanceof WeirError && e.domain === 'external' && e.retriable && e.message.includes('127.0.0.1:1') && !e.message.includes('hunter2'),
+    );
+    await assert.rejects(openStateBackend({ backend: 'rocksdb' } as unknown as StateBackendConfig, 'i', { thread }), /state\.dir/);
+  });
+}
 
 test('checkpoint() and prune() touch only the changes, never the whole state', async () => {
   const calls: Array<[string, number]> = [];

@@ -1,7 +1,8 @@
 // The window-state changes a checkpoint takes, in two parts (Flink's asynchronous
 // snapshots): `PersistedWindows.take()` runs in the checkpoint's barrier, while
-// processing waits, and only copies; `ChangeSet.materialize()` builds the state keys
-// and values later, while processing goes on.
+// processing waits, and only copies; `ChangeSet.encode()` writes the state keys and
+// values later, while processing goes on, straight into a change batch (bytes,
+// src/state/batch.ts) that the state thread stages: no object per window.
 //
 // The barrier's work is proportional to the changed windows but allocation-free per
 // window apart from one reference per array: the core serializes the changed windows
@@ -10,7 +11,7 @@
 // into plain arrays. Key strings are captured here, not key ids: an id may be freed and
 // given to another key before the checkpoint completes.
 import { Layout } from '../core/wasm';
-import { stateKey } from './types';
+import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
 
 const { SNAP, SNAP_HEADER } = Layout;
 const NO_VALUES: readonly string[] = [];
@@ -51,8 +52,8 @@ export interface SnapRegion {
 export const STATE_VALUE_VERSION = 1;
 export const STATE_MAGIC = 0x57;
 
-function stateHeader(name: string, values: readonly string[]): Buffer {
-  const parts = [Buffer.from(name, 'utf8'), ...values.map((v) => Buffer.from(v, 'utf8'))];
+function stateHeader(name: Buffer, values: readonly string[]): Buffer {
+  const parts = [name, ...values.map((v) => Buffer.from(v, 'utf8'))];
   const b = Buffer.allocUnsafe(2 + 2 + parts[0]!.length + 2 + values.length * 4 + parts.slice(1).reduce((n, x) => n + x.length, 0));
   let o = b.writeUInt8(STATE_MAGIC, 0);
   o = b.writeUInt8(STATE_VALUE_VERSION, o);
@@ -66,13 +67,76 @@ function stateHeader(name: string, values: readonly string[]): Buffer {
   return b;
 }
 
+const COLON = 0x3a, UNDERSCORE = 0x5f, MINUS = 0x2d, ZERO_DIGIT = 0x30;
+/** Bytes of a number as JavaScript writes it (String(x)): at most 24 ("-1.2345678901234567e+308"). */
+const NUMBER_MAX = 24;
+
+/** Writes `s` as UTF-8 at `p` (room for 3 bytes per UTF-16 unit reserved); returns the end. ASCII without a native call. */
+function writeString(b: Buffer, p: number, s: string): number {
+  let q = p;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return p + b.write(s, p, 'utf8');
+    b[q++] = c;
+  }
+  return q;
+}
+
+/** Writes the digits of an integer 0 <= v < 1e8 at `p` (int32 arithmetic); returns the end. */
+function writeDigits(b: Buffer, p: number, v: number): number {
+  let n = 1;
+  for (let t = v; t >= 10; t = (t / 10) | 0) n++;
+  for (let q = p + n - 1; q >= p; q--) {
+    const d = (v / 10) | 0;
+    b[q] = ZERO_DIGIT + v - d * 10;
+    v = d;
+  }
+  return p + n;
+}
+
+/**
+ * Writes String(x) at `p`; returns the end. Safe integers (window bounds in ms) digit
+ * by digit without a string, in two halves of 8 digits at most: a double's % is slow.
+ */
+function writeNumber(b: Buffer, p: number, x: number): number {
+  if (!Number.isSafeInteger(x)) return p + b.write(String(x), p, 'latin1');
+  if (x < 0) {
+    b[p++] = MINUS;
+    x = -x;
+  }
+  if (x < 1e8) return writeDigits(b, p, x);
+  const hi = Math.floor(x / 1e8);
+  p = writeDigits(b, p, hi);
+  // The low 8 digits, leading zeros included (x - hi × 1e8 is exact below 2^53).
+  let v = x - hi * 1e8;
+  for (let q = p + 7; q >= p; q--) {
+    const d = (v / 10) | 0;
+    b[q] = ZERO_DIGIT + v - d * 10;
+    v = d;
+  }
+  return p + 8;
+}
+
+/** Writes the state key `name:key:start_end` (types.ts stateKey) at `p`; returns the end. */
+function writeStateKey(b: Buffer, p: number, name: Buffer, key: string, start: number, end: number): number {
+  b.set(name, p);
+  p += name.length;
+  b[p++] = COLON;
+  p = writeString(b, p, key);
+  b[p++] = COLON;
+  p = writeNumber(b, p, start);
+  b[p++] = UNDERSCORE;
+  return writeNumber(b, p, end);
+}
+
 /**
  * The windows changed (and gone) between two checkpoint barriers, copied out of the
  * core: immutable, independent of anything the operator does afterwards.
  */
 export class ChangeSet {
   constructor(
-    private readonly names: readonly string[],
+    /** The aggregations' names, UTF-8. */
+    private readonly names: readonly Buffer[],
     /** The snap region's bytes from its base: record k at offsets[k]. */
     private readonly snap: Buffer,
     private readonly offsets: Uint32Array,
@@ -89,30 +153,66 @@ export class ChangeSet {
     private readonly headers: WeakMap<readonly string[], Buffer>,
   ) {}
 
+  /** Records the change set encodes to: its deletes (indexes 0 to deletes - 1), then its puts. */
+  get size(): number {
+    return this.gone.key.length + this.n;
+  }
+
+  /** A first guess of the encoded size in bytes (the writer grows past it if need be). */
+  get bytesHint(): number {
+    return this.snap.length + 128 * this.size;
+  }
+
   /**
-   * The state keys and values. Applying the deletes, then the puts, to the state of the
-   * previous change set gives exactly the windows live at the barrier.
+   * Writes records [from, to) (see size) as state keys and values to `w`. Encoding
+   * 0 to size in order and staging the batch gives, applied to the state of the
+   * previous change set, exactly the windows live at the barrier: the deletes come
+   * first, so that a key both gone and put (a window purged, then opened again) ends
+   * up put.
    */
-  materialize(): StateChanges {
-    const headers = this.headers;
-    const puts: Array<[string, Buffer]> = [];
-    for (let k = 0; k < this.n; k++) {
-      const a = this.aggs[k]!, name = this.names[a]!, vals = this.values[k]!;
+  encode(w: ChangeBatchWriter, from: number, to: number): void {
+    const g = this.gone, names = this.names, nGone = g.key.length;
+    for (let i = from; i < Math.min(to, nGone); i++) {
+      const name = names[g.agg[i]!]!, key = g.key[i]!;
+      w.start(name.length + 3 * key.length + 3 + 2 * NUMBER_MAX);
+      w.pos = writeStateKey(w.buf, w.pos, name, key, g.start[i]!, g.end[i]!);
+      w.endDelete();
+    }
+    const headers = this.headers, snap = this.snap;
+    for (let k = Math.max(from, nGone) - nGone; k < to - nGone; k++) {
+      const a = this.aggs[k]!, name = names[a]!, key = this.keys[k]!, vals = this.values[k]!;
       const start = this.starts[k]!, end = this.ends[k]!;
       let head = headers.get(vals);
       if (head === undefined) headers.set(vals, (head = stateHeader(name, vals)));
-      const len = this.lengths[k]!, off = this.offsets[k]!;
-      const value = Buffer.allocUnsafe(head.length + 16 + len);
-      head.copy(value, 0);
-      value.writeDoubleLE(start, head.length);
-      value.writeDoubleLE(end, head.length + 8);
-      this.snap.copy(value, head.length + 16, off + SNAP_HEADER, off + SNAP_HEADER + len);
-      puts.push([stateKey(name, this.keys[k]!, start, end), value]);
+      const len = this.lengths[k]!, off = this.offsets[k]! + SNAP_HEADER;
+      w.start(name.length + 3 * key.length + 3 + 2 * NUMBER_MAX + head.length + 16 + len);
+      const b = w.buf;
+      w.pos = writeStateKey(b, w.pos, name, key, start, end);
+      w.endKey();
+      let p = w.pos;
+      b.set(head, p);
+      p += head.length;
+      b.writeDoubleLE(start, p);
+      b.writeDoubleLE(end, p + 8);
+      p += 16;
+      // A plain Uint8Array view: Buffer.subarray costs twice as much per window.
+      b.set(new Uint8Array(snap.buffer, snap.byteOffset + off, len), p);
+      w.pos = p + len;
+      w.endPut();
     }
-    // A key can be both gone and put (a window purged, then opened again): applied in
-    // that order, the put wins. Duplicates among the deletes are harmless too.
-    const g = this.gone;
-    const deletes = g.key.map((key, i) => stateKey(this.names[g.agg[i]!]!, key, g.start[i]!, g.end[i]!));
+  }
+
+  /**
+   * The state keys and values as objects (tests, snapshot()): what encode() writes.
+   * Applying the deletes, then the puts, to the state of the previous change set gives
+   * exactly the windows live at the barrier.
+   */
+  materialize(): StateChanges {
+    const w = new ChangeBatchWriter(this.bytesHint);
+    this.encode(w, 0, this.size);
+    const puts: Array<[string, Buffer]> = [];
+    const deletes: string[] = [];
+    readChangeBatch(w.finish(), (key, value) => (value === null ? deletes.push(key) : puts.push([key, value])));
     return { puts, deletes };
   }
 }
@@ -154,12 +254,16 @@ export class PersistedWindows {
   private endsBuffer = new Float64Array(0);
   private readonly keysBuffer: string[] = [];
   private readonly valuesBuffer: Array<readonly string[]> = [];
+  /** The aggregations' names, UTF-8. */
+  private readonly names: readonly Buffer[];
 
   constructor(
-    private readonly names: readonly string[],
+    names: readonly string[],
     /** Caches the encoded head of a state value per group-values array (see ChangeSet). */
     private readonly headers = new WeakMap<readonly string[], Buffer>(),
-  ) {}
+  ) {
+    this.names = names.map((n) => Buffer.from(n, 'utf8'));
+  }
 
   /** Whether any window is persisted (nothing to track before the first checkpoint). */
   get empty(): boolean {
@@ -203,14 +307,14 @@ export class PersistedWindows {
    * The change set of the windows the core just serialized (`snap`, its changed
    * windows), with the registries' key strings and group values (`keysOf[agg][keyId]`,
    * `valuesOf[agg][keyId]`) resolved now; marks them persisted. The change set shares a
-   * buffer with the next take(): materialize it before then.
+   * buffer with the next take(): encode it before then.
    */
   take(snap: SnapRegion, keysOf: ReadonlyArray<ReadonlyArray<string | undefined>>, valuesOf: ReadonlyArray<ReadonlyArray<readonly string[] | undefined>>): ChangeSet {
     const n = snap.count;
     // Buffers and arrays reused from one take to the next: memory touched for the first
     // time costs a page fault per 4 KiB, which on some machines is most of a barrier's
     // time. At most one change set is pending at a time (one checkpoint in flight), and it
-    // is materialized before the next take.
+    // is encoded before the next take.
     if (this.copyBuffer.length < snap.length) this.copyBuffer = Buffer.allocUnsafeSlow(Math.max(snap.length, 2 * this.copyBuffer.length));
     const copy = this.copyBuffer.subarray(0, snap.length);
     copy.set(snap.bytes.subarray(snap.base, snap.base + snap.length));
@@ -262,7 +366,8 @@ export class PersistedWindows {
       if (old === undefined) count++;
       else if (old !== key || pStart[slot] !== start || pEnd[slot] !== end || pAgg[slot] !== a) gone.push(pAgg[slot]!, old, pStart[slot]!, pEnd[slot]!);
       pAgg[slot] = a;
-      pKey[slot] = key;
+      // Most changed windows keep their key: a reference store less (each costs more while the GC marks).
+      if (old !== key) pKey[slot] = key;
       pStart[slot] = start;
       pEnd[slot] = end;
       off += SNAP_HEADER + ((len + 7) & ~7);

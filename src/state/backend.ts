@@ -2,7 +2,7 @@
 //
 // Window state lives in WASM memory. At each checkpoint the processor stages in a
 // partition's store the keys that changed (put) or disappeared (delete) since the
-// last checkpoint, and `checkpoint(id)` writes them durably and atomically as
+// last checkpoint (all of them at once as one encoded change batch: stage(), batch.ts), and `checkpoint(id)` writes them durably and atomically as
 // version `id`. The checkpoint's metadata file (written by the caller after
 // `checkpoint(id)` resolves) is the commit point, so a store is multi-version:
 //
@@ -27,8 +27,9 @@
 //
 // The backends (memory.ts, rocksdb.ts, redis.ts) only store and find records; the
 // versioning logic above is in versioned.ts, shared by all three.
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { WeirError, type ErrorDomain } from '../errors/errors';
+import type { ChangeBatch } from './batch';
 
 export type StateBackendKind = 'memory' | 'rocksdb' | 'redis';
 
@@ -61,6 +62,12 @@ export interface PartitionStore {
   /** Stage a write / delete for the next checkpoint; a later stage of the same key wins. Synchronous, no I/O. */
   put(key: string, value: Buffer): void;
   delete(key: string): void;
+  /**
+   * Stages every record of an encoded batch (batch.ts), in order, as put() and delete()
+   * would. The batch's buffer belongs to the store from then on (the thread store
+   * transfers it): the caller must not touch it again.
+   */
+  stage(batch: ChangeBatch): void;
   /**
    * Durably (fsync / Redis MULTI-EXEC) and atomically writes the changes staged before
    * this call as version `id` (> the last checkpoint or restore), clears them from the
@@ -106,11 +113,69 @@ const ZERO = Buffer.alloc(1);
 
 /** The digest term of one entry: first 8 bytes (big-endian) of sha256(utf8(key) ‖ 0x00 ‖ value). */
 export function entryHash(key: string, value: Buffer): bigint {
-  return createHash('sha256').update(key, 'utf8').update(ZERO).update(value).digest().readBigUInt64BE(0);
+  return crypto.createHash('sha256').update(key, 'utf8').update(ZERO).update(value).digest().readBigUInt64BE(0);
 }
 
 export function digestHex(sum: bigint): string {
   return BigInt.asUintN(64, sum).toString(16).padStart(16, '0');
+}
+
+/**
+ * sha256 of some bytes, in one call (crypto.hash, Node 20.12 and later) where there is
+ * one: a checkpoint hashes every changed entry, and a Hash object with its three calls
+ * costs twice as much.
+ */
+const sha256: (data: Uint8Array) => Buffer =
+  typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'buffer') : (data) => crypto.createHash('sha256').update(data).digest();
+
+/**
+ * The digest term of an entry as two unsigned 32-bit halves (no BigInt per entry), from
+ * the bytes key ‖ 0x00 ‖ value in one piece (a change batch holds them so).
+ */
+export function termOf(hashed: Uint8Array): { hi: number; lo: number } {
+  const h = sha256(hashed);
+  return { hi: h.readUInt32BE(0), lo: h.readUInt32BE(4) };
+}
+
+let scratch = Buffer.allocUnsafeSlow(4096);
+
+/** termOf() for a key and value held apart. */
+export function termOfEntry(key: string, value: Uint8Array): { hi: number; lo: number } {
+  const need = 3 * key.length + 1 + value.length;
+  if (scratch.length < need) scratch = Buffer.allocUnsafeSlow(Math.max(need, 2 * scratch.length));
+  const n = scratch.write(key, 0, 'utf8');
+  scratch[n] = 0;
+  scratch.set(value, n + 1);
+  return termOf(scratch.subarray(0, n + 1 + value.length));
+}
+
+/** A digest as the sum mod 2^64 of terms, kept in two unsigned 32-bit halves. */
+export class DigestSum {
+  hi = 0;
+  lo = 0;
+
+  add(hi: number, lo: number): void {
+    const l = this.lo + lo;
+    const carry = l >= 0x1_0000_0000 ? 1 : 0;
+    this.lo = l >>> 0;
+    this.hi = (this.hi + hi + carry) >>> 0;
+  }
+
+  sub(hi: number, lo: number): void {
+    const l = this.lo - lo;
+    const borrow = l < 0 ? 1 : 0;
+    this.lo = l >>> 0;
+    this.hi = (this.hi - hi - borrow) >>> 0;
+  }
+
+  reset(): void {
+    this.hi = 0;
+    this.lo = 0;
+  }
+
+  hex(): string {
+    return this.hi.toString(16).padStart(8, '0') + this.lo.toString(16).padStart(8, '0');
+  }
 }
 
 /** The summary of a whole map of entries, computed from scratch. */

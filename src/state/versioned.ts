@@ -25,7 +25,8 @@
 // be restore()d (or clear()ed) before get() and checkpoint().
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
-import { digestHex, entryHash, StateCorrupt, StateError, type PartitionStore, type StateSummary } from './backend';
+import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, type PartitionStore, type StateSummary } from './backend';
+import { readChangeBatch, type ChangeBatch } from './batch';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
 export const MAX_STATE_ID = 0xfffffffe;
@@ -89,8 +90,16 @@ export interface Engine {
 
 interface IndexEntry {
   ver: number;
-  hash: bigint;
+  /** The entry's digest term, in two unsigned 32-bit halves. */
+  hi: number;
+  lo: number;
   size: number;
+}
+
+/** A staged put: its value and, when it came in a change batch, the bytes key ‖ 0x00 ‖ value its digest term hashes. */
+interface Staged {
+  value: Buffer;
+  hashed: Buffer | undefined;
 }
 
 const PRUNE_CHUNK = 5000;
@@ -101,9 +110,9 @@ function checkId(id: number, what: string, min: number): void {
 }
 
 export class VersionedStore implements PartitionStore {
-  private stage = new Map<string, Buffer | null>();
+  private staged = new Map<string, Staged | null>();
   private readonly index = new Map<string, IndexEntry>();
-  private sum = 0n;
+  private readonly sum = new DigestSum();
   private bytes = 0;
   /** The checkpoint the index stands for; undefined until restore() or clear(). */
   private lastId: number | undefined;
@@ -115,6 +124,11 @@ export class VersionedStore implements PartitionStore {
     private readonly engine: Engine,
     private readonly onClose: () => void = () => {},
   ) {}
+
+  /** Names the storage in errors (the engine's `where`). */
+  get where(): string {
+    return this.engine.where;
+  }
 
   get(key: string): Promise<Buffer | undefined> {
     return this.run('get', async () => {
@@ -132,17 +146,27 @@ export class VersionedStore implements PartitionStore {
     this.open('put');
     if (typeof key !== 'string' || !Buffer.isBuffer(value))
       throw new StateError(`${this.engine.where}: put() needs a string key and a Buffer value`, { domain: 'internal' });
-    this.stage.set(key, value);
+    this.staged.set(key, { value, hashed: undefined });
   }
 
   delete(key: string): void {
     this.open('delete');
-    this.stage.set(key, null);
+    this.staged.set(key, null);
+  }
+
+  stage(batch: ChangeBatch): void {
+    this.open('stage');
+    const st = this.staged;
+    try {
+      readChangeBatch(batch, (key, value, hashed) => st.set(key, value === null ? null : { value, hashed: hashed! }));
+    } catch (e) {
+      throw new StateError(`${this.engine.where}: stage(): ${(e as Error).message}`, { domain: 'internal' });
+    }
   }
 
   checkpoint(id: number): Promise<StateSummary> {
-    const staged = this.stage;
-    this.stage = new Map();
+    const staged = this.staged;
+    this.staged = new Map();
     return this.run('checkpoint', async () => {
       try {
         this.loaded('checkpoint');
@@ -151,44 +175,47 @@ export class VersionedStore implements PartitionStore {
           throw new StateError(`${this.engine.where}: checkpoint ${id} is not newer than the last checkpoint or restore (${this.lastId})`, { domain: 'internal' });
         const writes: VersionWrite[] = [];
         const next: Array<[string, IndexEntry | undefined]> = [];
-        for (const [key, value] of staged) {
+        for (const [key, s] of staged) {
           const cur = this.index.get(key);
-          if (value === null) {
+          if (s === null) {
             if (cur === undefined) continue; // not live: nothing to delete
             writes.push({ key, value: null, prev: cur.ver });
             next.push([key, undefined]);
           } else {
-            writes.push({ key, value, prev: cur?.ver ?? 0 });
-            next.push([key, { ver: id, hash: entryHash(key, value), size: Buffer.byteLength(key, 'utf8') + value.length }]);
+            writes.push({ key, value: s.value, prev: cur?.ver ?? 0 });
+            const t = s.hashed === undefined ? termOfEntry(key, s.value) : termOf(s.hashed);
+            // The key's UTF-8 length: the hashed bytes are key, a zero byte and the value.
+            const keyBytes = s.hashed === undefined ? Buffer.byteLength(key, 'utf8') : s.hashed.length - 1 - s.value.length;
+            next.push([key, { ver: id, hi: t.hi, lo: t.lo, size: keyBytes + s.value.length }]);
           }
         }
         if (writes.length > 0) await this.engine.write(id, writes);
+        const sum = this.sum;
         for (const [key, e] of next) {
           const cur = this.index.get(key);
           if (cur !== undefined) {
-            this.sum -= cur.hash;
+            sum.sub(cur.hi, cur.lo);
             this.bytes -= cur.size;
           }
           if (e === undefined) this.index.delete(key);
           else {
             this.index.set(key, e);
-            this.sum += e.hash;
+            sum.add(e.hi, e.lo);
             this.bytes += e.size;
           }
         }
-        this.sum = BigInt.asUintN(64, this.sum);
         this.lastId = id;
         return this.summary();
       } catch (e) {
         // Not written (or not known to be): stage the changes again, unless staged anew since.
-        for (const [k, v] of staged) if (!this.stage.has(k)) this.stage.set(k, v);
+        for (const [k, v] of staged) if (!this.staged.has(k)) this.staged.set(k, v);
         throw e;
       }
     });
   }
 
   restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
-    this.stage = new Map();
+    this.staged = new Map();
     return this.run('restore', async () => {
       checkId(id, `${this.engine.where}: restore`, 0);
       const best = new Map<string, VersionRecord>();
@@ -205,20 +232,20 @@ export class VersionedStore implements PartitionStore {
       const entries = new Map<string, Buffer>();
       for (const [key, r] of best) {
         if (r.value === null) continue;
-        const e: IndexEntry = { ver: r.id, hash: entryHash(key, r.value), size: Buffer.byteLength(key, 'utf8') + r.value.length };
+        const t = termOfEntry(key, r.value);
+        const e: IndexEntry = { ver: r.id, hi: t.hi, lo: t.lo, size: Buffer.byteLength(key, 'utf8') + r.value.length };
         this.index.set(key, e);
-        this.sum += e.hash;
+        this.sum.add(e.hi, e.lo);
         this.bytes += e.size;
         entries.set(key, r.value);
       }
-      this.sum = BigInt.asUintN(64, this.sum);
       this.lastId = id;
       return { entries, summary: this.summary() };
     });
   }
 
   clear(): Promise<void> {
-    this.stage = new Map();
+    this.staged = new Map();
     return this.run('clear', async () => {
       await this.engine.clear();
       this.reset();
@@ -264,12 +291,12 @@ export class VersionedStore implements PartitionStore {
   }
 
   private summary(): StateSummary {
-    return { entries: this.index.size, bytes: this.bytes, digest: digestHex(this.sum) };
+    return { entries: this.index.size, bytes: this.bytes, digest: this.sum.hex() };
   }
 
   private reset(): void {
     this.index.clear();
-    this.sum = 0n;
+    this.sum.reset();
     this.bytes = 0;
   }
 
