@@ -84,7 +84,7 @@ for (const decoder of ['scan', 'json'] as const)
         const c = swept.keyCounts(a);
         // Keys with open windows, those idle at one sweep only (kept a round), and the new ones
         // until the next sweep (about half those with open windows), plus one batch's.
-        const bound = 2 * maxOpen[a] + 2 * Math.max(sweepMin, maxOpen[a]! >>> 1) + batchSize;
+        const bound = 2 * maxOpen[a] + 2 * Math.max(sweepMin, maxOpen[a] >>> 1) + batchSize;
         assert.ok(c.keys <= bound && c.ids <= bound, `${AGGS[a]!.name} at line ${i}: ${c.keys} keys, ids below ${c.ids}; bound ${bound}`);
         if (decoder === 'scan') assert.ok(c.rawKeys <= bound + c.keys, `${AGGS[a]!.name}: ${c.rawKeys} raw ids`);
       });
