@@ -2,6 +2,7 @@
 // resident memory sampled every 10 s. Memory must follow open windows (flat after
 // warm-up), not the events or keys seen so far. WEIR_SOAK_SECONDS shortens the run
 // (default 600), WEIR_SOAK_USERS sets the distinct users (default 1,000,000).
+import { tuneHeap } from '../src/heap';
 import { validateConfig } from '../src/config';
 import { Instrumentation } from '../src/metrics';
 import { runEmbedded } from '../src/runner';
@@ -57,6 +58,8 @@ export async function benchSoak(): Promise<SoakFigures> {
     deadLetter: { type: 'file', path: '/dev/null' },
     state: { backend: 'memory' },
   });
+  // As `weir run` does at start (src/heap.ts).
+  tuneHeap();
   const bus = new Instrumentation();
   let events = 0;
   const open = new Map<string, number>();

@@ -1,5 +1,6 @@
 // The `weir` command.
 import { loadConfig, maskSecrets, type Config } from './config';
+import { tuneHeap } from './heap';
 import { eachOption } from './options';
 import { ConfigError, WeirError, isOutputClosed, toWeirError } from './errors/errors';
 import { runEmbedded, summaryLine, type RunSummary } from './runner';
@@ -114,6 +115,7 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(maskSecrets(cfg), null, 2) + '\n');
     return 0;
   }
+  tuneHeap();
   const summary = await runStoppable(cfg, args.progress);
   // Always, terminal or not: a run that dead-letters everything must not look like a quiet success.
   process.stderr.write(`${summaryLine(summary)}\n`);
