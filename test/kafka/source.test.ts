@@ -287,8 +287,9 @@ test('rebalance: a second member takes partitions; the first keeps its others wi
     await ra.until((r) => r.records.length === 200, 15_000, 'a reads everything');
     // b joins; a must keep pulling to take part in the rebalance.
     await Promise.all([
-      ra.until(() => a.assignment.length === 2, 15_000, 'a gives up two partitions'),
-      rb.until(() => b.assignment.length === 2, 15_000, 'b gets two partitions'),
+      // The hooks run after the assignment changed: wait for them too.
+      ra.until(() => a.assignment.length === 2 && hooks['a']!.length >= 2, 15_000, 'a gives up two partitions'),
+      rb.until(() => b.assignment.length === 2 && hooks['b']!.length >= 1, 15_000, 'b gets two partitions'),
     ]);
     const revokedFromA = hooks['a']!.at(-1)![1];
     assert.deepEqual(hooks['a']![0], [[0, 1, 2, 3], []]);
