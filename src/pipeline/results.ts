@@ -208,13 +208,7 @@ export class ResultBatch {
       text += JSON.stringify(r) + '\n';
     }
     const json = Buffer.from(text, 'utf8');
-    // JSON text has no raw newline: each '\n' ends a line.
-    for (let i = 0, start = 0; i < n; i++) {
-      const end = json.indexOf(10, start);
-      starts[i] = start;
-      ends[i] = end;
-      start = end + 1;
-    }
+    lineBounds(json, starts, ends);
     return new ResultBatch(n, records, keys, emittedAt, json, starts, ends);
   }
 
@@ -424,13 +418,16 @@ export function encodeDeadLetters(records: readonly DeadLetter[]): EncodedLines 
   for (const d of records) text += deadLetterJson(d) + '\n';
   const json = Buffer.from(text, 'utf8');
   const lineStarts = new Uint32Array(n), lineEnds = new Uint32Array(n);
-  // JSON text has no raw newline (JSON.stringify escapes it): each '\n' ends a line.
-  let start = 0;
-  for (let i = 0; i < n; i++) {
+  lineBounds(json, lineStarts, lineEnds);
+  return { n, json, lineStarts, lineEnds };
+}
+
+/** Where each of the '\n'-ended lines of `json` starts and ends (JSON text has no raw newline: JSON.stringify escapes it). */
+function lineBounds(json: Buffer, starts: Uint32Array, ends: Uint32Array): void {
+  for (let i = 0, start = 0; i < starts.length; i++) {
     const end = json.indexOf(10, start);
-    lineStarts[i] = start;
-    lineEnds[i] = end;
+    starts[i] = start;
+    ends[i] = end;
     start = end + 1;
   }
-  return { n, json, lineStarts, lineEnds };
 }

@@ -1,14 +1,5 @@
-/** mulberry32: a small seeded PRNG for reproducible test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the benchmarks' own seeded PRNG: reproducible test data. */
+export { rng } from '../../bench/stats';
 
 export function normal(r: () => number): number {
   const u = 1 - r(), v = r();
