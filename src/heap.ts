@@ -5,11 +5,11 @@
 // allocates few objects per event but keeps its keys for as long as they have open
 // windows: with many users, keys are registered and released all the time, and the
 // released ones are garbage in the old generation. A run with a million users and about
-// 100 MB alive peaked near 600 MB of RSS that way. Growing by at most 2x keeps it
-// under 450 MB at the same throughput (docs/benchmarks.md, Soak).
+// 100 MB alive peaked near 600 MB of RSS that way. Growing by at most 1.5x keeps it
+// near 420 MB at the same throughput (docs/benchmarks.md, Soak).
 import { setFlagsFromString } from 'node:v8';
 
-export const HEAP_GROWING_PERCENT = 100;
+export const HEAP_GROWING_PERCENT = 50;
 
 /**
  * Sets V8's heap growing factor to 1 + HEAP_GROWING_PERCENT / 100 for this process,
