@@ -88,6 +88,8 @@ const noSource: CheckpointSource = {
   startInfo: () => ({ committed: undefined, low: '0', position: '0' }),
   seek: () => true,
   commit: async () => {},
+  assignment: [],
+  pastNonRecords: (_p, offset) => offset,
 };
 
 async function measure(backend: 'rocksdb' | 'redis', windows: number, rounds: number): Promise<CheckpointFigure> {

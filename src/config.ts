@@ -235,6 +235,25 @@ export const configSchema = z.strictObject({
       retain: z.number().int().positive().default(3),
     })
     .prefault({}),
+  /**
+   * A Kafka source's state follows its partitions through a compacted changelog topic:
+   * each checkpoint of a partition is one Kafka transaction holding its changed windows
+   * (to the changelog partition with the same number), where it stands, and its input
+   * offset; an instance assigned a partition restores it from there (its local state
+   * is a cache of it). `enabled: false` keeps state and offsets local to each instance.
+   */
+  changelog: z
+    .strictObject({
+      /** @default true (for a Kafka source; other sources have no changelog) */
+      enabled: z.boolean().default(true),
+      /** @default "<source.groupId>-changelog" */
+      topic: z.string().min(1).optional(),
+      /** Create the topic (compacted, the input topic's partition count) when it is missing. @default true */
+      create: z.boolean().default(true),
+      /** An instance that dies mid-transaction holds the partition's readers back at most this long (ms). @default 60000 */
+      transactionTimeoutMs: duration({ positive: true }).default(60_000),
+    })
+    .prefault({}),
   metrics: z
     .strictObject({
       host: z.string().default('127.0.0.1'),
@@ -331,6 +350,7 @@ export function validateConfig(raw: unknown, origin = 'config'): Config {
   if (typeof ssl === 'object' && (ssl.cert === undefined) !== (ssl.key === undefined))
     throw new ConfigError(`${origin}: source.ssl: cert and key go together (a client certificate needs its private key)`);
   if (cfg.state.backend === undefined) cfg.state.backend = cfg.source.type === 'kafka' ? 'rocksdb' : 'memory';
+  if (cfg.source.type === 'kafka') cfg.changelog.topic ??= `${cfg.source.groupId}-changelog`;
   return cfg;
 }
 

@@ -16,6 +16,7 @@ import { Delivery } from './sinks/delivery';
 import type { QueueLimits } from './sinks/queue';
 import { PartitionedOperator } from './pipeline/partitioned';
 import { Checkpointer } from './checkpoint/coordinator';
+import { Changelog } from './changelog/thread';
 import { CheckpointScheduler } from './checkpoint/scheduler';
 import { OperatorLoop } from './loop';
 import { openStateBackend } from './state';
@@ -193,6 +194,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   let sinks: RecordSink<ResultBatch>[] = [];
   let dlq: RecordSink<DeadLetter> | undefined;
   let checkpointer: Checkpointer | undefined;
+  let changelog: Changelog | undefined;
   let source: (OpenSource & { kafka?: KafkaSource }) | undefined;
   let messages: AsyncIterator<StreamMessage> | undefined;
   let loop: OperatorLoop | undefined;
@@ -228,8 +230,28 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     });
     // Checkpoints exist for Kafka: a file or generator is read again from its start.
     if (cfg.source.type === 'kafka') {
+      const src = cfg.source;
       // On a thread of its own: a checkpoint's writes take no time from the loop.
-      checkpointer = new Checkpointer(cfg, op, await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true }), log, bus, clock);
+      const backend = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
+      if (cfg.changelog.enabled) {
+        // After the state backend: if both are unreachable, the first one named is the backend.
+        const sasl = saslOptions(src.sasl, process.env);
+        changelog = await Changelog.start({
+          brokers: src.brokers,
+          clientId: src.clientId,
+          ssl: sslOptions(src.ssl),
+          ...(sasl === undefined ? {} : { sasl }),
+          groupId: src.groupId,
+          topic: src.topic,
+          changelog: cfg.changelog.topic ?? `${src.groupId}-changelog`,
+          create: cfg.changelog.create,
+          transactionTimeoutMs: cfg.changelog.transactionTimeoutMs,
+        }).catch(async (e: unknown) => {
+          await backend.close();
+          throw e;
+        });
+      }
+      checkpointer = new Checkpointer(cfg, op, backend, log, bus, clock, changelog);
       await checkpointer.init();
     }
     const ck = checkpointer;
@@ -283,6 +305,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     await scheduler?.idle().catch(() => undefined);
     const closed = await Promise.allSettled([source?.close(), metricsServer?.close(), ...[...sinks, ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
     await checkpointer?.close();
+    await changelog?.shutdown().catch(() => undefined);
     const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (closeFailure !== undefined) {
       report(closeFailure.reason, 'cannot close the source, sinks or metrics server');

@@ -32,6 +32,10 @@ import type { PartitionedOperator } from '../pipeline/partitioned';
 import { offsetOf, type RecordBatch } from '../pipeline/types';
 import { ChangeBatchWriter, StateCorrupt, type PartitionStore, type StateBackend } from '../state';
 import type { ChangeSet } from '../pipeline/changes';
+import { readChangeBatch, type ChangeBatch } from '../state/batch';
+import type { Changelog } from '../changelog/thread';
+import { FencedError } from '../changelog/errors';
+import { CHANGELOG_FORMAT, aggregationFingerprints, checkPartitionRecord, eventTimeFingerprint, type PartitionRecord } from '../changelog/format';
 import { faultPoint } from './faults';
 import { CheckpointStore, fromJsonTime, toJsonTime, type CheckpointMetadata, type JsonTime, type PartitionCheckpoint } from './store';
 
@@ -46,6 +50,10 @@ export interface CheckpointSource {
   startInfo(partition: number): { committed: string | undefined; low: string; position: string | undefined };
   seek(partition: number, offset: string): boolean;
   commit(offsets: ReadonlyArray<{ partition: number; offset: string }>): Promise<void>;
+  /** The partitions this instance holds now. */
+  readonly assignment: readonly number[];
+  /** The offset to commit for `offset`: past records that are not records (transaction markers) when nothing lies between. */
+  pastNonRecords(partition: number, offset: string): string;
 }
 
 /** Topic, aggregations and event-time settings: the state of a checkpoint is only valid for the same. */
@@ -81,6 +89,14 @@ export class Checkpointer {
   private firstAssignment = true;
   private readonly fingerprint: string;
   private readonly clock: () => number;
+  /** With a changelog: per partition, the changelog offset its local state (as of the last checkpoint) reaches. */
+  private readonly changelogOffsets = new Map<number, string>();
+  /** With a changelog: per partition, the input offset of its last committed transaction. */
+  private readonly committedOffsets = new Map<number, string>();
+  /** With a changelog: partitions whose last transaction failed (the changelog thread holds its records for the next). */
+  private readonly uncommitted = new Set<number>();
+  /** Since when checkpoints' transactions have been failing (ms), or undefined. */
+  private failingSince: number | undefined;
 
   constructor(
     private readonly cfg: Config,
@@ -89,6 +105,8 @@ export class Checkpointer {
     private readonly log: Logger,
     private readonly bus: Instrumentation,
     clock: () => number = Date.now,
+    /** Where each partition's state and offsets are committed: a Kafka changelog, or local checkpoints alone. */
+    private readonly changelog?: Changelog,
   ) {
     this.store = new CheckpointStore(cfg.checkpoint.dir);
     this.fingerprint = aggregationsFingerprint(cfg);
@@ -161,6 +179,7 @@ export class Checkpointer {
    * then fire again, with the same or a later result (the final result is the last).
    */
   async assign(partitions: readonly number[], source: CheckpointSource): Promise<void> {
+    if (this.changelog !== undefined) return this.assignFromChangelog(partitions, source, this.changelog);
     const found: Array<{ p: number; meta: CheckpointMetadata; pc: PartitionCheckpoint; entries: Map<string, Buffer>; summary: { entries: number } }> = [];
     const empty: number[] = [];
     // Opening a store waits on the disk (RocksDB): all at once, not one after the other.
@@ -188,6 +207,109 @@ export class Checkpointer {
       this.log.info({ checkpoint: meta.id, partition: p, offset: pc.offset, windows: summary.entries }, `partition ${p} restored from checkpoint ${meta.id}`);
     }
     await Promise.all(empty.map((p) => this.stores.get(p)!.clear()));
+    this.startEmpty(empty, source);
+  }
+
+  /**
+   * With a changelog: each newly assigned partition's producer is opened first (which
+   * fences a previous owner, a zombie included, and aborts its open transaction); then
+   * its state is the local cache (the newest local checkpoint that verifies and is
+   * recent enough) plus the changelog from the offset that cache reaches, or the
+   * whole changelog; its input is sought to where the last committed checkpoint
+   * left it.
+   */
+  private async assignFromChangelog(partitions: readonly number[], source: CheckpointSource, changelog: Changelog): Promise<void> {
+    const opened = await Promise.allSettled(partitions.map(async (p) => {
+      const ps = await this.openStore(p);
+      await changelog.open(p);
+      return ps;
+    }));
+    const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    type Restored = { p: number; entries: Map<string, Buffer>; rec: PartitionRecord };
+    const restored: Restored[] = [];
+    const empty: number[] = [];
+    for (const p of partitions) {
+      const t0 = performance.now();
+      const ps = this.stores.get(p)!;
+      this.op.drop(p);
+      const where = `changelog "${changelog.topic}" partition ${p}`;
+      // A cache older than the topic's delete.retention.ms may miss a tombstone compaction has removed since.
+      const fresh = (m: CheckpointMetadata): boolean => this.clock() - Date.parse(m.createdAt) < changelog.deleteRetentionMs / 2;
+      let local = await this.verified(p, ps, (m, pc) => pc.changelogOffset !== undefined && fresh(m));
+      let r = await changelog.restore(p, local?.pc.changelogOffset ?? '0');
+      if (local !== undefined && BigInt(r.end) < BigInt(local.pc.changelogOffset!)) {
+        // The changelog ends before the cache: it is not the changelog the cache came from.
+        this.log.warn({ partition: p, cache: local.pc.changelogOffset, end: r.end }, `partition ${p}: the local state reaches changelog offset ${local.pc.changelogOffset}, but ${where} ends at ${r.end}; restoring from the changelog alone`);
+        local = undefined;
+        r = await changelog.restore(p, '0');
+      }
+      if (local === undefined) await ps.clear();
+      const entries = local?.entries ?? new Map<string, Buffer>();
+      readChangeBatch(r.batch, (key, value) => {
+        if (value === null) entries.delete(key);
+        else entries.set(key, Buffer.from(value));
+      });
+      // The local store catches up with the changelog at the next checkpoint.
+      if (r.batch.count > 0) ps.stage(r.batch);
+      const recText = r.partitionRecord;
+      const rec: PartitionRecord | undefined =
+        recText !== undefined
+          ? checkPartitionRecord(recText, this.cfg, where)
+          : local !== undefined
+            ? this.recordOf(local.meta, local.pc)
+            : undefined;
+      const seconds = (performance.now() - t0) / 1000;
+      const from = local === undefined ? 'changelog' : r.records > 0 ? 'local cache and changelog' : 'local cache';
+      this.bus.emit('state.restored', { partition: p, seconds, records: r.records });
+      if (rec === undefined) {
+        if (entries.size > 0) throw new WeirError(`${where} holds windows but no ${'@weir/partition'} record: it was not written by Weir`, { domain: 'user' });
+        empty.push(p);
+        this.changelogOffsets.set(p, r.end);
+        this.log.info({ partition: p, state: 'empty', changelogEnd: r.end, ms: Math.round(seconds * 1000) }, `partition ${p}: no state in ${where}, starting empty`);
+        continue;
+      }
+      this.changelogOffsets.set(p, r.end);
+      this.committedOffsets.set(p, rec.offset);
+      restored.push({ p, entries, rec });
+      const what =
+        local === undefined
+          ? `partition ${p} restored from the changelog (${r.records} records of "${changelog.topic}" from offset 0, ${entries.size} windows)`
+          : `partition ${p} restored from checkpoint ${local.meta.id} (local cache) and ${r.records} changelog records from offset ${local.pc.changelogOffset} (${entries.size} windows)`;
+      this.log.info(
+        { partition: p, state: from, checkpoint: local?.meta.id, changelogFrom: local?.pc.changelogOffset ?? '0', changelogEnd: r.end, records: r.records, windows: entries.size, offset: rec.offset, ms: Math.round(seconds * 1000) },
+        `${what} in ${Math.round(seconds * 1000)} ms; reading from offset ${rec.offset}`,
+      );
+    }
+    const first = this.firstAssignment;
+    this.firstAssignment = false;
+    const wm = this.op.watermarks;
+    if (first && empty.length === 0 && restored.length > 0) wm.current = Math.max(wm.current, Math.min(...restored.map((x) => fromJsonTime(x.rec.watermarkMs))));
+    for (const { p, entries, rec } of restored) {
+      this.op.operator(p).restore(entries, Math.min(fromJsonTime(rec.watermarkMs), wm.current));
+      wm.register(p, this.clock(), fromJsonTime(rec.maxEventTimeMs));
+      source.seek(p, rec.offset);
+      this.offsets.set(p, rec.offset);
+    }
+    this.startEmpty(empty, source);
+  }
+
+  /** What a local checkpoint says of partition `pc`, as a changelog's partition record would. */
+  private recordOf(meta: CheckpointMetadata, pc: PartitionCheckpoint): PartitionRecord {
+    return {
+      format: CHANGELOG_FORMAT,
+      offset: pc.offset,
+      maxEventTimeMs: pc.maxEventTimeMs,
+      watermarkMs: meta.watermarkMs,
+      topic: this.cfg.source.type === 'kafka' ? this.cfg.source.topic : '',
+      aggregations: aggregationFingerprints(this.cfg),
+      eventTime: eventTimeFingerprint(this.cfg),
+    };
+  }
+
+  /** Partitions with no state: they start from their beginning (see assign()). */
+  private startEmpty(empty: readonly number[], source: CheckpointSource): void {
+    const wm = this.op.watermarks;
     for (const p of empty) {
       this.op.operator(p);
       // It holds W back until it sends (or idles), like any assigned partition.
@@ -201,11 +323,11 @@ export class Checkpointer {
     }
   }
 
-  /** The newest checkpoint of `p` whose metadata and state verify, with the state read back. */
-  private async verified(p: number, ps: PartitionStore) {
+  /** The newest checkpoint of `p` whose metadata and state verify (and that `usable` accepts), with the state read back. */
+  private async verified(p: number, ps: PartitionStore, usable: (m: CheckpointMetadata, pc: PartitionCheckpoint) => boolean = () => true) {
     for (const meta of this.known) {
       const pc = meta.partitions.find((x) => x.partition === p);
-      if (pc === undefined) continue;
+      if (pc === undefined || !usable(meta, pc)) continue;
       if (meta.aggregations !== this.fingerprint)
         throw new WeirError(
           `checkpoint ${meta.id} in ${this.cfg.checkpoint.dir} was taken with another source topic, other aggregations or other event-time settings than this config; to reprocess from scratch, point checkpoint.dir and state.dir at empty directories`,
@@ -236,6 +358,10 @@ export class Checkpointer {
   async revoke(p: number): Promise<void> {
     this.op.drop(p);
     this.offsets.delete(p);
+    this.changelogOffsets.delete(p);
+    this.committedOffsets.delete(p);
+    this.uncommitted.delete(p);
+    await this.changelog?.close(p).catch(() => undefined);
     const ps = this.stores.get(p);
     this.stores.delete(p);
     await ps?.close();
@@ -278,9 +404,10 @@ export class Checkpointer {
    * then the commit point, the offsets and retention. Call it for one barrier at a time,
    * in barrier order: each version holds the changes since the previous one.
    */
-  async complete(b: PendingCheckpoint, source: CheckpointSource, sinksDone: () => Promise<void>): Promise<CheckpointMetadata> {
+  async complete(b: PendingCheckpoint, source: CheckpointSource, sinksDone: () => Promise<void>): Promise<CheckpointMetadata | undefined> {
     const { id, parts } = b;
     let changes = 0;
+    const forChangelog: ChangeBatch[] = [];
     for (const x of parts) {
       // Keys and values are encoded here, out of the barrier, a slice at a time, letting
       // batches in between; the store takes the bytes as they are (to its thread).
@@ -291,7 +418,10 @@ export class Checkpointer {
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       changes += w.count;
-      x.ps.stage(w.finish());
+      const batch = w.finish();
+      // Both threads take their batch by transfer: the changelog gets a copy.
+      if (this.changelog !== undefined) forChangelog.push({ buffer: batch.buffer.slice(0, batch.length), length: batch.length, count: batch.count });
+      x.ps.stage(batch);
     }
     // 2. State, durably, as version `id`.
     const summaries = await Promise.all(parts.map((x) => x.ps.checkpoint(id)));
@@ -299,8 +429,15 @@ export class Checkpointer {
     // The sinks hold everything before the barrier before the commit point says so.
     await sinksDone();
     faultPoint('sinks-flushed');
-    const pcs: PartitionCheckpoint[] = parts.map((x, i) => ({ partition: x.p, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), state: summaries[i]! }));
-    // 3. The commit point.
+    // With a changelog, each partition's transaction is its commit point.
+    if (this.changelog !== undefined && !(await this.commitChangelog(b, forChangelog, source, this.changelog))) return undefined;
+    const pcs: PartitionCheckpoint[] = parts.map((x, i) => {
+      const pc: PartitionCheckpoint = { partition: x.p, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), state: summaries[i]! };
+      const co = this.changelogOffsets.get(x.p);
+      if (co !== undefined) pc.changelogOffset = co;
+      return pc;
+    });
+    // 3. The commit point (with a changelog: of the local cache).
     const meta = await this.store.write({
       id,
       createdAt: b.createdAt,
@@ -313,11 +450,13 @@ export class Checkpointer {
     faultPoint('metadata-written');
     this.known.unshift(meta);
     // 4. Offsets, never ahead of durable state. A failed commit loses nothing: recovery seeks to the checkpoint's offsets.
-    try {
-      await source.commit(pcs.map((x) => ({ partition: x.partition, offset: x.offset })));
-    } catch (e) {
-      this.bus.emit('error', { kind: 'transient' });
-      this.log.warn({ err: e, checkpoint: id }, `checkpoint ${id} is durable but committing its offsets failed: ${(e as Error).message}`);
+    if (this.changelog === undefined) {
+      try {
+        await source.commit(pcs.map((x) => ({ partition: x.partition, offset: x.offset })));
+      } catch (e) {
+        this.bus.emit('error', { kind: 'transient' });
+        this.log.warn({ err: e, checkpoint: id }, `checkpoint ${id} is durable but committing its offsets failed: ${(e as Error).message}`);
+      }
     }
     // 5. Retention.
     const oldest = await this.store.retain(this.cfg.checkpoint.retain);
@@ -331,6 +470,57 @@ export class Checkpointer {
       `checkpoint ${id} done (${b.reason})`,
     );
     return meta;
+  }
+
+  /**
+   * Each partition's changes, where it stands and its input offset, as one transaction
+   * per partition (all partitions at once). True when every one committed. A transaction
+   * that failed is retried with the next checkpoint's (the changelog thread keeps its
+   * records); the local checkpoint is then not written, so the local cache never gets
+   * ahead of the changelog. A fenced producer of a partition this instance no longer
+   * holds is a rebalance: the partition is someone else's now. One it still holds is a
+   * zombie: the run fails.
+   */
+  private async commitChangelog(b: PendingCheckpoint, batches: ChangeBatch[], source: CheckpointSource, changelog: Changelog): Promise<boolean> {
+    const topic = this.cfg.source.type === 'kafka' ? this.cfg.source.topic : '';
+    const aggregations = aggregationFingerprints(this.cfg);
+    const eventTime = eventTimeFingerprint(this.cfg);
+    const results = await Promise.allSettled(
+      b.parts.map(async (x, i) => {
+        const batch = batches[i]!;
+        // Nothing changed and nothing read: the last transaction still says it all.
+        if (batch.count === 0 && this.committedOffsets.get(x.p) === x.offset && !this.uncommitted.has(x.p)) return;
+        this.uncommitted.add(x.p);
+        const record: PartitionRecord = { format: CHANGELOG_FORMAT, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), watermarkMs: b.watermarkMs, topic, aggregations, eventTime };
+        const next = await changelog.commit(x.p, [batch], JSON.stringify(record), source.pastNonRecords(x.p, x.offset));
+        this.changelogOffsets.set(x.p, next);
+        this.committedOffsets.set(x.p, x.offset);
+        this.uncommitted.delete(x.p);
+      }),
+    );
+    faultPoint('changelog-committed');
+    let ok = true;
+    for (const [i, r] of results.entries()) {
+      if (r.status === 'fulfilled') continue;
+      const p = b.parts[i]!.p;
+      const e = r.reason as unknown;
+      if (e instanceof FencedError) {
+        if (!source.assignment.includes(p)) {
+          this.log.info({ partition: p, checkpoint: b.id }, `partition ${p} moved to another instance before checkpoint ${b.id} committed: it continues there from its previous checkpoint`);
+          ok = false;
+          continue;
+        }
+        throw new WeirError(`${e.message}: this instance was stopped or cut off for longer than source.sessionTimeoutMs, and what it did since its last checkpoint is discarded; it stops so that it can restart and rejoin`, { domain: 'external', cause: e });
+      }
+      ok = false;
+      this.failingSince ??= this.clock();
+      this.bus.emit('error', { kind: 'transient' });
+      this.log.warn({ err: e, partition: p, checkpoint: b.id }, `checkpoint ${b.id} of partition ${p} did not commit (it is retried with the next): ${(e as Error).message}`);
+      if (this.clock() - this.failingSince > this.cfg.retry.maxElapsedMs)
+        throw new WeirError(`checkpoints have not committed to the changelog for ${Math.round((this.clock() - this.failingSince) / 1000)} s (retry.maxElapsedMs): ${(e as Error).message}`, { domain: 'external', cause: e });
+    }
+    if (ok) this.failingSince = undefined;
+    return ok;
   }
 
   async close(): Promise<void> {

@@ -4,11 +4,12 @@
 //   barrier-taken     checkpoint N's barrier is taken, batches after it go on
 //   state-written     the backend holds version N, metadata N not written yet
 //   sinks-flushed     the sinks hold every result before barrier N, metadata N not written yet
+//   changelog-committed  with a changelog: checkpoint N's transactions committed, metadata N not written yet
 //   metadata-staged   metadata N is in its temporary directory, not renamed yet
 //   metadata-written  checkpoint N is durable, its offsets not committed yet
-export type FaultPoint = 'barrier-taken' | 'state-written' | 'sinks-flushed' | 'metadata-staged' | 'metadata-written';
+export type FaultPoint = 'barrier-taken' | 'state-written' | 'sinks-flushed' | 'changelog-committed' | 'metadata-staged' | 'metadata-written';
 
-const spec = /^(barrier-taken|state-written|sinks-flushed|metadata-staged|metadata-written):(\d+)$/.exec(process.env['WEIR_FAULT'] ?? '');
+const spec = /^(barrier-taken|state-written|sinks-flushed|changelog-committed|metadata-staged|metadata-written):(\d+)$/.exec(process.env['WEIR_FAULT'] ?? '');
 let reached = 0;
 
 export function faultPoint(point: FaultPoint): void {

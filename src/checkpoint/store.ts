@@ -38,6 +38,8 @@ export interface PartitionCheckpoint {
   maxEventTimeMs: JsonTime;
   /** The partition's state as of this checkpoint, as the backend summarised it. */
   state: StateSummary;
+  /** With a changelog: the changelog offset after this checkpoint's transaction (the local state is the changelog up to it). */
+  changelogOffset?: string;
 }
 
 export interface CheckpointMetadata {

@@ -113,6 +113,13 @@ export interface ResultsHandedEvent {
   latenciesSeconds: readonly number[];
 }
 
+/** A newly assigned partition's state was restored (with a changelog): how long it took and the changelog records read. */
+export interface StateRestoredEvent {
+  partition: number;
+  seconds: number;
+  records: number;
+}
+
 /** Every event of the bus, by name. */
 export interface InstrumentationEvents {
   'batch.processed': BatchProcessedEvent;
@@ -122,6 +129,7 @@ export interface InstrumentationEvents {
   watermark: WatermarkEvent;
   'consumer.lag': ConsumerLagEvent;
   'checkpoint.completed': CheckpointCompletedEvent;
+  'state.restored': StateRestoredEvent;
   error: ErrorEvent;
   'partition.revoked': PartitionRevokedEvent;
   'sink.queue': SinkQueueEvent;

@@ -1,4 +1,4 @@
-// Weir's Prometheus metrics: fifteen families fed by the instrumentation bus, plus
+// Weir's Prometheus metrics: seventeen families fed by the instrumentation bus, plus
 // Node's default process metrics, in a registry of their own (never prom-client's
 // global one, so that two processors in one process or test do not collide).
 //
@@ -25,6 +25,8 @@ export const METRIC_NAMES = [
   'sink_up',
   'partition_idle',
   'records_consumed_total',
+  'state_restore_seconds',
+  'state_restored_records_total',
 ] as const;
 
 /** Error kinds of `errors_total`; every one is exported from the start, at 0. */
@@ -86,6 +88,8 @@ export interface Metrics {
  * | `watermark_lag_seconds` | gauge | partition | `watermark`: (nowMs - watermarkMs) / 1000; no sample while the partition (or the source, `all`) has no watermark yet, 0 once a bounded input ended |
  * | `partition_idle` | gauge | partition | `watermark`: 1 while the partition is idle (silent for idleTimeoutMs: it does not hold W back), else 0 |
  * | `records_consumed_total` | counter | - | `batch.processed`: `records`, once per record whatever the number of aggregations (the source's input rate) |
+ * | `state_restore_seconds` | histogram | - | `state.restored`: time to restore a newly assigned partition (local cache and changelog) |
+ * | `state_restored_records_total` | counter | - | `state.restored`: changelog records read by restores |
  *
  * Dead letters: a `malformed` or `invalid` dead letter is an error that retrying
  * can never fix, so each one also counts as `errors_total{kind="permanent"}`
@@ -130,6 +134,17 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
     name: `${prefix}state_size_bytes`,
     help: 'Bytes of window state, per partition ("all" when shared by every partition).',
     labelNames: ['partition'] as const,
+    registers,
+  });
+  const restoreSeconds = new prom.Histogram({
+    name: `${prefix}state_restore_seconds`,
+    help: 'Time to restore a newly assigned partition from its local cache and changelog, seconds.',
+    buckets: CHECKPOINT_BUCKETS_SECONDS,
+    registers,
+  });
+  const restoredRecords = new prom.Counter({
+    name: `${prefix}state_restored_records_total`,
+    help: 'Changelog records read to restore assigned partitions.',
     registers,
   });
   const checkpointDuration = new prom.Histogram({
@@ -225,6 +240,10 @@ export function createMetrics(bus: Instrumentation, opts: MetricsOptions = {}): 
       if (e.idle !== undefined) partitionIdle.set({ partition }, e.idle ? 1 : 0);
     }),
     bus.on('consumer.lag', (e) => consumerLag.set({ partition: String(e.partition) }, e.lag)),
+    bus.on('state.restored', (e) => {
+      restoreSeconds.observe(e.seconds);
+      restoredRecords.inc(e.records);
+    }),
     bus.on('checkpoint.completed', (e) => {
       checkpointDuration.observe(e.durationSeconds);
       checkpointPause.observe(e.syncSeconds);

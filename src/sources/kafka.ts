@@ -509,7 +509,7 @@ export class KafkaSource {
    * bounded read of another member takes a committed offset at the end offset as
    * the partition done, and one short of it behind a marker would keep it waiting.
    */
-  private pastNonRecords(partition: number, offset: string): string {
+  pastNonRecords(partition: number, offset: string): string {
     const pos = this.position.get(partition);
     const covered = this.recordsEnd.get(partition);
     return pos !== undefined && covered !== undefined && covered.toString() === offset && pos > covered ? pos.toString() : offset;

@@ -17,7 +17,7 @@ import type { FromStateWorker, PlainStateError, StateOp, StateWorkerInit, ToStat
 import type { RecordCounts } from './versioned';
 
 /** The error a store raised on the thread, as the same class and message here. */
-function revive(p: PlainStateError): Error {
+export function revive(p: PlainStateError): Error {
   const domain = p.domain ?? 'internal';
   let e: Error;
   switch (p.name) {

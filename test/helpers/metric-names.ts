@@ -18,6 +18,8 @@ export const WEIR_METRICS = [
   'sink_up',
   'partition_idle',
   'records_consumed_total',
+  'state_restore_seconds',
+  'state_restored_records_total',
 ] as const;
 
 export type WeirMetricName = (typeof WEIR_METRICS)[number];
@@ -28,6 +30,7 @@ export const WEIR_HISTOGRAMS: readonly WeirMetricName[] = [
   'checkpoint_duration_seconds',
   'checkpoint_pause_seconds',
   'result_latency_seconds',
+  'state_restore_seconds',
 ];
 
 /** Whether `series` is a name that Weir's /metrics can expose (a histogram's series included). */

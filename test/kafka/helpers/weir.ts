@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DeadLetter, WindowResult } from '../../../src/pipeline/types';
+import { generateLines } from '../../../src/sources/eventgen';
 import { BROKERS } from './kafka';
 
 const BIN = join(__dirname, '..', '..', '..', '..', 'bin', 'weir.js');
@@ -147,3 +148,33 @@ export function deadLetterSet(dls: readonly DeadLetter[]): string[] {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Every aggregation keyed by model and region, the key the topic is partitioned by. */
+export const BY_MODEL_REGION = [
+  { name: 'latency_metrics', groupBy: ['data.model', 'data.region'], value: 'data.latency_ms', window: { type: 'tumbling', sizeMs: 60_000 } },
+  { name: 'tokens_sliding', groupBy: ['data.model', 'data.region'], value: 'data.tokens', window: { type: 'sliding', sizeMs: 120_000, slideMs: 30_000 } },
+  { name: 'cost_sessions', groupBy: ['data.model', 'data.region'], value: 'data.cost', window: { type: 'session', gapMs: 2_000 } },
+];
+
+/** Events keyed by model and region, as scripts/produce.js keys them. No event is late on any partition. */
+export function keyedEvents(count: number, eventsPerSecond = 20): Array<{ key: string; value: string }> {
+  return generateLines(count, { seed: 11, eventsPerSecond, outOfOrderMs: 5000, invalidFraction: 0.002 }).map((value) => {
+    const m = /"model":"([^"]*)","region":"([^"]*)"/.exec(value);
+    return { key: m === null ? 'none' : `${m[1]}:${m[2]}`, value };
+  });
+}
+
+
+/**
+ * Per window, the fullest result any instance emitted (a window re-read by another
+ * instance after a rebalance is emitted twice, with the same final values), minus
+ * superseded sessions.
+ */
+export function fullestResults(all: readonly WindowResult[]): Map<string, WindowResult> {
+  const best = new Map<string, WindowResult>();
+  for (const r of all) {
+    const b = best.get(windowId(r));
+    if (b === undefined || r.results.count >= b.results.count) best.set(windowId(r), r);
+  }
+  return dropSuperseded(best);
+}

@@ -1,0 +1,318 @@
+// The changelog's Kafka side: the topic, one transactional producer per input
+// partition, and the restore reader. It runs on the changelog thread (thread.ts); the
+// main thread only hands it change batches as bytes.
+//
+// Fencing: kafkajs's sendOffsets carries no group generation, so a transaction of a
+// member that lost its partition would be accepted. The transactional id is therefore
+// derived from the group, the input topic and the partition: whichever instance takes
+// a partition over opens a producer with the same id, which bumps the producer epoch,
+// aborts the previous owner's open transaction and fences it (a zombie's next commit
+// fails with INVALID_PRODUCER_EPOCH). Only then does it read the changelog.
+//
+// Restore reads one changelog partition with Fetch requests at READ_COMMITTED (a
+// kafkajs Cluster, as its consumer uses, but without a consumer group: a group join
+// per restore would cost the broker's initial rebalance delay, 3 s by default), from a
+// given offset to the last stable offset, and keeps the last record of every key.
+import { Kafka, logLevel, type Admin, type Producer, type SASLOptions } from 'kafkajs';
+import Module from 'node:module';
+import type { ConnectionOptions } from 'node:tls';
+import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from '../state/batch';
+import { WeirError } from '../errors/errors';
+import { FencedError } from './errors';
+import { PARTITION_KEY } from './format';
+
+export { FencedError };
+
+export interface ChangelogKafkaOptions {
+  brokers: string[];
+  clientId: string;
+  ssl: boolean | ConnectionOptions;
+  sasl?: SASLOptions;
+  groupId: string;
+  /** The input topic. */
+  topic: string;
+  /** The changelog topic. */
+  changelog: string;
+  /** Create the changelog topic when it is missing. */
+  create: boolean;
+  /** kafkajs's transaction timeout (ms): an instance that dies mid-transaction holds readers back at most this long. */
+  transactionTimeoutMs: number;
+}
+
+/** The largest send within a transaction (bytes of keys and values): below a broker's default 1 MB per batch. */
+const SEND_BYTES = 768 * 1024;
+/** Bytes fetched per restore request. */
+const FETCH_BYTES = 16 * 1024 * 1024;
+const READ_COMMITTED = 1;
+/** Retries of the transactional producers: 10 ms doubling to at most 1 s, about 30 s in all. */
+const TRANSACTION_RETRY = { initialRetryTime: 10, maxRetryTime: 1000, retries: 35 };
+
+function isFenced(e: unknown): boolean {
+  for (let x = e as { type?: unknown; cause?: unknown; originalError?: unknown } | undefined, i = 0; x !== undefined && x !== null && i < 5; i++) {
+    if (x.type === 'INVALID_PRODUCER_EPOCH' || x.type === 'PRODUCER_FENCED' || (x as { code?: unknown }).code === 90) return true;
+    x = (x.cause ?? x.originalError) as typeof x;
+  }
+  return false;
+}
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export interface RestoreResult {
+  /** The last record of every key read (puts and deletes), as one change batch. */
+  batch: ChangeBatch;
+  /** The last partition record read, as its JSON text. */
+  partitionRecord: string | undefined;
+  /** Records read (all keys, partition records included). */
+  records: number;
+  /** The offset read up to (the last stable offset when the read began). */
+  end: string;
+}
+
+/** kafkajs's internal modules by path (the same ones kafkajs itself loads). */
+const load = Module.createRequire(require.resolve('kafkajs'));
+/** kafkajs's fetched batch: it drops aborted transactions' records and control records. */
+const Batch = load('./src/consumer/batch') as new (topic: string, fetchedOffset: string, partitionData: unknown) => {
+  messages: Array<{ key: Buffer | null; value: Buffer | null; offset: string }>;
+  messagesWithinOffset: Array<{ offset: string }>;
+  rawMessages: unknown[];
+};
+
+interface KafkaCluster {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  addTargetTopic(topic: string): Promise<void>;
+  refreshMetadata(): Promise<void>;
+  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
+  findBroker(b: { nodeId: string }): Promise<{ fetch(req: object): Promise<{ responses: Array<{ partitions: Array<Record<string, unknown> & { partition: number }> }> }> }>;
+  fetchTopicsOffset(t: Array<{ topic: string; fromBeginning: boolean; partitions: Array<{ partition: number }> }>): Promise<Array<{ partitions: Array<{ partition: number; offset: string }> }>>;
+}
+
+export class ChangelogKafka {
+  private readonly kafka: Kafka;
+  private readonly producers = new Map<number, Producer>();
+  /** Per partition, the change batches of transactions that failed: they go into the next one, first. */
+  private readonly carry = new Map<number, ChangeBatch[]>();
+  private cluster: KafkaCluster | undefined;
+  /** The changelog topic's delete.retention.ms (tombstones older than this may be gone). */
+  deleteRetentionMs = 86_400_000;
+
+  constructor(private readonly o: ChangelogKafkaOptions) {
+    this.kafka = new Kafka({ clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, ...(o.sasl === undefined ? {} : { sasl: o.sasl }), logLevel: logLevel.NOTHING });
+  }
+
+  /**
+   * Creates the changelog topic (compacted, one partition per input partition) when it
+   * is missing and allowed to; checks an existing one. Returns its partition count.
+   */
+  async ensureTopic(): Promise<number> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+    } catch (e) {
+      throw new WeirError(`kafka: cannot reach the brokers ${this.o.brokers.join(',')} for the changelog topic "${this.o.changelog}": ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
+    }
+    try {
+      const input = await this.partitionsOf(admin, this.o.topic);
+      if (input === undefined) throw new WeirError(`changelog: the input topic "${this.o.topic}" does not exist`, { domain: 'user' });
+      let have = await this.partitionsOf(admin, this.o.changelog);
+      if (have === undefined) {
+        if (!this.o.create) throw new WeirError(`changelog.topic: "${this.o.changelog}" does not exist (create it compacted with ${input} partitions, or set changelog.create: true)`, { domain: 'user' });
+        try {
+          await admin.createTopics({ waitForLeaders: true, topics: [{ topic: this.o.changelog, numPartitions: input, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] });
+        } catch (e) {
+          if ((e as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw new WeirError(`changelog: cannot create topic "${this.o.changelog}": ${messageOf(e)}`, { domain: 'external', cause: e });
+        }
+        have = await this.partitionsOf(admin, this.o.changelog);
+      }
+      if (have !== input)
+        throw new WeirError(`changelog.topic: "${this.o.changelog}" has ${have} partitions, the input topic "${this.o.topic}" ${input}: they must be equal (a partition's state is in the changelog partition with its number)`, { domain: 'user' });
+      const cfg = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: this.o.changelog, configNames: ['cleanup.policy', 'delete.retention.ms'] }] });
+      const entries = cfg.resources[0]?.configEntries ?? [];
+      const policy = entries.find((c) => c.configName === 'cleanup.policy')?.configValue ?? '';
+      if (!policy.split(',').includes('compact'))
+        throw new WeirError(`changelog.topic: "${this.o.changelog}" has cleanup.policy=${policy}; it must be compact (or the state of old windows is deleted with it)`, { domain: 'user' });
+      const retention = Number(entries.find((c) => c.configName === 'delete.retention.ms')?.configValue);
+      if (Number.isFinite(retention) && retention > 0) this.deleteRetentionMs = retention;
+      return input;
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private async partitionsOf(admin: Admin, topic: string): Promise<number | undefined> {
+    try {
+      const m = await admin.fetchTopicMetadata({ topics: [topic] });
+      return m.topics[0]?.partitions.length;
+    } catch (e) {
+      if ((e as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
+      throw new WeirError(`changelog: cannot read the metadata of topic "${topic}": ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
+    }
+  }
+
+  transactionalId(partition: number): string {
+    return `${this.o.groupId}:${this.o.topic}:${partition}`;
+  }
+
+  /** Opens partition `p`'s transactional producer, fencing any previous owner. */
+  async open(p: number): Promise<void> {
+    if (this.producers.has(p)) return;
+    const producer = this.kafka.producer({
+      transactionalId: this.transactionalId(p),
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: this.o.transactionTimeoutMs,
+      allowAutoTopicCreation: false,
+      // A transaction begun right after the previous commit is refused (CONCURRENT_TRANSACTIONS)
+      // until the broker has written that commit's markers, a few ms: kafkajs's default first
+      // retry after 300 ms would stall every other checkpoint by that much.
+      retry: TRANSACTION_RETRY,
+    });
+    try {
+      await producer.connect();
+    } catch (e) {
+      await producer.disconnect().catch(() => undefined);
+      throw new WeirError(`changelog: cannot open the transactional producer of partition ${p}: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
+    }
+    this.producers.set(p, producer);
+  }
+
+  async close(p: number): Promise<void> {
+    const producer = this.producers.get(p);
+    this.producers.delete(p);
+    this.carry.delete(p);
+    await producer?.disconnect().catch(() => undefined);
+  }
+
+  /**
+   * One checkpoint of partition `p` as one transaction: the change batches (in order),
+   * the partition record, and the input offset for the group. Returns the changelog
+   * offset after the partition record (where a restore from this checkpoint begins).
+   */
+  async commit(p: number, given: readonly ChangeBatch[], partitionRecord: string, offset: string): Promise<string> {
+    const producer = this.producers.get(p);
+    if (producer === undefined) throw new WeirError(`changelog: partition ${p} has no producer open`, { domain: 'internal' });
+    const batches = [...(this.carry.get(p) ?? []), ...given];
+    this.carry.set(p, batches);
+    const txn = await producer.transaction().catch((e: unknown) => {
+      throw isFenced(e) ? new FencedError(p, e) : e;
+    });
+    try {
+      type Msg = { key: Buffer; value: Buffer | null; partition: number };
+      let chunk: Msg[] = [];
+      let bytes = 0;
+      let last = '';
+      const flush = async (): Promise<void> => {
+        if (chunk.length === 0) return;
+        const meta = await txn.send({ topic: this.o.changelog, acks: -1, messages: chunk });
+        last = (BigInt(meta[0]!.baseOffset ?? '0') + BigInt(chunk.length - 1)).toString();
+        chunk = [];
+        bytes = 0;
+      };
+      for (const b of batches) {
+        const msgs: Msg[] = [];
+        readChangeBatch(b, (key, value) => {
+          // Views of the batch's buffer: kafkajs copies them into its request.
+          msgs.push({ key: Buffer.from(key, 'utf8'), value, partition: p });
+        });
+        for (const m of msgs) {
+          chunk.push(m);
+          bytes += m.key.length + (m.value?.length ?? 0) + 16;
+          if (bytes >= SEND_BYTES) await flush();
+        }
+      }
+      chunk.push({ key: Buffer.from(PARTITION_KEY), value: Buffer.from(partitionRecord), partition: p });
+      await flush();
+      await txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: this.o.topic, partitions: [{ partition: p, offset }] }] });
+      await txn.commit();
+      this.carry.delete(p);
+      return (BigInt(last) + 1n).toString();
+    } catch (e) {
+      await txn.abort().catch(() => undefined);
+      if (isFenced(e)) throw new FencedError(p, e);
+      throw new WeirError(`changelog: the checkpoint transaction of partition ${p} failed: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
+    }
+  }
+
+  private async clusterOf(): Promise<KafkaCluster> {
+    if (this.cluster === undefined) {
+      const sym = Object.getOwnPropertySymbols(this.kafka).find((s) => s.description === 'private:Kafka:createCluster');
+      if (sym === undefined) throw new WeirError('changelog: this kafkajs has no cluster factory (Weir needs kafkajs 2.2)', { domain: 'internal' });
+      const create = (this.kafka as unknown as Record<symbol, (o: object) => KafkaCluster>)[sym]!;
+      const cluster = create({ isolationLevel: READ_COMMITTED, allowAutoTopicCreation: false, metadataMaxAge: 300_000 });
+      await cluster.connect();
+      await cluster.addTargetTopic(this.o.changelog);
+      this.cluster = cluster;
+    }
+    return this.cluster;
+  }
+
+  /** Reads changelog partition `p` from offset `from` to its last stable offset. */
+  async restore(p: number, from: string): Promise<RestoreResult> {
+    const cluster = await this.clusterOf();
+    await cluster.refreshMetadata();
+    const [ends] = await cluster.fetchTopicsOffset([{ topic: this.o.changelog, fromBeginning: false, partitions: [{ partition: p }] }]);
+    const [starts] = await cluster.fetchTopicsOffset([{ topic: this.o.changelog, fromBeginning: true, partitions: [{ partition: p }] }]);
+    const end = BigInt(ends!.partitions[0]!.offset);
+    const low = BigInt(starts!.partitions[0]!.offset);
+    let next = BigInt(from) < low ? low : BigInt(from);
+    const latest = new Map<string, Buffer | null>();
+    let partitionRecord: string | undefined;
+    let records = 0;
+    let failures = 0;
+    while (next < end) {
+      let data: Record<string, unknown> & { partition: number };
+      try {
+        const leaders = cluster.findLeaderForPartitions(this.o.changelog, [p]);
+        const nodeId = Object.keys(leaders)[0];
+        if (nodeId === undefined) throw new Error(`no leader for partition ${p}`);
+        const broker = await cluster.findBroker({ nodeId });
+        const r = await broker.fetch({
+          replicaId: -1,
+          isolationLevel: READ_COMMITTED,
+          maxWaitTime: 100,
+          minBytes: 1,
+          maxBytes: FETCH_BYTES,
+          topics: [{ topic: this.o.changelog, partitions: [{ partition: p, fetchOffset: next.toString(), maxBytes: FETCH_BYTES }] }],
+        });
+        data = r.responses[0]!.partitions[0]!;
+      } catch (e) {
+        if (++failures > 10) throw new WeirError(`changelog: cannot read partition ${p} of "${this.o.changelog}" at offset ${next}: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
+        await new Promise((r) => setTimeout(r, 100 * failures));
+        await cluster.refreshMetadata().catch(() => undefined);
+        continue;
+      }
+      failures = 0;
+      const batch = new Batch(this.o.changelog, next.toString(), data);
+      for (const m of batch.messages) {
+        if (BigInt(m.offset) >= end) break;
+        records++;
+        const key = m.key === null ? '' : m.key.toString('utf8');
+        if (key === PARTITION_KEY) partitionRecord = m.value === null ? undefined : m.value.toString('utf8');
+        else latest.set(key, m.value);
+      }
+      const within = batch.messagesWithinOffset;
+      // Past the last record (control records included); a batch left empty by compaction moves on by one.
+      next = within.length > 0 ? BigInt(within[within.length - 1]!.offset) + 1n : batch.rawMessages.length > 0 ? next + 1n : next;
+      if (within.length === 0 && batch.rawMessages.length === 0) {
+        // Nothing below the last stable offset came back: it is not there (yet). Wait briefly.
+        if (++failures > 50) throw new WeirError(`changelog: partition ${p} of "${this.o.changelog}" returned nothing at offset ${next} below its end ${end}`, { domain: 'external', retriable: true });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    let size = 0;
+    for (const [k, v] of latest) size += 9 + 3 * k.length + (v?.length ?? 0);
+    const w = new ChangeBatchWriter(size);
+    for (const [k, v] of latest) {
+      if (v === null) w.delete(k);
+      else w.put(k, v);
+    }
+    return { batch: w.finish(), partitionRecord, records, end: end.toString() };
+  }
+
+  async shutdown(): Promise<void> {
+    const producers = [...this.producers.values()];
+    this.producers.clear();
+    await Promise.allSettled([...producers.map((x) => x.disconnect()), this.cluster?.disconnect()]);
+    this.cluster = undefined;
+  }
+}

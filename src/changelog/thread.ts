@@ -1,0 +1,111 @@
+// The changelog, from the main thread: requests to the changelog thread
+// (changelog-worker.ts), which holds the Kafka clients. Errors come back as the same
+// classes, a fenced producer as FencedError.
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { WeirError } from '../errors/errors';
+import type { ChangeBatch } from '../state/batch';
+import { revive } from '../state/thread';
+import type { ChangelogOp, FromChangelogWorker } from './changelog-worker';
+import { FencedError } from './errors';
+import type { ChangelogKafkaOptions, RestoreResult } from './kafka';
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+export class Changelog {
+  private readonly pending = new Map<number, Pending>();
+  private lastId = 0;
+  private gone: Error | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly topic: string,
+    /** Partitions of the changelog topic (= of the input topic). */
+    readonly partitions: number,
+    /** Tombstones older than this may have been compacted away (the topic's delete.retention.ms). */
+    readonly deleteRetentionMs: number,
+  ) {}
+
+  /** Starts the thread; it creates or checks the topic before it resolves. */
+  static start(o: ChangelogKafkaOptions): Promise<Changelog> {
+    const worker = new Worker(join(__dirname, 'changelog-worker.js'), { workerData: { changelogWorker: o } });
+    return new Promise<Changelog>((resolve, reject) => {
+      let c: Changelog | undefined;
+      worker.on('message', (m: FromChangelogWorker) => {
+        if (m.type === 'ready') {
+          c = new Changelog(worker, o.changelog, m.partitions, m.deleteRetentionMs);
+          worker.unref();
+          resolve(c);
+        } else if (m.type === 'failed') {
+          void worker.terminate();
+          reject(revive(m.error));
+        } else c?.onReply(m);
+      });
+      worker.on('error', (e) => (c === undefined ? reject(new WeirError(`the changelog thread failed to start: ${e.message}`, { domain: 'internal', cause: e })) : c.onGone(`failed: ${e.message}`, e)));
+      worker.on('exit', (code) => (c === undefined ? reject(new WeirError(`the changelog thread exited (code ${code}) before it started`, { domain: 'internal' })) : c.onGone(`exited (code ${code})`)));
+    });
+  }
+
+  /** Opens partition `p`'s transactional producer: from now on, a previous owner is fenced. */
+  open(p: number): Promise<void> {
+    return this.request({ op: 'open', partition: p }).then(() => undefined);
+  }
+
+  close(p: number): Promise<void> {
+    return this.request({ op: 'close', partition: p }).then(() => undefined);
+  }
+
+  /** Partition `p`'s changelog from offset `from` to its end, the last record of each key. */
+  restore(p: number, from: string): Promise<RestoreResult> {
+    return this.request({ op: 'restore', partition: p, from }) as Promise<RestoreResult>;
+  }
+
+  /**
+   * One checkpoint of partition `p` as one transaction (batches are transferred: the
+   * caller gives them up). Resolves with the changelog offset after it.
+   */
+  commit(p: number, batches: ChangeBatch[], record: string, offset: string): Promise<string> {
+    return this.request({ op: 'commit', partition: p, batches, record, offset }, batches.map((b) => b.buffer)) as Promise<string>;
+  }
+
+  shutdown(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        if (this.gone === undefined) await this.request({ op: 'shutdown' });
+      } finally {
+        this.gone ??= new WeirError('the changelog is closed', { domain: 'internal' });
+        await this.worker.terminate();
+      }
+    })();
+    return this.closing;
+  }
+
+  private request(op: ChangelogOp, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    if (this.gone !== undefined) return Promise.reject(this.gone);
+    const id = ++this.lastId;
+    const p = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    if (this.pending.size === 1) this.worker.ref();
+    this.worker.postMessage({ id, ...op }, transfer);
+    return p;
+  }
+
+  private onReply(m: FromChangelogWorker & { type: 'reply' }): void {
+    const r = this.pending.get(m.id);
+    if (r === undefined) return;
+    this.pending.delete(m.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (m.error === undefined) r.resolve(m.result);
+    else if (m.error.fencedPartition !== undefined) r.reject(new FencedError(m.error.fencedPartition, revive(m.error)));
+    else r.reject(revive(m.error));
+  }
+
+  private onGone(how: string, cause?: Error): void {
+    this.gone ??= new WeirError(`the changelog thread ${how}`, { domain: 'internal', cause });
+    for (const r of this.pending.values()) r.reject(this.gone);
+    this.pending.clear();
+  }
+}
