@@ -8,6 +8,7 @@ import { benchCheckpoint, printCheckpoint } from './checkpoint';
 import { benchEncode, printEncode } from './encode';
 import { benchSoak, printSoak } from './soak';
 import { benchLatency, printLatency } from './latency';
+import { benchRestore, printRestore } from './restore';
 
 async function main(): Promise<void> {
   const started = new Date().toISOString();
@@ -89,6 +90,17 @@ async function main(): Promise<void> {
     const e = benchEncode();
     report['encode'] = e;
     printEncode(e);
+  }
+  if (all || which.has('restore')) {
+    console.log('# Restoring a partition: from the changelog, from the local cache\n');
+    if (process.env['WEIR_BENCH_NO_KAFKA'] === '1') {
+      console.log('skipped: WEIR_BENCH_NO_KAFKA=1\n');
+      report['restore'] = { skipped: 'WEIR_BENCH_NO_KAFKA=1' };
+    } else {
+      const r = await benchRestore();
+      report['restore'] = r;
+      printRestore(r);
+    }
   }
   if (which.has('soak')) {
     console.log('# Soak: the generator at full speed, 1,000,000 distinct users, resident memory every 10 s\n');

@@ -258,6 +258,14 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     const onAssignment: AssignmentHook = (assigned, revoked) =>
       loop!.inLoop(async () => {
         if (ck === undefined || scheduler === undefined || kafka === undefined) return;
+        // With a changelog, the partitions this instance held have new owners that restored
+        // them from their last committed checkpoint: what it did since is void, and its
+        // producers are fenced. It stops; a restart rejoins with the state of the changelog.
+        if (changelog !== undefined && kafka.droppedWith !== undefined)
+          throw new WeirError(
+            `kafka: group ${kafka.groupId} dropped this instance (no heartbeat for source.sessionTimeoutMs: it was stopped or cut off) while it held partitions ${kafka.droppedWith.join(', ')}; they were taken over by another instance, and what this one did since its last checkpoint is discarded. It stops so that it can restart and rejoin`,
+            { domain: 'external' },
+          );
         // Revoked partitions are checkpointed with the rest (after the one in flight), then dropped: if they come back, they resume from there.
         if (revoked.length > 0) await scheduler.now(`partitions ${revoked.join(', ')} revoked`);
         else await scheduler.idle();

@@ -153,7 +153,7 @@ export class ChangelogKafka {
     return `${this.o.groupId}:${this.o.topic}:${partition}`;
   }
 
-  /** Opens partition `p`'s transactional producer, fencing any previous owner. */
+  /** Opens partition `p`'s transactional producer, fencing any previous owner (its open transaction is aborted, its next one refused). */
   async open(p: number): Promise<void> {
     if (this.producers.has(p)) return;
     const producer = this.kafka.producer({
@@ -169,6 +169,12 @@ export class ChangelogKafka {
     });
     try {
       await producer.connect();
+      // kafkajs asks for the transactional producer id (InitProducerId: the fencing) at the
+      // first transaction, not at connect. Fence now, before the restore reads the
+      // changelog: a previous owner that commits after the restore read would have its
+      // changes missing from this instance's state. An empty transaction sends nothing.
+      const txn = await producer.transaction();
+      await txn.abort();
     } catch (e) {
       await producer.disconnect().catch(() => undefined);
       throw new WeirError(`changelog: cannot open the transactional producer of partition ${p}: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });

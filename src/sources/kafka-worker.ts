@@ -139,7 +139,7 @@ export interface BatchMessage {
 }
 
 export type FromWorker =
-  | { type: 'join'; generation: number; partitions: number[]; real: boolean }
+  | { type: 'join'; generation: number; partitions: number[]; real: boolean; memberId?: string }
   | BatchMessage
   | { type: 'advance'; generation: number; epoch: number; partition: number; next: string }
   | { type: 'stats'; stats: WorkerStats }
@@ -337,7 +337,7 @@ class ConsumerSide {
     this.admin = kafka.admin();
 
     const ev = this.consumer.events;
-    this.consumer.on(ev.GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true));
+    this.consumer.on(ev.GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true, e.payload.memberId));
     this.consumer.on(ev.CRASH, (e) => {
       // kafkajs left the group and rejoins by itself: report it all revoked now.
       if (e.payload.restart) this.onJoin([], false);
@@ -476,12 +476,12 @@ class ConsumerSide {
     });
   }
 
-  private onJoin(partitions: readonly number[], real: boolean): void {
+  private onJoin(partitions: readonly number[], real: boolean, memberId?: string): void {
     this.generation++;
     this.owned = new Set(partitions);
     // kafkajs's pause state does not survive its restarts.
     this.applyPause();
-    this.post({ type: 'join', generation: this.generation, partitions: [...partitions], real });
+    this.post({ type: 'join', generation: this.generation, partitions: [...partitions], real, ...(memberId === undefined ? {} : { memberId }) });
     this.changed();
   }
 

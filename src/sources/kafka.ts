@@ -299,6 +299,14 @@ export class KafkaSource {
   /** Between a GROUP_JOIN and a crash: the assignment is the group's. */
   private inGroup = false;
   private lowOffsets: Map<number, bigint> | undefined;
+  /** This member's id in the group, as of its last join. */
+  private memberId: string | undefined;
+  /**
+   * The partitions this instance held when it found the group had dropped it (it was
+   * stopped or cut off for longer than sessionTimeoutMs): others may have taken them
+   * over and gone on meanwhile. Undefined while that has not happened.
+   */
+  droppedWith: readonly number[] | undefined;
   /** The group's committed offset of each partition, read when it was assigned. */
   private readonly committed = new Map<number, bigint>();
   /**
@@ -628,6 +636,12 @@ export class KafkaSource {
         }
         return;
       case 'join':
+        if (m.real && m.memberId !== undefined) {
+          // A new member id while holding partitions: the group dropped this member (no
+          // heartbeat for sessionTimeoutMs) and gave its partitions to others meanwhile.
+          if (this.memberId !== undefined && m.memberId !== this.memberId && this.owned.length > 0) this.droppedWith ??= [...this.owned];
+          this.memberId = m.memberId;
+        }
         this.onJoin(m.partitions, m.real, m.generation);
         return;
       case 'stats':

@@ -218,7 +218,7 @@ test('a zombie (stopped past the session timeout, then resumed after its partiti
   }
   const z = await zombie.exit;
   assert.notEqual(z.code, 0, `the zombie exited ${z.code}:\n${z.stderr.slice(-3000)}`);
-  assert.match(z.stderr, /was taken over by another instance \(its transaction was fenced\)/);
+  assert.match(z.stderr, /taken over by another instance/);
   await producing;
   // Nothing the zombie did after it was fenced counts: what it committed before is in the changelog, the rest was aborted.
   const all = await finish(topic, group, [live], dirs);
