@@ -170,7 +170,20 @@ const sink = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('stdout'), ...inFlight }),
   /** append: keep the file's lines. @default true for a kafka source (a restart resumes), false otherwise */
   z.strictObject({ type: z.literal('file'), path: z.string().min(1), append: z.boolean().optional(), ...inFlight }),
-  z.strictObject({ type: z.literal('kafka'), topic: z.string().min(1), brokers: z.array(z.string()).optional(), lingerMs, ...inFlight }),
+  z.strictObject({
+    type: z.literal('kafka'),
+    topic: z.string().min(1),
+    brokers: z.array(z.string()).optional(),
+    lingerMs,
+    /**
+     * Results go out in each partition's checkpoint transaction (with the changelog): a
+     * read_committed consumer sees every result exactly once, at the cost of latency up to
+     * checkpoint.intervalMs. Needs a Kafka source with the changelog on, on the same cluster.
+     * @default false (at-least-once, as soon as a result is produced)
+     */
+    exactlyOnce: z.boolean().default(false),
+    ...inFlight,
+  }),
   z.strictObject({ type: z.literal('postgres'), url: z.string().min(1), table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('window_results'), ...inFlight }),
 ]);
 
@@ -351,6 +364,13 @@ export function validateConfig(raw: unknown, origin = 'config'): Config {
     throw new ConfigError(`${origin}: source.ssl: cert and key go together (a client certificate needs its private key)`);
   if (cfg.state.backend === undefined) cfg.state.backend = cfg.source.type === 'kafka' ? 'rocksdb' : 'memory';
   if (cfg.source.type === 'kafka') cfg.changelog.topic ??= `${cfg.source.groupId}-changelog`;
+  cfg.sinks.forEach((s, i) => {
+    if (s.type !== 'kafka' || !s.exactlyOnce) return;
+    if (cfg.source.type !== 'kafka' || !cfg.changelog.enabled)
+      throw new ConfigError(`${origin}: sinks[${i}].exactlyOnce: needs a Kafka source with the changelog on (results go out in its checkpoint transactions)`);
+    if (s.brokers !== undefined && s.brokers.length > 0 && s.brokers.join(',') !== cfg.source.brokers.join(','))
+      throw new ConfigError(`${origin}: sinks[${i}].brokers: an exactlyOnce sink writes in the source cluster's transactions; leave brokers out`);
+  });
   return cfg;
 }
 

@@ -90,15 +90,20 @@ export function openResultSink(cfg: Config, i: number, append: boolean, log?: Lo
   }
 }
 
-async function openResultSinks(cfg: Config, log: Logger): Promise<RecordSink<ResultBatch>[]> {
-  const opened = await Promise.allSettled(cfg.sinks.map((s, i) => openResultSink(cfg, i, s.type === 'file' && (s.append ?? cfg.source.type === 'kafka'), log)));
+/** Whether sinks[i] takes its results in the checkpoint transactions (not through delivery). */
+const transactional = (s: Config['sinks'][number]): boolean => s.type === 'kafka' && s.exactlyOnce;
+
+/** Opens every result sink delivery writes to (exactly-once ones are written by the checkpoints), with its index. */
+async function openResultSinks(cfg: Config, log: Logger): Promise<Array<{ i: number; sink: RecordSink<ResultBatch> }>> {
+  const which = cfg.sinks.flatMap((s, i) => (transactional(s) ? [] : [i]));
+  const opened = await Promise.allSettled(which.map((i) => openResultSink(cfg, i, cfg.sinks[i]!.type === 'file' && ((cfg.sinks[i] as { append?: boolean }).append ?? cfg.source.type === 'kafka'), log)));
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) {
     // A connected producer or pool keeps the process alive: close whatever did open.
     await Promise.allSettled(opened.map((r) => (r.status === 'fulfilled' ? r.value.close() : Promise.resolve())));
     throw failed.reason;
   }
-  return opened.map((r) => (r as PromiseFulfilledResult<RecordSink<ResultBatch>>).value);
+  return opened.map((r, k) => ({ i: which[k]!, sink: (r as PromiseFulfilledResult<RecordSink<ResultBatch>>).value }));
 }
 
 async function openDeadLetters(cfg: Config, log: Logger): Promise<RecordSink<DeadLetter>> {
@@ -191,7 +196,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   // Whatever opens is closed in the finally below, in reverse order, whatever fails:
   // an open metrics server, producer, pool or consumer would keep the process alive.
   let metricsServer: MetricsServer | undefined;
-  let sinks: RecordSink<ResultBatch>[] = [];
+  let sinks: Array<{ i: number; sink: RecordSink<ResultBatch> }> = [];
   let dlq: RecordSink<DeadLetter> | undefined;
   let checkpointer: Checkpointer | undefined;
   let changelog: Changelog | undefined;
@@ -220,7 +225,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     // dead-letter queue or result sink that cannot be written stops the run with a
     // FatalError, which ends the loop without a checkpoint past it (sinks/delivery.ts says why).
     delivery = new Delivery({
-      results: sinks.map((sink, i) => ({ name: `sinks[${i}]`, sink, limits: limitsOf(cfg.sinks[i]!) })),
+      results: sinks.map(({ i, sink }) => ({ name: `sinks[${i}]`, sink, limits: limitsOf(cfg.sinks[i]!) })),
       deadLetters: { name: 'deadLetter', sink: dlq, limits: limitsOf(cfg.deadLetter) },
       retry: { ...cfg.retry, ...(opts.sleep === undefined ? {} : { sleep: opts.sleep }) },
       log,
@@ -311,7 +316,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     loop?.refusePending();
     // A checkpoint still in flight (the run failed meanwhile) completes or fails before its stores close.
     await scheduler?.idle().catch(() => undefined);
-    const closed = await Promise.allSettled([source?.close(), metricsServer?.close(), ...[...sinks, ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
+    const closed = await Promise.allSettled([source?.close(), metricsServer?.close(), ...[...sinks.map((x) => x.sink), ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
     await checkpointer?.close();
     await changelog?.shutdown().catch(() => undefined);
     const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');

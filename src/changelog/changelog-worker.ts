@@ -13,7 +13,7 @@ import { ChangelogKafka, type ChangelogKafkaOptions } from './kafka';
 
 export type ChangelogOp =
   | { op: 'open' | 'close'; partition: number }
-  | { op: 'commit'; partition: number; batches: ChangeBatch[]; record: string; offset: string }
+  | { op: 'commit'; partition: number; batches: ChangeBatch[]; record: string; offset: string; results: ChangeBatch[]; resultTopics: string[] }
   | { op: 'restore'; partition: number; from: string }
   | { op: 'shutdown' };
 
@@ -47,7 +47,7 @@ async function serve(o: ChangelogKafkaOptions): Promise<void> {
         await kafka.close(m.partition);
         return {};
       case 'commit':
-        return { result: await kafka.commit(m.partition, m.batches, m.record, m.offset) };
+        return { result: await kafka.commit(m.partition, m.batches, m.record, m.offset, m.results, m.resultTopics) };
       case 'restore': {
         const r = await kafka.restore(m.partition, m.from);
         return { result: r, transfer: [r.batch.buffer] };

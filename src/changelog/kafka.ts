@@ -13,7 +13,7 @@
 // kafkajs Cluster, as its consumer uses, but without a consumer group: a group join
 // per restore would cost the broker's initial rebalance delay, 3 s by default), from a
 // given offset to the last stable offset, and keeps the last record of every key.
-import { Kafka, logLevel, type Admin, type Producer, type SASLOptions } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from '../state/batch';
@@ -90,8 +90,8 @@ interface KafkaCluster {
 export class ChangelogKafka {
   private readonly kafka: Kafka;
   private readonly producers = new Map<number, Producer>();
-  /** Per partition, the change batches of transactions that failed: they go into the next one, first. */
-  private readonly carry = new Map<number, ChangeBatch[]>();
+  /** Per partition, the change and result batches of transactions that failed: they go into the next one, first. */
+  private readonly carry = new Map<number, { changes: ChangeBatch[]; results: ChangeBatch[] }>();
   private cluster: KafkaCluster | undefined;
   /** The changelog topic's delete.retention.ms (tombstones older than this may be gone). */
   deleteRetentionMs = 86_400_000;
@@ -161,7 +161,6 @@ export class ChangelogKafka {
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: this.o.transactionTimeoutMs,
-      allowAutoTopicCreation: false,
       // A transaction begun right after the previous commit is refused (CONCURRENT_TRANSACTIONS)
       // until the broker has written that commit's markers, a few ms: kafkajs's default first
       // retry after 300 ms would stall every other checkpoint by that much.
@@ -191,43 +190,25 @@ export class ChangelogKafka {
 
   /**
    * One checkpoint of partition `p` as one transaction: the change batches (in order),
-   * the partition record, and the input offset for the group. Returns the changelog
-   * offset after the partition record (where a restore from this checkpoint begins).
+   * the partition record, the results its events produced since its previous checkpoint
+   * (to every exactly-once result topic, key and value as an at-least-once Kafka sink
+   * writes them), and the input offset for the group. Returns the changelog offset after
+   * the partition record (where a restore from this checkpoint begins). A transaction
+   * that fails is aborted and its batches go into the next one of the partition.
    */
-  async commit(p: number, given: readonly ChangeBatch[], partitionRecord: string, offset: string): Promise<string> {
+  async commit(p: number, changes: readonly ChangeBatch[], partitionRecord: string, offset: string, results: readonly ChangeBatch[] = [], resultTopics: readonly string[] = []): Promise<string> {
     const producer = this.producers.get(p);
     if (producer === undefined) throw new WeirError(`changelog: partition ${p} has no producer open`, { domain: 'internal' });
-    const batches = [...(this.carry.get(p) ?? []), ...given];
-    this.carry.set(p, batches);
+    const carried = this.carry.get(p) ?? { changes: [], results: [] };
+    const all = { changes: [...carried.changes, ...changes], results: [...carried.results, ...results] };
+    this.carry.set(p, all);
     const txn = await producer.transaction().catch((e: unknown) => {
       throw isFenced(e) ? new FencedError(p, e) : e;
     });
     try {
-      type Msg = { key: Buffer; value: Buffer | null; partition: number };
-      let chunk: Msg[] = [];
-      let bytes = 0;
       let last = '';
-      const flush = async (): Promise<void> => {
-        if (chunk.length === 0) return;
-        const meta = await txn.send({ topic: this.o.changelog, acks: -1, messages: chunk });
-        last = (BigInt(meta[0]!.baseOffset ?? '0') + BigInt(chunk.length - 1)).toString();
-        chunk = [];
-        bytes = 0;
-      };
-      for (const b of batches) {
-        const msgs: Msg[] = [];
-        readChangeBatch(b, (key, value) => {
-          // Views of the batch's buffer: kafkajs copies them into its request.
-          msgs.push({ key: Buffer.from(key, 'utf8'), value, partition: p });
-        });
-        for (const m of msgs) {
-          chunk.push(m);
-          bytes += m.key.length + (m.value?.length ?? 0) + 16;
-          if (bytes >= SEND_BYTES) await flush();
-        }
-      }
-      chunk.push({ key: Buffer.from(PARTITION_KEY), value: Buffer.from(partitionRecord), partition: p });
-      await flush();
+      await this.sendAll(txn, this.o.changelog, p, all.changes, { key: Buffer.from(PARTITION_KEY), value: Buffer.from(partitionRecord) }, (o) => (last = o));
+      for (const topic of resultTopics) await this.sendAll(txn, topic, undefined, all.results);
       await txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: this.o.topic, partitions: [{ partition: p, offset }] }] });
       await txn.commit();
       this.carry.delete(p);
@@ -237,6 +218,44 @@ export class ChangelogKafka {
       if (isFenced(e)) throw new FencedError(p, e);
       throw new WeirError(`changelog: the checkpoint transaction of partition ${p} failed: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
     }
+  }
+
+  /**
+   * Sends every record of `batches` (and `final` after them) to `topic` within `txn`, in
+   * sends below SEND_BYTES; to `partition`, or by key (kafkajs's default partitioner).
+   * `lastOffset` gets the offset of the last record sent to a given partition.
+   */
+  private async sendAll(
+    txn: Transaction,
+    topic: string,
+    partition: number | undefined,
+    batches: readonly ChangeBatch[],
+    final?: { key: Buffer; value: Buffer },
+    lastOffset?: (offset: string) => void,
+  ): Promise<void> {
+    type Msg = { key: Buffer; value: Buffer | null; partition?: number };
+    let chunk: Msg[] = [];
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (chunk.length === 0) return;
+      const meta = await txn.send({ topic, acks: -1, messages: chunk });
+      if (partition !== undefined) lastOffset?.((BigInt(meta[0]!.baseOffset ?? '0') + BigInt(chunk.length - 1)).toString());
+      chunk = [];
+      bytes = 0;
+    };
+    const at = partition === undefined ? {} : { partition };
+    for (const b of batches) {
+      const msgs: Msg[] = [];
+      // Values are views of the batch's buffer: kafkajs copies them into its request.
+      readChangeBatch(b, (key, value) => msgs.push({ key: Buffer.from(key, 'utf8'), value, ...at }));
+      for (const m of msgs) {
+        chunk.push(m);
+        bytes += m.key.length + (m.value?.length ?? 0) + 16;
+        if (bytes >= SEND_BYTES) await flush();
+      }
+    }
+    if (final !== undefined) chunk.push({ ...final, ...at });
+    await flush();
   }
 
   private async clusterOf(): Promise<KafkaCluster> {

@@ -65,11 +65,12 @@ export class Changelog {
   }
 
   /**
-   * One checkpoint of partition `p` as one transaction (batches are transferred: the
-   * caller gives them up). Resolves with the changelog offset after it.
+   * One checkpoint of partition `p` as one transaction, its results to `resultTopics`
+   * included (batches are transferred: the caller gives them up). Resolves with the
+   * changelog offset after it.
    */
-  commit(p: number, batches: ChangeBatch[], record: string, offset: string): Promise<string> {
-    return this.request({ op: 'commit', partition: p, batches, record, offset }, batches.map((b) => b.buffer)) as Promise<string>;
+  commit(p: number, batches: ChangeBatch[], record: string, offset: string, results: ChangeBatch[] = [], resultTopics: string[] = []): Promise<string> {
+    return this.request({ op: 'commit', partition: p, batches, record, offset, results, resultTopics }, [...batches, ...results].map((b) => b.buffer)) as Promise<string>;
   }
 
   shutdown(): Promise<void> {

@@ -32,6 +32,7 @@ import type { PartitionedOperator } from '../pipeline/partitioned';
 import { offsetOf, type RecordBatch } from '../pipeline/types';
 import { ChangeBatchWriter, StateCorrupt, type PartitionStore, type StateBackend } from '../state';
 import type { ChangeSet } from '../pipeline/changes';
+import type { ResultBatch } from '../pipeline/results';
 import { readChangeBatch, type ChangeBatch } from '../state/batch';
 import type { Changelog } from '../changelog/thread';
 import { FencedError } from '../changelog/errors';
@@ -74,7 +75,7 @@ export interface PendingCheckpoint {
   syncSeconds: number;
   createdAt: string;
   watermarkMs: JsonTime;
-  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; changes: ChangeSet }>;
+  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; changes: ChangeSet; results: ChangeBatch | undefined }>;
 }
 
 export class Checkpointer {
@@ -95,6 +96,10 @@ export class Checkpointer {
   private readonly committedOffsets = new Map<number, string>();
   /** With a changelog: partitions whose last transaction failed (the changelog thread holds its records for the next). */
   private readonly uncommitted = new Set<number>();
+  /** Topics of the exactly-once result sinks: results go out in the checkpoint transactions. */
+  private readonly resultTopics: string[];
+  /** With exactly-once result sinks: per partition, its results since its last barrier, as Kafka messages (key, value). */
+  private readonly results = new Map<number, ChangeBatchWriter>();
   /** Since when checkpoints' transactions have been failing (ms), or undefined. */
   private failingSince: number | undefined;
 
@@ -113,7 +118,16 @@ export class Checkpointer {
     this.clock = clock;
     this.lastAt = clock();
     op.onCreate = (o) => o.trackChanges();
+    this.resultTopics = cfg.sinks.flatMap((x) => (x.type === 'kafka' && x.exactlyOnce ? [x.topic] : []));
+    if (this.resultTopics.length > 0) op.onResults = (p, r) => this.holdResults(p, r);
     backend.onWarning = (message, fields) => log.warn(fields, message);
+  }
+
+  /** A partition's results, held for its next checkpoint transaction: key and value as a Kafka sink writes them. */
+  private holdResults(p: number, r: ResultBatch): void {
+    let w = this.results.get(p);
+    if (w === undefined) this.results.set(p, (w = new ChangeBatchWriter(1 << 16)));
+    for (let i = 0; i < r.n; i++) w.put(r.stateKeyOf(i), r.lineOf(i));
   }
 
   /** Removes a crash's temporary directories and reads which checkpoints verify. */
@@ -233,6 +247,7 @@ export class Checkpointer {
       const t0 = performance.now();
       const ps = this.stores.get(p)!;
       this.op.drop(p);
+      this.results.delete(p);
       const where = `changelog "${changelog.topic}" partition ${p}`;
       // A cache older than the topic's delete.retention.ms may miss a tombstone compaction has removed since.
       const fresh = (m: CheckpointMetadata): boolean => this.clock() - Date.parse(m.createdAt) < changelog.deleteRetentionMs / 2;
@@ -361,6 +376,8 @@ export class Checkpointer {
     this.changelogOffsets.delete(p);
     this.committedOffsets.delete(p);
     this.uncommitted.delete(p);
+    // Its results since the last commit are the next owner's to produce again, from there.
+    this.results.delete(p);
     await this.changelog?.close(p).catch(() => undefined);
     const ps = this.stores.get(p);
     this.stores.delete(p);
@@ -391,7 +408,8 @@ export class Checkpointer {
       const offset = this.offsets.get(p);
       if (ps === undefined || offset === undefined) continue; // assigned, position not known yet: nothing to keep
       const op = this.op.operator(p);
-      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), changes: op.takeChanges() });
+      const held = this.results.get(p);
+      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), changes: op.takeChanges(), results: held !== undefined && held.count > 0 ? held.finish() : undefined });
     }
     const syncSeconds = (performance.now() - t0) / 1000;
     faultPoint('barrier-taken');
@@ -489,10 +507,10 @@ export class Checkpointer {
       b.parts.map(async (x, i) => {
         const batch = batches[i]!;
         // Nothing changed and nothing read: the last transaction still says it all.
-        if (batch.count === 0 && this.committedOffsets.get(x.p) === x.offset && !this.uncommitted.has(x.p)) return;
+        if (batch.count === 0 && x.results === undefined && this.committedOffsets.get(x.p) === x.offset && !this.uncommitted.has(x.p)) return;
         this.uncommitted.add(x.p);
         const record: PartitionRecord = { format: CHANGELOG_FORMAT, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), watermarkMs: b.watermarkMs, topic, aggregations, eventTime };
-        const next = await changelog.commit(x.p, [batch], JSON.stringify(record), source.pastNonRecords(x.p, x.offset));
+        const next = await changelog.commit(x.p, [batch], JSON.stringify(record), source.pastNonRecords(x.p, x.offset), x.results === undefined ? [] : [x.results], this.resultTopics);
         this.changelogOffsets.set(x.p, next);
         this.committedOffsets.set(x.p, x.offset);
         this.uncommitted.delete(x.p);

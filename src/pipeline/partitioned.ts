@@ -25,6 +25,8 @@ export class PartitionedOperator {
    * state key (docs/semantics.md), so they overwrite each other downstream.
    */
   onSharedKey: ((aggregation: string, key: string, partitions: [number, number]) => void) | undefined;
+  /** Sees each partition's results, before they are merged into one batch (exactly-once output keeps them per partition). */
+  onResults: ((partition: number, results: ResultBatch) => void) | undefined;
   /**
    * Per `aggregation\0key`: the partition that first fired a window of it; cleared once
    * it holds KEY_HOMES_MAX keys, so that it stays bounded with keys ever seen (a key
@@ -78,6 +80,7 @@ export class PartitionedOperator {
   process(batch: RecordBatch, nowMs = this.clock()): Output {
     const p = batch.partition;
     const out = this.operator(p).process(batch, nowMs);
+    if (this.onResults !== undefined && out.results.n > 0) this.onResults(p, out.results);
     if (this.onSharedKey !== undefined && this.ops.size > 1) this.checkKeys(out, p);
     this.advanced.set(p, this.watermarks.current);
     this.advanceOthers(out, p, nowMs);
@@ -97,7 +100,9 @@ export class PartitionedOperator {
     const out = emptyOutput(this.aggregations, 0);
     const parts: ResultBatch[] = [];
     for (const [p, op] of this.ops) {
-      merge(out, op.finish(nowMs), parts);
+      const o = op.finish(nowMs);
+      if (this.onResults !== undefined && o.results.n > 0) this.onResults(p, o.results);
+      merge(out, o, parts);
       this.advanced.set(p, Infinity);
     }
     out.results = ResultBatch.concat(parts);
@@ -147,7 +152,9 @@ export class PartitionedOperator {
     let parts: ResultBatch[] | undefined;
     for (const [p, op] of this.ops) {
       if (p === except || (this.advanced.get(p) ?? -Infinity) >= w) continue;
-      merge(out, op.advance(w, nowMs), (parts ??= [out.results]));
+      const o = op.advance(w, nowMs);
+      if (this.onResults !== undefined && o.results.n > 0) this.onResults(p, o.results);
+      merge(out, o, (parts ??= [out.results]));
       this.advanced.set(p, w);
     }
     if (parts !== undefined) out.results = ResultBatch.concat(parts);
