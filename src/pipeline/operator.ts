@@ -304,16 +304,16 @@ export class WindowOperator {
       const id = reg.idOf(st.values);
       const expect = stateKey(st.name, reg.keys[id]!, st.start, st.end);
       // State written before key values were percent-encoded is read as well; the next drain rewrites it.
-      const legacyKey = reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
-      const unencoded = stateKey(st.name, legacyKey, st.start, st.end);
-      if (expect !== key && unencoded !== key) throw new Error(`window state "${key}" cannot be restored: its value describes the window "${expect}"`);
+      const legacyKey = expect === key ? undefined : reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
+      if (legacyKey !== undefined && stateKey(st.name, legacyKey, st.start, st.end) !== key)
+        throw new Error(`window state "${key}" cannot be restored: its value describes the window "${expect}"`);
       const slot = this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, st.core);
       if (slot === Layout.NO_SLOT)
         throw new Error(
           `window state "${key}" cannot be restored: the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
         );
       // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
-      this.persisted.set(slot, a, expect === key ? reg.keys[id]! : legacyKey, st.start, st.end);
+      this.persisted.set(slot, a, legacyKey ?? reg.keys[id]!, st.start, st.end);
     }
   }
 

@@ -36,8 +36,8 @@ export class MemoryEngine implements Engine {
     return v === undefined || v === null ? v : Buffer.from(v);
   }
 
-  async *scan(): AsyncIterable<VersionRecord> {
-    for (const [key, vs] of [...this.r.versions]) for (const [id, v] of [...vs]) yield { key, id, value: v === null ? null : Buffer.from(v) };
+  async scan(each: (r: VersionRecord) => void): Promise<void> {
+    for (const [key, vs] of [...this.r.versions]) for (const [id, v] of [...vs]) each({ key, id, value: v === null ? null : Buffer.from(v) });
   }
 
   async dropNewer(id: number, versions: readonly VersionRef[]): Promise<void> {

@@ -80,7 +80,7 @@ class RedisEngine implements Engine {
     return v === null ? undefined : this.decodeValue(v, key, id);
   }
 
-  async *scan(): AsyncIterable<VersionRecord> {
+  async scan(each: (r: VersionRecord) => void): Promise<void> {
     let cursor = '0';
     do {
       const [next, items] = await this.redis.hscanBuffer(this.v, cursor, 'COUNT', CHUNK);
@@ -91,7 +91,7 @@ class RedisEngine implements Engine {
         const id = Number(f.slice(0, sep));
         if (sep <= 0 || !Number.isSafeInteger(id)) throw this.corrupt(`hash field ${JSON.stringify(f)}`);
         const key = f.slice(sep + 1);
-        yield { key, id, value: this.decodeValue(items[i + 1]!, key, id) };
+        each({ key, id, value: this.decodeValue(items[i + 1]!, key, id) });
       }
     } while (cursor !== '0');
   }
