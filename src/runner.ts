@@ -236,8 +236,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     // Checkpoints exist for Kafka: a file or generator is read again from its start.
     if (cfg.source.type === 'kafka') {
       const src = cfg.source;
-      // On a thread of its own: a checkpoint's writes take no time from the loop.
-      const backend = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
+      // On a thread of its own: a checkpoint's writes take no time from the loop. Its
+      // partitions are the group's (Redis keys name the group, not the instance): state
+      // follows a partition to whichever instance is assigned it.
+      const backend = await openStateBackend(cfg.state, src.groupId, { thread: true });
       if (cfg.changelog.enabled) {
         // After the state backend: if both are unreachable, the first one named is the backend.
         const sasl = saslOptions(src.sasl, process.env);

@@ -31,7 +31,8 @@ export interface StateBackendOptions {
 
 /**
  * Opens the configured backend. `instance` namespaces the Redis keys
- * (`${prefix}:${instance}:partition-N:`); RocksDB uses `${dir}/partition-N/` as is.
+ * (`${prefix}:${instance}:partition-N:`; `weir run` passes the consumer group, whose
+ * partitions they are); RocksDB uses `${dir}/partition-N/` as is.
  * Redis connects here (and fails naming the URL); RocksDB opens a partition's database in open().
  * `thread`: the backend runs on a thread of its own (thread.ts), as `weir run` has it.
  */

@@ -1,5 +1,6 @@
 // The Redis state backend: the records of versioned.ts (design: backend.ts), per
-// partition in two keys under `${prefix}:${instance}:partition-N:`:
+// partition in two keys under `${prefix}:${instance}:partition-N:` (`weir run` names the
+// consumer group there: a partition's state is the group's, found by any of its instances):
 //
 //   …:v  hash         field `${id}:${key}`  ->  u8 kind (1 put, 0 tombstone) | value
 //   …:j  sorted set   score id, member `${id}:${prev}:${kind}:${key}` (prev 0: none)
