@@ -35,7 +35,7 @@ async function readCommitted(topic: string, quietMs = 3000): Promise<WindowResul
   return out;
 }
 
-test('exactlyOnce: 20+ kills while results are written, and a read_committed consumer sees each window exactly once, as an uninterrupted run', async () => {
+test('exactlyOnce: 20+ kills while results are written, and a read_committed consumer sees each window exactly once, as an uninterrupted run', { timeout: 420_000 }, async () => {
   const topic = unique('weir-eos-in');
   await createTopic(topic, 2);
   await produce(topic, keyedEvents(400_000));
