@@ -7,15 +7,8 @@ import { WasmCore, Layout } from '../src/core/wasm';
 import { KeyRegistry } from '../src/pipeline/keys';
 import { ResultEncoder, encodeDeadLetters, windowResult } from '../src/pipeline/results';
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import { median, rng } from './stats';
+import { collectGarbage, median, rng } from './stats';
 
-/** A full garbage collection, so that each timed round pays for its own garbage, not the other path's. */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-}
 
 const { RES, RES_BYTES, RES_LATE, ENCODE } = Layout;
 

@@ -23,7 +23,7 @@ import { PartitionedOperator } from '../src/pipeline/partitioned';
 import type { RecordBatch } from '../src/pipeline/types';
 import { openStateBackend } from '../src/state';
 import { BROKERS, ensureBroker } from './kafka';
-import { median } from './stats';
+import { collectGarbage, median } from './stats';
 
 const T0 = 1_767_225_600_000;
 const PRODUCERS = 64;
@@ -151,7 +151,7 @@ export async function benchRestore(windows = 100_000, rounds = 3): Promise<Resto
     const ck = new ChangelogKafka({ brokers: BROKERS, clientId: 'weir-bench', ssl: false, groupId: `g-${many}`, topic: many, changelog: `${many}-changelog`, create: true, transactionTimeoutMs: 60_000 });
     await ck.ensureTopic();
     const used = (): number => {
-      global.gc?.();
+      collectGarbage();
       const m = process.memoryUsage();
       return m.heapUsed + m.external + m.arrayBuffers;
     };

@@ -1,4 +1,6 @@
 // Small statistics and a seeded PRNG shared by the benchmarks.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /** The median of `xs` (an even count: the mean of the middle two). */
 export function median(xs: readonly number[]): number {
@@ -17,4 +19,10 @@ export function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A full garbage collection (without --expose-gc): before a timed round, or a reading of memory. */
+export function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
 }

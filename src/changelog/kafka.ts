@@ -120,7 +120,9 @@ export class ChangelogKafka {
         try {
           await admin.createTopics({ waitForLeaders: true, topics: [{ topic: this.o.changelog, numPartitions: input, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] });
         } catch (e) {
-          if ((e as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw new WeirError(`changelog: cannot create topic "${this.o.changelog}": ${messageOf(e)}`, { domain: 'external', cause: e });
+          // Created, but slow to show in the metadata with its leaders (many partitions, a busy broker): wait for it a while.
+          if ((e as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !(await this.appears(admin, this.o.changelog, input)))
+            throw new WeirError(`changelog: cannot create topic "${this.o.changelog}": ${messageOf(e)}`, { domain: 'external', cause: e });
         }
         have = await this.partitionsOf(admin, this.o.changelog);
       }
@@ -137,6 +139,16 @@ export class ChangelogKafka {
     } finally {
       await admin.disconnect();
     }
+  }
+
+  /** Whether `topic` shows in the metadata with `partitions` partitions, all with a leader, within 30 s. */
+  private async appears(admin: Admin, topic: string, partitions: number): Promise<boolean> {
+    for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 500))) {
+      const m = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
+      const ps = m?.topics[0]?.partitions;
+      if (ps !== undefined && ps.length === partitions && ps.every((x) => x.leader >= 0)) return true;
+    }
+    return false;
   }
 
   private async partitionsOf(admin: Admin, topic: string): Promise<number | undefined> {
