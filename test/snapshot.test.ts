@@ -258,3 +258,21 @@ test('restore: an unknown aggregation, a foreign value, a mismatched key or a fe
   assert.throws(() => a.restore([[key, value]], -Infinity), /fresh operator/);
   assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }).drainChanges(), /trackChanges/);
 });
+
+test('restore above the instance W (a partition taken over from an instance further on): fired windows fire again only with late events, as they would have there', () => {
+  const cfg = testConfig({ eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: 100 }, aggregations: [{ name: 'x', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 10 } }] });
+  const a = new WindowOperator(cfg, { clock: () => 0 });
+  a.trackChanges();
+  assert.equal(a.process(batchOfLines([ev(1, 10), ev(25, 20)])).results.n, 1, '[0,10) fired at the first owner');
+  const { puts } = a.drainChanges();
+  // The new owner's W is 5: below the end of [0,10), which fired.
+  const b = new WindowOperator(cfg, { clock: () => 0 });
+  b.restore(puts, a.watermarks.current);
+  b.watermarks.register(0, 0, a.watermarks.maxOf(0));
+  b.watermarks.register(1, 0, 5);
+  b.watermarks.current = 5;
+  const fired = (o: Output) => Array.from({ length: o.results.n }, (_, i) => o.results.toObject(i)).map((r) => `${r.window.start}_${r.window.end} count ${r.results.count}${r.late ? ' late' : ''}`);
+  // Moving W through 10 fires nothing again; a late event fires [0,10) again at once, as at the first owner.
+  for (const events of [[ev(12, 1, 'b')], [ev(3, 30)], [ev(27, 2)]]) assert.deepEqual(fired(b.process(batchOfLines(events))), fired(a.process(batchOfLines(events))), events.join(' '));
+  assert.deepEqual(fired(b.process(batchOfLines([ev(4, 5)]))), ['0_10 count 3 late']);
+});

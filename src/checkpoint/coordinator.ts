@@ -75,7 +75,8 @@ export interface PendingCheckpoint {
   syncSeconds: number;
   createdAt: string;
   watermarkMs: JsonTime;
-  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; changes: ChangeSet; results: ChangeBatch | undefined }>;
+  /** Per partition; `w`: W as its operator sees it (see WindowOperator.restore()). */
+  parts: Array<{ p: number; ps: PartitionStore; offset: string; max: number; w: number; changes: ChangeSet; results: ChangeBatch | undefined }>;
 }
 
 export class Checkpointer {
@@ -301,7 +302,8 @@ export class Checkpointer {
     const wm = this.op.watermarks;
     if (first && empty.length === 0 && restored.length > 0) wm.current = Math.max(wm.current, Math.min(...restored.map((x) => fromJsonTime(x.rec.watermarkMs))));
     for (const { p, entries, rec } of restored) {
-      this.op.operator(p).restore(entries, Math.min(fromJsonTime(rec.watermarkMs), wm.current));
+      // At the W it stood at, even above this instance's: what fired there stays fired (see WindowOperator.restore()).
+      this.op.operator(p).restore(entries, fromJsonTime(rec.watermarkMs));
       wm.register(p, this.clock(), fromJsonTime(rec.maxEventTimeMs));
       source.seek(p, rec.offset);
       this.offsets.set(p, rec.offset);
@@ -409,7 +411,7 @@ export class Checkpointer {
       if (ps === undefined || offset === undefined) continue; // assigned, position not known yet: nothing to keep
       const op = this.op.operator(p);
       const held = this.results.get(p);
-      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), changes: op.takeChanges(), results: held !== undefined && held.count > 0 ? held.finish() : undefined });
+      parts.push({ p, ps, offset, max: this.op.watermarks.maxOf(p), w: op.floored(this.op.watermarks.current), changes: op.takeChanges(), results: held !== undefined && held.count > 0 ? held.finish() : undefined });
     }
     const syncSeconds = (performance.now() - t0) / 1000;
     faultPoint('barrier-taken');
@@ -509,7 +511,7 @@ export class Checkpointer {
         // Nothing changed and nothing read: the last transaction still says it all.
         if (batch.count === 0 && x.results === undefined && this.committedOffsets.get(x.p) === x.offset && !this.uncommitted.has(x.p)) return;
         this.uncommitted.add(x.p);
-        const record: PartitionRecord = { format: CHANGELOG_FORMAT, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), watermarkMs: b.watermarkMs, topic, aggregations, eventTime };
+        const record: PartitionRecord = { format: CHANGELOG_FORMAT, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), watermarkMs: toJsonTime(x.w), topic, aggregations, eventTime };
         const next = await changelog.commit(x.p, [batch], JSON.stringify(record), source.pastNonRecords(x.p, x.offset), x.results === undefined ? [] : [x.results], this.resultTopics);
         this.changelogOffsets.set(x.p, next);
         this.committedOffsets.set(x.p, x.offset);

@@ -122,6 +122,8 @@ export class WindowOperator {
   private tracking = false;
   /** Whether any event went into the core (restore needs a fresh operator). */
   private fed = false;
+  /** The W its restored state stood at: W as this operator sees it never goes below (see restore()). */
+  private floorMs = -Infinity;
   /** Which window each slot is persisted as, for the deletes of the next change set. */
   private readonly persisted: PersistedWindows;
   /** The encoded head of a state value per group-values array (one per key). */
@@ -180,7 +182,7 @@ export class WindowOperator {
     this.decoder.decode(batch, core, this.rec);
     const wmk = this.watermarks;
     const p = batch.partition;
-    const maxAfter = core.computeWatermarks(n, wmk.maxOf(p), wmk.ooo, wmk.othersMin(p, nowMs), wmk.current);
+    const maxAfter = core.computeWatermarks(n, wmk.maxOf(p), wmk.ooo, wmk.othersMin(p, nowMs), this.floored(wmk.current));
     const bad: Array<[number, number, number]> = []; // (record, agg, EV_*)
     for (let a = 0; a < this.aggs.length; a++) {
       const notOk = this.isSession[a] ? core.processSessions(a, n) : core.processWindows(a, n);
@@ -191,7 +193,7 @@ export class WindowOperator {
     }
     wmk.update(p, maxAfter, nowMs);
     // W after the last event may already close windows.
-    this.advanceAll(wmk.current);
+    this.advanceAll(this.floored(wmk.current));
     this.collect(out, nowMs);
     this.deadLetter(batch, bad, out, nowMs);
     return out;
@@ -203,7 +205,7 @@ export class WindowOperator {
     const before = this.watermarks.current;
     const w = this.watermarks.refresh(nowMs);
     if (w > before) {
-      this.advanceAll(w);
+      this.advanceAll(this.floored(w));
       this.collect(out, nowMs);
     }
     return out;
@@ -221,7 +223,7 @@ export class WindowOperator {
   /** Fires and purges what W = w makes due (W moved by another partition of the source). */
   advance(w: number, nowMs = this.clock()): Output {
     const out = this.emptyOutput(0);
-    this.advanceAll(w);
+    this.advanceAll(this.floored(w));
     this.collect(out, nowMs);
     return out;
   }
@@ -287,13 +289,18 @@ export class WindowOperator {
   /**
    * Rebuilds the window state of a fresh operator (no event processed yet) from the
    * (state key, value) pairs of the last checkpoint, as it stood at watermark
-   * `watermarkMs`: windows with end <= W count as fired. The keys are registered
+   * `watermarkMs`: windows with end <= W count as fired. W as this operator sees it
+   * stays at `watermarkMs` or above from then on, even where the instance's W is
+   * lower (a partition taken over from an instance that was further on): its fired
+   * windows fire again at once with a late event, as they would have there, and
+   * never a second time as on time. The keys are registered
    * again, so new events of the same keys reuse them; later drains replace or delete
    * these entries. The operator's watermarks are not touched: the caller restores
    * them (watermarks.register(partition, now, maxEventTime), watermarks.current).
    */
   restore(entries: Iterable<[string, Uint8Array]>, watermarkMs: number): void {
     if (this.fed) throw new Error('restore() needs a fresh operator: this one has processed events');
+    this.floorMs = watermarkMs;
     for (const [key, value] of entries) {
       const st = decodeStateValue(key, value);
       const a = this.aggIndex.get(st.name);
@@ -319,6 +326,11 @@ export class WindowOperator {
 
   memoryBytes(): number {
     return this.core.memoryBytes();
+  }
+
+  /** W as this operator sees it, given the instance's W `w` (see restore()). */
+  floored(w: number): number {
+    return w > this.floorMs ? w : this.floorMs;
   }
 
   private emptyOutput(records: number): Output {
