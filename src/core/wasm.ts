@@ -228,6 +228,11 @@ export class WasmCore {
     this.x.trackChanges(on, listLive);
   }
 
+  /** Every slot index is below this (it grows by doubling). */
+  slotCapacity(): number {
+    return this.x.slotCapacity();
+  }
+
   /** Entries on the dirty list: an upper bound of the windows changed since the last serializeChanges. */
   changedSlots(): number {
     return this.x.changedSlots();

@@ -357,15 +357,28 @@ export class PersistedWindows {
     return take === this.takes;
   }
 
+  /**
+   * Room for every slot below `slots` (the core's slot capacity). The operator calls it
+   * after each step, so that the arrays grow with the slots, not in a barrier.
+   */
+  reserve(slots: number): void {
+    if (slots > this.key.length) this.ensure(slots - 1);
+  }
+
   private ensure(slot: number): void {
     if (slot < this.key.length) return;
     const cap = Math.max(slot + 1, this.key.length * 2, 1024);
     const agg = new Uint32Array(cap), key = new Uint32Array(cap), start = new Float64Array(cap), end = new Float64Array(cap);
+    const old = this.key.length;
     agg.set(this.agg);
     key.set(this.key);
-    key.fill(NONE, this.key.length);
     start.set(this.start);
     end.set(this.end);
+    // Written now, to the end: a page's first write costs a fault, here rather than in a barrier.
+    agg.fill(0, old);
+    key.fill(NONE, old);
+    start.fill(0, old);
+    end.fill(0, old);
     this.agg = agg;
     this.key = key;
     this.start = start;

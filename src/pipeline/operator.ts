@@ -344,6 +344,7 @@ export class WindowOperator {
       }
     }
     this.core.resetOutput();
+    if (this.tracking) this.persisted.reserve(this.core.slotCapacity());
     // Every key id of this step has been read: ids without an open window may go, unless
     // a change set not yet encoded names them (then at the first step after it is).
     if (this.changes !== undefined && !this.changes.encoded) return;
