@@ -82,7 +82,11 @@ export function markLiveKeys(a: u32, ptr: usize, cap: u32): u32 { return slotsMa
 export function trackChanges(on: bool, listLive: bool): void { setTracking(on, listLive); }
 /** Entries on the dirty list (an upper bound of the windows changed). */
 export function changedSlots(): u32 { return dirtyCount; }
-/** Snap region: snapLength() bytes of SNAP records from snapPtr(), valid until the next serialize call. */
+/**
+ * The region the last serialize call wrote: snapLength() bytes of SNAP records from
+ * snapPtr(). serializeChanges' region stays as written, at the same address, until
+ * the next serializeChanges (serializeAll writes a region of its own).
+ */
 export function snapPtr(): usize { return snapBase; }
 export function snapLen(): u32 { return <u32>snapLength; }
 

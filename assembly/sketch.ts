@@ -12,7 +12,7 @@
 // whatever the count. Subnormal magnitudes are scaled by 2^64 into indices below the
 // normal range so that they keep the same accuracy. Zeros are counted apart.
 import { SK_ZEROS, SK_POS, SK_NEG, ST_PTR, ST_MIN, ST_CAP } from './layout';
-import { ldu, stu, ldi, sti, zalloc } from './mem';
+import { ldu, stu, ldi, sti, zalloc, copyWords } from './mem';
 
 const SUBNORMAL_SHIFT: i32 = 4096; // 64 exponents × 64 buckets: where x·2^64 lands
 const INITIAL_CAP: u32 = 16;
@@ -234,7 +234,7 @@ function storeWrite(st: usize, out: usize): usize {
   const n = hi - lo;
   sti(out, n ? ldi(st + ST_MIN) + <i32>lo : 0);
   stu(out + 4, n);
-  if (n) memory.copy(out + 8, p + (<usize>lo << 2), <usize>n << 2);
+  if (n) copyWords(out + 8, p + (<usize>lo << 2), <usize>n << 2);
   return out + 8 + (<usize>n << 2);
 }
 

@@ -10,6 +10,7 @@ import { rng } from './helpers/random';
 import type { Config } from '../src/config';
 import { WindowOperator, decodeStateValue, type Output, type StateChanges } from '../src/pipeline/operator';
 import { batchOfLines } from '../src/sources/lines';
+import { ChangeBatchWriter } from '../src/state/batch';
 
 const windowArb = fc.oneof(
   fc.record({ type: fc.constant('tumbling' as const), sizeMs: fc.integer({ min: 1, max: 60 }) }),
@@ -275,4 +276,75 @@ test('restore above the instance W (a partition taken over from an instance furt
   // Moving W through 10 fires nothing again; a late event fires [0,10) again at once, as at the first owner.
   for (const events of [[ev(12, 1, 'b')], [ev(3, 30)], [ev(27, 2)]]) assert.deepEqual(fired(b.process(batchOfLines(events))), fired(a.process(batchOfLines(events))), events.join(' '));
   assert.deepEqual(fired(b.process(batchOfLines([ev(4, 5)]))), ['0_10 count 3 late']);
+});
+
+test('a change set encoded while batches go on, keys coming and going, is the one encoded at its barrier', () => {
+  // A checkpoint encodes its change set a slice at a time between batches. Here B does
+  // that while A, fed the same batches, encodes each change set at once: their change
+  // batches must be the same bytes. The keys churn and windows close fast, so that key
+  // ids go idle and A's sweeps free them (and hand them to new keys) between the
+  // barrier and the end of B's encoding.
+  const cfg = testConfig({
+    eventTime: { maxOutOfOrdernessMs: 5, allowedLatenessMs: 5 },
+    aggregations: [
+      { name: 't', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 20 } },
+      { name: 's', groupBy: ['k', 'm'], value: 'v', window: { type: 'session', gapMs: 15 } },
+    ],
+  });
+  const make = (): WindowOperator => {
+    const op = new WindowOperator(cfg, { clock: () => 0, keySweepMin: 4 });
+    op.trackChanges();
+    return op;
+  };
+  const a = make(), b = make();
+  const r = rng(7);
+  let t = 0, offset = 0, freedBetween = 0;
+  const step = (): void => {
+    const lines: string[] = [];
+    for (let i = 0; i < 1 + Math.floor(r() * 12); i++) {
+      t += Math.floor(r() * 4);
+      // Keys drift upwards: old ones go idle, new ones come.
+      lines.push(JSON.stringify({ timestamp: t - Math.floor(r() * 8), k: `u${Math.floor(t / 10) + Math.floor(r() * 6)}`, m: r() < 0.5 ? 'x' : 'y:z', v: Math.floor(r() * 500) / 4 }));
+    }
+    const batch = batchOfLines(lines, 0, offset);
+    offset += lines.length;
+    const before = a.keyCounts(0).keys + a.keyCounts(1).keys;
+    a.process(batch);
+    b.process(batch);
+    freedBetween += Math.max(0, before - a.keyCounts(0).keys - a.keyCounts(1).keys);
+  };
+  const bytes = (w: ChangeBatchWriter): Buffer => {
+    const x = w.finish();
+    return Buffer.from(x.buffer, 0, x.length);
+  };
+  let checked = 0;
+  for (let round = 0; round < 60; round++) {
+    for (let i = 0; i < 1 + Math.floor(r() * 4); i++) step();
+    const now = a.takeChanges(), later = b.takeChanges();
+    const wa = new ChangeBatchWriter(64);
+    now.encode(wa, 0, now.size);
+    assert.equal(later.size, now.size, `round ${round}: records`);
+    const wb = new ChangeBatchWriter(64);
+    for (let from = 0; from < later.size; ) {
+      const to = Math.min(later.size, from + 1 + Math.floor(r() * 5));
+      later.encode(wb, from, to);
+      from = to;
+      step();
+    }
+    step();
+    assert.ok(bytes(wb).equals(bytes(wa)), `round ${round}: the change batches differ`);
+    checked += now.size;
+  }
+  assert.ok(checked > 500, `only ${checked} records compared`);
+  assert.ok(freedBetween > 50, `keys freed while change sets were being encoded: ${freedBetween}`);
+});
+
+test('a change set cannot be encoded after the next take: the core has rewritten its records', () => {
+  const op = single({ type: 'tumbling', sizeMs: 10 });
+  op.trackChanges();
+  op.process(batchOfLines([ev(0, 1)]));
+  const first = op.takeChanges();
+  op.process(batchOfLines([ev(1, 2)]));
+  op.takeChanges();
+  assert.throws(() => first.encode(new ChangeBatchWriter(), 0, first.size), /before the next take/);
 });

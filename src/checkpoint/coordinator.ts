@@ -1,9 +1,10 @@
 // Checkpoints and recovery of a partitioned operator with a Kafka source.
 //
 // A checkpoint is taken in two parts, as Flink's asynchronous snapshots are:
-//   1. the barrier, synchronously, between two batches: every partition's changed
-//      windows are copied out of the core (an immutable ChangeSet, one memcpy), and
-//      its next offset and max event time and W are read. Processing goes on at once.
+//   1. the barrier, synchronously, between two batches: every partition's core writes
+//      its changed windows to a region of linear memory that stays as it is until the
+//      next barrier (a ChangeSet reads it; numbers only, no copy, no string), and its
+//      next offset and max event time and W are read. Processing goes on at once.
 //   2. in the background, while batches go on: the changes are encoded as one change
 //      batch (bytes) per partition, a slice of windows at a time between batches, and
 //      staged in the partition's state store, which writes them durably as version N
@@ -65,7 +66,7 @@ export function aggregationsFingerprint(cfg: Config): string {
   return createHash('sha256').update(JSON.stringify({ topic, field, maxOutOfOrdernessMs, allowedLatenessMs, aggs })).digest('hex').slice(0, 16);
 }
 
-/** A checkpoint between its barrier and its completion: an immutable copy of what it holds. */
+/** A checkpoint between its barrier and its completion: what it holds, as of its barrier. */
 export interface PendingCheckpoint {
   id: number;
   reason: string;
@@ -394,9 +395,9 @@ export class Checkpointer {
 
   /**
    * Step 1, the barrier: synchronous, so no batch can land between state and offsets.
-   * Takes an immutable copy of every held partition's changed windows, its next offset
-   * and max event time, and W; processing goes on as soon as it returns. Undefined when
-   * no partition is held.
+   * Takes every held partition's changed windows (a ChangeSet: what nothing after the
+   * barrier changes), its next offset and max event time, and W; processing goes on as
+   * soon as it returns. Undefined when no partition is held.
    */
   barrier(reason: string): PendingCheckpoint | undefined {
     const t0 = performance.now();
@@ -430,12 +431,13 @@ export class Checkpointer {
     const forChangelog: ChangeBatch[] = [];
     for (const x of parts) {
       // Keys and values are encoded here, out of the barrier, a slice at a time, letting
-      // batches in between; the store takes the bytes as they are (to its thread).
+      // batches in between (before the first too: complete() runs on from the barrier
+      // without a break otherwise); the store takes the bytes as they are (to its thread).
       const w = new ChangeBatchWriter(x.changes.bytesHint);
       const size = x.changes.size;
       for (let from = 0; from < size; from += ENCODE_SLICE) {
-        x.changes.encode(w, from, Math.min(size, from + ENCODE_SLICE));
         await new Promise<void>((resolve) => setImmediate(resolve));
+        x.changes.encode(w, from, Math.min(size, from + ENCODE_SLICE));
       }
       changes += w.count;
       const batch = w.finish();

@@ -85,6 +85,16 @@ function wasmModule(): WebAssembly.Module {
   return compiled;
 }
 
+/** SNAP records (Layout.SNAP) a serialize call wrote: `length` bytes from `base`. */
+export interface SnapRegion {
+  count: number;
+  base: number;
+  length: number;
+  /** Every record's slot is below this (the core's slot capacity). */
+  slots: number;
+  memory(): { bytes: Uint8Array; f64: Float64Array; u32: Uint32Array };
+}
+
 /** Batch arrays of one aggregation, as views into linear memory. */
 export interface AggViews {
   val: Float64Array;
@@ -218,16 +228,31 @@ export class WasmCore {
     this.x.trackChanges(on, listLive);
   }
 
+  /** Every slot index is below this (it grows by doubling). */
+  slotCapacity(): number {
+    return this.x.slotCapacity();
+  }
+
   /** Entries on the dirty list: an upper bound of the windows changed since the last serializeChanges. */
   changedSlots(): number {
     return this.x.changedSlots();
   }
 
-  /** Writes the windows changed since the last call (or, `all`, every live window) to the snap region. */
-  serialize(all: boolean): { count: number; base: number; length: number; bytes: Uint8Array; f64: Float64Array; u32: Uint32Array } {
+  /**
+   * Writes the windows changed since the last call (or, `all`, every live window) to a
+   * snap region. The changes region stays as written until the next serialize(false),
+   * whatever the core does in between (serialize(true) writes a region of its own);
+   * `memory()` gives views of it valid until the next call into the core.
+   */
+  serialize(all: boolean): SnapRegion {
     const count = all ? this.x.serializeAll() : this.x.serializeChanges();
+    return { count, base: this.x.snapPtr(), length: this.x.snapLen(), slots: this.x.slotCapacity(), memory: () => this.memory() };
+  }
+
+  /** Views of all of linear memory, valid until the next call into the core. */
+  private memory(): { bytes: Uint8Array; f64: Float64Array; u32: Uint32Array } {
     this.refresh();
-    return { count, base: this.x.snapPtr(), length: this.x.snapLen(), bytes: this.u8, f64: this.f64, u32: this.u32 };
+    return { bytes: this.u8, f64: this.f64, u32: this.u32 };
   }
 
   /** Rebuilds one window from its slot serialization, as of watermark w; the slot, or Layout.NO_SLOT if rejected. */

@@ -1,23 +1,31 @@
 // The window-state changes a checkpoint takes, in two parts (Flink's asynchronous
 // snapshots): `PersistedWindows.take()` runs in the checkpoint's barrier, while
-// processing waits, and only copies; `ChangeSet.encode()` writes the state keys and
-// values later, while processing goes on, straight into a change batch (bytes,
-// src/state/batch.ts) that the state thread stages: no object per window.
+// processing waits; `ChangeSet.encode()` writes the state keys and values later,
+// while processing goes on, straight into a change batch (bytes, src/state/batch.ts)
+// that the state thread stages: no object per window.
 //
-// The barrier's work is proportional to the changed windows but allocation-free per
-// window apart from one reference per array: the core serializes the changed windows
-// into its snap region (assembly/snapshot.ts), one memcpy copies that region out, and
-// the windows' identities (aggregation, key string, group values, start, end) are read
-// into plain arrays. Key strings are captured here, not key ids: an id may be freed and
-// given to another key before the checkpoint completes.
-import { Layout } from '../core/wasm';
+// The barrier handles numbers only. The core serializes the changed windows into its
+// changes region (assembly/snapshot.ts), which stays as written until the next
+// barrier; one pass over the records' headers (aggregation, key id, slot, window
+// bounds) finds the persisted windows they replace. No byte is copied and no string
+// touched: the change set reads the records, and turns key ids into key strings,
+// when it is encoded. Until then the operator frees no key id (WindowOperator: no key
+// sweep while a change set is not encoded), so an id the change set names cannot be
+// given to another key in between.
+import { Layout, type SnapRegion } from '../core/wasm';
 import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
 
 const { SNAP, SNAP_HEADER } = Layout;
-const NO_VALUES: readonly string[] = [];
 // Field offsets of a snap record in u32 words and f64 slots from its start.
 const SNAP_AGG_W = SNAP.AGG / 4, SNAP_KEY_W = SNAP.KEY / 4, SNAP_LEN_W = SNAP.LEN / 4, SNAP_SLOT_W = SNAP.SLOT / 4;
 const SNAP_START_D = SNAP.START / 8, SNAP_END_D = SNAP.END / 8;
+/** No window persisted from the slot (PersistedWindows), or a legacy key string instead of a key id (MovedWindows). */
+const NONE = 0xffffffff;
+
+/** Bytes a snap record takes in its region: its header, then its slot serialization padded to 8. */
+function recordBytes(len: number): number {
+  return SNAP_HEADER + ((len + 7) & ~7);
+}
 
 /** Changes of the window state since the last drain, at the level of state keys. */
 export interface StateChanges {
@@ -25,18 +33,6 @@ export interface StateChanges {
   puts: Array<[string, Buffer]>;
   /** State keys no window holds any more (purged, merged away, or a session that grew). */
   deletes: string[];
-}
-
-/** The snap region as the core wrote it (see WasmCore.serialize). */
-export interface SnapRegion {
-  count: number;
-  base: number;
-  length: number;
-  bytes: Uint8Array;
-  f64: Float64Array;
-  u32: Uint32Array;
-  /** The highest slot among the records, when known (the arrays by slot grow once). */
-  maxSlot?: number;
 }
 
 /**
@@ -129,38 +125,48 @@ function writeStateKey(b: Buffer, p: number, name: Buffer, key: string, start: n
   return writeNumber(b, p, end);
 }
 
+/** The key strings and group values of each aggregation's key ids (the registries' own arrays). */
+export interface KeyTables {
+  keys: ReadonlyArray<ReadonlyArray<string | undefined>>;
+  values: ReadonlyArray<ReadonlyArray<readonly string[] | undefined>>;
+}
+
 /**
- * The windows changed (and gone) between two checkpoint barriers, copied out of the
- * core: immutable, independent of anything the operator does afterwards.
+ * The windows changed (and gone) between two checkpoint barriers: the records of the
+ * core's changes region and the persisted windows they replace. It holds until the
+ * next take() of its PersistedWindows (encode() throws after that), and its key ids
+ * mean the same keys until it is encoded (see the top of this file).
  */
 export class ChangeSet {
+  /** Whether every record has been encoded: the key ids it names may be freed. */
+  encoded: boolean;
+  /** The next put encode() would write, and its byte offset in the region: slices follow one another. */
+  private next = 0;
+  private nextOffset = 0;
+
   constructor(
     /** The aggregations' names, UTF-8. */
     private readonly names: readonly Buffer[],
-    /** The snap region's bytes from its base: record k at offsets[k]. */
-    private readonly snap: Buffer,
-    private readonly offsets: Uint32Array,
-    private readonly lengths: Uint32Array,
-    private readonly starts: Float64Array,
-    private readonly ends: Float64Array,
-    private readonly aggs: Uint32Array,
-    /** Windows to put: the first n of keys and values. */
-    private readonly n: number,
-    private readonly keys: readonly string[],
-    private readonly values: ReadonlyArray<readonly string[]>,
+    private readonly region: SnapRegion,
+    private readonly tables: KeyTables,
     private readonly gone: GoneWindows,
+    private readonly moved: MovedWindows,
     /** The encoded head of a state value per group-values array (one per key), shared by the change sets of one operator. */
     private readonly headers: WeakMap<readonly string[], Buffer>,
-  ) {}
+    private readonly owner: PersistedWindows,
+    private readonly take: number,
+  ) {
+    this.encoded = this.size === 0;
+  }
 
   /** Records the change set encodes to: its deletes (indexes 0 to deletes - 1), then its puts. */
   get size(): number {
-    return this.gone.key.length + this.n;
+    return this.gone.key.length + this.moved.n + this.region.count;
   }
 
   /** A first guess of the encoded size in bytes (the writer grows past it if need be). */
   get bytesHint(): number {
-    return this.snap.length + 128 * this.size;
+    return this.region.length + 128 * this.size;
   }
 
   /**
@@ -171,20 +177,43 @@ export class ChangeSet {
    * up put.
    */
   encode(w: ChangeBatchWriter, from: number, to: number): void {
-    const g = this.gone, names = this.names, nGone = g.key.length;
-    for (let i = from; i < Math.min(to, nGone); i++) {
-      const name = names[g.agg[i]!]!, key = g.key[i]!;
-      w.start(name.length + 3 * key.length + 3 + 2 * NUMBER_MAX);
-      w.pos = writeStateKey(w.buf, w.pos, name, key, g.start[i]!, g.end[i]!);
-      w.endDelete();
+    if (!this.owner.holds(this.take)) throw new Error('a change set must be encoded before the next take of changes');
+    const names = this.names, g = this.gone, nGone = g.key.length;
+    for (let i = from; i < Math.min(to, nGone); i++) this.writeDelete(w, names[g.agg[i]!]!, g.key[i]!, g.start[i]!, g.end[i]!);
+    const m = this.moved, keysOf = this.tables.keys, nDeletes = nGone + m.n;
+    for (let i = Math.max(from, nGone); i < Math.min(to, nDeletes); i++) {
+      const j = i - nGone, a = m.agg[j]!, id = m.key[j]!;
+      this.writeDelete(w, names[a]!, id === NONE ? m.legacy.get(j)! : keysOf[a]![id]!, m.start[j]!, m.end[j]!);
     }
-    const headers = this.headers, snap = this.snap;
-    for (let k = Math.max(from, nGone) - nGone; k < to - nGone; k++) {
-      const a = this.aggs[k]!, name = names[a]!, key = this.keys[k]!, vals = this.values[k]!;
-      const start = this.starts[k]!, end = this.ends[k]!;
+    const first = Math.max(from, nDeletes) - nDeletes, last = to - nDeletes;
+    if (first < last) this.encodePuts(w, first, last);
+    if (to >= this.size) this.encoded = true;
+  }
+
+  private writeDelete(w: ChangeBatchWriter, name: Buffer, key: string, start: number, end: number): void {
+    w.start(name.length + 3 * key.length + 3 + 2 * NUMBER_MAX);
+    w.pos = writeStateKey(w.buf, w.pos, name, key, start, end);
+    w.endDelete();
+  }
+
+  /** Puts [first, last): the region's records in order. */
+  private encodePuts(w: ChangeBatchWriter, first: number, last: number): void {
+    // Views of memory as it is now (it may have grown since the barrier; the region has not moved).
+    const { bytes, u32, f64 } = this.region.memory();
+    const base = this.region.base;
+    let off = this.nextOffset;
+    if (first !== this.next) {
+      off = 0;
+      for (let k = 0; k < first; k++) off += recordBytes(u32[((base + off) >>> 2) + SNAP_LEN_W]!);
+    }
+    const names = this.names, headers = this.headers, keysOf = this.tables.keys, valuesOf = this.tables.values;
+    for (let k = first; k < last; k++) {
+      const r = base + off, rw = r >>> 2, rd = r >>> 3;
+      const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!, len = u32[rw + SNAP_LEN_W]!;
+      const start = f64[rd + SNAP_START_D]!, end = f64[rd + SNAP_END_D]!;
+      const name = names[a]!, key = keysOf[a]![id]!, vals = valuesOf[a]![id]!;
       let head = headers.get(vals);
       if (head === undefined) headers.set(vals, (head = stateHeader(name, vals)));
-      const len = this.lengths[k]!, off = this.offsets[k]! + SNAP_HEADER;
       w.start(name.length + 3 * key.length + 3 + 2 * NUMBER_MAX + head.length + 16 + len);
       const b = w.buf;
       w.pos = writeStateKey(b, w.pos, name, key, start, end);
@@ -196,10 +225,13 @@ export class ChangeSet {
       b.writeDoubleLE(end, p + 8);
       p += 16;
       // A plain Uint8Array view: Buffer.subarray costs twice as much per window.
-      b.set(new Uint8Array(snap.buffer, snap.byteOffset + off, len), p);
+      b.set(new Uint8Array(bytes.buffer, r + SNAP_HEADER, len), p);
       w.pos = p + len;
       w.endPut();
+      off += recordBytes(len);
     }
+    this.next = last;
+    this.nextOffset = off;
   }
 
   /**
@@ -217,7 +249,7 @@ export class ChangeSet {
   }
 }
 
-/** Windows no slot holds any more, as parallel arrays (no object per window in a barrier). */
+/** Windows no slot holds any more, with their key strings, as parallel arrays (no object per window). */
 class GoneWindows {
   agg: number[] = [];
   key: string[] = [];
@@ -233,32 +265,82 @@ class GoneWindows {
 }
 
 /**
+ * Persisted windows a take found replaced by a changed one in the same slot (a
+ * session whose start or end moved, a window restored from a legacy key): by key id,
+ * read when the change set is encoded; a legacy key has NONE as its id and its string
+ * in `legacy`. Typed arrays reused from one take to the next.
+ */
+class MovedWindows {
+  n = 0;
+  agg = new Uint32Array(64);
+  key = new Uint32Array(64);
+  start = new Float64Array(64);
+  end = new Float64Array(64);
+  /** By index: the key strings of legacy keys. */
+  legacy = new Map<number, string>();
+
+  push(agg: number, key: number, start: number, end: number): void {
+    if (this.n === this.agg.length) this.grow();
+    const i = this.n++;
+    this.agg[i] = agg;
+    this.key[i] = key;
+    this.start[i] = start;
+    this.end[i] = end;
+  }
+
+  pushLegacy(agg: number, key: string, start: number, end: number): void {
+    this.legacy.set(this.n, key);
+    this.push(agg, NONE, start, end);
+  }
+
+  clear(): void {
+    this.n = 0;
+    if (this.legacy.size > 0) this.legacy = new Map();
+  }
+
+  private grow(): void {
+    const cap = 2 * this.agg.length;
+    const agg = new Uint32Array(cap), key = new Uint32Array(cap), start = new Float64Array(cap), end = new Float64Array(cap);
+    agg.set(this.agg);
+    key.set(this.key);
+    start.set(this.start);
+    end.set(this.end);
+    this.agg = agg;
+    this.key = key;
+    this.start = start;
+    this.end = end;
+  }
+}
+
+/**
  * Which window each core slot is persisted as (as of the last change set or the
  * restore), so that a change set can say which state keys went away: a purged window,
  * or a session whose start or end moved (it is stored under a new key). Typed arrays
  * indexed by slot, grown by doubling: a barrier touches them once per changed window.
+ *
+ * A slot holds its key id as long as it is live, and every slot freed is released
+ * here before the operator frees any key id (its purge record is read first): a
+ * persisted key id names its key until the slot is released.
  */
 export class PersistedWindows {
   private agg = new Uint32Array(0);
+  /** Key id by slot; NONE: no window persisted from the slot. */
+  private key = new Uint32Array(0);
   private start = new Float64Array(0);
   private end = new Float64Array(0);
-  private key: Array<string | undefined> = [];
+  /** Slots persisted under a legacy key string (restored), not their key id's string. */
+  private readonly legacy = new Map<number, string>();
   /** Persisted windows no slot holds any more since the last take(). */
   private gone = new GoneWindows();
+  private readonly moved = new MovedWindows();
   private count = 0;
-  private copyBuffer: Buffer = Buffer.alloc(0);
-  private offsetsBuffer = new Uint32Array(0);
-  private lengthsBuffer = new Uint32Array(0);
-  private aggsBuffer = new Uint32Array(0);
-  private startsBuffer = new Float64Array(0);
-  private endsBuffer = new Float64Array(0);
-  private readonly keysBuffer: string[] = [];
-  private readonly valuesBuffer: Array<readonly string[]> = [];
+  private takes = 0;
   /** The aggregations' names, UTF-8. */
   private readonly names: readonly Buffer[];
 
   constructor(
     names: readonly string[],
+    private readonly tables: KeyTables,
     /** Caches the encoded head of a state value per group-values array (see ChangeSet). */
     private readonly headers = new WeakMap<readonly string[], Buffer>(),
   ) {
@@ -270,111 +352,124 @@ export class PersistedWindows {
     return this.count === 0;
   }
 
+  /** Whether the change set of take number `take` still holds (no take since). */
+  holds(take: number): boolean {
+    return take === this.takes;
+  }
+
+  /**
+   * Room for every slot below `slots` (the core's slot capacity). The operator calls it
+   * after each step, so that the arrays grow with the slots, not in a barrier.
+   */
+  reserve(slots: number): void {
+    if (slots > this.key.length) this.ensure(slots - 1);
+  }
+
   private ensure(slot: number): void {
-    if (slot < this.agg.length) return;
-    const cap = Math.max(slot + 1, this.agg.length * 2, 1024);
-    const agg = new Uint32Array(cap), start = new Float64Array(cap), end = new Float64Array(cap);
+    if (slot < this.key.length) return;
+    const cap = Math.max(slot + 1, this.key.length * 2, 1024);
+    const agg = new Uint32Array(cap), key = new Uint32Array(cap), start = new Float64Array(cap), end = new Float64Array(cap);
+    const old = this.key.length;
     agg.set(this.agg);
+    key.set(this.key);
     start.set(this.start);
     end.set(this.end);
+    // Written now, to the end: a page's first write costs a fault, here rather than in a barrier.
+    agg.fill(0, old);
+    key.fill(NONE, old);
+    start.fill(0, old);
+    end.fill(0, old);
     this.agg = agg;
+    this.key = key;
     this.start = start;
     this.end = end;
-    // Filled, not holey: V8 keeps the array's fast elements.
-    for (let i = this.key.length; i < cap; i++) this.key.push(undefined);
   }
 
-  /** A restored window: `slot` holds it as persisted. */
-  set(slot: number, agg: number, key: string, start: number, end: number): void {
+  /** A restored window: `slot` holds it as persisted, under its key id's string or under `legacyKey`. */
+  set(slot: number, agg: number, keyId: number, start: number, end: number, legacyKey?: string): void {
     this.ensure(slot);
-    if (this.key[slot] === undefined) this.count++;
+    if (this.key[slot] === NONE) this.count++;
     this.agg[slot] = agg;
-    this.key[slot] = key;
+    this.key[slot] = keyId;
     this.start[slot] = start;
     this.end[slot] = end;
+    if (legacyKey !== undefined) this.legacy.set(slot, legacyKey);
+    else this.legacy.delete(slot);
   }
 
-  /** The window in `slot` was purged: its persisted state key goes at the next take(). */
+  /** The window in `slot` was purged: its persisted state key goes at the next take(). Before the key id is freed. */
   release(slot: number): void {
-    const key = this.key[slot];
-    if (key === undefined) return;
-    this.gone.push(this.agg[slot]!, key, this.start[slot]!, this.end[slot]!);
-    this.key[slot] = undefined;
+    if (slot >= this.key.length) return;
+    const id = this.key[slot]!;
+    if (id === NONE) return;
+    const a = this.agg[slot]!;
+    let key = this.tables.keys[a]![id]!;
+    if (this.legacy.size > 0 && this.legacy.has(slot)) {
+      key = this.legacy.get(slot)!;
+      this.legacy.delete(slot);
+    }
+    this.gone.push(a, key, this.start[slot]!, this.end[slot]!);
+    this.key[slot] = NONE;
     this.count--;
   }
 
   /**
-   * The change set of the windows the core just serialized (`snap`, its changed
-   * windows), with the registries' key strings and group values (`keysOf[agg][keyId]`,
-   * `valuesOf[agg][keyId]`) resolved now; marks them persisted. The change set shares a
-   * buffer with the next take(): encode it before then.
+   * The change set of the windows the core just serialized (`region`, its changed
+   * windows); marks them persisted. Numbers only: a read of each record's header and
+   * a few typed-array writes per window. The change set holds until the next take().
    */
-  take(snap: SnapRegion, keysOf: ReadonlyArray<ReadonlyArray<string | undefined>>, valuesOf: ReadonlyArray<ReadonlyArray<readonly string[] | undefined>>): ChangeSet {
-    const n = snap.count;
-    // Buffers and arrays reused from one take to the next: memory touched for the first
-    // time costs a page fault per 4 KiB, which on some machines is most of a barrier's
-    // time. At most one change set is pending at a time (one checkpoint in flight), and it
-    // is encoded before the next take.
-    if (this.copyBuffer.length < snap.length) this.copyBuffer = Buffer.allocUnsafeSlow(Math.max(snap.length, 2 * this.copyBuffer.length));
-    const copy = this.copyBuffer.subarray(0, snap.length);
-    copy.set(snap.bytes.subarray(snap.base, snap.base + snap.length));
-    if (this.offsetsBuffer.length < n) {
-      const cap = Math.max(n, 2 * this.offsetsBuffer.length);
-      this.offsetsBuffer = new Uint32Array(cap);
-      this.lengthsBuffer = new Uint32Array(cap);
-      this.aggsBuffer = new Uint32Array(cap);
-      this.startsBuffer = new Float64Array(cap);
-      this.endsBuffer = new Float64Array(cap);
+  take(region: SnapRegion): ChangeSet {
+    const moved = this.moved;
+    moved.clear();
+    if (region.count > 0) {
+      this.ensure(region.slots - 1);
+      const { u32, f64 } = region.memory();
+      this.count += persist(u32, f64, region.base, region.count, this.agg, this.key, this.start, this.end, this.legacy, moved);
     }
-    const offsets = this.offsetsBuffer, lengths = this.lengthsBuffer, aggs = this.aggsBuffer;
-    const starts = this.startsBuffer, ends = this.endsBuffer;
-    // Reused like the buffer: filling fresh arrays of 100,000 references costs more
-    // than the rest of the barrier together.
-    const keys = this.keysBuffer, values = this.valuesBuffer;
-    while (keys.length < n) {
-      keys.push('');
-      values.push(NO_VALUES);
-    }
-    const u32 = snap.u32, f64 = snap.f64;
     const gone = this.gone;
-    // In locals: the loop reads them per window, and nothing in it can change them.
-    if (n > 0) this.ensure(snap.maxSlot ?? 0);
-    let pAgg = this.agg, pStart = this.start, pEnd = this.end;
-    const pKey = this.key;
-    let count = this.count;
-    let off = 0;
-    for (let k = 0; k < n; k++) {
-      const w = (snap.base + off) >>> 2, d = (snap.base + off) >>> 3;
-      const a = u32[w + SNAP_AGG_W]!, keyId = u32[w + SNAP_KEY_W]!, len = u32[w + SNAP_LEN_W]!;
-      const slot = u32[w + SNAP_SLOT_W]!;
-      const start = f64[d + SNAP_START_D]!, end = f64[d + SNAP_END_D]!;
-      const key = keysOf[a]![keyId]!;
-      offsets[k] = off;
-      lengths[k] = len;
-      aggs[k] = a;
-      starts[k] = start;
-      ends[k] = end;
-      keys[k] = key;
-      values[k] = valuesOf[a]![keyId]!;
-      if (slot >= pAgg.length) {
-        this.ensure(slot);
-        pAgg = this.agg;
-        pStart = this.start;
-        pEnd = this.end;
-      }
-      const old = pKey[slot];
-      if (old === undefined) count++;
-      else if (old !== key || pStart[slot] !== start || pEnd[slot] !== end || pAgg[slot] !== a) gone.push(pAgg[slot]!, old, pStart[slot]!, pEnd[slot]!);
-      pAgg[slot] = a;
-      // Most changed windows keep their key: a reference store less (each costs more while the GC marks).
-      if (old !== key) pKey[slot] = key;
-      pStart[slot] = start;
-      pEnd[slot] = end;
-      off += SNAP_HEADER + ((len + 7) & ~7);
-    }
-    this.count = count;
     this.gone = new GoneWindows();
-    return new ChangeSet(this.names, copy, offsets, lengths, starts, ends, aggs, n, keys, values, gone, this.headers);
+    return new ChangeSet(this.names, region, this.tables, gone, moved, this.headers, this, ++this.takes);
   }
+}
 
+/**
+ * The barrier's loop over the `n` records from `base` (PersistedWindows.take): each
+ * record's window becomes its slot's persisted one, and the one it replaces, if any
+ * and not the same, goes to `moved`. Returns how many slots had none. A function of
+ * its own, with nothing after its loop: V8 optimizes it once and keeps it (code after
+ * a loop that an optimization compiled before it ran is thrown away when first run).
+ */
+function persist(
+  u32: Uint32Array,
+  f64: Float64Array,
+  base: number,
+  n: number,
+  pAgg: Uint32Array,
+  pKey: Uint32Array,
+  pStart: Float64Array,
+  pEnd: Float64Array,
+  legacy: Map<number, string>,
+  moved: MovedWindows,
+): number {
+  let added = 0;
+  let off = 0;
+  const anyLegacy = legacy.size > 0;
+  for (let k = 0; k < n; k++) {
+    const r = base + off, rw = r >>> 2, rd = r >>> 3;
+    const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!, slot = u32[rw + SNAP_SLOT_W]!;
+    const start = f64[rd + SNAP_START_D]!, end = f64[rd + SNAP_END_D]!;
+    const old = pKey[slot]!;
+    if (old === NONE) added++;
+    else if (anyLegacy && legacy.has(slot)) {
+      // Stored under a legacy key string: that key goes, the window is put under its key now.
+      moved.pushLegacy(pAgg[slot]!, legacy.get(slot)!, pStart[slot]!, pEnd[slot]!);
+      legacy.delete(slot);
+    } else if (old !== id || pStart[slot] !== start || pEnd[slot] !== end || pAgg[slot] !== a) moved.push(pAgg[slot]!, old, pStart[slot]!, pEnd[slot]!);
+    pAgg[slot] = a;
+    pKey[slot] = id;
+    pStart[slot] = start;
+    pEnd[slot] = end;
+    off += recordBytes(u32[rw + SNAP_LEN_W]!);
+  }
+  return added;
 }

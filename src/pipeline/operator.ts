@@ -12,7 +12,7 @@ import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch } from './types';
 import { ResultBatch, ResultEncoder } from './results';
-import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type StateChanges } from './changes';
+import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type KeyTables, type StateChanges } from './changes';
 
 export { STATE_VALUE_VERSION, type StateChanges } from './changes';
 
@@ -126,6 +126,8 @@ export class WindowOperator {
   private floorMs = -Infinity;
   /** Which window each slot is persisted as, for the deletes of the next change set. */
   private readonly persisted: PersistedWindows;
+  /** The last change set taken: until it is encoded, no key id is freed (it names keys by id). */
+  private changes: ChangeSet | undefined;
   /** The encoded head of a state value per group-values array (one per key). */
   private readonly headers = new WeakMap<readonly string[], Buffer>();
   /** Per aggregation: the registry size at which keys without open windows are released next. */
@@ -144,7 +146,7 @@ export class WindowOperator {
     this.valued = aggregations.map((a) => new ValuedKeyRegistry(a.groupBy));
     this.registries = this.valued;
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
-    this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.headers);
+    this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.keyTables, this.headers);
     this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
     this.sweepAt = aggregations.map(() => this.keySweepMin);
     this.idle = aggregations.map(() => new Uint8Array(0));
@@ -263,27 +265,25 @@ export class WindowOperator {
   }
 
   /**
-   * The changes since the last take, copied out of the core (a checkpoint's barrier):
-   * cost proportional to the windows changed, one memcpy and a few array writes per
-   * window. Building the state keys and values is left to ChangeSet.materialize().
+   * The changes since the last take (a checkpoint's barrier): the core serializes the
+   * changed windows into a region of its own, and a pass over their headers, numbers
+   * only, finds the persisted windows they replace. Building the state keys and
+   * values is left to ChangeSet.encode(), which must run before the next take; until
+   * it has encoded every record, no key id is freed.
    */
   takeChanges(): ChangeSet {
     if (!this.tracking) throw new Error('takeChanges() needs trackChanges() first');
-    return this.persisted.take(this.core.serialize(false), this.keysOf, this.valuesOf);
+    return (this.changes = this.persisted.take(this.core.serialize(false)));
   }
 
   /** Every live window's (state key, value), as drainChanges would put them; changes nothing. */
   snapshot(): Array<[string, Buffer]> {
-    return new PersistedWindows(this.aggs.map((a) => a.name), this.headers).take(this.core.serialize(true), this.keysOf, this.valuesOf).materialize().puts;
+    return new PersistedWindows(this.aggs.map((a) => a.name), this.keyTables, this.headers).take(this.core.serialize(true)).materialize().puts;
   }
 
-
-  /** Per aggregation, its key strings and group values by key id (the registries' own arrays). */
-  private get keysOf(): ReadonlyArray<ReadonlyArray<string | undefined>> {
-    return this.registries.map((r) => r.keys);
-  }
-  private get valuesOf(): ReadonlyArray<ReadonlyArray<readonly string[] | undefined>> {
-    return this.valued.map((r) => r.values);
+  /** Per aggregation, its key strings and group values by key id (the registries' own arrays, which stay the same arrays). */
+  private get keyTables(): KeyTables {
+    return { keys: this.registries.map((r) => r.keys), values: this.valued.map((r) => r.values) };
   }
 
   /**
@@ -320,7 +320,7 @@ export class WindowOperator {
           `window state "${key}" cannot be restored: the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
         );
       // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
-      this.persisted.set(slot, a, legacyKey ?? reg.keys[id]!, st.start, st.end);
+      this.persisted.set(slot, a, id, st.start, st.end, legacyKey);
     }
   }
 
@@ -356,7 +356,10 @@ export class WindowOperator {
       }
     }
     this.core.resetOutput();
-    // Every key id of this step has been read: ids without an open window may go.
+    if (this.tracking) this.persisted.reserve(this.core.slotCapacity());
+    // Every key id of this step has been read: ids without an open window may go, unless
+    // a change set not yet encoded names them (then at the first step after it is).
+    if (this.changes !== undefined && !this.changes.encoded) return;
     for (let a = 0; a < this.aggs.length; a++) if (this.valued[a]!.size >= this.sweepAt[a]!) this.releaseKeys(a);
   }
 
