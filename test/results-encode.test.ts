@@ -139,6 +139,50 @@ test('numbers: 10 million random doubles print as String(x)', () => {
   assert.equal(first, undefined);
 });
 
+/** The double `steps` representable doubles away from x (negative: towards -Infinity for positive x). */
+function neighbour(x: number, steps: number): number {
+  const f = new Float64Array([x]);
+  const b = new BigInt64Array(f.buffer);
+  b[0] = b[0]! + BigInt(steps);
+  return f[0]!;
+}
+
+/** A double of any sign from its exponent field and a random mantissa: every binade equally, subnormals (e = 0) included. */
+const anyBinade = fc
+  .tuple(fc.boolean(), fc.integer({ min: 0, max: 2046 }), fc.bigInt({ min: 0n, max: (1n << 52n) - 1n }))
+  .map(([neg, e, m]) => {
+    const b = new BigUint64Array([(BigInt(neg ? 1 : 0) << 63n) | (BigInt(e) << 52n) | m]);
+    return new Float64Array(b.buffer)[0]!;
+  });
+
+/** Decimals with few digits, as measurements are (the formatter's short path), and the doubles right next to them. */
+const shortDecimal = fc
+  .tuple(fc.integer({ min: 0, max: 6 }), fc.oneof(fc.integer({ min: 1, max: 99_999_999 }), fc.double({ min: 1, max: 1e15, noNaN: true }).map(Math.floor)), fc.integer({ min: -2, max: 2 }), fc.boolean())
+  .map(([k, m, step, neg]) => neighbour((neg ? -m : m) / 10 ** k, step));
+
+/** Integers past 2^53 (every one a multiple of a power of two) up to past 1e21, where the exponent form starts. */
+const bigInteger = fc.tuple(fc.integer({ min: 53, max: 80 }), fc.bigInt({ min: 0n, max: (1n << 53n) - 1n })).map(([e, m]) => Number((1n << BigInt(e)) + (m << BigInt(e - 53))));
+
+test('numbers: random doubles of every kind print as String(x), and -0, NaN and infinities as JSON.stringify', () => {
+  const f = new Formatter(newCore());
+  const kinds = fc.oneof(
+    anyBinade,
+    shortDecimal,
+    bigInteger,
+    fc.double(), // fast-check's own mix: -0, NaN, ±Infinity, the extremes, subnormals
+    fc.integer({ min: -(2 ** 31), max: 2 ** 31 }),
+    // Powers of two (their interval is narrower below) and their neighbours.
+    fc.tuple(fc.integer({ min: -1074, max: 1023 }), fc.integer({ min: -1, max: 1 })).map(([e, d]) => neighbour(2 ** e, d)),
+  );
+  fc.assert(
+    fc.property(fc.array(kinds, { minLength: 1000, maxLength: 1000 }), (xs) => {
+      const bad = f.mismatches(Float64Array.from(xs));
+      assert.deepEqual(bad, []);
+    }),
+    { numRuns: 300 },
+  );
+});
+
 // ─── Results ────────────────────────────────────────────────────────────────
 
 /** A string with anything JSON.stringify escapes: quotes, backslashes, control characters, lone surrogates. */

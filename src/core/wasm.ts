@@ -22,7 +22,7 @@ export const Layout = {
    * JSON text (assembly/dtoa.ts): most bytes of one number, most bytes of a result line
    * besides its prefix, and the spare room an output block needs past its last byte.
    */
-  ENCODE: { NUMBER_MAX: 24, LINE_MAX: 404, SLACK: 64 },
+  ENCODE: { NUMBER_MAX: 25, LINE_MAX: 416, SLACK: 64 },
 } as const;
 
 interface CoreExports {

@@ -25,13 +25,6 @@ export interface ResultKey {
   readonly group: Record<string, string>;
 }
 
-/** A ResultKey and its JSON prefix, in a block of the core's memory. */
-interface CachedKey extends ResultKey {
-  /** `{"name":…,"key":…,"group":{…},"window":{"start":` in the core's memory. */
-  readonly ptr: number;
-  readonly len: number;
-}
-
 /** The WindowResult of the result record whose floats start at `f[d]` (Layout.RES). */
 export function windowResult(name: string, key: string, group: Record<string, string>, f: Float64Array, d: number, late: boolean, emittedAt: number): WindowResult {
   return {
@@ -248,6 +241,37 @@ export function resultPrefix(name: string, key: string, group: Record<string, st
 }
 
 /**
+ * The prefixes of one aggregation's keys, by key id, in dense arrays: the encoder
+ * reads them once per result, for keys all over the id space.
+ */
+class Prefixes {
+  /** The key each prefix was encoded for (undefined: none). */
+  key: Array<string | undefined> = [];
+  /** Its ResultKey, the one the results of this key get. */
+  entry: Array<ResultKey | undefined> = [];
+  /** Where the prefix is in the core's memory, and its length. */
+  ptr = new Uint32Array(64);
+  len = new Uint32Array(64);
+
+  /** Makes room for ids below `cap`. */
+  grow(cap: number): void {
+    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
+    while (this.key.length < cap) {
+      this.key.push(undefined);
+      this.entry.push(undefined);
+    }
+    if (this.ptr.length < cap) {
+      const size = Math.max(cap, 2 * this.ptr.length);
+      const ptr = new Uint32Array(size), len = new Uint32Array(size);
+      ptr.set(this.ptr);
+      len.set(this.len);
+      this.ptr = ptr;
+      this.len = len;
+    }
+  }
+}
+
+/**
  * Encodes the core's result records into ResultBatches. One per WasmCore: the records
  * are read and the lines written in that core's memory, where the encoder also keeps
  * each (aggregation, key id)'s JSON prefix.
@@ -257,8 +281,7 @@ export function resultPrefix(name: string, key: string, group: Record<string, st
  * id's prefix at once.
  */
 export class ResultEncoder {
-  /** Per aggregation, per key id. */
-  private readonly cache: Array<Array<CachedKey | undefined>>;
+  private readonly prefixes: Prefixes[];
   /** Work block in the core's memory: prefix refs (n × 8), line bounds (n × 8), then the lines. */
   private block = 0;
   private blockBytes = 0;
@@ -271,7 +294,7 @@ export class ResultEncoder {
     private readonly names: readonly string[],
     private readonly registries: readonly KeyRegistry[],
   ) {
-    this.cache = names.map(() => []);
+    this.prefixes = names.map(() => new Prefixes());
   }
 
   /**
@@ -282,29 +305,28 @@ export class ResultEncoder {
     const n = res.count;
     if (n === 0) return ResultBatch.empty;
     const core = this.core;
-    const keys: CachedKey[] = new Array<CachedKey>(n);
+    const keys: ResultKey[] = new Array<ResultKey>(n);
     let u32 = core.words();
     const w0 = res.base >>> 2;
     let prefixBytes = 0;
-    for (let k = 0; k < n; k++) {
-      const w = w0 + k * U32S;
+    for (let k = 0, w = w0; k < n; k++, w += U32S) {
       const a = u32[w + RES.AGG / 4]!, id = u32[w + RES.KEY / 4]!;
-      let e = this.cache[a]![id];
-      if (e === undefined || e.key !== this.registries[a]!.keys[id]) {
-        e = this.install(a, id);
+      const t = this.prefixes[a]!;
+      // One string comparison: the registry's key string is the cached one itself until the id is reused.
+      if (t.key[id] !== this.registries[a]!.keys[id] || t.key[id] === undefined) {
+        this.install(a, id);
         u32 = core.words(); // allocating may have grown memory
       }
-      keys[k] = e;
-      prefixBytes += e.len;
+      keys[k] = t.entry[id]!;
+      prefixBytes += t.len[id]!;
     }
     const refs = this.reserve(n * 16 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
     const bounds = refs + n * 8, out = bounds + n * 8;
     u32 = core.words();
-    let r = refs >>> 2;
-    for (let k = 0; k < n; k++, r += 2) {
-      const e = keys[k]!;
-      u32[r] = e.ptr;
-      u32[r + 1] = e.len;
+    for (let k = 0, w = w0, r = refs >>> 2; k < n; k++, w += U32S, r += 2) {
+      const t = this.prefixes[u32[w + RES.AGG / 4]!]!, id = u32[w + RES.KEY / 4]!;
+      u32[r] = t.ptr[id]!;
+      u32[r + 1] = t.len[id]!;
     }
     const total = core.encodeResults(res.base, n, refs, emittedAtMs, out, bounds);
     // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
@@ -341,35 +363,35 @@ export class ResultEncoder {
 
   /** Drops the cached prefix of a key id that its registry freed (optional: a reused id is noticed anyway). */
   forget(agg: number, keyId: number): void {
-    const c = this.cache[agg];
-    const e = c?.[keyId];
-    if (e === undefined) return;
-    this.core.free(e.ptr);
-    c![keyId] = undefined;
+    const t = this.prefixes[agg];
+    if (t === undefined || t.key[keyId] === undefined) return;
+    this.core.free(t.ptr[keyId]!);
+    t.key[keyId] = undefined;
+    t.entry[keyId] = undefined;
+    t.len[keyId] = 0;
   }
 
   /** Bytes of the core's memory held for prefixes and the work block. */
   memoryBytes(): number {
     let total = this.blockBytes;
-    for (const c of this.cache) for (const e of c) if (e !== undefined) total += (e.len + 15) & ~15;
+    for (const t of this.prefixes) for (let id = 0; id < t.key.length; id++) if (t.key[id] !== undefined) total += (t.len[id]! + 31) & ~31;
     return total;
   }
 
-  private install(a: number, id: number): CachedKey {
+  private install(a: number, id: number): void {
     const reg = this.registries[a]!;
     const key = reg.keys[id]!, group = reg.groups[id]!, name = this.names[a]!;
-    const c = this.cache[a]!;
-    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
-    while (c.length <= id) c.push(undefined);
-    const old = c[id];
-    if (old !== undefined) this.core.free(old.ptr);
+    const t = this.prefixes[a]!;
+    t.grow(id + 1);
+    if (t.key[id] !== undefined) this.core.free(t.ptr[id]!);
     const bytes = Buffer.from(resultPrefix(name, key, group), 'utf8');
-    // Read in 16-byte words: the block is rounded up.
-    const ptr = this.core.alloc((bytes.length + 15) & ~15);
+    // Read in 32-byte steps: the block is rounded up.
+    const ptr = this.core.alloc((bytes.length + 31) & ~31);
     this.core.write(ptr, bytes);
-    const e: CachedKey = { agg: a, name, key, group, ptr, len: bytes.length };
-    c[id] = e;
-    return e;
+    t.key[id] = key;
+    t.entry[id] = { agg: a, name, key, group };
+    t.ptr[id] = ptr;
+    t.len[id] = bytes.length;
   }
 
   /** The work block, at least `bytes` long. */
