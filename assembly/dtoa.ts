@@ -15,7 +15,7 @@
 // past the end it returns: output regions carry that much spare room.
 import { POW10_128 } from './dtoa-tables';
 import {
-  RES_FLAGS, RES_START, RES_END, RES_COUNT, RES_SUM, RES_MIN, RES_MAX, RES_AVG, RES_STDDEV,
+  RES_AGG, RES_KEY, RES_FLAGS, RES_START, RES_END, RES_COUNT, RES_SUM, RES_MIN, RES_MAX, RES_AVG, RES_STDDEV,
   RES_P50, RES_P95, RES_P99, RES_BYTES, RES_LATE,
 } from './layout';
 import { ldf, ldu, stu, stb } from './mem';
@@ -448,10 +448,12 @@ export function formatDoubles(src: usize, n: u32, out: usize, bounds: usize): u3
 //   S,"end":E},"results":{"count":C,"sum":…,"avg":…,"min":…,"max":…,"p50":…,"p95":…,"p99":…,"stddev":…
 //   },"late":false,"emittedAt":T}\n                      ← tail, the same for the whole batch
 //
-// Prefix references (TS writes them, one per record):
+// Prefixes (TS writes them, once per key): per aggregation a table, per key id the
+// prefix's address and length:
 //   ┌─────────┬─────────┐
 //   │ ptr u32 │ len u32 │   the prefix bytes, in a block readable to len rounded up to 32
 //   └─────────┴─────────┘
+// and the tables' addresses in `prefixes`, u32 per aggregation.
 // Line bounds (written here): u32 start[n], then u32 end[n], relative to `out`; line
 // i is [start[i], end[i]) and a '\n' follows it at end[i].
 
@@ -493,35 +495,42 @@ function makeTail(dst: usize, src: usize, len: usize, emittedAt: f64): usize {
 
 let prefetched: u32 = 0;
 
+/** The (ptr, len) of record r's prefix. */
+// @ts-ignore: decorator
+@inline function prefixRef(prefixes: usize, r: usize): usize {
+  return <usize>ldu(prefixes + (<usize>ldu(r + RES_AGG) << 2)) + (<usize>ldu(r + RES_KEY) << 3);
+}
+
 /**
  * Writes the JSON line of each of n result records (RES_BYTES each from `res`) from
  * `out`, each followed by '\n', and their bounds (see above). `emittedAt` is the same
  * for every line. Returns the bytes written. `out` needs the prefixes' lengths plus
  * RESULT_LINE_MAX per record plus ENCODE_SLACK bytes.
  */
-export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, out: usize, bounds: usize): u32 {
+export function encodeResults(res: usize, n: u32, prefixes: usize, emittedAt: f64, out: usize, bounds: usize): u32 {
   const tailLen0 = makeTail(tails, LIT_LATE_FALSE, 27, emittedAt);
   const tailLen1 = makeTail(tails + 64, LIT_LATE_TRUE, 26, emittedAt);
   const ends = bounds + (<usize>n << 2);
-  // Where the text from the start's value to the count's key of the last record with
-  // other bounds than its predecessor's is (`S,"end":E},"results":{"count":`, at most
-  // 2 × NUMBER_MAX + 28 bytes), and its bounds (as bits). The windows of one firing
-  // share their bounds: their text is copied from there.
-  let lastStart: u64 = 0, lastEnd: u64 = 0, bounded: usize = 0, boundedLen: usize = 0;
   // The prefixes lie all over the heap, mostly out of the cache. One byte of each of
   // their cache lines first, in a loop of nothing else: the misses overlap, where the
   // line loop would wait for each in turn (WebAssembly has no prefetch instruction).
   let touched: u32 = 0;
   for (let i: u32 = 0; i < n; i++) {
-    const src = <usize>ldu(refs + (<usize>i << 3)), len = <usize>ldu(refs + (<usize>i << 3) + 4);
+    const ref = prefixRef(prefixes, res + <usize>i * RES_BYTES);
+    const src = <usize>ldu(ref), len = <usize>ldu(ref + 4);
     for (let o: usize = 0; o < len; o += 64) touched += load<u8>(src + o);
     touched += load<u8>(src + len - 1);
   }
   prefetched = touched; // keeps the reads
+  // Where the text from the start's value to the count's key of the last record with
+  // other bounds than its predecessor's is (`S,"end":E},"results":{"count":`, at most
+  // 2 × NUMBER_MAX + 28 bytes), and its bounds (as bits). The windows of one firing
+  // share their bounds: their text is copied from there.
+  let lastStart: u64 = 0, lastEnd: u64 = 0, bounded: usize = 0, boundedLen: usize = 0;
   let p = out;
   for (let i: u32 = 0; i < n; i++) {
     const r = res + <usize>i * RES_BYTES;
-    const ref = refs + (<usize>i << 3);
+    const ref = prefixRef(prefixes, r);
     const src = <usize>ldu(ref), len = <usize>ldu(ref + 4);
     stu(bounds + (<usize>i << 2), <u32>(p - out));
     for (let o: usize = 0; o < len; o += 32) {

@@ -241,48 +241,30 @@ export function resultPrefix(name: string, key: string, group: Record<string, st
 }
 
 /**
- * The prefixes of one aggregation's keys, by key id, in dense arrays: the encoder
- * reads them once per result, for keys all over the id space.
+ * The prefixes of one aggregation's keys, by key id: where each is in the core's
+ * memory, in a table there that encodeResults reads (per id, address and length as
+ * u32), and mirrored here in dense arrays.
  */
 class Prefixes {
-  /** The key each prefix was encoded for (undefined: none). */
-  key: Array<string | undefined> = [];
-  /** Its ResultKey, the one the results of this key get. */
+  /** The ResultKey the results of each key get (undefined: no prefix). */
   entry: Array<ResultKey | undefined> = [];
-  /** Where the prefix is in the core's memory, and its length. */
-  ptr = new Uint32Array(64);
-  len = new Uint32Array(64);
-
-  /** Makes room for ids below `cap`. */
-  grow(cap: number): void {
-    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
-    while (this.key.length < cap) {
-      this.key.push(undefined);
-      this.entry.push(undefined);
-    }
-    if (this.ptr.length < cap) {
-      const size = Math.max(cap, 2 * this.ptr.length);
-      const ptr = new Uint32Array(size), len = new Uint32Array(size);
-      ptr.set(this.ptr);
-      len.set(this.len);
-      this.ptr = ptr;
-      this.len = len;
-    }
-  }
+  ptr = new Uint32Array(0);
+  len = new Uint32Array(0);
+  /** The table's address in the core's memory (0: none yet). */
+  table = 0;
 }
 
 /**
  * Encodes the core's result records into ResultBatches. One per WasmCore: the records
  * are read and the lines written in that core's memory, where the encoder also keeps
- * each (aggregation, key id)'s JSON prefix.
- *
- * A key id that the registry frees and gives to another key is noticed (the cached
- * key string differs from the registry's) and re-encoded; forget() releases a freed
- * id's prefix at once.
+ * each (aggregation, key id)'s JSON prefix. A key's prefix goes when its registry
+ * releases the id.
  */
 export class ResultEncoder {
   private readonly prefixes: Prefixes[];
-  /** Work block in the core's memory: prefix refs (n × 8), line bounds (n × 8), then the lines. */
+  /** The tables' addresses, per aggregation (u32), in the core's memory. */
+  private readonly tables: number;
+  /** Work block in the core's memory: line bounds (n × 8), then the lines. */
   private block = 0;
   private blockBytes = 0;
   private slab: Buffer = Buffer.alloc(0);
@@ -295,6 +277,8 @@ export class ResultEncoder {
     private readonly registries: readonly KeyRegistry[],
   ) {
     this.prefixes = names.map(() => new Prefixes());
+    this.tables = core.alloc(Math.max(1, names.length) * 4);
+    registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
   }
 
   /**
@@ -307,28 +291,21 @@ export class ResultEncoder {
     const core = this.core;
     const keys: ResultKey[] = new Array<ResultKey>(n);
     let u32 = core.words();
-    const w0 = res.base >>> 2;
     let prefixBytes = 0;
-    for (let k = 0, w = w0; k < n; k++, w += U32S) {
+    for (let k = 0, w = res.base >>> 2; k < n; k++, w += U32S) {
       const a = u32[w + RES.AGG / 4]!, id = u32[w + RES.KEY / 4]!;
       const t = this.prefixes[a]!;
-      // One string comparison: the registry's key string is the cached one itself until the id is reused.
-      if (t.key[id] !== this.registries[a]!.keys[id] || t.key[id] === undefined) {
-        this.install(a, id);
+      let e = t.entry[id];
+      if (e === undefined) {
+        e = this.install(a, id);
         u32 = core.words(); // allocating may have grown memory
       }
-      keys[k] = t.entry[id]!;
+      keys[k] = e;
       prefixBytes += t.len[id]!;
     }
-    const refs = this.reserve(n * 16 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
-    const bounds = refs + n * 8, out = bounds + n * 8;
-    u32 = core.words();
-    for (let k = 0, w = w0, r = refs >>> 2; k < n; k++, w += U32S, r += 2) {
-      const t = this.prefixes[u32[w + RES.AGG / 4]!]!, id = u32[w + RES.KEY / 4]!;
-      u32[r] = t.ptr[id]!;
-      u32[r + 1] = t.len[id]!;
-    }
-    const total = core.encodeResults(res.base, n, refs, emittedAtMs, out, bounds);
+    const bounds = this.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
+    const out = bounds + n * 8;
+    const total = core.encodeResults(res.base, n, this.tables, emittedAtMs, out, bounds);
     // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
     // line bounds, the lines.
     const recBytes = n * RES_BYTES;
@@ -361,37 +338,66 @@ export class ResultEncoder {
     return at;
   }
 
-  /** Drops the cached prefix of a key id that its registry freed (optional: a reused id is noticed anyway). */
+  /** Drops the prefix of a key id (its registry released it: called by the registry). */
   forget(agg: number, keyId: number): void {
     const t = this.prefixes[agg];
-    if (t === undefined || t.key[keyId] === undefined) return;
+    if (t === undefined || t.entry[keyId] === undefined) return;
     this.core.free(t.ptr[keyId]!);
-    t.key[keyId] = undefined;
     t.entry[keyId] = undefined;
-    t.len[keyId] = 0;
+    this.setPrefix(t, keyId, 0, 0);
   }
 
-  /** Bytes of the core's memory held for prefixes and the work block. */
+  /** Bytes of the core's memory held for prefixes, their tables and the work block. */
   memoryBytes(): number {
     let total = this.blockBytes;
-    for (const t of this.prefixes) for (let id = 0; id < t.key.length; id++) if (t.key[id] !== undefined) total += (t.len[id]! + 31) & ~31;
+    for (const t of this.prefixes) {
+      total += t.ptr.length * 8;
+      for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += (t.len[id]! + 31) & ~31;
+    }
     return total;
   }
 
-  private install(a: number, id: number): void {
+  private install(a: number, id: number): ResultKey {
     const reg = this.registries[a]!;
     const key = reg.keys[id]!, group = reg.groups[id]!, name = this.names[a]!;
     const t = this.prefixes[a]!;
-    t.grow(id + 1);
-    if (t.key[id] !== undefined) this.core.free(t.ptr[id]!);
+    if (id >= t.ptr.length) this.grow(a, t, id + 1);
     const bytes = Buffer.from(resultPrefix(name, key, group), 'utf8');
     // Read in 32-byte steps: the block is rounded up.
     const ptr = this.core.alloc((bytes.length + 31) & ~31);
     this.core.write(ptr, bytes);
-    t.key[id] = key;
-    t.entry[id] = { agg: a, name, key, group };
+    const e: ResultKey = { agg: a, name, key, group };
+    t.entry[id] = e;
+    this.setPrefix(t, id, ptr, bytes.length);
+    return e;
+  }
+
+  /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */
+  private grow(a: number, t: Prefixes, cap: number): void {
+    const size = Math.max(cap, 2 * t.ptr.length, 256);
+    const ptr = new Uint32Array(size), len = new Uint32Array(size);
+    ptr.set(t.ptr);
+    len.set(t.len);
+    t.ptr = ptr;
+    t.len = len;
+    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
+    while (t.entry.length < size) t.entry.push(undefined);
+    if (t.table !== 0) this.core.free(t.table);
+    t.table = this.core.alloc(size * 8);
+    const u32 = this.core.words();
+    for (let id = 0; id < size; id++) {
+      u32[(t.table >>> 2) + 2 * id] = ptr[id]!;
+      u32[(t.table >>> 2) + 2 * id + 1] = len[id]!;
+    }
+    u32[(this.tables >>> 2) + a] = t.table;
+  }
+
+  private setPrefix(t: Prefixes, id: number, ptr: number, len: number): void {
     t.ptr[id] = ptr;
-    t.len[id] = bytes.length;
+    t.len[id] = len;
+    const u32 = this.core.words();
+    u32[(t.table >>> 2) + 2 * id] = ptr;
+    u32[(t.table >>> 2) + 2 * id + 1] = len;
   }
 
   /** The work block, at least `bytes` long. */
