@@ -188,7 +188,28 @@ function shorterInterval(e: i32): u64 {
   return (t | ((y - t * 10) << 8)) + 0x3030303030303030;
 }
 
-const IOTA: v128 = i8x16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+// SIMD constants, loaded from memory: V8 builds a v128 constant from general-purpose
+// registers in three instructions, a load is one.
+const SIMD_CONSTANTS: usize = memory.data<u8>([
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, // IOTA: i8x16 0..15
+  0xf6, 0x28, 0, 0, 0xf6, 0x28, 0, 0, 0xf6, 0x28, 0, 0, 0xf6, 0x28, 0, 0, // i32x4 10486
+  100, 0, 0, 0, 100, 0, 0, 0, 100, 0, 0, 0, 100, 0, 0, 0, // i32x4 100
+  103, 0, 103, 0, 103, 0, 103, 0, 103, 0, 103, 0, 103, 0, 103, 0, // i16x8 103
+  10, 0, 10, 0, 10, 0, 10, 0, 10, 0, 10, 0, 10, 0, 10, 0, // i16x8 10
+  48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, // i8x16 '0'
+], 16);
+// @ts-ignore: decorator
+@inline function IOTA(): v128 { return v128.load(SIMD_CONSTANTS); }
+// @ts-ignore: decorator
+@inline function I32X4_10486(): v128 { return v128.load(SIMD_CONSTANTS, 16); }
+// @ts-ignore: decorator
+@inline function I32X4_100(): v128 { return v128.load(SIMD_CONSTANTS, 32); }
+// @ts-ignore: decorator
+@inline function I16X8_103(): v128 { return v128.load(SIMD_CONSTANTS, 48); }
+// @ts-ignore: decorator
+@inline function I16X8_10(): v128 { return v128.load(SIMD_CONSTANTS, 64); }
+// @ts-ignore: decorator
+@inline function ASCII_ZEROS(): v128 { return v128.load(SIMD_CONSTANTS, 80); }
 const ZEROS: u64 = 0x3030303030303030; // "00000000"
 
 /** The 16 ASCII digits of hi8 × 10^8 + lo8 (each < 10^8), leading zeros kept, the first in lane 0. */
@@ -201,17 +222,17 @@ const ZEROS: u64 = 0x3030303030303030; // "00000000"
   x = i32x4.replace_lane(x, 1, hi8 - a * 10000);
   x = i32x4.replace_lane(x, 2, c);
   x = i32x4.replace_lane(x, 3, lo8 - c * 10000);
-  const h = i32x4.shr_u(i32x4.mul(x, i32x4.splat(10486)), 20); // / 100
-  const y = v128.or(h, i32x4.shl(i32x4.sub(x, i32x4.mul(h, i32x4.splat(100))), 16));
-  const t = i16x8.shr_u(i16x8.mul(y, i16x8.splat(103)), 10); // / 10
-  const z = v128.or(t, i16x8.shl(i16x8.sub(y, i16x8.mul(t, i16x8.splat(10))), 8));
-  return i8x16.add(z, i8x16.splat(48));
+  const h = i32x4.shr_u(i32x4.mul(x, I32X4_10486()), 20); // / 100
+  const y = v128.or(h, i32x4.shl(i32x4.sub(x, i32x4.mul(h, I32X4_100())), 16));
+  const t = i16x8.shr_u(i16x8.mul(y, I16X8_103()), 10); // / 10
+  const z = v128.or(t, i16x8.shl(i16x8.sub(y, i16x8.mul(t, I16X8_10())), 8));
+  return i8x16.add(z, ASCII_ZEROS());
 }
 
 /** The last len (<= 16) of 16 digits, moved to the front. */
 // @ts-ignore: decorator
 @inline function leftAligned(digits: v128, len: i32): v128 {
-  return i8x16.swizzle(digits, i8x16.add(IOTA, i8x16.splat(<i8>(16 - len))));
+  return i8x16.swizzle(digits, i8x16.add(IOTA(), i8x16.splat(<i8>(16 - len))));
 }
 
 /** The digits of t in [1, 2^53) at p; returns the end. */
@@ -306,7 +327,7 @@ export function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
   const d = v128.or(leftAligned(low16, len), i32x4.replace_lane(v128.splat<i32>(0), 0, select<i32>(48 + top, 0, len == 17)));
   const d16 = <u8>i8x16.extract_lane_u(low16, 15);
   // Significant digits: len less the zeros at the end (all in low16: the first digit is not 0).
-  const zeros = i8x16.bitmask(i8x16.eq(low16, i8x16.splat(48)));
+  const zeros = i8x16.bitmask(i8x16.eq(low16, ASCII_ZEROS()));
   const k = len - <i32>clz(((~zeros) << 16) | 0x8000);
   const n = exp10 + len; // the decimal point's place after the first digit
 
@@ -324,7 +345,7 @@ export function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
     // ddd.ddd: n digits, the point, the other k - n.
     v128.store(p, d);
     stb(p + <usize>n, 46);
-    v128.store(p + <usize>n + 1, i8x16.swizzle(d, i8x16.add(IOTA, i8x16.splat(<i8>n))));
+    v128.store(p + <usize>n + 1, i8x16.swizzle(d, i8x16.add(IOTA(), i8x16.splat(<i8>n))));
     stb(p + 17, d16);
     return p + <usize>k + 1;
   }
@@ -341,7 +362,7 @@ export function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
   let e = p + 1;
   if (k > 1) {
     stb(p + 1, 46);
-    v128.store(p + 2, i8x16.swizzle(d, i8x16.add(IOTA, i8x16.splat(1))));
+    v128.store(p + 2, i8x16.swizzle(d, i8x16.add(IOTA(), i8x16.splat(1))));
     stb(p + 17, d16);
     e = p + 1 + <usize>k;
   }
@@ -359,33 +380,47 @@ export function writeNumber(p: usize, x: f64): usize {
 /** writeNumber, inlined where it is called. */
 // @ts-ignore: decorator
 @inline function formatNumber(p: usize, x: f64): usize {
+  // Integer arithmetic on the bits throughout: a double's exponent says which of its
+  // bits are fractional, and no check waits on a floating-point conversion.
   const bits = reinterpret<u64>(x);
-  if ((bits >> 52 & 0x7ff) == 0x7ff) {
+  const abits = bits & 0x7fffffffffffffff;
+  const ebits = <i32>(abits >> 52);
+  if (ebits == 0x7ff) {
     store<u32>(p, 0x6c6c756e); // "null"
     return p + 4;
   }
-  if (bits << 1 == 0) {
+  if (abits == 0) {
     stb(p, 48); // 0 and -0
     return p + 1;
   }
-  if (<i64>bits < 0) {
+  if (bits != abits) {
     stb(p, 45); // '-'
     p++;
   }
-  const a = abs(x);
-  if (a < 9007199254740992.0) {
+  // |x| = fc / 2^s, fc < 2^53 (normal doubles).
+  const fc = (abits & 0xfffffffffffff) | (<u64>1 << 52);
+  const s = 1075 - ebits;
+  if (<u32>s <= 52) {
     // Integers below 2^53: every digit is significant, no exponent form.
-    // (Signed conversions: one instruction each on x64, where the unsigned ones are not.)
-    const t = <i64>a;
-    if (<f64>t == a) return writeInteger(p, <u64>t);
-    // At most 3 decimals (measured values): if some m / 1000 reads back as a, then m
-    // is a × 1000 rounded (for a × 1000 < 2^51 its error is below 0.2), and no
-    // shorter decimal reads back as a (a decimal of at most 15 digits is the only one
-    // of its length that reads back as its double).
-    const m = nearest(a * 1000);
-    if (m < 1e15 && m / 1000 == a) return writeDecimal(p, <u64><i64>m, -3);
+    if ((fc & ((<u64>1 << <u64>s) - 1)) == 0) return writeInteger(p, fc >> <u64>s);
   }
-  const sig = toDecimal(bits & 0x7fffffffffffffff);
+  if (<u32>(s - 10) <= 53) {
+    // At most 3 decimals (measured values): m, the integer closest to 1000|x|, and
+    // whether m / 1000 reads back as |x|, that is lies within half a unit in the last
+    // place of it (a quarter below a power of two), ends included for an even fc:
+    // from r = 1000 fc - m 2^s, exact in 64 bits as 1000 fc < 2^63. For s >= 10 any
+    // such decimal is m / 1000 (the interval is narrower than a thousandth), and no
+    // shorter decimal reads back as |x| (a decimal of at most 15 digits is the only
+    // one of its length that reads back as its double).
+    const d = fc * 1000;
+    const m = (d + (<u64>1 << <u64>(s - 1))) >> <u64>s;
+    const r = <i64>(d - (m << <u64>s));
+    const below = select<i64>(250, 500, fc == <u64>1 << 52);
+    if (m < 1000000000000000 && (r < below && -r < 500 || (r == below || -r == 500) && (fc & 1) == 0)) {
+      return writeDecimal(p, m, -3);
+    }
+  }
+  const sig = toDecimal(abits);
   return writeDecimal(p, sig, decExp);
 }
 
