@@ -74,14 +74,14 @@ function computeMulParity(x: u64, hi: u64, lo: u64, beta: i32): void {
 }
 
 /** Decimal exponent of the last toDecimal: the double is its result × 10^decExp. */
-export let decExp: i32 = 0;
+let decExp: i32 = 0;
 
 /**
  * Dragonbox: the shortest decimal digits that read back as the positive finite double
  * with these bits, the closest of them to it (ties to even). The result may end in
  * zeros (the printer drops them).
  */
-export function toDecimal(bits: u64): u64 {
+function toDecimal(bits: u64): u64 {
   const mant = bits & 0xfffffffffffff;
   const ebits = <i32>(bits >> 52);
   let twoFc = mant << 1;
@@ -315,7 +315,7 @@ function writeExponent(p: usize, x10: i32): usize {
 }
 
 /** Number::toString of sig × 10^exp10, sig in [1, 10^17), at p; returns the end. */
-export function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
+function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
   const len = decimalLength17(sig);
   if (len <= 8) return writeDecimal8(p, <u32>sig, len, exp10);
   // The 17 digits with leading zeros: the first, then the other 16 in low16.

@@ -439,15 +439,30 @@ export function deadLetterJson(d: DeadLetter): string {
   return s + '}';
 }
 
-/** Dead letters as JSON lines in one Buffer: line i is JSON.stringify(records[i]). */
+/**
+ * Dead letters as JSON lines in one Buffer: line i is JSON.stringify(records[i]).
+ * Each line is written into the Buffer as it is made, its bounds noted: a string of
+ * every line joined costs more (it is flattened, then encoded, then searched for the
+ * newlines).
+ */
 export function encodeDeadLetters(records: readonly DeadLetter[]): EncodedLines {
   const n = records.length;
-  let text = '';
-  for (const d of records) text += deadLetterJson(d) + '\n';
-  const json = Buffer.from(text, 'utf8');
   const lineStarts = new Uint32Array(n), lineEnds = new Uint32Array(n);
-  lineBounds(json, lineStarts, lineEnds);
-  return { n, json, lineStarts, lineEnds };
+  let json = Buffer.allocUnsafe(n * 512), pos = 0;
+  for (let i = 0; i < n; i++) {
+    const line = deadLetterJson(records[i]!);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (pos + 3 * line.length + 1 > json.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * json.length, pos + 3 * line.length + 1));
+      json.copy(grown, 0, 0, pos);
+      json = grown;
+    }
+    lineStarts[i] = pos;
+    pos += json.write(line, pos, 'utf8');
+    lineEnds[i] = pos;
+    json[pos++] = 10;
+  }
+  return { n, json: json.subarray(0, pos), lineStarts, lineEnds };
 }
 
 /** Where each of the '\n'-ended lines of `json` starts and ends (JSON text has no raw newline: JSON.stringify escapes it). */
