@@ -4,24 +4,26 @@
 // Number::toString (https://tc39.es/ecma262/#sec-numeric-types-number-tostring) with
 // the shortest digits that read back as x, the closest of them to x (ties to an even
 // last digit), as V8 prints them; NaN and ±Infinity as `null`, -0 as `0`. The digits
-// come from Ryu (Ulf Adams, "Ryū: fast float-to-string conversion", PLDI 2018),
-// reference https://github.com/ulfjack/ryu/blob/master/ryu/d2s.c, with its 128-bit
-// products built from 32-bit halves (WebAssembly has no 64×64→128 multiply).
-// AssemblyScript's own f64.toString is Grisu2, which is not always shortest.
+// come from Dragonbox (Junekey Jeon, "Dragonbox: A New Floating-Point Binary-to-Decimal
+// Conversion Algorithm", 2020; reference https://github.com/jk-jeon/dragonbox), with
+// its 128-bit products built from 32-bit halves (WebAssembly has no 64×64→128
+// multiply). Dragonbox needs one 64×128-bit product for most doubles, where Ryu needs
+// two and a search for the digits to drop. AssemblyScript's own f64.toString is
+// Grisu2, which is not always shortest.
 //
 // Every writer stores whole 8- or 16-byte words and may write up to ENCODE_SLACK bytes
 // past the end it returns: output regions carry that much spare room.
-import { POW5, POW5_INV, DIGIT_PAIRS } from './dtoa-tables';
+import { POW10_128 } from './dtoa-tables';
 import {
-  RES_FLAGS, RES_START, RES_END, RES_COUNT, RES_SUM, RES_MIN, RES_MAX, RES_AVG, RES_STDDEV,
+  RES_AGG, RES_KEY, RES_FLAGS, RES_START, RES_END, RES_COUNT, RES_SUM, RES_MIN, RES_MAX, RES_AVG, RES_STDDEV,
   RES_P50, RES_P95, RES_P99, RES_BYTES, RES_LATE,
 } from './layout';
 import { ldf, ldu, stu, stb } from './mem';
 
 /** Bytes an output region needs past its last line (whole-word stores). */
 export const ENCODE_SLACK: usize = 64;
-/** Most bytes `writeNumber` returns: `-1.2345678901234567e-308`. */
-export const NUMBER_MAX: usize = 24;
+/** Most bytes `writeNumber` returns: `-0.0000012345678901234567`. */
+export const NUMBER_MAX: usize = 25;
 
 /** 10^i as u64, i in [0, 20). */
 const POW10: usize = memory.data<u64>([
@@ -30,436 +32,404 @@ const POW10: usize = memory.data<u64>([
   10000000000000000, 100000000000000000, 1000000000000000000, 10000000000000000000,
 ]);
 
-const MANTISSA_BITS: u32 = 52;
-const BIAS: i32 = 1023;
-const POW5_BITS: i32 = 125; // the width of the POW5 and POW5_INV entries
+// ─── Shortest digits (Dragonbox) ─────────────────────────────────────────────
+//
+// A positive finite double is fc × 2^e. Every decimal in the interval of reals that
+// round to it (its ends included when fc is even: reading rounds half to even) reads
+// back as the same double. Dragonbox multiplies by a 128-bit approximation of 10^k
+// chosen so that the interval is 100 to 1000 units of 10^-k wide, takes the largest
+// multiple of 1000 units below its right end if the interval holds it (then drops its
+// zeros: the shortest digits), else the unit closest to the double itself: which
+// digit, and the ties, come from the fraction bits of the same products.
 
-// ─── Small integer helpers (Ryu's d2s_intrinsics.h) ──────────────────────────
+const KAPPA: i32 = 2;
+const MIN_K: i32 = -292; // POW10_128 holds 10^MIN_K to 10^326
 
+// Integer logarithms, exact over every exponent of a double (scripts/gen-dtoa-tables.js checks them).
 // @ts-ignore: decorator
-@inline function pow5bits(e: i32): i32 { return ((e * 1217359) >>> 19) + 1; } // bit length of 5^e, e in [0, 3528]
+@inline function floorLog10Pow2(e: i32): i32 { return (e * 315653) >> 20; }
 // @ts-ignore: decorator
-@inline function log10Pow2(e: i32): i32 { return (e * 78913) >>> 18; } // floor(log10(2^e)), e in [0, 1650]
+@inline function floorLog2Pow10(k: i32): i32 { return (k * 1741647) >> 19; }
 // @ts-ignore: decorator
-@inline function log10Pow5(e: i32): i32 { return (e * 732923) >>> 20; } // floor(log10(5^e)), e in [0, 2620]
+@inline function floorLog10Pow2MinusLog10_4Over3(e: i32): i32 { return (e * 631305 - 261663) >> 21; }
 
-function pow5Factor(v: u64): u32 {
-  let n: u32 = 0;
-  while (true) {
-    const q = v / 5;
-    if (v - q * 5 != 0) return n;
-    v = q;
-    n++;
-  }
-  return n;
-}
+/** The high 64 bits of a × b (the low 64 are a * b). */
 // @ts-ignore: decorator
-@inline function multipleOfPow5(v: u64, p: u32): bool { return pow5Factor(v) >= p; }
-// @ts-ignore: decorator
-@inline function multipleOfPow2(v: u64, p: u32): bool { return (v & ((<u64>1 << p) - 1)) == 0; }
-
-/** High word of the last umul128. */
-let mulHi: u64 = 0;
-
-/** The low 64 bits of a × b; the high 64 in mulHi. */
-// @ts-ignore: decorator
-@inline function umul128(a: u64, b: u64): u64 {
+@inline function umulHi(a: u64, b: u64): u64 {
   const aLo = a & 0xffffffff, aHi = a >> 32, bLo = b & 0xffffffff, bHi = b >> 32;
   const b00 = aLo * bLo, b01 = aLo * bHi, b10 = aHi * bLo, b11 = aHi * bHi;
   const mid1 = b10 + (b00 >> 32);
   const mid2 = b01 + (mid1 & 0xffffffff);
-  mulHi = b11 + (mid1 >> 32) + (mid2 >> 32);
-  return (mid2 << 32) | (b00 & 0xffffffff);
+  return b11 + (mid1 >> 32) + (mid2 >> 32);
 }
 
-// @ts-ignore: decorator
-@inline function shr128(lo: u64, hi: u64, dist: u32): u64 { return (hi << (64 - dist)) | (lo >> dist); } // 0 < dist < 64
-
-let vpOut: u64 = 0;
-let vmOut: u64 = 0;
-
-/** (4m·mul) >> j, with (4m+2)·mul >> j in vpOut and (4m-1-mmShift)·mul >> j in vmOut; mul is the 128-bit entry at `mul`. */
-function mulShiftAll(m: u64, mul: usize, j: i32, mmShift: u32): u64 {
-  const mul0 = load<u64>(mul), mul1 = load<u64>(mul, 8);
-  m <<= 1;
-  const lo = umul128(m, mul0);
-  const tmp = mulHi;
-  const mid = tmp + umul128(m, mul1);
-  const hi = mulHi + <u64>(mid < tmp);
-
-  const lo2 = lo + mul0;
-  const mid2 = mid + mul1 + <u64>(lo2 < lo);
-  const hi2 = hi + <u64>(mid2 < mid);
-  vpOut = shr128(mid2, hi2, <u32>(j - 64 - 1));
-  if (mmShift == 1) {
-    const lo3 = lo - mul0;
-    const mid3 = mid - mul1 - <u64>(lo3 > lo);
-    const hi3 = hi - <u64>(mid3 > mid);
-    vmOut = shr128(mid3, hi3, <u32>(j - 64 - 1));
-  } else {
-    const lo3 = lo + lo;
-    const mid3 = mid + mid + <u64>(lo3 < lo);
-    const hi3 = hi + hi + <u64>(mid3 < mid);
-    const lo4 = lo3 - mul0;
-    const mid4 = mid3 - mul1 - <u64>(lo4 > lo3);
-    const hi4 = hi3 - <u64>(mid4 > mid3);
-    vmOut = shr128(mid4, hi4, <u32>(j - 64));
-  }
-  return shr128(mid, hi, <u32>(j - 64 - 1));
+/** Parity and integrality of x × 10^k × 2^beta (x = 2fc or 2fc - 1): from the low 128 bits of x × cache. */
+let mulParity = false;
+let mulIsInteger = false;
+function computeMulParity(x: u64, hi: u64, lo: u64, beta: i32): void {
+  const low = x * lo;
+  const high = x * hi + umulHi(x, lo);
+  mulParity = ((high >> <u64>(64 - beta)) & 1) != 0;
+  mulIsInteger = ((high << <u64>beta) | (low >> <u64>(64 - beta))) == 0;
 }
 
-/** Digits of v (1 for 0): from its bit length, then one comparison. */
-// @ts-ignore: decorator
-@inline function decimalLength17(v: u64): u32 {
-  const t = (<u32>(64 - clz(v | 1)) * 1233) >> 12; // floor(log10(2^bits)), one less or exact
-  return t + 1 - <u32>((v | 1) < load<u64>(POW10 + (<usize>t << 3)));
-}
-
-/** Decimal exponent of the last d2d: the value is its result × 10^d2dExp. */
-let d2dExp: i32 = 0;
-
-/** Ryu's d2d: the shortest, closest decimal digits of a positive finite double. */
-function d2d(ieeeMantissa: u64, ieeeExponent: u32): u64 {
-  let e2: i32;
-  let m2: u64;
-  if (ieeeExponent == 0) {
-    // 2 less, so that the bounds below have 2 more bits.
-    e2 = 1 - BIAS - <i32>MANTISSA_BITS - 2;
-    m2 = ieeeMantissa;
-  } else {
-    e2 = <i32>ieeeExponent - BIAS - <i32>MANTISSA_BITS - 2;
-    m2 = (<u64>1 << MANTISSA_BITS) | ieeeMantissa;
-  }
-  const acceptBounds = (m2 & 1) == 0; // round-half-even reading: an even mantissa owns its interval's ends
-  const mv = m2 << 2;
-  const mmShift: u32 = ieeeMantissa != 0 || ieeeExponent <= 1 ? 1 : 0;
-
-  let vr: u64, vp: u64, vm: u64;
-  let e10: i32;
-  let vmIsTrailingZeros = false;
-  let vrIsTrailingZeros = false;
-  if (e2 >= 0) {
-    const q = log10Pow2(e2) - <i32>(e2 > 3);
-    e10 = q;
-    const k = POW5_BITS + pow5bits(q) - 1;
-    const i = -e2 + q + k;
-    vr = mulShiftAll(m2, POW5_INV + (<usize>q << 4), i, mmShift);
-    vp = vpOut;
-    vm = vmOut;
-    if (q <= 21) {
-      // At most one of mp, mv and mm is a multiple of 5.
-      if (mv % 5 == 0) {
-        vrIsTrailingZeros = multipleOfPow5(mv, q);
-      } else if (acceptBounds) {
-        vmIsTrailingZeros = multipleOfPow5(mv - 1 - mmShift, q);
-      } else {
-        vp -= <u64>multipleOfPow5(mv + 2, q);
-      }
-    }
-  } else {
-    const q = log10Pow5(-e2) - <i32>(-e2 > 1);
-    e10 = q + e2;
-    const i = -e2 - q;
-    const k = pow5bits(i) - POW5_BITS;
-    const j = q - k;
-    vr = mulShiftAll(m2, POW5 + (<usize>i << 4), j, mmShift);
-    vp = vpOut;
-    vm = vmOut;
-    if (q <= 1) {
-      // mv = 4·m2 has at least two trailing zero bits.
-      vrIsTrailingZeros = true;
-      if (acceptBounds) {
-        vmIsTrailingZeros = mmShift == 1; // mm = mv - 1 - mmShift
-      } else {
-        --vp; // mp = mv + 2
-      }
-    } else if (q < 63) {
-      vrIsTrailingZeros = multipleOfPow2(mv, q);
-    }
-  }
-
-  let removed: i32 = 0;
-  let output: u64;
-  if (vmIsTrailingZeros || vrIsTrailingZeros) {
-    // The rare general case: the exact value may end in zeros (an exact tie).
-    let lastRemovedDigit: u32 = 0;
-    while (true) {
-      const vpDiv10 = vp / 10, vmDiv10 = vm / 10;
-      if (vpDiv10 <= vmDiv10) break;
-      const vmMod10 = <u32>(vm - vmDiv10 * 10);
-      const vrDiv10 = vr / 10;
-      const vrMod10 = <u32>(vr - vrDiv10 * 10);
-      vmIsTrailingZeros &= vmMod10 == 0;
-      vrIsTrailingZeros &= lastRemovedDigit == 0;
-      lastRemovedDigit = vrMod10;
-      vr = vrDiv10;
-      vp = vpDiv10;
-      vm = vmDiv10;
-      ++removed;
-    }
-    if (vmIsTrailingZeros) {
-      while (true) {
-        const vmDiv10 = vm / 10;
-        const vmMod10 = <u32>(vm - vmDiv10 * 10);
-        if (vmMod10 != 0) break;
-        const vpDiv10 = vp / 10, vrDiv10 = vr / 10;
-        const vrMod10 = <u32>(vr - vrDiv10 * 10);
-        vrIsTrailingZeros &= lastRemovedDigit == 0;
-        lastRemovedDigit = vrMod10;
-        vr = vrDiv10;
-        vp = vpDiv10;
-        vm = vmDiv10;
-        ++removed;
-      }
-    }
-    if (vrIsTrailingZeros && lastRemovedDigit == 5 && (vr & 1) == 0) {
-      lastRemovedDigit = 4; // exactly halfway: round to even
-    }
-    output = vr + <u64>((vr == vm && (!acceptBounds || !vmIsTrailingZeros)) || lastRemovedDigit >= 5);
-  } else {
-    output = removeDigits(vr, vp, vm);
-    removed = removedOut;
-  }
-  d2dExp = e10 + removed;
-  return output;
-}
-
-let removedOut: i32 = 0;
+/** Decimal exponent of the last toDecimal: the double is its result × 10^decExp. */
+let decExp: i32 = 0;
 
 /**
- * The common case of d2d (no exact tie possible): drops the most trailing digits
- * that keep vp and vm apart and rounds vr half up at the last digit dropped; the
- * count in removedOut. The loop test floor(vp/10^r) > floor(vm/10^r) only turns
- * false as r grows, so steps of 8, 4, 2, 1 digits find the same r as one digit at
- * a time, in fewer steps for short results (812.4 drops 14 digits). Divisions are by
- * constants, which V8 compiles to multiplications (faster here than dividing by a
- * power of ten from a table, or by hand-written multiply-high).
+ * Dragonbox: the shortest decimal digits that read back as the positive finite double
+ * with these bits, the closest of them to it (ties to even). The result may end in
+ * zeros (the printer drops them).
  */
-function removeDigits(vr: u64, vp: u64, vm: u64): u64 {
-  let removed: i32 = 0;
-  let roundUp = false;
-  // vp < 2^64 has at most 20 digits: two steps of 8 cover it.
-  for (let s = 0; s < 2; s++) {
-    const vpD = vp / 100000000, vmD = vm / 100000000;
-    if (vpD <= vmD) break;
-    const vrD = vr / 100000000;
-    roundUp = vr - vrD * 100000000 >= 50000000;
-    vr = vrD;
-    vp = vpD;
-    vm = vmD;
-    removed += 8;
+function toDecimal(bits: u64): u64 {
+  const mant = bits & 0xfffffffffffff;
+  const ebits = <i32>(bits >> 52);
+  let twoFc = mant << 1;
+  let e: i32;
+  if (ebits != 0) {
+    e = ebits - 1075;
+    if (mant == 0) return shorterInterval(e);
+    twoFc |= <u64>1 << 53;
+  } else {
+    e = -1074;
   }
-  if (vp <= 0xffffffff) {
-    // 32-bit from here on: cheaper divisions.
-    let r = <u32>vr, p = <u32>vp, m = <u32>vm;
-    {
-      const pD = p / 10000, mD = m / 10000;
-      if (pD > mD) {
-        const rD = r / 10000;
-        roundUp = r - rD * 10000 >= 5000;
-        r = rD;
-        p = pD;
-        m = mD;
-        removed += 4;
-      }
-    }
-    {
-      const pD = p / 100, mD = m / 100;
-      if (pD > mD) {
-        const rD = r / 100;
-        roundUp = r - rD * 100 >= 50;
-        r = rD;
-        p = pD;
-        m = mD;
-        removed += 2;
-      }
-    }
-    {
-      const pD = p / 10, mD = m / 10;
-      if (pD > mD) {
-        const rD = r / 10;
-        roundUp = r - rD * 10 >= 5;
-        r = rD;
-        m = mD;
-        removed += 1;
-      }
-    }
-    removedOut = removed;
-    return <u64>r + <u64>(r == m || roundUp);
+  const even = (mant & 1) == 0;
+  const minusK = floorLog10Pow2(e) - KAPPA;
+  const beta = e + floorLog2Pow10(-minusK);
+  const c = POW10_128 + (<usize>(-minusK - MIN_K) << 4);
+  const hi = load<u64>(c), lo = load<u64>(c, 8);
+
+  // The interval is deltai units wide, 10^kappa <= deltai < 10^(kappa+1); its right
+  // end is zi units (the upper 128 bits of (2fc + 1) × 2^beta × cache).
+  const deltai = <u32>(hi >> <u64>(63 - beta));
+  const x = (twoFc | 1) << <u64>beta;
+  const zLo = x * hi;
+  let zi = umulHi(x, hi);
+  // The low word's product adds less than x to zLo: it carries into zi only when zLo
+  // is that close to 2^64 (rare).
+  if (zLo > 0 - x) zi += <u64>(zLo + umulHi(x, lo) < zLo);
+
+  // Step 2: the largest multiple of 10^(kappa+1) units at or below the right end, if
+  // the interval holds it (the right end itself only when fc is even).
+  let sig = zi / 1000;
+  let r = <u32>(zi - sig * 1000);
+  let big = r < deltai;
+  if (r == deltai) {
+    // On the left end: compare the fractional parts (rare).
+    computeMulParity(twoFc - 1, hi, lo, beta);
+    big = mulParity || (mulIsInteger && even);
   }
-  {
-    const vpD = vp / 10000, vmD = vm / 10000;
-    if (vpD > vmD) {
-      const vrD = vr / 10000;
-      roundUp = vr - vrD * 10000 >= 5000;
-      vr = vrD;
-      vp = vpD;
-      vm = vmD;
-      removed += 4;
-    }
+  // (Whether zi is exact, that is the rest of the product 0, matters only then: rare.)
+  const excluded = r == 0 && !even && zLo + umulHi(x, lo) == 0;
+  big &= !excluded;
+  // Step 3 (from one unit below the right end when that is excluded): the unit
+  // closest to the double, one digit more. Computed either way and chosen without a
+  // branch: which step holds is a coin toss for most doubles.
+  const sigBig = sig;
+  sig = (sig - <u64>excluded) * 10;
+  r = select<u32>(1000, r, excluded);
+  let dist = r - (deltai >> 1) + 50;
+  const approxYParity = ((dist ^ 50) & 1) != 0;
+  // dist / 100, and whether it divides evenly (exact for dist <= 1000).
+  dist *= 656;
+  const divisible = (dist & 0xffff) < 656;
+  dist >>= 16;
+  sig += dist;
+  if (divisible && !big) {
+    // The double may lie exactly halfway, or just below: the fraction's parity decides (rare).
+    computeMulParity(twoFc, hi, lo, beta);
+    if (mulParity != approxYParity) sig--;
+    else if (mulIsInteger && (sig & 1) != 0) sig--; // a tie: to even
   }
-  {
-    const vpD = vp / 100, vmD = vm / 100;
-    if (vpD > vmD) {
-      const vrD = vr / 100;
-      roundUp = vr - vrD * 100 >= 50;
-      vr = vrD;
-      vp = vpD;
-      vm = vmD;
-      removed += 2;
-    }
+  decExp = minusK + KAPPA + <i32>big;
+  return select<u64>(sigBig, sig, big);
+}
+
+/** toDecimal for a power of two (fc = 2^52): its interval reaches half as far below as above. */
+function shorterInterval(e: i32): u64 {
+  const minusK = floorLog10Pow2MinusLog10_4Over3(e);
+  const beta = e + floorLog2Pow10(-minusK);
+  const hi = load<u64>(POW10_128 + (<usize>(-minusK - MIN_K) << 4));
+  let xi = (hi - (hi >> 54)) >> <u64>(11 - beta);
+  const zi = (hi + (hi >> 53)) >> <u64>(11 - beta);
+  // The left end is an integer only for e in [2, 3].
+  if (e < 2 || e > 3) xi++;
+  let sig = zi / 10;
+  if (sig * 10 >= xi) {
+    decExp = minusK + 1;
+    return sig;
   }
-  {
-    const vpD = vp / 10, vmD = vm / 10;
-    if (vpD > vmD) {
-      const vrD = vr / 10;
-      roundUp = vr - vrD * 10 >= 5;
-      vr = vrD;
-      vm = vmD;
-      removed += 1;
-    }
-  }
-  removedOut = removed;
-  return vr + <u64>(vr == vm || roundUp);
+  sig = ((hi >> <u64>(10 - beta)) + 1) >> 1; // round up
+  if ((sig & 1) != 0 && e == -77) sig--; // the one tie: to even
+  else if (sig < xi) sig++;
+  decExp = minusK;
+  return sig;
 }
 
 // ─── Printing ────────────────────────────────────────────────────────────────
 
+/** Digits of v in [1, 10^17): from its bit length, then one comparison. */
 // @ts-ignore: decorator
-@inline function pair(v: u32): u16 { return load<u16>(DIGIT_PAIRS + (<usize>v << 1)); }
-
-/** The 8 digits of v < 10^8 (leading zeros kept) at p. */
-// @ts-ignore: decorator
-@inline function write8(p: usize, v: u32): void {
-  const hi = v / 10000, lo = v - hi * 10000;
-  const a = hi / 100, c = lo / 100;
-  store<u16>(p, pair(a));
-  store<u16>(p, pair(hi - a * 100), 2);
-  store<u16>(p, pair(c), 4);
-  store<u16>(p, pair(lo - c * 100), 6);
+@inline function decimalLength17(v: u64): i32 {
+  const t = (<u32>(64 - clz(v)) * 1233) >> 12; // floor(log10(2^bits)), one less or exact
+  return <i32>(t + 1 - <u32>(v < load<u64>(POW10 + (<usize>t << 3))));
 }
 
-/** The `len` decimal digits of v at [p, p + len). */
-function writeDigits(p: usize, v: u64, len: u32): void {
-  let end = p + len;
-  while (v > 0xffffffff) {
-    const q = v / 100000000;
-    write8(end - 8, <u32>(v - q * 100000000));
-    v = q;
-    end -= 8;
-  }
-  let r = <u32>v;
-  if (r >= 100000000) {
-    const q = r / 100000000;
-    write8(end - 8, r - q * 100000000);
-    r = q;
-    end -= 8;
-  }
-  while (r >= 100) {
-    const q = r / 100;
-    end -= 2;
-    store<u16>(end, pair(r - q * 100));
-    r = q;
-  }
-  if (r >= 10) store<u16>(end - 2, pair(r));
-  else store<u8>(end - 1, <u8>(48 + r));
+/** The 8 ASCII digits of v < 10^8, leading zeros kept, the first in the lowest byte. */
+// @ts-ignore: decorator
+@inline function ascii8(v: u32): u64 {
+  // Halves, quarters, then digits side by side in one word (SWAR): each step divides
+  // every lane by a constant through a multiply and a shift (exact for these ranges).
+  const hi = v / 10000;
+  const x = <u64>hi | (<u64>(v - hi * 10000) << 32); // two 4-digit lanes of 32 bits
+  const h = ((x * 10486) >> 20) & 0x0000007f0000007f; // lane / 100
+  const y = h | ((x - h * 100) << 16); // four 2-digit lanes of 16 bits
+  const t = ((y * 103) >> 10) & 0x000f000f000f000f; // lane / 10
+  return (t | ((y - t * 10) << 8)) + 0x3030303030303030;
 }
 
+// SIMD constants, loaded from memory: V8 builds a v128 constant from general-purpose
+// registers in three instructions, a load is one.
+const SIMD_CONSTANTS: usize = memory.data<u8>([
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, // IOTA: i8x16 0..15
+  0xf6, 0x28, 0, 0, 0xf6, 0x28, 0, 0, 0xf6, 0x28, 0, 0, 0xf6, 0x28, 0, 0, // i32x4 10486
+  100, 0, 0, 0, 100, 0, 0, 0, 100, 0, 0, 0, 100, 0, 0, 0, // i32x4 100
+  103, 0, 103, 0, 103, 0, 103, 0, 103, 0, 103, 0, 103, 0, 103, 0, // i16x8 103
+  10, 0, 10, 0, 10, 0, 10, 0, 10, 0, 10, 0, 10, 0, 10, 0, // i16x8 10
+  48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, // i8x16 '0'
+], 16);
+// @ts-ignore: decorator
+@inline function IOTA(): v128 { return v128.load(SIMD_CONSTANTS); }
+// @ts-ignore: decorator
+@inline function I32X4_10486(): v128 { return v128.load(SIMD_CONSTANTS, 16); }
+// @ts-ignore: decorator
+@inline function I32X4_100(): v128 { return v128.load(SIMD_CONSTANTS, 32); }
+// @ts-ignore: decorator
+@inline function I16X8_103(): v128 { return v128.load(SIMD_CONSTANTS, 48); }
+// @ts-ignore: decorator
+@inline function I16X8_10(): v128 { return v128.load(SIMD_CONSTANTS, 64); }
+// @ts-ignore: decorator
+@inline function ASCII_ZEROS(): v128 { return v128.load(SIMD_CONSTANTS, 80); }
 const ZEROS: u64 = 0x3030303030303030; // "00000000"
 
-/**
- * JSON.stringify(x) at p: ECMAScript Number::toString for finite x (-0 as `0`), `null`
- * otherwise. Returns the end. Writes at most NUMBER_MAX bytes plus slack.
- */
-export function writeNumber(p: usize, x: f64): usize {
-  const bits = reinterpret<u64>(x);
-  const ieeeExponent = <u32>(bits >> MANTISSA_BITS) & 0x7ff;
-  if (ieeeExponent == 0x7ff) {
-    store<u32>(p, 0x6c6c756e); // "null"
-    return p + 4;
+/** The 16 ASCII digits of hi8 × 10^8 + lo8 (each < 10^8), leading zeros kept, the first in lane 0. */
+// @ts-ignore: decorator
+@inline function digits16(hi8: u32, lo8: u32): v128 {
+  // ascii8 on four lanes at once: 4-digit quarters in 32-bit lanes, then 2-digit
+  // parts in 16-bit lanes, then digits in bytes.
+  const a = hi8 / 10000, c = lo8 / 10000;
+  let x = i32x4.splat(a);
+  x = i32x4.replace_lane(x, 1, hi8 - a * 10000);
+  x = i32x4.replace_lane(x, 2, c);
+  x = i32x4.replace_lane(x, 3, lo8 - c * 10000);
+  const h = i32x4.shr_u(i32x4.mul(x, I32X4_10486()), 20); // / 100
+  const y = v128.or(h, i32x4.shl(i32x4.sub(x, i32x4.mul(h, I32X4_100())), 16));
+  const t = i16x8.shr_u(i16x8.mul(y, I16X8_103()), 10); // / 10
+  const z = v128.or(t, i16x8.shl(i16x8.sub(y, i16x8.mul(t, I16X8_10())), 8));
+  return i8x16.add(z, ASCII_ZEROS());
+}
+
+/** The last len (<= 16) of 16 digits, moved to the front. */
+// @ts-ignore: decorator
+@inline function leftAligned(digits: v128, len: i32): v128 {
+  return i8x16.swizzle(digits, i8x16.add(IOTA(), i8x16.splat(<i8>(16 - len))));
+}
+
+/** The digits of t in [1, 2^53) at p; returns the end. */
+// @ts-ignore: decorator
+@inline function writeInteger(p: usize, t: u64): usize {
+  const len = decimalLength17(t); // <= 16
+  if (len <= 8) {
+    // Left-aligned: the leading zeros shifted out of the word.
+    store<u64>(p, ascii8(<u32>t) >> (<u64>(8 - len) << 3));
+    return p + <usize>len;
   }
-  let a = x;
-  if (<i64>bits < 0) {
-    if (bits << 1 == 0) {
-      stb(p, 48); // -0
-      return p + 1;
-    }
-    stb(p, 45); // '-'
-    p++;
-    a = -x;
-  }
-  // Integers below 2^53: every digit is significant, no exponent form.
-  if (a < 9007199254740992.0) {
-    const t = <u64>a;
-    if (<f64>t == a) {
-      const len = decimalLength17(t);
-      writeDigits(p, t, len);
-      return p + len;
-    }
-  }
-  const out = d2d(bits & ((<u64>1 << MANTISSA_BITS) - 1), ieeeExponent);
-  const k = <i32>decimalLength17(out); // digits
-  const n = d2dExp + k; // the decimal point's position from the first digit
+  const hi8 = <u32>(t / 100000000); // < 10^8 as t < 10^16
+  v128.store(p, leftAligned(digits16(hi8, <u32>(t - <u64>hi8 * 100000000)), len));
+  return p + <usize>len;
+}
+
+/** writeDecimal for sig < 10^8 (len digits), in one word. */
+function writeDecimal8(p: usize, sig: u32, len: i32, exp10: i32): usize {
+  const w = ascii8(sig);
+  const zeros = <i32>(clz(w ^ ZEROS) >> 3); // '0' digits at the end (the last digit is the high byte)
+  const k = len - zeros;
+  const d = w >> (<u64>(8 - len) << 3); // left-aligned
+  const n = exp10 + len; // the decimal point's place after the first digit
   if (k <= n && n <= 21) {
-    // Digits, then n - k zeros.
-    writeDigits(p, out, <u32>k);
-    const z = p + <usize>k;
+    // An integer: the digits, then n - len zeros.
+    store<u64>(p, d);
+    const z = p + <usize>len;
     store<u64>(z, ZEROS);
     store<u64>(z, ZEROS, 8);
     store<u64>(z, ZEROS, 16);
     return p + <usize>n;
   }
   if (0 < n && n <= 21) {
-    // d.ddd: the fraction (at most 16 digits) moves right by one for the point.
-    writeDigits(p, out, <u32>k);
-    const f = p + <usize>n;
-    v128.store(f + 1, v128.load(f));
-    stb(f, 46);
+    // ddd.ddd (n < k <= 8): the point goes in at byte n, pushing the 8th digit out of the word.
+    const low = (<u64>1 << (<u64>n << 3)) - 1;
+    store<u64>(p, (d & low) | (<u64>46 << (<u64>n << 3)) | ((d & ~low) << 8));
+    stb(p + 8, <u8>(d >> 56));
     return p + <usize>k + 1;
   }
   if (-6 < n && n <= 0) {
     // 0.000ddd
-    store<u64>(p, ZEROS);
-    stb(p + 1, 46);
-    const d = p + 2 + <usize>(-n);
-    writeDigits(d, out, <u32>k);
-    return d + <usize>k;
+    store<u64>(p, 0x3030303030302e30); // "0.000000"
+    const q = p + 2 + <usize>(-n);
+    store<u64>(q, d);
+    return q + <usize>k;
   }
   // d.ddde±x
-  writeDigits(p + 1, out, <u32>k);
-  stb(p, load<u8>(p + 1));
+  let e = p + 1;
+  if (k > 1) {
+    store<u64>(p, (d & 0xff) | 0x2e00 | ((d & ~0xff) << 8));
+    stb(p + 8, <u8>(d >> 56));
+    e = p + 1 + <usize>k;
+  } else {
+    stb(p, <u8>d);
+  }
+  return writeExponent(e, n - 1);
+}
+
+/** `e+x` or `e-x` at p; returns the end. */
+function writeExponent(p: usize, x10: i32): usize {
+  if (x10 < 0) {
+    store<u16>(p, 0x2d65); // "e-"
+    x10 = -x10;
+  } else {
+    store<u16>(p, 0x2b65); // "e+"
+  }
+  p += 2;
+  // At most 3 digits: the last bytes of its 8 ASCII digits.
+  const a = ascii8(<u32>x10);
+  if (x10 >= 100) {
+    store<u32>(p, <u32>(a >> 40));
+    return p + 3;
+  }
+  if (x10 >= 10) {
+    store<u16>(p, <u16>(a >> 48));
+    return p + 2;
+  }
+  stb(p, <u8>(a >> 56));
+  return p + 1;
+}
+
+/** Number::toString of sig × 10^exp10, sig in [1, 10^17), at p; returns the end. */
+function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
+  const len = decimalLength17(sig);
+  if (len <= 8) return writeDecimal8(p, <u32>sig, len, exp10);
+  // The 17 digits with leading zeros: the first, then the other 16 in low16.
+  const hi9 = sig / 100000000;
+  const top = <u32>hi9 / 100000000;
+  const low16 = digits16(<u32>hi9 - top * 100000000, <u32>(sig - hi9 * 100000000));
+  // The digits left-aligned: the first 16 in d, the 17th (if any) in d16.
+  // (For 17 digits the shift takes in a 0 byte at lane 0: the first digit goes there.)
+  const d = v128.or(leftAligned(low16, len), i32x4.replace_lane(v128.splat<i32>(0), 0, select<i32>(48 + top, 0, len == 17)));
+  const d16 = <u8>i8x16.extract_lane_u(low16, 15);
+  // Significant digits: len less the zeros at the end (all in low16: the first digit is not 0).
+  const zeros = i8x16.bitmask(i8x16.eq(low16, ASCII_ZEROS()));
+  const k = len - <i32>clz(((~zeros) << 16) | 0x8000);
+  const n = exp10 + len; // the decimal point's place after the first digit
+
+  if (k <= n && n <= 21) {
+    // An integer: the digits, then n - len zeros.
+    v128.store(p, d);
+    stb(p + 16, d16);
+    const z = p + <usize>len;
+    store<u64>(z, ZEROS);
+    store<u64>(z, ZEROS, 8);
+    store<u64>(z, ZEROS, 16);
+    return p + <usize>n;
+  }
+  if (0 < n && n <= 21) {
+    // ddd.ddd: n digits, the point, the other k - n.
+    v128.store(p, d);
+    stb(p + <usize>n, 46);
+    v128.store(p + <usize>n + 1, i8x16.swizzle(d, i8x16.add(IOTA(), i8x16.splat(<i8>n))));
+    stb(p + 17, d16);
+    return p + <usize>k + 1;
+  }
+  if (-6 < n && n <= 0) {
+    // 0.000ddd
+    store<u64>(p, 0x3030303030302e30); // "0.000000"
+    const q = p + 2 + <usize>(-n);
+    v128.store(q, d);
+    stb(q + 16, d16);
+    return q + <usize>k;
+  }
+  // d.ddde±x
+  stb(p, <u8>i8x16.extract_lane_u(d, 0));
   let e = p + 1;
   if (k > 1) {
     stb(p + 1, 46);
+    v128.store(p + 2, i8x16.swizzle(d, i8x16.add(IOTA(), i8x16.splat(1))));
+    stb(p + 17, d16);
     e = p + 1 + <usize>k;
   }
-  let x10 = n - 1;
-  if (x10 < 0) {
-    store<u16>(e, 0x2d65); // "e-"
-    x10 = -x10;
-  } else {
-    store<u16>(e, 0x2b65); // "e+"
+  return writeExponent(e, n - 1);
+}
+
+/**
+ * JSON.stringify(x) at p: ECMAScript Number::toString for finite x (-0 as `0`), `null`
+ * otherwise. Returns the end. Writes at most NUMBER_MAX bytes plus slack.
+ */
+export function writeNumber(p: usize, x: f64): usize {
+  return formatNumber(p, x);
+}
+
+/** writeNumber, inlined where it is called. */
+// @ts-ignore: decorator
+@inline function formatNumber(p: usize, x: f64): usize {
+  // Integer arithmetic on the bits throughout: a double's exponent says which of its
+  // bits are fractional, and no check waits on a floating-point conversion.
+  const bits = reinterpret<u64>(x);
+  const abits = bits & 0x7fffffffffffffff;
+  const ebits = <i32>(abits >> 52);
+  if (ebits == 0x7ff) {
+    store<u32>(p, 0x6c6c756e); // "null"
+    return p + 4;
   }
-  e += 2;
-  if (x10 >= 100) {
-    const h = <u32>x10 / 100;
-    stb(e, <u8>(48 + h));
-    store<u16>(e + 1, pair(<u32>x10 - h * 100));
-    return e + 3;
+  if (abits == 0) {
+    stb(p, 48); // 0 and -0
+    return p + 1;
   }
-  if (x10 >= 10) {
-    store<u16>(e, pair(<u32>x10));
-    return e + 2;
+  if (bits != abits) {
+    stb(p, 45); // '-'
+    p++;
   }
-  stb(e, <u8>(48 + x10));
-  return e + 1;
+  // |x| = fc / 2^s, fc < 2^53 (normal doubles).
+  const fc = (abits & 0xfffffffffffff) | (<u64>1 << 52);
+  const s = 1075 - ebits;
+  if (<u32>s <= 52) {
+    // Integers below 2^53: every digit is significant, no exponent form.
+    if ((fc & ((<u64>1 << <u64>s) - 1)) == 0) return writeInteger(p, fc >> <u64>s);
+  }
+  if (<u32>(s - 10) <= 53) {
+    // At most 3 decimals (measured values): m, the integer closest to 1000|x|, and
+    // whether m / 1000 reads back as |x|, that is lies within half a unit in the last
+    // place of it (a quarter below a power of two), ends included for an even fc:
+    // from r = 1000 fc - m 2^s, exact in 64 bits as 1000 fc < 2^63. For s >= 10 any
+    // such decimal is m / 1000 (the interval is narrower than a thousandth), and no
+    // shorter decimal reads back as |x| (a decimal of at most 15 digits is the only
+    // one of its length that reads back as its double).
+    const d = fc * 1000;
+    const m = (d + (<u64>1 << <u64>(s - 1))) >> <u64>s;
+    const r = <i64>(d - (m << <u64>s));
+    const below = select<i64>(250, 500, fc == <u64>1 << 52);
+    if (m < 1000000000000000 && (r < below && -r < 500 || (r == below || -r == 500) && (fc & 1) == 0)) {
+      return writeDecimal(p, m, -3);
+    }
+  }
+  const sig = toDecimal(abits);
+  return writeDecimal(p, sig, decExp);
 }
 
 // ─── A cache of printed numbers ──────────────────────────────────────────────
 //
-// Quantiles are sketch bucket values and minima and maxima are measured values:
-// across the results of a batch the same few hundred doubles come back again and
-// again. A direct-mapped cache of their text saves the digit generation.
+// Quantiles are sketch bucket values (at most a few hundred distinct ones per
+// aggregation, each printed with up to 17 digits): across the results of a batch the
+// same ones come back again and again. A direct-mapped cache of their text saves the
+// digit generation.
 //
 //   tag  u64[CACHE_SLOTS]        the double's bits
 //   text 32 B × CACHE_SLOTS      its JSON text (at most NUMBER_MAX bytes), then its length (u8, 0 = empty)
@@ -468,21 +438,26 @@ const cacheTag: usize = memory.data(<i32>(CACHE_SLOTS << 3), 8);
 const cacheText: usize = memory.data(<i32>(CACHE_SLOTS << 5), 16);
 
 /** writeNumber through the cache. */
-function writeNumberCached(p: usize, x: f64): usize {
+// @ts-ignore: decorator
+@inline function writeNumberCached(p: usize, x: f64): usize {
   const bits = reinterpret<u64>(x);
   const h = <u32>((bits * 0x9e3779b97f4a7c15) >> 52); // 12 bits of a Fibonacci hash
   const t = cacheText + (<usize>h << 5);
-  const len = <usize>load<u8>(t, 31);
-  if (len != 0 && load<u64>(cacheTag + (<usize>h << 3)) == bits) {
+  if (load<u64>(cacheTag + (<usize>h << 3)) == bits && load<u8>(t, 31) != 0) {
     v128.store(p, v128.load(t));
     v128.store(p, v128.load(t, 16), 16);
-    return p + len;
+    return p + <usize>load<u8>(t, 31);
   }
+  return writeNumberCaching(p, x, t, h);
+}
+
+/** writeNumber, and the text into cache slot h (text at t). */
+function writeNumberCaching(p: usize, x: f64, t: usize, h: u32): usize {
   const e = writeNumber(p, x);
   v128.store(t, v128.load(p));
   v128.store(t, v128.load(p, 16), 16);
   store<u8>(t, <u8>(e - p), 31);
-  store<u64>(cacheTag + (<usize>h << 3), bits);
+  store<u64>(cacheTag + (<usize>h << 3), reinterpret<u64>(x));
   return e;
 }
 
@@ -508,14 +483,16 @@ export function formatDoubles(src: usize, n: u32, out: usize, bounds: usize): u3
 //   S,"end":E},"results":{"count":C,"sum":…,"avg":…,"min":…,"max":…,"p50":…,"p95":…,"p99":…,"stddev":…
 //   },"late":false,"emittedAt":T}\n                      ← tail, the same for the whole batch
 //
-// Prefix references (TS writes them, one per record):
+// Prefixes (TS writes them, once per key): per aggregation a table, per key id the
+// prefix's address and length:
 //   ┌─────────┬─────────┐
-//   │ ptr u32 │ len u32 │   the prefix bytes, in a block readable to len rounded up to 16
+//   │ ptr u32 │ len u32 │   the prefix bytes, in a block readable to len rounded up to 32
 //   └─────────┴─────────┘
+// and the tables' addresses in `prefixes`, u32 per aggregation.
 // Line bounds (written here): u32 start[n], then u32 end[n], relative to `out`; line
 // i is [start[i], end[i]) and a '\n' follows it at end[i].
 
-// Literal pieces, each padded to whole 16-byte words.
+// Literal pieces, each padded to a whole 16-byte word.
 const LIT_END: usize = memory.data<u8>([44, 34, 101, 110, 100, 34, 58, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // ,"end":
 const LIT_RESULTS: usize = memory.data<u8>([
   125, 44, 34, 114, 101, 115, 117, 108, 116, 115, 34, 58, 123, 34, 99, 111, 117, 110, 116, 34, 58, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -535,17 +512,8 @@ const LIT_LATE_TRUE: usize = memory.data<u8>([
   125, 44, 34, 108, 97, 116, 101, 34, 58, 116, 114, 117, 101, 44, 34, 101, 109, 105, 116, 116, 101, 100, 65, 116, 34, 58,
 ]); // },"late":true,"emittedAt":    (26 bytes)
 
-/** The two tails of this batch's lines (late false / true), at 0 and 128 (a number's slack included); their lengths. */
-const tails: usize = memory.data(256, 16);
-let tailLen0: usize = 0;
-let tailLen1: usize = 0;
-
-/** The last record's window bounds (as bits), and its text from the start's value to the count's key (at most 2 × 24 + 28 bytes). */
-const NO_BOUNDS: u64 = 0x7ff8dead0000dead; // a NaN the core never writes
-let lastStart: u64 = NO_BOUNDS;
-let lastEnd: u64 = NO_BOUNDS;
-const bounded: usize = memory.data(80, 16);
-let boundedLen: usize = 0;
+/** The two tails of this batch's lines (late false / true), at 0 and 64; their lengths. */
+const tails: usize = memory.data(128, 16);
 
 // @ts-ignore: decorator
 @inline function lit(p: usize, src: usize, len: usize): usize {
@@ -560,29 +528,53 @@ function makeTail(dst: usize, src: usize, len: usize, emittedAt: f64): usize {
   return e + 2 - dst;
 }
 
+let prefetched: u32 = 0;
+
+/** The (ptr, len) of record r's prefix. */
+// @ts-ignore: decorator
+@inline function prefixRef(prefixes: usize, r: usize): usize {
+  return <usize>ldu(prefixes + (<usize>ldu(r + RES_AGG) << 2)) + (<usize>ldu(r + RES_KEY) << 3);
+}
+
 /**
  * Writes the JSON line of each of n result records (RES_BYTES each from `res`) from
  * `out`, each followed by '\n', and their bounds (see above). `emittedAt` is the same
  * for every line. Returns the bytes written. `out` needs the prefixes' lengths plus
  * RESULT_LINE_MAX per record plus ENCODE_SLACK bytes.
  */
-export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, out: usize, bounds: usize): u32 {
-  tailLen0 = makeTail(tails, LIT_LATE_FALSE, 27, emittedAt);
-  tailLen1 = makeTail(tails + 128, LIT_LATE_TRUE, 26, emittedAt);
-  lastStart = lastEnd = NO_BOUNDS;
+export function encodeResults(res: usize, n: u32, prefixes: usize, emittedAt: f64, out: usize, bounds: usize): u32 {
+  const tailLen0 = makeTail(tails, LIT_LATE_FALSE, 27, emittedAt);
+  const tailLen1 = makeTail(tails + 64, LIT_LATE_TRUE, 26, emittedAt);
   const ends = bounds + (<usize>n << 2);
+  // The prefixes lie all over the heap, mostly out of the cache. One byte of each of
+  // their cache lines first, in a loop of nothing else: the misses overlap, where the
+  // line loop would wait for each in turn (WebAssembly has no prefetch instruction).
+  let touched: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const ref = prefixRef(prefixes, res + <usize>i * RES_BYTES);
+    const src = <usize>ldu(ref), len = <usize>ldu(ref + 4);
+    for (let o: usize = 0; o < len; o += 64) touched += load<u8>(src + o);
+    touched += load<u8>(src + len - 1);
+  }
+  prefetched = touched; // keeps the reads
+  // Where the text from the start's value to the count's key of the last record with
+  // other bounds than its predecessor's is (`S,"end":E},"results":{"count":`, at most
+  // 2 × NUMBER_MAX + 28 bytes), and its bounds (as bits). The windows of one firing
+  // share their bounds: their text is copied from there.
+  let lastStart: u64 = 0, lastEnd: u64 = 0, bounded: usize = 0, boundedLen: usize = 0;
   let p = out;
   for (let i: u32 = 0; i < n; i++) {
     const r = res + <usize>i * RES_BYTES;
-    const ref = refs + (<usize>i << 3);
+    const ref = prefixRef(prefixes, r);
     const src = <usize>ldu(ref), len = <usize>ldu(ref + 4);
     stu(bounds + (<usize>i << 2), <u32>(p - out));
-    for (let o: usize = 0; o < len; o += 16) v128.store(p + o, v128.load(src + o));
+    for (let o: usize = 0; o < len; o += 32) {
+      v128.store(p + o, v128.load(src + o));
+      v128.store(p + o, v128.load(src + o, 16), 16);
+    }
     p += len;
-    // The windows of one firing share their bounds: `S,"end":E},"results":{"count":` is
-    // written once and copied while they repeat.
     const start = load<u64>(r + RES_START), end = load<u64>(r + RES_END);
-    if (start == lastStart && end == lastEnd) {
+    if (start == lastStart && end == lastEnd && i > 0) {
       v128.store(p, v128.load(bounded));
       v128.store(p, v128.load(bounded, 16), 16);
       v128.store(p, v128.load(bounded, 32), 32);
@@ -590,28 +582,25 @@ export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, o
       v128.store(p, v128.load(bounded, 64), 64);
       p += boundedLen;
     } else {
-      const b = p;
-      p = writeNumber(p, ldf(r + RES_START));
+      bounded = p;
+      p = formatNumber(p, ldf(r + RES_START));
       p = lit(p, LIT_END, 7);
-      p = writeNumber(p, ldf(r + RES_END));
+      p = formatNumber(p, ldf(r + RES_END));
       v128.store(p, v128.load(LIT_RESULTS));
       p = lit(p + 16, LIT_RESULTS + 16, 5);
-      boundedLen = p - b;
-      memory.copy(bounded, b, boundedLen);
+      boundedLen = p - bounded;
       lastStart = start;
       lastEnd = end;
     }
-    p = writeNumber(p, ldf(r + RES_COUNT));
+    p = formatNumber(p, ldf(r + RES_COUNT));
     p = lit(p, LIT_SUM, 7);
-    p = writeNumber(p, ldf(r + RES_SUM));
+    p = formatNumber(p, ldf(r + RES_SUM));
     p = lit(p, LIT_AVG, 7);
-    p = writeNumber(p, ldf(r + RES_AVG));
-    // Minima, maxima and quantiles repeat across results: cached. Sums, means and
-    // standard deviations hardly ever do.
+    p = formatNumber(p, ldf(r + RES_AVG));
     p = lit(p, LIT_MIN, 7);
-    p = writeNumberCached(p, ldf(r + RES_MIN));
+    p = formatNumber(p, ldf(r + RES_MIN));
     p = lit(p, LIT_MAX, 7);
-    p = writeNumberCached(p, ldf(r + RES_MAX));
+    p = formatNumber(p, ldf(r + RES_MAX));
     p = lit(p, LIT_P50, 7);
     p = writeNumberCached(p, ldf(r + RES_P50));
     p = lit(p, LIT_P95, 7);
@@ -619,14 +608,14 @@ export function encodeResults(res: usize, n: u32, refs: usize, emittedAt: f64, o
     p = lit(p, LIT_P99, 7);
     p = writeNumberCached(p, ldf(r + RES_P99));
     p = lit(p, LIT_STDDEV, 10);
-    p = writeNumber(p, ldf(r + RES_STDDEV));
-    const t = (ldu(r + RES_FLAGS) & RES_LATE) != 0 ? tails + 128 : tails;
-    const tl = t == tails ? tailLen0 : tailLen1;
+    p = formatNumber(p, ldf(r + RES_STDDEV));
+    const late = (ldu(r + RES_FLAGS) & RES_LATE) != 0;
+    const t = select<usize>(tails + 64, tails, late);
     v128.store(p, v128.load(t));
     v128.store(p, v128.load(t, 16), 16);
     v128.store(p, v128.load(t, 32), 32);
     v128.store(p, v128.load(t, 48), 48);
-    p += tl;
+    p += select<usize>(tailLen1, tailLen0, late);
     stu(ends + (<usize>i << 2), <u32>(p - 1 - out)); // before the '\n'
   }
   return <u32>(p - out);

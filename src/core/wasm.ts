@@ -22,7 +22,7 @@ export const Layout = {
    * JSON text (assembly/dtoa.ts): most bytes of one number, most bytes of a result line
    * besides its prefix, and the spare room an output block needs past its last byte.
    */
-  ENCODE: { NUMBER_MAX: 24, LINE_MAX: 404, SLACK: 64 },
+  ENCODE: { NUMBER_MAX: 25, LINE_MAX: 416, SLACK: 64 },
 } as const;
 
 interface CoreExports {
@@ -66,7 +66,7 @@ interface CoreExports {
   internBytes(t: number, id: number): number;
   internLen(t: number, id: number): number;
   formatDoubles(src: number, n: number, out: number, bounds: number): number;
-  encodeResults(res: number, n: number, refs: number, emittedAt: number, out: number, bounds: number): number;
+  encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number;
   internRemove(t: number, id: number): number;
   internFresh(t: number): number;
   internFreshCount(t: number): number;
@@ -335,12 +335,14 @@ export class WasmCore {
 
   /**
    * Writes the JSON lines of n result records at `res` (each followed by '\n') from
-   * `out`, given per record the (ptr, len) u32 pair of its prefix at `refs`; the line
-   * starts (u32[n]) then ends (u32[n]) relative to out at `bounds`. Returns the bytes
-   * written. `out` needs the prefixes' lengths + n × ENCODE.LINE_MAX + ENCODE.SLACK bytes.
+   * `out`, and the line starts (u32[n]) then ends (u32[n]) relative to out at `bounds`.
+   * Returns the bytes written. `prefixes` holds per aggregation (u32) the address of its
+   * table of prefixes: per key id, the prefix's address and length (u32 each), for every
+   * key id in the records. `out` needs the prefixes' lengths + n × ENCODE.LINE_MAX +
+   * ENCODE.SLACK bytes.
    */
-  encodeResults(res: number, n: number, refs: number, emittedAt: number, out: number, bounds: number): number {
-    return this.x.encodeResults(res, n, refs, emittedAt, out, bounds);
+  encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number {
+    return this.x.encodeResults(res, n, prefixes, emittedAt, out, bounds);
   }
 
   /** Raw key ids of aggregation a in use. */

@@ -42,6 +42,8 @@ export class KeyRegistry {
   readonly fields: string[];
   /** Ids below capacity not in use, to be handed out again. */
   private readonly free = new Set<number>();
+  /** Called with each id released, before it can name another key. */
+  private readonly releaseHooks: Array<(id: number) => void> = [];
 
   constructor(groupBy: readonly string[]) {
     this.fields = groupBy.map(fieldName);
@@ -77,6 +79,12 @@ export class KeyRegistry {
     this.groups[id] = undefined;
     this.free.add(id);
     this.released(id);
+    for (const hook of this.releaseHooks) hook(id);
+  }
+
+  /** Has `hook` called with each id released from now on (what others keep per id goes with it). */
+  onRelease(hook: (id: number) => void): void {
+    this.releaseHooks.push(hook);
   }
 
   /** Whether `id` names a key now. */

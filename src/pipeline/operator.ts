@@ -392,8 +392,7 @@ export class WindowOperator {
       else {
         idle[id] = 0;
         this.decoder.releaseKey(a, id);
-        this.encoder.forget(a, id);
-        reg.release(id);
+        reg.release(id); // the encoder drops the key's prefix (a release hook)
       }
     }
     // The next sweep once half as many new keys as keys with open windows have come:

@@ -25,13 +25,6 @@ export interface ResultKey {
   readonly group: Record<string, string>;
 }
 
-/** A ResultKey and its JSON prefix, in a block of the core's memory. */
-interface CachedKey extends ResultKey {
-  /** `{"name":…,"key":…,"group":{…},"window":{"start":` in the core's memory. */
-  readonly ptr: number;
-  readonly len: number;
-}
-
 /** The WindowResult of the result record whose floats start at `f[d]` (Layout.RES). */
 export function windowResult(name: string, key: string, group: Record<string, string>, f: Float64Array, d: number, late: boolean, emittedAt: number): WindowResult {
   return {
@@ -248,18 +241,30 @@ export function resultPrefix(name: string, key: string, group: Record<string, st
 }
 
 /**
+ * The prefixes of one aggregation's keys, by key id: where each is in the core's
+ * memory, in a table there that encodeResults reads (per id, address and length as
+ * u32), and mirrored here in dense arrays.
+ */
+class Prefixes {
+  /** The ResultKey the results of each key get (undefined: no prefix). */
+  entry: Array<ResultKey | undefined> = [];
+  ptr = new Uint32Array(0);
+  len = new Uint32Array(0);
+  /** The table's address in the core's memory (0: none yet). */
+  table = 0;
+}
+
+/**
  * Encodes the core's result records into ResultBatches. One per WasmCore: the records
  * are read and the lines written in that core's memory, where the encoder also keeps
- * each (aggregation, key id)'s JSON prefix.
- *
- * A key id that the registry frees and gives to another key is noticed (the cached
- * key string differs from the registry's) and re-encoded; forget() releases a freed
- * id's prefix at once.
+ * each (aggregation, key id)'s JSON prefix. A key's prefix goes when its registry
+ * releases the id.
  */
 export class ResultEncoder {
-  /** Per aggregation, per key id. */
-  private readonly cache: Array<Array<CachedKey | undefined>>;
-  /** Work block in the core's memory: prefix refs (n × 8), line bounds (n × 8), then the lines. */
+  private readonly prefixes: Prefixes[];
+  /** The tables' addresses, per aggregation (u32), in the core's memory. */
+  private readonly tables: number;
+  /** Work block in the core's memory: line bounds (n × 8), then the lines. */
   private block = 0;
   private blockBytes = 0;
   private slab: Buffer = Buffer.alloc(0);
@@ -271,7 +276,9 @@ export class ResultEncoder {
     private readonly names: readonly string[],
     private readonly registries: readonly KeyRegistry[],
   ) {
-    this.cache = names.map(() => []);
+    this.prefixes = names.map(() => new Prefixes());
+    this.tables = core.alloc(Math.max(1, names.length) * 4);
+    registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
   }
 
   /**
@@ -282,31 +289,23 @@ export class ResultEncoder {
     const n = res.count;
     if (n === 0) return ResultBatch.empty;
     const core = this.core;
-    const keys: CachedKey[] = new Array<CachedKey>(n);
+    const keys: ResultKey[] = new Array<ResultKey>(n);
     let u32 = core.words();
-    const w0 = res.base >>> 2;
     let prefixBytes = 0;
-    for (let k = 0; k < n; k++) {
-      const w = w0 + k * U32S;
+    for (let k = 0, w = res.base >>> 2; k < n; k++, w += U32S) {
       const a = u32[w + RES.AGG / 4]!, id = u32[w + RES.KEY / 4]!;
-      let e = this.cache[a]![id];
-      if (e === undefined || e.key !== this.registries[a]!.keys[id]) {
+      const t = this.prefixes[a]!;
+      let e = t.entry[id];
+      if (e === undefined) {
         e = this.install(a, id);
         u32 = core.words(); // allocating may have grown memory
       }
       keys[k] = e;
-      prefixBytes += e.len;
+      prefixBytes += t.len[id]!;
     }
-    const refs = this.reserve(n * 16 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
-    const bounds = refs + n * 8, out = bounds + n * 8;
-    u32 = core.words();
-    let r = refs >>> 2;
-    for (let k = 0; k < n; k++, r += 2) {
-      const e = keys[k]!;
-      u32[r] = e.ptr;
-      u32[r + 1] = e.len;
-    }
-    const total = core.encodeResults(res.base, n, refs, emittedAtMs, out, bounds);
+    const bounds = this.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
+    const out = bounds + n * 8;
+    const total = core.encodeResults(res.base, n, this.tables, emittedAtMs, out, bounds);
     // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
     // line bounds, the lines.
     const recBytes = n * RES_BYTES;
@@ -339,37 +338,66 @@ export class ResultEncoder {
     return at;
   }
 
-  /** Drops the cached prefix of a key id that its registry freed (optional: a reused id is noticed anyway). */
+  /** Drops the prefix of a key id (its registry released it: called by the registry). */
   forget(agg: number, keyId: number): void {
-    const c = this.cache[agg];
-    const e = c?.[keyId];
-    if (e === undefined) return;
-    this.core.free(e.ptr);
-    c![keyId] = undefined;
+    const t = this.prefixes[agg];
+    if (t === undefined || t.entry[keyId] === undefined) return;
+    this.core.free(t.ptr[keyId]!);
+    t.entry[keyId] = undefined;
+    this.setPrefix(t, keyId, 0, 0);
   }
 
-  /** Bytes of the core's memory held for prefixes and the work block. */
+  /** Bytes of the core's memory held for prefixes, their tables and the work block. */
   memoryBytes(): number {
     let total = this.blockBytes;
-    for (const c of this.cache) for (const e of c) if (e !== undefined) total += (e.len + 15) & ~15;
+    for (const t of this.prefixes) {
+      total += t.ptr.length * 8;
+      for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += (t.len[id]! + 31) & ~31;
+    }
     return total;
   }
 
-  private install(a: number, id: number): CachedKey {
+  private install(a: number, id: number): ResultKey {
     const reg = this.registries[a]!;
     const key = reg.keys[id]!, group = reg.groups[id]!, name = this.names[a]!;
-    const c = this.cache[a]!;
-    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
-    while (c.length <= id) c.push(undefined);
-    const old = c[id];
-    if (old !== undefined) this.core.free(old.ptr);
+    const t = this.prefixes[a]!;
+    if (id >= t.ptr.length) this.grow(a, t, id + 1);
     const bytes = Buffer.from(resultPrefix(name, key, group), 'utf8');
-    // Read in 16-byte words: the block is rounded up.
-    const ptr = this.core.alloc((bytes.length + 15) & ~15);
+    // Read in 32-byte steps: the block is rounded up.
+    const ptr = this.core.alloc((bytes.length + 31) & ~31);
     this.core.write(ptr, bytes);
-    const e: CachedKey = { agg: a, name, key, group, ptr, len: bytes.length };
-    c[id] = e;
+    const e: ResultKey = { agg: a, name, key, group };
+    t.entry[id] = e;
+    this.setPrefix(t, id, ptr, bytes.length);
     return e;
+  }
+
+  /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */
+  private grow(a: number, t: Prefixes, cap: number): void {
+    const size = Math.max(cap, 2 * t.ptr.length, 256);
+    const ptr = new Uint32Array(size), len = new Uint32Array(size);
+    ptr.set(t.ptr);
+    len.set(t.len);
+    t.ptr = ptr;
+    t.len = len;
+    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
+    while (t.entry.length < size) t.entry.push(undefined);
+    if (t.table !== 0) this.core.free(t.table);
+    t.table = this.core.alloc(size * 8);
+    const u32 = this.core.words();
+    for (let id = 0; id < size; id++) {
+      u32[(t.table >>> 2) + 2 * id] = ptr[id]!;
+      u32[(t.table >>> 2) + 2 * id + 1] = len[id]!;
+    }
+    u32[(this.tables >>> 2) + a] = t.table;
+  }
+
+  private setPrefix(t: Prefixes, id: number, ptr: number, len: number): void {
+    t.ptr[id] = ptr;
+    t.len[id] = len;
+    const u32 = this.core.words();
+    u32[(t.table >>> 2) + 2 * id] = ptr;
+    u32[(t.table >>> 2) + 2 * id + 1] = len;
   }
 
   /** The work block, at least `bytes` long. */
@@ -411,15 +439,30 @@ export function deadLetterJson(d: DeadLetter): string {
   return s + '}';
 }
 
-/** Dead letters as JSON lines in one Buffer: line i is JSON.stringify(records[i]). */
+/**
+ * Dead letters as JSON lines in one Buffer: line i is JSON.stringify(records[i]).
+ * Each line is written into the Buffer as it is made, its bounds noted: a string of
+ * every line joined costs more (it is flattened, then encoded, then searched for the
+ * newlines).
+ */
 export function encodeDeadLetters(records: readonly DeadLetter[]): EncodedLines {
   const n = records.length;
-  let text = '';
-  for (const d of records) text += deadLetterJson(d) + '\n';
-  const json = Buffer.from(text, 'utf8');
   const lineStarts = new Uint32Array(n), lineEnds = new Uint32Array(n);
-  lineBounds(json, lineStarts, lineEnds);
-  return { n, json, lineStarts, lineEnds };
+  let json = Buffer.allocUnsafe(n * 512), pos = 0;
+  for (let i = 0; i < n; i++) {
+    const line = deadLetterJson(records[i]!);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (pos + 3 * line.length + 1 > json.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * json.length, pos + 3 * line.length + 1));
+      json.copy(grown, 0, 0, pos);
+      json = grown;
+    }
+    lineStarts[i] = pos;
+    pos += json.write(line, pos, 'utf8');
+    lineEnds[i] = pos;
+    json[pos++] = 10;
+  }
+  return { n, json: json.subarray(0, pos), lineStarts, lineEnds };
 }
 
 /** Where each of the '\n'-ended lines of `json` starts and ends (JSON text has no raw newline: JSON.stringify escapes it). */

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { InputError, OutputClosedError, type WeirError } from '../errors/errors';
 import { fileError } from '../errors/files';
-import { deadLetterJson, type ResultBatch } from '../pipeline/results';
+import { encodeDeadLetters, type ResultBatch } from '../pipeline/results';
 import type { DeadLetter } from '../pipeline/types';
 
 export interface RecordSink<T> {
@@ -70,12 +70,8 @@ export type LineFormat<T> = (records: readonly T[]) => string | readonly Buffer[
 /** Results: the batches' JSON lines, as the encoder wrote them (no copy). */
 export const RESULT_LINES: LineFormat<ResultBatch> = (batches) => batches.map((b) => b.json);
 
-/** Dead letters: JSON.stringify of each, one per line. */
-export const DEAD_LETTER_LINES: LineFormat<DeadLetter> = (records) => {
-  let text = '';
-  for (const d of records) text += deadLetterJson(d) + '\n';
-  return text;
-};
+/** Dead letters: JSON.stringify of each, one per line (encodeDeadLetters: written to a Buffer line by line). */
+export const DEAD_LETTER_LINES: LineFormat<DeadLetter> = (records) => [encodeDeadLetters(records).json];
 
 /**
  * Writes each record as one JSON line (`format` makes the text). write() waits until the stream has handed its
