@@ -249,6 +249,16 @@ const ZEROS: u64 = 0x3030303030303030; // "00000000"
   return p + <usize>len;
 }
 
+/** An integer's n - len zeros after its len digits at p (n <= 21: 24 bytes cover them); returns the end. */
+// @ts-ignore: decorator
+@inline function padZeros(p: usize, len: i32, n: i32): usize {
+  const z = p + <usize>len;
+  store<u64>(z, ZEROS);
+  store<u64>(z, ZEROS, 8);
+  store<u64>(z, ZEROS, 16);
+  return p + <usize>n;
+}
+
 /** writeDecimal for sig < 10^8 (len digits), in one word. */
 function writeDecimal8(p: usize, sig: u32, len: i32, exp10: i32): usize {
   const w = ascii8(sig);
@@ -259,11 +269,7 @@ function writeDecimal8(p: usize, sig: u32, len: i32, exp10: i32): usize {
   if (k <= n && n <= 21) {
     // An integer: the digits, then n - len zeros.
     store<u64>(p, d);
-    const z = p + <usize>len;
-    store<u64>(z, ZEROS);
-    store<u64>(z, ZEROS, 8);
-    store<u64>(z, ZEROS, 16);
-    return p + <usize>n;
+    return padZeros(p, len, n);
   }
   if (0 < n && n <= 21) {
     // ddd.ddd (n < k <= 8): the point goes in at byte n, pushing the 8th digit out of the word.
@@ -335,11 +341,7 @@ function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
     // An integer: the digits, then n - len zeros.
     v128.store(p, d);
     stb(p + 16, d16);
-    const z = p + <usize>len;
-    store<u64>(z, ZEROS);
-    store<u64>(z, ZEROS, 8);
-    store<u64>(z, ZEROS, 16);
-    return p + <usize>n;
+    return padZeros(p, len, n);
   }
   if (0 < n && n <= 21) {
     // ddd.ddd: n digits, the point, the other k - n.

@@ -95,15 +95,15 @@ const transactional = (s: Config['sinks'][number]): boolean => s.type === 'kafka
 
 /** Opens every result sink delivery writes to (exactly-once ones are written by the checkpoints), with its index. */
 async function openResultSinks(cfg: Config, log: Logger): Promise<Array<{ i: number; sink: RecordSink<ResultBatch> }>> {
-  const which = cfg.sinks.flatMap((s, i) => (transactional(s) ? [] : [i]));
-  const opened = await Promise.allSettled(which.map((i) => openResultSink(cfg, i, cfg.sinks[i]!.type === 'file' && ((cfg.sinks[i] as { append?: boolean }).append ?? cfg.source.type === 'kafka'), log)));
+  const which = cfg.sinks.flatMap((s, i) => (transactional(s) ? [] : [{ s, i }]));
+  const opened = await Promise.allSettled(which.map(({ s, i }) => openResultSink(cfg, i, s.type === 'file' && (s.append ?? cfg.source.type === 'kafka'), log)));
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) {
     // A connected producer or pool keeps the process alive: close whatever did open.
     await Promise.allSettled(opened.map((r) => (r.status === 'fulfilled' ? r.value.close() : Promise.resolve())));
     throw failed.reason;
   }
-  return opened.map((r, k) => ({ i: which[k]!, sink: (r as PromiseFulfilledResult<RecordSink<ResultBatch>>).value }));
+  return opened.map((r, k) => ({ i: which[k]!.i, sink: (r as PromiseFulfilledResult<RecordSink<ResultBatch>>).value }));
 }
 
 async function openDeadLetters(cfg: Config, log: Logger): Promise<RecordSink<DeadLetter>> {

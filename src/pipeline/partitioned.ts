@@ -80,7 +80,7 @@ export class PartitionedOperator {
   process(batch: RecordBatch, nowMs = this.clock()): Output {
     const p = batch.partition;
     const out = this.operator(p).process(batch, nowMs);
-    if (this.onResults !== undefined && out.results.n > 0) this.onResults(p, out.results);
+    this.handOut(p, out);
     if (this.onSharedKey !== undefined && this.ops.size > 1) this.checkKeys(out, p);
     this.advanced.set(p, this.watermarks.current);
     this.advanceOthers(out, p, nowMs);
@@ -101,7 +101,7 @@ export class PartitionedOperator {
     const parts: ResultBatch[] = [];
     for (const [p, op] of this.ops) {
       const o = op.finish(nowMs);
-      if (this.onResults !== undefined && o.results.n > 0) this.onResults(p, o.results);
+      this.handOut(p, o);
       merge(out, o, parts);
       this.advanced.set(p, Infinity);
     }
@@ -147,13 +147,18 @@ export class PartitionedOperator {
     }
   }
 
+  /** Shows partition `p`'s results to onResults, if anyone looks. */
+  private handOut(p: number, o: Output): void {
+    if (this.onResults !== undefined && o.results.n > 0) this.onResults(p, o.results);
+  }
+
   private advanceOthers(out: Output, except: number | undefined, nowMs: number): void {
     const w = this.watermarks.current;
     let parts: ResultBatch[] | undefined;
     for (const [p, op] of this.ops) {
       if (p === except || (this.advanced.get(p) ?? -Infinity) >= w) continue;
       const o = op.advance(w, nowMs);
-      if (this.onResults !== undefined && o.results.n > 0) this.onResults(p, o.results);
+      this.handOut(p, o);
       merge(out, o, (parts ??= [out.results]));
       this.advanced.set(p, w);
     }

@@ -146,8 +146,6 @@ function eachEntry(db: LevelDown, options: RangeOptions, each: (key: Buffer, val
 
 class RocksEngine implements Engine {
   readonly where: string;
-  /** Version keys sort by key, then newest first (see the top of this file). */
-  readonly newestFirst = true;
 
   /**
    * The version records as opening read them (key, value, key, value, ...), for the

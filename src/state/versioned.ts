@@ -73,12 +73,8 @@ export interface Engine {
   write(id: number, writes: readonly VersionWrite[]): Promise<void>;
   /** The version `(key, id)`: its value, null for a tombstone, undefined if it is not stored. */
   read(key: string, id: number): Promise<Buffer | null | undefined>;
-  /**
-   * Calls `each` with every stored version: in any order (duplicates allowed), or, where
-   * `newestFirst` is set, each key's versions one after the other, newest first.
-   */
+  /** Calls `each` with every stored version, in any order (duplicates allowed). */
   scan(each: (r: VersionRecord) => void): Promise<void>;
-  readonly newestFirst?: boolean;
   /** Deletes the given versions and every journal entry with id > `id`. */
   dropNewer(id: number, versions: readonly VersionRef[]): Promise<void>;
   /** Up to `limit` journal entries with id <= `upTo`, oldest first. */
@@ -222,36 +218,19 @@ export class VersionedStore implements PartitionStore {
     this.staged = new Map();
     return this.run('restore', async () => {
       checkId(id, `${this.engine.where}: restore`, 0);
+      const best = new Map<string, VersionRecord>();
       const newer: VersionRef[] = [];
-      let best: Iterable<VersionRecord>;
-      if (this.engine.newestFirst) {
-        // A key's versions come together, newest first: its first one <= id is the one.
-        const found: VersionRecord[] = [];
-        let last: string | undefined;
-        await this.engine.scan((r) => {
-          if (r.id > id) newer.push({ key: r.key, id: r.id });
-          else if (r.key !== last) {
-            last = r.key;
-            found.push(r);
-          }
-        });
-        best = found;
-      } else {
-        const byKey = new Map<string, VersionRecord>();
-        await this.engine.scan((r) => {
-          if (r.id > id) newer.push({ key: r.key, id: r.id });
-          else {
-            const b = byKey.get(r.key);
-            if (b === undefined || r.id > b.id) byKey.set(r.key, r);
-          }
-        });
-        best = byKey.values();
-      }
+      await this.engine.scan((r) => {
+        if (r.id > id) newer.push({ key: r.key, id: r.id });
+        else {
+          const b = best.get(r.key);
+          if (b === undefined || r.id > b.id) best.set(r.key, r);
+        }
+      });
       await this.engine.dropNewer(id, newer);
       this.reset();
       const entries = new Map<string, Buffer>();
-      for (const r of best) {
-        const key = r.key;
+      for (const [key, r] of best) {
         if (r.value === null) continue;
         const t = termOfEntry(key, r.value);
         const e: IndexEntry = { ver: r.id, hi: t.hi, lo: t.lo, size: Buffer.byteLength(key, 'utf8') + r.value.length };
