@@ -88,7 +88,7 @@ function objectPath(core: WasmCore, names: readonly string[], regs: KeyRegistry[
     const a = u32[w + RES.AGG / 4]!;
     const reg = regs[a]!;
     const keyId = u32[w + RES.KEY / 4]!;
-    results.push(windowResult(names[a]!, reg.keys[keyId]!, reg.groups[keyId]!, f, d, (u32[w + RES.FLAGS / 4]! & RES_LATE) !== 0, nowMs));
+    results.push(windowResult(names[a]!, reg.keys[keyId]!, reg.groupOf(keyId), f, d, (u32[w + RES.FLAGS / 4]! & RES_LATE) !== 0, nowMs));
   }
   let text = '';
   for (const r of results) text += JSON.stringify(r) + '\n';

@@ -155,6 +155,9 @@ export async function benchRestore(windows = 100_000, rounds = 3): Promise<Resto
       const m = process.memoryUsage();
       return m.heapUsed + m.external + m.arrayBuffers;
     };
+    // What the instances above left behind goes first: their closes finish on later ticks.
+    await new Promise((r) => setTimeout(r, 500));
+    used();
     const before = used();
     const opens: number[] = [];
     for (let p = 0; p < PRODUCERS; p++) {

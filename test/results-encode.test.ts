@@ -240,7 +240,7 @@ function expected(names: readonly string[], regs: KeyRegistry[], f: Fired, emitt
   return {
     name: names[f.agg]!,
     key: reg.keys[id]!,
-    group: reg.groups[id]!,
+    group: reg.groupOf(id),
     window: { start, end },
     results: { count, sum, avg, min, max, p50, p95, p99, stddev },
     late: (f.flags & RES_LATE) !== 0,

@@ -31,11 +31,12 @@ import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
 import type { PartitionedOperator } from '../pipeline/partitioned';
 import { offsetOf, type RecordBatch } from '../pipeline/types';
-import { ChangeBatchWriter, StateCorrupt, type PartitionStore, type StateBackend } from '../state';
+import { ChangeBatchWriter, StateCorrupt, type PartitionStore, type StateBackend, type StateSummary } from '../state';
 import type { ChangeSet } from '../pipeline/changes';
 import type { ResultBatch } from '../pipeline/results';
 import { readChangeBatch, type ChangeBatch } from '../state/batch';
 import type { Changelog } from '../changelog/thread';
+import type { RestoreResult } from '../changelog/kafka';
 import { FencedError } from '../changelog/errors';
 import { CHANGELOG_FORMAT, aggregationFingerprints, checkPartitionRecord, eventTimeFingerprint, type PartitionRecord } from '../changelog/format';
 import { faultPoint } from './faults';
@@ -242,7 +243,7 @@ export class Checkpointer {
     }));
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
-    type Restored = { p: number; entries: Map<string, Buffer>; rec: PartitionRecord };
+    type Restored = { p: number; rec: PartitionRecord };
     const restored: Restored[] = [];
     const empty: number[] = [];
     for (const p of partitions) {
@@ -251,50 +252,38 @@ export class Checkpointer {
       this.op.drop(p);
       this.results.delete(p);
       const where = `changelog "${changelog.topic}" partition ${p}`;
-      // A cache older than the topic's delete.retention.ms may miss a tombstone compaction has removed since.
-      const fresh = (m: CheckpointMetadata): boolean => this.clock() - Date.parse(m.createdAt) < changelog.deleteRetentionMs / 2;
-      let local = await this.verified(p, ps, (m, pc) => pc.changelogOffset !== undefined && fresh(m));
-      let r = await changelog.restore(p, local?.pc.changelogOffset ?? '0');
-      if (local !== undefined && BigInt(r.end) < BigInt(local.pc.changelogOffset!)) {
-        // The changelog ends before the cache: it is not the changelog the cache came from.
-        this.log.warn({ partition: p, cache: local.pc.changelogOffset, end: r.end }, `partition ${p}: the local state reaches changelog offset ${local.pc.changelogOffset}, but ${where} ends at ${r.end}; restoring from the changelog alone`);
-        local = undefined;
+      const cached = await this.restoreCached(p, ps, changelog, where);
+      let r: RestoreResult, rec: PartitionRecord | undefined;
+      if (cached !== undefined) ({ r, rec } = cached);
+      else {
+        await ps.clear();
         r = await changelog.restore(p, '0');
+        rec = r.partitionRecord === undefined ? undefined : checkPartitionRecord(r.partitionRecord, this.cfg, where);
+        if (rec === undefined) {
+          if (r.batch.count > 0) throw new WeirError(`${where} holds windows but no ${'@weir/partition'} record: it was not written by Weir`, { domain: 'user' });
+        } else this.op.operator(p).restoreBatch(r.batch, fromJsonTime(rec.watermarkMs));
       }
-      if (local === undefined) await ps.clear();
-      const entries = local?.entries ?? new Map<string, Buffer>();
-      readChangeBatch(r.batch, (key, value) => {
-        if (value === null) entries.delete(key);
-        else entries.set(key, Buffer.from(value));
-      });
       // The local store catches up with the changelog at the next checkpoint.
       if (r.batch.count > 0) ps.stage(r.batch);
-      const recText = r.partitionRecord;
-      const rec: PartitionRecord | undefined =
-        recText !== undefined
-          ? checkPartitionRecord(recText, this.cfg, where)
-          : local !== undefined
-            ? this.recordOf(local.meta, local.pc)
-            : undefined;
       const seconds = (performance.now() - t0) / 1000;
-      const from = local === undefined ? 'changelog' : r.records > 0 ? 'local cache and changelog' : 'local cache';
       this.bus.emit('state.restored', { partition: p, seconds, records: r.records });
+      this.changelogOffsets.set(p, r.end);
       if (rec === undefined) {
-        if (entries.size > 0) throw new WeirError(`${where} holds windows but no ${'@weir/partition'} record: it was not written by Weir`, { domain: 'user' });
         empty.push(p);
-        this.changelogOffsets.set(p, r.end);
         this.log.info({ partition: p, state: 'empty', changelogEnd: r.end, ms: Math.round(seconds * 1000) }, `partition ${p}: no state in ${where}, starting empty`);
         continue;
       }
-      this.changelogOffsets.set(p, r.end);
       this.committedOffsets.set(p, rec.offset);
-      restored.push({ p, entries, rec });
+      restored.push({ p, rec });
+      const windows = this.op.openWindows(p);
+      const local = cached?.meta;
+      const from = local === undefined ? 'changelog' : r.records > 0 ? 'local cache and changelog' : 'local cache';
       const what =
         local === undefined
-          ? `partition ${p} restored from the changelog (${r.records} records of "${changelog.topic}" from offset 0, ${entries.size} windows)`
-          : `partition ${p} restored from checkpoint ${local.meta.id} (local cache) and ${r.records} changelog records from offset ${local.pc.changelogOffset} (${entries.size} windows)`;
+          ? `partition ${p} restored from the changelog (${r.records} records of "${changelog.topic}" from offset 0, ${windows} windows)`
+          : `partition ${p} restored from checkpoint ${local.id} (local cache) and ${r.records} changelog records from offset ${cached!.from} (${windows} windows)`;
       this.log.info(
-        { partition: p, state: from, checkpoint: local?.meta.id, changelogFrom: local?.pc.changelogOffset ?? '0', changelogEnd: r.end, records: r.records, windows: entries.size, offset: rec.offset, ms: Math.round(seconds * 1000) },
+        { partition: p, state: from, checkpoint: local?.id, changelogFrom: cached?.from ?? '0', changelogEnd: r.end, records: r.records, windows, offset: rec.offset, ms: Math.round(seconds * 1000) },
         `${what} in ${Math.round(seconds * 1000)} ms; reading from offset ${rec.offset}`,
       );
     }
@@ -302,14 +291,67 @@ export class Checkpointer {
     this.firstAssignment = false;
     const wm = this.op.watermarks;
     if (first && empty.length === 0 && restored.length > 0) wm.current = Math.max(wm.current, Math.min(...restored.map((x) => fromJsonTime(x.rec.watermarkMs))));
-    for (const { p, entries, rec } of restored) {
-      // At the W it stood at, even above this instance's: what fired there stays fired (see WindowOperator.restore()).
-      this.op.operator(p).restore(entries, fromJsonTime(rec.watermarkMs));
+    for (const { p, rec } of restored) {
       wm.register(p, this.clock(), fromJsonTime(rec.maxEventTimeMs));
       source.seek(p, rec.offset);
       this.offsets.set(p, rec.offset);
     }
     this.startEmpty(empty, source);
+  }
+
+  /**
+   * Partition `p`'s operator rebuilt from the newest local checkpoint that verifies
+   * and is recent enough, plus the changelog after the offset that checkpoint reached;
+   * undefined (and the operator empty) when there is none. The changelog's tail is
+   * read first: its keys are newer than the cache's, so the cache's entries of them
+   * are skipped, and the operator is rebuilt from the store's batches as the state
+   * thread reads them. A checkpoint whose state does not verify is dropped, operator
+   * and all, and the next older one tried.
+   */
+  private async restoreCached(p: number, ps: PartitionStore, changelog: Changelog, where: string): Promise<{ meta: CheckpointMetadata; from: string; r: RestoreResult; rec: PartitionRecord } | undefined> {
+    for (const meta of this.known) {
+      const pc = meta.partitions.find((x) => x.partition === p);
+      // A cache older than the topic's delete.retention.ms may miss a tombstone compaction has removed since.
+      if (pc?.changelogOffset === undefined || this.clock() - Date.parse(meta.createdAt) >= changelog.deleteRetentionMs / 2) continue;
+      this.checkFingerprint(meta);
+      const from = pc.changelogOffset;
+      const r = await changelog.restore(p, from);
+      if (BigInt(r.end) < BigInt(from)) {
+        // The changelog ends before the cache: it is not the changelog the cache came from.
+        this.log.warn({ partition: p, cache: from, end: r.end }, `partition ${p}: the local state reaches changelog offset ${from}, but ${where} ends at ${r.end}; restoring from the changelog alone`);
+        return undefined;
+      }
+      const rec = r.partitionRecord !== undefined ? checkPartitionRecord(r.partitionRecord, this.cfg, where) : this.recordOf(meta, pc);
+      const newer = new Map<string, Buffer | null>();
+      readChangeBatch(r.batch, (key, value) => newer.set(key, value));
+      const w = fromJsonTime(rec.watermarkMs);
+      const operator = this.op.operator(p);
+      let failure: unknown;
+      let summary: StateSummary;
+      try {
+        summary = await ps.restoreBatches(meta.id, (batch) => {
+          if (failure !== undefined) return;
+          try {
+            operator.restoreBatch(batch, w, newer);
+          } catch (e) {
+            failure = e;
+          }
+        });
+      } catch (e) {
+        if (!(e instanceof StateCorrupt)) throw e;
+        this.op.drop(p);
+        this.log.warn({ checkpoint: meta.id, partition: p, err: e }, `skipping checkpoint ${meta.id} for partition ${p}: ${e.message}`);
+        continue;
+      }
+      if (failure !== undefined) throw failure;
+      if (!this.verifies(meta, pc, summary)) {
+        this.op.drop(p);
+        continue;
+      }
+      operator.restoreBatch(r.batch, w);
+      return { meta, from, r, rec };
+    }
+    return undefined;
   }
 
   /** What a local checkpoint says of partition `pc`, as a changelog's partition record would. */
@@ -341,16 +383,12 @@ export class Checkpointer {
     }
   }
 
-  /** The newest checkpoint of `p` whose metadata and state verify (and that `usable` accepts), with the state read back. */
-  private async verified(p: number, ps: PartitionStore, usable: (m: CheckpointMetadata, pc: PartitionCheckpoint) => boolean = () => true) {
+  /** The newest checkpoint of `p` whose metadata and state verify, with the state read back. */
+  private async verified(p: number, ps: PartitionStore) {
     for (const meta of this.known) {
       const pc = meta.partitions.find((x) => x.partition === p);
-      if (pc === undefined || !usable(meta, pc)) continue;
-      if (meta.aggregations !== this.fingerprint)
-        throw new WeirError(
-          `checkpoint ${meta.id} in ${this.cfg.checkpoint.dir} was taken with another source topic, other aggregations or other event-time settings than this config; to reprocess from scratch, point checkpoint.dir and state.dir at empty directories`,
-          { domain: 'user' },
-        );
+      if (pc === undefined) continue;
+      this.checkFingerprint(meta);
       let restored;
       try {
         restored = await ps.restore(meta.id);
@@ -360,16 +398,28 @@ export class Checkpointer {
         continue;
       }
       const { entries, summary } = restored;
-      if (summary.digest !== pc.state.digest || summary.entries !== pc.state.entries) {
-        this.log.warn(
-          { checkpoint: meta.id, partition: p, expected: pc.state, found: summary },
-          `skipping checkpoint ${meta.id} for partition ${p}: its state in the ${this.backend.kind} backend does not verify (${summary.entries} entries, digest ${summary.digest}; the checkpoint recorded ${pc.state.entries}, ${pc.state.digest})`,
-        );
-        continue;
-      }
+      if (!this.verifies(meta, pc, summary)) continue;
       return { meta, pc, entries, summary };
     }
     return undefined;
+  }
+
+  private checkFingerprint(meta: CheckpointMetadata): void {
+    if (meta.aggregations !== this.fingerprint)
+      throw new WeirError(
+        `checkpoint ${meta.id} in ${this.cfg.checkpoint.dir} was taken with another source topic, other aggregations or other event-time settings than this config; to reprocess from scratch, point checkpoint.dir and state.dir at empty directories`,
+        { domain: 'user' },
+      );
+  }
+
+  /** Whether the state read back for checkpoint `meta` is what it recorded (a warning if not). */
+  private verifies(meta: CheckpointMetadata, pc: PartitionCheckpoint, summary: StateSummary): boolean {
+    if (summary.digest === pc.state.digest && summary.entries === pc.state.entries) return true;
+    this.log.warn(
+      { checkpoint: meta.id, partition: pc.partition, expected: pc.state, found: summary },
+      `skipping checkpoint ${meta.id} for partition ${pc.partition}: its state in the ${this.backend.kind} backend does not verify (${summary.entries} entries, digest ${summary.digest}; the checkpoint recorded ${pc.state.entries}, ${pc.state.digest})`,
+    );
+    return false;
   }
 
   /** A revoked partition: its state is dropped (the last checkpoint that holds it stays). */

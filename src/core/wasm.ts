@@ -256,15 +256,17 @@ export class WasmCore {
   }
 
   /** Rebuilds one window from its slot serialization, as of watermark w; the slot, or Layout.NO_SLOT if rejected. */
-  restoreWindow(a: number, keyId: number, start: number, end: number, w: number, state: Uint8Array): number {
-    if (state.length > this.scratchCap) {
+  /** Restores one window from bytes [from, to) of `src` (the core's serialization of its slot); NO_SLOT if rejected. */
+  restoreWindow(a: number, keyId: number, start: number, end: number, w: number, src: Buffer, from: number, to: number): number {
+    const len = to - from;
+    if (len > this.scratchCap) {
       if (this.scratch) this.x.free(this.scratch);
-      this.scratchCap = Math.max(state.length, 2 * this.scratchCap, 4096);
+      this.scratchCap = Math.max(len, 2 * this.scratchCap, 4096);
       this.scratch = this.x.alloc(this.scratchCap);
     }
     this.refresh();
-    this.u8.set(state, this.scratch);
-    return this.x.restoreWindow(a, keyId, start, end, w, this.scratch, state.length) >>> 0;
+    src.copy(this.u8, this.scratch, from, to);
+    return this.x.restoreWindow(a, keyId, start, end, w, this.scratch, len) >>> 0;
   }
 
   memoryBytes(): number {

@@ -38,7 +38,14 @@ export class KeyRegistry {
   private readonly ids = new Map<string, number>();
   /** By id; undefined: released (on the free list). */
   readonly keys: Array<string | undefined> = [];
-  readonly groups: Array<Record<string, string> | undefined> = [];
+  /**
+   * The group values of each key, by id, in group-by order: a window's state carries
+   * them (two group-by paths may share a field name, so a group object cannot give
+   * them back).
+   */
+  readonly values: Array<string[] | undefined> = [];
+  /** The {field: value} objects groupOf() made, by id. */
+  private readonly groups: Array<Record<string, string> | undefined> = [];
   readonly fields: string[];
   /** Ids below capacity not in use, to be handed out again. */
   private readonly free = new Set<number>();
@@ -62,12 +69,21 @@ export class KeyRegistry {
       id = this.newId(preferred);
       this.ids.set(key, id);
       this.keys[id] = key;
-      const group: Record<string, string> = {};
-      this.fields.forEach((f, j) => (group[f] = values[j]!));
-      this.groups[id] = group;
-      this.created(id, values);
+      this.values[id] = values.slice();
     }
     return id;
+  }
+
+  /** The key of `id` as {field: value}, made once per key when first asked for. */
+  groupOf(id: number): Record<string, string> {
+    let group = this.groups[id];
+    if (group === undefined) {
+      const values = this.values[id]!;
+      group = {};
+      for (let j = 0; j < this.fields.length; j++) group[this.fields[j]!] = values[j]!;
+      this.groups[id] = group;
+    }
+    return group;
   }
 
   /** Forgets the key of `id` (no window of it is open); the id may be handed out again. */
@@ -76,9 +92,9 @@ export class KeyRegistry {
     if (key === undefined) return;
     this.ids.delete(key);
     this.keys[id] = undefined;
+    this.values[id] = undefined;
     this.groups[id] = undefined;
     this.free.add(id);
-    this.released(id);
     for (const hook of this.releaseHooks) hook(id);
   }
 
@@ -102,25 +118,23 @@ export class KeyRegistry {
     return this.keys.length;
   }
 
-  /** Hooks of subclasses that keep more per key. */
-  protected created(_id: number, _values: readonly string[]): void {}
-  protected released(_id: number): void {}
-
   private newId(preferred: number | undefined): number {
     if (preferred !== undefined && this.keys[preferred] === undefined) {
       // Beyond the end, the ids in between become free ones.
       for (let id = this.keys.length; id < preferred; id++) {
         this.keys[id] = undefined;
+        this.values[id] = undefined;
         this.groups[id] = undefined;
         this.free.add(id);
       }
       this.free.delete(preferred);
       return preferred;
     }
-    for (const id of this.free) {
-      this.free.delete(id);
-      return id;
-    }
+    if (this.free.size > 0)
+      for (const id of this.free) {
+        this.free.delete(id);
+        return id;
+      }
     return this.keys.length;
   }
 }

@@ -12,28 +12,12 @@ import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch } from './types';
 import { ResultBatch, ResultEncoder } from './results';
+import type { ChangeBatch } from '../state/batch';
 import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type KeyTables, type StateChanges } from './changes';
 
 export { STATE_VALUE_VERSION, type StateChanges } from './changes';
 
 const { EV, GONE, GONE_BYTES } = Layout;
-
-/**
- * A key registry that also keeps each key's group values in group-by order, so that
- * a window's state can carry them (two group-by paths may share a field name, so
- * `groups` alone cannot give them back).
- */
-class ValuedKeyRegistry extends KeyRegistry {
-  readonly values: Array<string[] | undefined> = [];
-
-  protected override created(id: number, values: readonly string[]): void {
-    this.values[id] = values.slice();
-  }
-
-  protected override released(id: number): void {
-    this.values[id] = undefined;
-  }
-}
 
 /**
  * A registry is swept for keys without an open window once it holds this many keys
@@ -48,35 +32,54 @@ interface DecodedState {
   values: string[];
   start: number;
   end: number;
-  core: Uint8Array;
+  /** The core's bytes of the window: [coreStart, coreEnd) of the value's buffer. */
+  coreStart: number;
+  coreEnd: number;
+}
+
+/**
+ * Parses the state value in bytes [p, end) of `b` into `into`; answers why it is not
+ * one (undefined: it is).
+ */
+function parseStateValue(b: Buffer, p: number, end: number, into: DecodedState): string | undefined {
+  if (end - p < 2 || b[p] !== STATE_MAGIC) return 'not a window state value';
+  if (b[p + 1] !== STATE_VALUE_VERSION) return `unsupported state format version ${b[p + 1]} (this build reads ${STATE_VALUE_VERSION})`;
+  let o = p + 2;
+  if (o + 2 > end) return 'the value is truncated';
+  const nameLen = b.readUInt16LE(o);
+  if (o + 4 + nameLen > end) return 'the value is truncated';
+  into.name = b.toString('utf8', o + 2, o + 2 + nameLen);
+  o += 2 + nameLen;
+  const n = b.readUInt16LE(o);
+  o += 2;
+  const values: string[] = new Array<string>(n);
+  for (let j = 0; j < n; j++) {
+    if (o + 4 > end) return 'the value is truncated';
+    const len = b.readUInt32LE(o);
+    if (o + 4 + len > end) return 'the value is truncated';
+    values[j] = b.toString('utf8', o + 4, o + 4 + len);
+    o += 4 + len;
+  }
+  if (o + 16 > end) return 'the value is truncated';
+  into.values = values;
+  into.start = b.readDoubleLE(o);
+  into.end = b.readDoubleLE(o + 8);
+  into.coreStart = o + 16;
+  into.coreEnd = end;
+  return undefined;
+}
+
+function cannotRestore(key: string, why: string): Error {
+  return new Error(`window state "${key}" cannot be restored: ${why}`);
 }
 
 /** Parses a state value; throws naming the state key when it is not one. */
-export function decodeStateValue(key: string, v: Uint8Array): DecodedState {
+export function decodeStateValue(key: string, v: Uint8Array): { name: string; values: string[]; start: number; end: number; core: Uint8Array } {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  const bad = (why: string): Error => new Error(`window state "${key}" cannot be restored: ${why}`);
-  if (b.length < 2 || b[0] !== STATE_MAGIC) throw bad('not a window state value');
-  if (b[1] !== STATE_VALUE_VERSION) throw bad(`unsupported state format version ${b[1]} (this build reads ${STATE_VALUE_VERSION})`);
-  try {
-    let o = 2;
-    const nameLen = b.readUInt16LE(o);
-    const name = b.toString('utf8', o + 2, o + 2 + nameLen);
-    o += 2 + nameLen;
-    const n = b.readUInt16LE(o);
-    o += 2;
-    const values: string[] = [];
-    for (let j = 0; j < n; j++) {
-      const len = b.readUInt32LE(o);
-      if (o + 4 + len > b.length) throw new RangeError('truncated');
-      values.push(b.toString('utf8', o + 4, o + 4 + len));
-      o += 4 + len;
-    }
-    const start = b.readDoubleLE(o), end = b.readDoubleLE(o + 8);
-    o += 16;
-    return { name, values, start, end, core: b.subarray(o) };
-  } catch {
-    throw bad('the value is truncated');
-  }
+  const st = {} as DecodedState;
+  const why = parseStateValue(b, 0, b.length, st);
+  if (why !== undefined) throw cannotRestore(key, why);
+  return { name: st.name, values: st.values, start: st.start, end: st.end, core: b.subarray(st.coreStart, st.coreEnd) };
 }
 
 /** What one step of the operator produced. */
@@ -116,7 +119,6 @@ export class WindowOperator {
   private readonly tsField: string;
   private readonly instance: string;
   private readonly latenessMs: number;
-  private readonly valued: ValuedKeyRegistry[];
   private readonly aggIndex = new Map<string, number>();
   // ─── Checkpoint bookkeeping ───
   private tracking = false;
@@ -143,8 +145,7 @@ export class WindowOperator {
     this.instance = processing.instanceId;
     this.latenessMs = eventTime.allowedLatenessMs;
     this.clock = opts.clock ?? Date.now;
-    this.valued = aggregations.map((a) => new ValuedKeyRegistry(a.groupBy));
-    this.registries = this.valued;
+    this.registries = aggregations.map((a) => new KeyRegistry(a.groupBy));
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
     this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.keyTables, this.headers);
     this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
@@ -283,7 +284,7 @@ export class WindowOperator {
 
   /** Per aggregation, its key strings and group values by key id (the registries' own arrays, which stay the same arrays). */
   private get keyTables(): KeyTables {
-    return { keys: this.registries.map((r) => r.keys), values: this.valued.map((r) => r.values) };
+    return { keys: this.registries.map((r) => r.keys), values: this.registries.map((r) => r.values) };
   }
 
   /**
@@ -299,29 +300,62 @@ export class WindowOperator {
    * them (watermarks.register(partition, now, maxEventTime), watermarks.current).
    */
   restore(entries: Iterable<[string, Uint8Array]>, watermarkMs: number): void {
+    this.beginRestore(watermarkMs);
+    const st = {} as DecodedState;
+    for (const [key, value] of entries) {
+      const b = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      this.restoreOne(key, b, 0, b.length, watermarkMs, st);
+    }
+  }
+
+  /**
+   * restore() from the puts of a change batch (batch.ts), but for the keys `skip`
+   * has: read in place, without an object per entry.
+   */
+  restoreBatch(batch: ChangeBatch, watermarkMs: number, skip?: ReadonlyMap<string, unknown>): void {
+    this.beginRestore(watermarkMs);
+    const b = Buffer.from(batch.buffer, 0, batch.length);
+    const st = {} as DecodedState;
+    let p = 0;
+    for (let i = 0; i < batch.count; i++) {
+      if (p + 8 > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
+      const keyLen = b.readUInt32LE(p), v = b.readUInt32LE(p + 4);
+      const k = p + 8, end = k + keyLen + v;
+      if (end > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
+      p = end;
+      if (v === 0) continue;
+      const key = b.toString('utf8', k, k + keyLen);
+      if (skip !== undefined && skip.has(key)) continue;
+      this.restoreOne(key, b, k + keyLen + 1, end, watermarkMs, st);
+    }
+  }
+
+  private beginRestore(watermarkMs: number): void {
     if (this.fed) throw new Error('restore() needs a fresh operator: this one has processed events');
     this.floorMs = watermarkMs;
-    for (const [key, value] of entries) {
-      const st = decodeStateValue(key, value);
-      const a = this.aggIndex.get(st.name);
-      if (a === undefined) throw new Error(`window state "${key}" cannot be restored: no aggregation named "${st.name}" in this config (aggregations: ${this.aggs.map((x) => x.name).join(', ')})`);
-      const reg = this.registries[a]!;
-      if (st.values.length !== reg.fields.length)
-        throw new Error(`window state "${key}" cannot be restored: it has ${st.values.length} group values, aggregation "${st.name}" groups by ${reg.fields.length} fields`);
-      const id = reg.idOf(st.values);
-      const expect = stateKey(st.name, reg.keys[id]!, st.start, st.end);
-      // State written before key values were percent-encoded is read as well; the next drain rewrites it.
-      const legacyKey = expect === key ? undefined : reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
-      if (legacyKey !== undefined && stateKey(st.name, legacyKey, st.start, st.end) !== key)
-        throw new Error(`window state "${key}" cannot be restored: its value describes the window "${expect}"`);
-      const slot = this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, st.core);
-      if (slot === Layout.NO_SLOT)
-        throw new Error(
-          `window state "${key}" cannot be restored: the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
-        );
-      // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
-      this.persisted.set(slot, a, id, st.start, st.end, legacyKey);
-    }
+  }
+
+  /** Restores the window of state key `key` from its value, bytes [p, end) of `b`. */
+  private restoreOne(key: string, b: Buffer, p: number, end: number, watermarkMs: number, st: DecodedState): void {
+    const why = parseStateValue(b, p, end, st);
+    if (why !== undefined) throw cannotRestore(key, why);
+    const a = this.aggIndex.get(st.name);
+    if (a === undefined) throw cannotRestore(key, `no aggregation named "${st.name}" in this config (aggregations: ${this.aggs.map((x) => x.name).join(', ')})`);
+    const reg = this.registries[a]!;
+    if (st.values.length !== reg.fields.length) throw cannotRestore(key, `it has ${st.values.length} group values, aggregation "${st.name}" groups by ${reg.fields.length} fields`);
+    const id = reg.idOf(st.values);
+    const expect = stateKey(st.name, reg.keys[id]!, st.start, st.end);
+    // State written before key values were percent-encoded is read as well; the next drain rewrites it.
+    const legacyKey = expect === key ? undefined : reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
+    if (legacyKey !== undefined && stateKey(st.name, legacyKey, st.start, st.end) !== key) throw cannotRestore(key, `its value describes the window "${expect}"`);
+    const slot = this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, b, st.coreStart, st.coreEnd);
+    if (slot === Layout.NO_SLOT)
+      throw cannotRestore(
+        key,
+        `the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
+      );
+    // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
+    this.persisted.set(slot, a, id, st.start, st.end, legacyKey);
   }
 
   memoryBytes(): number {
@@ -360,7 +394,7 @@ export class WindowOperator {
     // Every key id of this step has been read: ids without an open window may go, unless
     // a change set not yet encoded names them (then at the first step after it is).
     if (this.changes !== undefined && !this.changes.encoded) return;
-    for (let a = 0; a < this.aggs.length; a++) if (this.valued[a]!.size >= this.sweepAt[a]!) this.releaseKeys(a);
+    for (let a = 0; a < this.aggs.length; a++) if (this.registries[a]!.size >= this.sweepAt[a]!) this.releaseKeys(a);
   }
 
   /**
@@ -373,7 +407,7 @@ export class WindowOperator {
    * maybe under another id; state keys and results use key strings, never ids.
    */
   private releaseKeys(a: number): void {
-    const reg = this.valued[a]!;
+    const reg = this.registries[a]!;
     const cap = reg.capacity;
     const live = this.core.liveKeys(a, cap);
     let idle = this.idle[a]!;
@@ -405,7 +439,7 @@ export class WindowOperator {
 
   /** Keys of aggregation `a` registered now, and the raw ids the scan decoder's table holds (0 with the JSON decoder). */
   keyCounts(a: number): { keys: number; ids: number; rawKeys: number } {
-    const reg = this.valued[a]!;
+    const reg = this.registries[a]!;
     return { keys: reg.size, ids: reg.capacity, rawKeys: this.decoder instanceof ScanDecoder ? this.decoder.rawKeys(a) : 0 };
   }
 

@@ -359,7 +359,7 @@ export class ResultEncoder {
 
   private install(a: number, id: number): ResultKey {
     const reg = this.registries[a]!;
-    const key = reg.keys[id]!, group = reg.groups[id]!, name = this.names[a]!;
+    const key = reg.keys[id]!, group = reg.groupOf(id), name = this.names[a]!;
     const t = this.prefixes[a]!;
     if (id >= t.ptr.length) this.grow(a, t, id + 1);
     const bytes = Buffer.from(resultPrefix(name, key, group), 'utf8');

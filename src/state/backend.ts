@@ -81,6 +81,14 @@ export interface PartitionStore {
    * checkpoint never mixes them in, and drops the stage. Afterwards get() answers as of `id`.
    */
   restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }>;
+  /**
+   * restore(), its entries handed to `each` as they are read: change batches of puts
+   * (batch.ts; each key once), a few thousand entries each, that `each` may keep. The
+   * first is out while the next is made, so that the caller can use it meanwhile (the
+   * thread store sends each as soon as the thread has it). Resolves with the summary
+   * after the last. `each` must not throw: a caller keeps its own failures.
+   */
+  restoreBatches(id: number, each: (batch: ChangeBatch) => void): Promise<StateSummary>;
   /** Removes everything of this partition (a fresh start), and drops the stage. */
   clear(): Promise<void>;
   /** Drops the versions no checkpoint >= oldestRetained can need (walks the journal, not the state). */

@@ -78,6 +78,11 @@ export class ChangeBatchWriter {
     this.endPut();
   }
 
+  /** The last record's key ‖ 0x00 ‖ value (a view, valid until the next write): what its digest term hashes. */
+  lastHashed(): Buffer {
+    return this.buf.subarray(this.rec + HEADER, this.pos);
+  }
+
   delete(key: string): void {
     this.start(3 * key.length);
     this.pos += this.buf.write(key, this.pos, 'utf8');

@@ -125,7 +125,7 @@ const binding = require('rocksdb/binding') as {
 const READ_BYTES = 1 << 20;
 
 /** Each [key, value] of a range, by callbacks, a thousand entries per native read. */
-function eachEntry(db: LevelDown, options: RangeOptions, each: (key: Buffer, value: Buffer) => void): Promise<void> {
+function eachEntry(db: LevelDown, options: RangeOptions & { keyAsBuffer?: false; valueAsBuffer?: false }, each: (key: Buffer, value: Buffer) => void): Promise<void> {
   const it = db.iterator({ ...options, highWaterMark: READ_BYTES });
   return new Promise<void>((resolve, reject) => {
     const done = (e: Error | undefined): void => it.end((e2) => (e !== undefined ? reject(e) : e2 ? reject(e2) : resolve()));
@@ -146,6 +146,8 @@ function eachEntry(db: LevelDown, options: RangeOptions, each: (key: Buffer, val
 
 class RocksEngine implements Engine {
   readonly where: string;
+  /** Keys sort as their bytes, a key's versions by id, newest first (versionKey). */
+  readonly grouped = true;
 
   /**
    * The version records as opening read them (key, value, key, value, ...), for the
@@ -316,11 +318,12 @@ async function openVerified(dir: string): Promise<{ db: LevelDown; versions: Buf
   const db = rocksdb(dir);
   await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
   try {
-    // Reading is the check: RocksDB verifies each block's checksum as it reads it.
+    // Reading is the check: RocksDB verifies each block's checksum as it reads it. What
+    // sorts before the versions (the journal) is only checked: read as strings, which
+    // the binding makes at half the cost of Buffers, and dropped.
+    await eachEntry(db, { lt: V_START, keyAsBuffer: false, valueAsBuffer: false }, () => {});
     const versions: Buffer[] = [];
-    await eachEntry(db, {}, (k, v) => {
-      if (k[0] === V) versions.push(k, v);
-    });
+    await eachEntry(db, { gte: V_START }, (k, v) => versions.push(k, v));
     return { db, versions };
   } catch (e) {
     await call((cb) => db.close(cb)).catch(() => undefined);

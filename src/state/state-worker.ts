@@ -11,13 +11,14 @@
 //                                     | close {store} | shutdown; one reply of the same id
 //   worker -> main
 //     ready | failed {error}          the backend opened (or not), once, first
+//     chunk {id, batch}               part of a restore's entries, before its reply
 //     reply {id, error?, result?}
 //     warning {message, fields}       the backend's onWarning
 // Each store's operation is called as its message arrives, in order, so a stage
 // followed by a checkpoint is in that checkpoint, as on one thread.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PartitionStore, StateBackend, StateBackendConfig } from './backend';
-import { ChangeBatchWriter, type ChangeBatch } from './batch';
+import type { ChangeBatch } from './batch';
 import type { RecordCounts } from './versioned';
 
 export interface StateWorkerInit {
@@ -47,6 +48,8 @@ export type FromStateWorker =
   | { type: 'ready' }
   | { type: 'failed'; error: PlainStateError }
   | { type: 'reply'; id: number; error?: PlainStateError; result?: unknown }
+  /** Part of a restore's entries, before the restore's reply. */
+  | { type: 'chunk'; id: number; batch: ChangeBatch }
   | { type: 'warning'; message: string; fields: Record<string, unknown> };
 
 export function plainStateError(e: unknown): PlainStateError {
@@ -58,15 +61,6 @@ export function plainStateError(e: unknown): PlainStateError {
   if (typeof x.retriable === 'boolean') p.retriable = x.retriable;
   if (typeof x.code === 'string') p.code = x.code;
   return p;
-}
-
-/** A restore's entries as one change batch of puts: one transfer, no clone of a Map. */
-export function packEntries(entries: ReadonlyMap<string, Buffer>): ChangeBatch {
-  let bytes = 0;
-  for (const [k, v] of entries) bytes += 9 + 3 * k.length + v.length;
-  const w = new ChangeBatchWriter(bytes);
-  for (const [k, v] of entries) w.put(k, v);
-  return w.finish();
 }
 
 async function serve(init: StateWorkerInit): Promise<void> {
@@ -117,11 +111,8 @@ async function serve(init: StateWorkerInit): Promise<void> {
       case 'restore':
         stageFailures.delete(m.store);
         return storeOf(m.store)
-          .restore(m.n)
-          .then(({ entries, summary }) => {
-            const batch = packEntries(entries);
-            return { result: { batch, summary }, transfer: [batch.buffer] };
-          });
+          .restoreBatches(m.n, (batch) => post({ type: 'chunk', id: m.id, batch }, [batch.buffer]))
+          .then((summary) => ({ result: summary }));
       case 'clear':
         stageFailures.delete(m.store);
         return storeOf(m.store)

@@ -45,6 +45,8 @@ export function revive(p: PlainStateError): Error {
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** A restore's batches, as they come. */
+  chunk?: (batch: ChangeBatch) => void;
 }
 
 export class ThreadStateBackend implements StateBackend {
@@ -104,10 +106,10 @@ export class ThreadStateBackend implements StateBackend {
   }
 
   /** @internal */
-  request(op: StateOp): Promise<unknown> {
+  request(op: StateOp, chunk?: (batch: ChangeBatch) => void): Promise<unknown> {
     if (this.gone !== undefined) return Promise.reject(this.gone);
     const id = ++this.lastId;
-    const p = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const p = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject, chunk }));
     // The process waits for what it asked the thread, not for the idle thread.
     if (this.pending.size === 1) this.worker.ref();
     this.worker.postMessage({ type: 'request', id, ...op } satisfies ToStateWorker);
@@ -123,6 +125,10 @@ export class ThreadStateBackend implements StateBackend {
   private onMessage(m: FromStateWorker): void {
     if (m.type === 'warning') {
       this.onWarning?.(m.message, m.fields);
+      return;
+    }
+    if (m.type === 'chunk') {
+      this.pending.get(m.id)?.chunk?.(m.batch);
       return;
     }
     if (m.type !== 'reply') return;
@@ -183,11 +189,14 @@ class ThreadPartitionStore implements PartitionStore {
   }
 
   async restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
-    this.gathered = undefined; // a restore drops the stage
-    const { batch, summary } = (await this.call({ op: 'restore', store: this.handle, n: id })) as { batch: ChangeBatch; summary: StateSummary };
     const entries = new Map<string, Buffer>();
-    readChangeBatch(batch, (k, v) => entries.set(k, v!));
+    const summary = await this.restoreBatches(id, (batch) => readChangeBatch(batch, (k, v) => entries.set(k, v!)));
     return { entries, summary };
+  }
+
+  restoreBatches(id: number, each: (batch: ChangeBatch) => void): Promise<StateSummary> {
+    this.gathered = undefined; // a restore drops the stage
+    return this.call({ op: 'restore', store: this.handle, n: id }, each) as Promise<StateSummary>;
   }
 
   clear(): Promise<void> {
@@ -213,13 +222,13 @@ class ThreadPartitionStore implements PartitionStore {
     return this.closing;
   }
 
-  private call(op: StateOp): Promise<unknown> {
+  private call(op: StateOp, chunk?: (batch: ChangeBatch) => void): Promise<unknown> {
     if (this.closed) {
       const name = op.op;
       return Promise.reject(new StateError(`${this.where}: ${name}() after close()`, { domain: 'internal' }));
     }
     this.flush();
-    return this.backend.request(op);
+    return this.backend.request(op, chunk);
   }
 
   private flush(): void {

@@ -26,7 +26,7 @@
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
 import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, type PartitionStore, type StateSummary } from './backend';
-import { readChangeBatch, type ChangeBatch } from './batch';
+import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
 export const MAX_STATE_ID = 0xfffffffe;
@@ -73,8 +73,10 @@ export interface Engine {
   write(id: number, writes: readonly VersionWrite[]): Promise<void>;
   /** The version `(key, id)`: its value, null for a tombstone, undefined if it is not stored. */
   read(key: string, id: number): Promise<Buffer | null | undefined>;
-  /** Calls `each` with every stored version, in any order (duplicates allowed). */
+  /** Calls `each` with every stored version, in any order (duplicates allowed), but see `grouped`. */
   scan(each: (r: VersionRecord) => void): Promise<void>;
+  /** Whether scan() gives each key's versions one after the other, newest first, each once (RocksDB's key order). */
+  readonly grouped?: boolean;
   /** Deletes the given versions and every journal entry with id > `id`. */
   dropNewer(id: number, versions: readonly VersionRef[]): Promise<void>;
   /** Up to `limit` journal entries with id <= `upTo`, oldest first. */
@@ -103,6 +105,8 @@ interface Staged {
 }
 
 const PRUNE_CHUNK = 5000;
+/** Entries per batch a restore hands out: the first reaches its user while the next is made. */
+const RESTORE_CHUNK = 8192;
 
 function checkId(id: number, what: string, min: number): void {
   if (!Number.isSafeInteger(id) || id < min || id > MAX_STATE_ID)
@@ -214,34 +218,72 @@ export class VersionedStore implements PartitionStore {
     });
   }
 
-  restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
+  async restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
+    const entries = new Map<string, Buffer>();
+    const summary = await this.restoreBatches(id, (batch) => readChangeBatch(batch, (key, value) => entries.set(key, value!)));
+    return { entries, summary };
+  }
+
+  restoreBatches(id: number, each: (batch: ChangeBatch) => void, chunk = RESTORE_CHUNK): Promise<StateSummary> {
     this.staged = new Map();
     return this.run('restore', async () => {
       checkId(id, `${this.engine.where}: restore`, 0);
-      const best = new Map<string, VersionRecord>();
-      const newer: VersionRef[] = [];
-      await this.engine.scan((r) => {
-        if (r.id > id) newer.push({ key: r.key, id: r.id });
-        else {
-          const b = best.get(r.key);
-          if (b === undefined || r.id > b.id) best.set(r.key, r);
-        }
-      });
-      await this.engine.dropNewer(id, newer);
       this.reset();
-      const entries = new Map<string, Buffer>();
-      for (const [key, r] of best) {
-        if (r.value === null) continue;
-        const t = termOfEntry(key, r.value);
-        const e: IndexEntry = { ver: r.id, hi: t.hi, lo: t.lo, size: Buffer.byteLength(key, 'utf8') + r.value.length };
-        this.index.set(key, e);
+      let w = new ChangeBatchWriter(1 << 21);
+      const add = (r: VersionRecord): void => {
+        if (r.value === null) return;
+        w.put(r.key, r.value);
+        // The batch holds key ‖ 0x00 ‖ value in one piece: one hash call per entry.
+        const hashed = w.lastHashed();
+        const t = termOf(hashed);
+        const e: IndexEntry = { ver: r.id, hi: t.hi, lo: t.lo, size: hashed.length - 1 };
+        this.index.set(r.key, e);
         this.sum.add(e.hi, e.lo);
         this.bytes += e.size;
-        entries.set(key, r.value);
+        if (w.count === chunk) {
+          each(w.finish());
+          w = new ChangeBatchWriter(1 << 21);
+        }
+      };
+      const newer: VersionRef[] = [];
+      try {
+        await this.readNewest(id, newer, add);
+        await this.engine.dropNewer(id, newer);
+      } catch (e) {
+        // Half an index is no index: the store needs a restore or clear again.
+        this.reset();
+        this.lastId = undefined;
+        throw e;
       }
+      if (w.count > 0) each(w.finish());
       this.lastId = id;
-      return { entries, summary: this.summary() };
+      return this.summary();
     });
+  }
+
+  /** Hands each key's newest version <= `id` to `add`, and the versions newer than `id` to `newer`. */
+  private async readNewest(id: number, newer: VersionRef[], add: (r: VersionRecord) => void): Promise<void> {
+    if (this.engine.grouped === true) {
+      // Each key's newest version <= id is the first of its versions not newer than id:
+      // batches go out while the engine reads.
+      let last: string | undefined;
+      return this.engine.scan((r) => {
+        if (r.id > id) newer.push({ key: r.key, id: r.id });
+        else if (r.key !== last) {
+          last = r.key;
+          add(r);
+        }
+      });
+    }
+    const best = new Map<string, VersionRecord>();
+    await this.engine.scan((r) => {
+      if (r.id > id) newer.push({ key: r.key, id: r.id });
+      else {
+        const b = best.get(r.key);
+        if (b === undefined || r.id > b.id) best.set(r.key, r);
+      }
+    });
+    for (const r of best.values()) add(r);
   }
 
   clear(): Promise<void> {
