@@ -1,0 +1,121 @@
+// Restoring a partition from the local cache and the changelog written after it: an
+// instance gets back a partition another instance has moved on since. Its cache holds
+// the windows as they stood at its own last checkpoint; the changelog after that offset
+// holds newer values of some of them, tombstones of purged ones and new ones. The
+// windows it rebuilds must be exactly those of the instance that wrote the changelog.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Checkpointer, type CheckpointSource } from '../../src/checkpoint/coordinator';
+import { Changelog } from '../../src/changelog/thread';
+import { validateConfig, type Config } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { Instrumentation } from '../../src/metrics/events';
+import { PartitionedOperator } from '../../src/pipeline/partitioned';
+import type { RecordBatch } from '../../src/pipeline/types';
+import { openStateBackend } from '../../src/state';
+import { BROKERS, createTopic, unique } from './helpers/kafka';
+
+const T0 = 1_767_225_600_000;
+
+/** Events of keys [from, to) at T0 + tsBase + key (ms), as the batch of offsets from `offset`. */
+function batchOf(from: number, to: number, tsBase: number, offset: number): RecordBatch {
+  const parts: Buffer[] = [];
+  for (let k = from; k < to; k++) parts.push(Buffer.from(`{"timestamp":${T0 + tsBase + k},"k":"key-${k}","v":${(k * 7919) % 1000}}`));
+  const starts = new Uint32Array(parts.length), ends = new Uint32Array(parts.length);
+  let pos = 0;
+  parts.forEach((p, i) => {
+    starts[i] = pos;
+    ends[i] = pos += p.length;
+  });
+  return { buf: Buffer.concat(parts), starts, ends, n: parts.length, partition: 0, firstOffset: offset };
+}
+
+const source: CheckpointSource = {
+  startInfo: () => ({ committed: undefined, low: '0', position: '0' }),
+  seek: () => true,
+  commit: async () => {},
+  assignment: [0],
+  pastNonRecords: (_p, offset) => offset,
+};
+
+test('local cache plus the changelog after it: newer values, tombstones and new windows win over the cache, as the instance that wrote them had them', async () => {
+  const topic = unique('weir-restore');
+  await createTopic(topic, 1);
+  const group = unique('restore');
+  const dirs: string[] = [];
+  const configFor = (instance: string): Config => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-restore-'));
+    dirs.push(dir);
+    return validateConfig({
+      source: { type: 'kafka', brokers: BROKERS, topic, groupId: group },
+      eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
+      aggregations: [
+        // Open all along: the changelog's tail puts newer values of windows the cache has.
+        { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
+        // Fired and purged as W moves on: the tail deletes windows the cache has.
+        { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
+      ],
+      state: { backend: 'rocksdb', dir: join(dir, 'state') },
+      checkpoint: { dir: join(dir, 'checkpoints') },
+      processing: { instanceId: instance },
+    });
+  };
+  const open = async (cfg: Config) => {
+    const src = cfg.source as Extract<Config['source'], { type: 'kafka' }>;
+    const changelog = await Changelog.start({ brokers: src.brokers, clientId: 'weir-test', ssl: false, groupId: src.groupId, topic, changelog: cfg.changelog.topic!, create: true, transactionTimeoutMs: 60_000 });
+    const op = new PartitionedOperator(cfg);
+    const bus = new Instrumentation();
+    const restored: number[] = [];
+    bus.on('state.restored', (e) => restored.push(e.records));
+    const state = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
+    const ck = new Checkpointer(cfg, op, state, createLogger(cfg), bus, Date.now, changelog);
+    await ck.init();
+    await ck.assign([0], source);
+    const run = (b: RecordBatch): void => {
+      op.process(b);
+      ck.processed(b);
+    };
+    const windows = (): string[] =>
+      op
+        .operator(0)
+        .snapshot()
+        .map(([k, v]) => `${k} ${v.toString('hex')}`)
+        .sort();
+    return { op, ck, run, windows, restored, close: async () => (await ck.close(), await changelog.shutdown()) };
+  };
+  try {
+    const cacheCfg = configFor('a');
+    // A: keys 0-999 in the first second; its checkpoint is its local cache.
+    const a = await open(cacheCfg);
+    a.run(batchOf(0, 1000, 0, 0));
+    assert.ok(await a.ck.checkpoint(source, 'test'));
+    const cached = a.windows();
+    await a.close();
+
+    // B takes the partition over (from the changelog) and moves on: keys 500-1499 two
+    // seconds later update 500-999's hourly windows, add 1000-1499's, and W passes the
+    // first second, whose windows are purged.
+    const b = await open(configFor('b'));
+    assert.deepEqual(b.windows(), cached, 'B restored what A had, from the changelog');
+    b.run(batchOf(500, 1500, 2000, 1000));
+    assert.ok(await b.ck.checkpoint(source, 'test'));
+    const want = b.windows();
+    await b.close();
+    assert.ok(want.some((w) => w.startsWith('per_second:')) && !want.some((w) => w.startsWith(`per_second:k=key-0:${T0}_`)), 'the first second was purged, later ones are open');
+
+    // A again: its cache plus B's changelog records.
+    const again = await open(cacheCfg);
+    assert.deepEqual(again.windows(), want, 'the cache and the changelog after it give what B had');
+    await again.close();
+    // Only the changelog after the cache was read: B's records, not A's as well.
+    const fromScratch = await open(configFor('c'));
+    assert.deepEqual(fromScratch.windows(), want, 'and so does the changelog alone');
+    await fromScratch.close();
+    assert.ok(again.restored[0]! > 0 && again.restored[0]! < fromScratch.restored[0]!, `records read: cache ${again.restored[0]}, changelog alone ${fromScratch.restored[0]}`);
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
