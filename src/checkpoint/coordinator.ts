@@ -326,7 +326,7 @@ export class Checkpointer {
       readChangeBatch(r.batch, (key, value) => newer.set(key, value));
       const w = fromJsonTime(rec.watermarkMs);
       const operator = this.op.operator(p);
-      let failure: unknown;
+      let failure: Error | undefined;
       let summary: StateSummary;
       try {
         summary = await ps.restoreBatches(meta.id, (batch) => {
@@ -334,7 +334,7 @@ export class Checkpointer {
           try {
             operator.restoreBatch(batch, w, newer);
           } catch (e) {
-            failure = e;
+            failure = e instanceof Error ? e : new Error(String(e));
           }
         });
       } catch (e) {
