@@ -13,6 +13,8 @@
 // kafkajs Cluster, as its consumer uses, but without a consumer group: a group join
 // per restore would cost the broker's initial rebalance delay, 3 s by default), from a
 // given offset to the last stable offset, and keeps the last record of every key.
+// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+import '../kafkajs-grouping';
 import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';
 import type { ConnectionOptions } from 'node:tls';

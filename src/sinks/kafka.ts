@@ -1,4 +1,6 @@
 // Kafka writers for results and dead letters: one message per record, one send per write().
+// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+import '../kafkajs-grouping';
 import { Kafka, Partitioners, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
 import { RecordsRejectedError, WeirError } from '../errors/errors';
 import { deadLetterJson, type ResultBatch } from '../pipeline/results';
