@@ -7,7 +7,6 @@
 //                    | {id, op: 'restore', partition, from} | {id, op: 'shutdown'}
 //   worker -> main   ready {partitions, deleteRetentionMs} | failed {error} (once, first) | reply {id, result?, error?}
 import { parentPort, workerData } from 'node:worker_threads';
-import { lowerThreadPriority } from '../priority';
 import type { ChangeBatch } from '../state/batch';
 import { plainStateError, type PlainStateError } from '../state/state-worker';
 import { ChangelogKafka, type ChangelogKafkaOptions } from './kafka';
@@ -67,7 +66,5 @@ async function serve(o: ChangelogKafkaOptions): Promise<void> {
 }
 
 if (parentPort !== null && (workerData as { changelogWorker?: ChangelogKafkaOptions } | null)?.changelogWorker !== undefined) {
-  // Below the operator loop, which does not wait for this thread's checkpoint work (see priority.ts).
-  lowerThreadPriority();
   void serve((workerData as { changelogWorker: ChangelogKafkaOptions }).changelogWorker);
 }

@@ -16,7 +16,6 @@
 // Each store's operation is called as its message arrives, in order, so a stage
 // followed by a checkpoint is in that checkpoint, as on one thread.
 import { parentPort, workerData } from 'node:worker_threads';
-import { lowerThreadPriority } from '../priority';
 import type { PartitionStore, StateBackend, StateBackendConfig } from './backend';
 import { ChangeBatchWriter, type ChangeBatch } from './batch';
 import type { RecordCounts } from './versioned';
@@ -170,7 +169,5 @@ async function serve(init: StateWorkerInit): Promise<void> {
 }
 
 if (parentPort !== null && (workerData as { stateWorker?: StateWorkerInit } | null)?.stateWorker !== undefined) {
-  // Below the operator loop, which does not wait for this thread's checkpoint work (see priority.ts).
-  lowerThreadPriority();
   void serve((workerData as { stateWorker: StateWorkerInit }).stateWorker);
 }
