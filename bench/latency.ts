@@ -31,10 +31,12 @@
 //   WEIR_LATENCY_PROFILE=<dir>                  run Weir with --cpu-prof into <dir>: one file per thread
 //                                               (CPU.<date>.<time>.<pid>.<thread>...), summed up by
 //                                               node dist/bench/cpuprofile.js <dir>/*.cpuprofile
+//   WEIR_LATENCY_NODE_ARGS="--trace-gc ..."     more node options for Weir's process
+//   WEIR_LATENCY_WEIR_OUT=<file>                append Weir's stdout and stderr to <file> (with --trace-gc: its collections)
 //   WEIR_BENCH_NO_KAFKA=1                       skip
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -163,6 +165,10 @@ function exited(child: ChildProcess, ms: number): Promise<number | null> {
   });
 }
 
+/** Extra node options for Weir's process (WEIR_LATENCY_NODE_ARGS, space-separated), and where its output goes (WEIR_LATENCY_WEIR_OUT). */
+const extraNodeArgs = (process.env['WEIR_LATENCY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+const outFile = process.env['WEIR_LATENCY_WEIR_OUT'];
+
 async function runRate(rate: number, users: number, warmupS: number, measureS: number, profileDir: string | undefined): Promise<LatencyRun> {
   const kafka = new Kafka({ clientId: 'weir-bench-latency', brokers: BROKERS, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
@@ -195,10 +201,14 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
         log: { level: 'error' },
       }),
     );
-    const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+    const nodeArgs = [...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]), ...extraNodeArgs];
     const weirErr: Buffer[] = [];
-    weir = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'weir.js'), 'run', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    weir.stderr!.on('data', (b: Buffer) => weirErr.push(b));
+    weir = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'weir.js'), 'run', '--config', cfgFile], { stdio: ['ignore', outFile === undefined ? 'ignore' : 'pipe', 'pipe'] });
+    weir.stderr!.on('data', (b: Buffer) => {
+      weirErr.push(b);
+      if (outFile !== undefined) appendFileSync(outFile, b);
+    });
+    if (outFile !== undefined) weir.stdout!.on('data', (b: Buffer) => appendFileSync(outFile, b));
     const weirFailed = (): Error => new Error(`weir exited early (${weir?.exitCode}): ${Buffer.concat(weirErr).toString().slice(-2000)}`);
 
     // Ready: consuming, with its partitions assigned.

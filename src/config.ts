@@ -163,7 +163,7 @@ const inFlight = {
   /** Bytes of records queued or being written before the loop waits. @default 67108864 (64 MiB) */
   maxInFlightBytes: z.number().int().min(1024).default(IN_FLIGHT_DEFAULTS.bytes),
 };
-/** Kafka sinks gather records for this long before a send that is not full (ms). @default 5 */
+/** Kafka sinks gather records for this long before a send that is not full, when none is in flight (ms). @default 5 */
 const lingerMs = duration({ positive: false }).default(5);
 
 const sink = z.discriminatedUnion('type', [

@@ -13,6 +13,9 @@
 // kafkajs Cluster, as its consumer uses, but without a consumer group: a group join
 // per restore would cost the broker's initial rebalance delay, 3 s by default), from a
 // given offset to the last stable offset, and keeps the last record of every key.
+// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+import '../kafkajs-grouping';
+import { JavaCompatiblePartitioner } from '../sinks/partitioner';
 import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
@@ -177,6 +180,8 @@ export class ChangelogKafka {
       // until the broker has written that commit's markers, a few ms: kafkajs's default first
       // retry after 300 ms would stall every other checkpoint by that much.
       retry: TRANSACTION_RETRY,
+      // Exactly-once results by key, to the partitions an at-least-once Kafka sink writes them to.
+      createPartitioner: JavaCompatiblePartitioner,
     });
     try {
       await producer.connect();

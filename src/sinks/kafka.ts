@@ -1,9 +1,12 @@
 // Kafka writers for results and dead letters: one message per record, one send per write().
-import { Kafka, Partitioners, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
+// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+import '../kafkajs-grouping';
+import { Kafka, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
 import { RecordsRejectedError, WeirError } from '../errors/errors';
 import { deadLetterJson, type ResultBatch } from '../pipeline/results';
 import type { DeadLetter } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
+import { JavaCompatiblePartitioner } from './partitioner';
 
 export interface KafkaSinkOptions {
   brokers: string[];
@@ -81,7 +84,7 @@ class TopicProducer {
         idempotent: true,
         maxInFlightRequests: 1,
         // Java-client compatible murmur2 on the key: the same window always lands in the same partition.
-        createPartitioner: Partitioners.DefaultPartitioner,
+        createPartitioner: JavaCompatiblePartitioner,
       });
     } catch (e) {
       throw kafkaError(`${what}: invalid producer options`, opts, e);

@@ -1,8 +1,9 @@
 // One sink's queue of writes in flight: the delivery stage between the operator and a
 // sink. The operator pushes and goes on; the queue's own worker writes what is queued,
 // in order, coalescing everything that queued up during the previous write into one
-// write (after `lingerMs`, to gather more). The loop waits only when the queue holds
-// `maxRecords` records or `maxBytes` bytes: that is back pressure, and the only wait.
+// write (the first write after the queue was idle waits `lingerMs` to gather more).
+// The loop waits only when the queue holds `maxRecords` records or `maxBytes` bytes:
+// that is back pressure, and the only wait.
 //
 // Every push carries a sequence number (the operator step it came from; pushes need not
 // come in sequence order: a result sink hands its undeliverable results to the
@@ -19,7 +20,7 @@ export interface QueueLimits {
   maxBytes: number;
   /** Most records in one write. */
   maxWriteRecords: number;
-  /** ms to wait for more records before a write that is not full. */
+  /** ms to wait for more records before a write that is not full, when the queue was idle (nothing in flight). */
   lingerMs: number;
 }
 
@@ -99,8 +100,12 @@ export class SinkQueue<T, A> {
   private async run(): Promise<void> {
     this.running = true;
     try {
+      // Only the first write after the queue was idle lingers: what queued up during a
+      // write has waited for it already, and goes out as soon as it is done.
+      let idle = true;
       while (this.queue.length > 0) {
-        if (this.limits.lingerMs > 0 && this.records < this.limits.maxWriteRecords) await new Promise((r) => setTimeout(r, this.limits.lingerMs));
+        if (idle && this.limits.lingerMs > 0 && this.records < this.limits.maxWriteRecords) await new Promise((r) => setTimeout(r, this.limits.lingerMs));
+        idle = false;
         // Whole pushes, up to maxWriteRecords (at least one push).
         let n = 0, take = 0;
         while (take < this.queue.length && (take === 0 || n + this.queue[take]!.count <= this.limits.maxWriteRecords)) n += this.queue[take++]!.count;

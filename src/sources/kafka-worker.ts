@@ -45,6 +45,8 @@
 // The same code also runs on the main thread over a MessageChannel (kafka.ts does so
 // when a consumer option is a function, as a partition assigner is: functions cannot
 // be posted to a worker).
+// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+import '../kafkajs-grouping';
 import type { TransferListItem } from 'node:worker_threads';
 import { KafkaRecord } from './kafka-decode';
 import { Kafka, logLevel as LogLevel, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry, type SASLOptions } from 'kafkajs';

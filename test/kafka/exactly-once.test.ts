@@ -38,7 +38,7 @@ async function readCommitted(topic: string, quietMs = 3000): Promise<WindowResul
 test('exactlyOnce: 20+ kills while results are written, and a read_committed consumer sees each window exactly once, as an uninterrupted run', async () => {
   const topic = unique('weir-eos-in');
   await createTopic(topic, 2);
-  await produce(topic, keyedEvents(400_000));
+  await produce(topic, keyedEvents(600_000));
   const out = unique('weir-eos-out');
   await createTopic(out, 2);
 
