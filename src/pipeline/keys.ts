@@ -55,15 +55,16 @@ export class KeyRegistry {
    * id: then it needs no remapping), else a released id or the next one.
    */
   idOf(values: readonly string[], preferred?: number): number {
-    let key = '';
-    for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + keyValue(values[j]!);
+    const fields = this.fields;
+    let key = values.length === 0 ? '' : fields[0] + '=' + keyValue(values[0]!);
+    for (let j = 1; j < values.length; j++) key += ':' + fields[j] + '=' + keyValue(values[j]!);
     let id = this.ids.get(key);
     if (id === undefined) {
       id = this.newId(preferred);
       this.ids.set(key, id);
       this.keys[id] = key;
       const group: Record<string, string> = {};
-      this.fields.forEach((f, j) => (group[f] = values[j]!));
+      for (let j = 0; j < fields.length; j++) group[fields[j]!] = values[j]!;
       this.groups[id] = group;
       this.created(id, values);
     }
