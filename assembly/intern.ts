@@ -209,7 +209,28 @@ function freshPush(t: usize, id: u32): void {
  * Reads [ptr, ptr+len) and the table; may allocate (memory may grow).
  */
 export function intern(t: usize, ptr: usize, len: u32): u32 {
-  const tag = hashBytes(ptr, len);
+  return internHashed(t, ptr, len, internHash(ptr, len));
+}
+
+/** The hash intern gives [ptr, ptr+len) (for internHashed and internTouch). */
+export function internHash(ptr: usize, len: u32): u32 {
+  return hashBytes(ptr, len);
+}
+
+/**
+ * Reads the slot where a lookup of hash `tag` starts, and (second pass, `entry`)
+ * the entry of the id stored there, and returns what it read: a pass of these over a
+ * batch's keys before the lookups brings their cache lines in together, the misses
+ * overlapping, where the lookups one after the other would wait for each in turn.
+ */
+export function internTouch(t: usize, tag: u32, entry: bool): u64 {
+  const s = ld64(<usize>ld32(t + T_SLOTS) + <usize>(tag & ld32(t + T_MASK)) * SLOT_BYTES);
+  if (!entry || <u32>s == 0) return s;
+  return <u64>ld32(<usize>ld32(t + T_ENTS) + <usize>(<u32>s - 1) * ENTRY_BYTES + E_PTR);
+}
+
+/** intern, given the hash of the bytes (internHash). */
+export function internHashed(t: usize, ptr: usize, len: u32, tag: u32): u32 {
   let slots = <usize>ld32(t + T_SLOTS);
   let mask = ld32(t + T_MASK);
   const ents = <usize>ld32(t + T_ENTS);
