@@ -115,7 +115,7 @@ export class KeyRegistry {
         this.groups[id] = undefined;
         this.free.add(id);
       }
-      this.free.delete(preferred);
+      if (this.free.size > 0) this.free.delete(preferred);
       return preferred;
     }
     for (const id of this.free) {
