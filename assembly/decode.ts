@@ -2,7 +2,7 @@
 // value and the raw key id. What only JavaScript can do exactly (an inexact number,
 // an escaped timestamp string) goes to the fixup list for TS to finish.
 import { scanRecords, FIELD_BYTES, F_KIND, F_FLAGS, F_START, F_END, F_NUM, KIND_MISSING, KIND_NUMBER, KIND_STRING, FLAG_NUM_EXACT, FLAG_STR_ESCAPED, STATUS_OK } from './scan';
-import { internTableNew, internHash, internHashed, internTouch } from './intern';
+import { internTableNew, internHash, internHashed, internTouch, internSlots } from './intern';
 import { parseIsoMs } from './isotime';
 import { tsBase, aggValues, aggKeys } from './windows';
 import { ldu, stu, ldf, stf, ldb, stb, zalloc } from './mem';
@@ -18,6 +18,8 @@ import { ldu, stu, ldf, stf, ldb, stb, zalloc } from './mem';
 //   │          │          │ NO_AGG)   │
 //   └──────────┴──────────┴───────────┘
 export const FIX_BYTES: usize = 12;
+/** Key tables with fewer slots than this (256 KiB of them) are not touched ahead (decodeBatch). */
+const TOUCH_MIN_SLOTS: u32 = 32768;
 export const NO_AGG: u32 = 0xffffffff;
 const MAX_TS: f64 = 8.64e15;
 
@@ -73,15 +75,19 @@ export function decodeBatch(bytes: usize, bounds: usize, n: u32, spec: usize, fi
     tagCap = n * aggCount;
     tagBase = heap.alloc((<usize>tagCap << 2) + 8); // + where the touch passes leave what they read
   }
-  // The keys' hashes first, and two passes that touch what each lookup will read: with
-  // many keys each lookup would miss the cache on its slot, then on its entry, in turn.
+  // With many keys, the keys' hashes first, and two passes that touch what each lookup
+  // will read: each lookup would miss the cache on its slot, then on its entry, in turn.
+  // A small table stays in the cache: its keys are hashed as they are looked up.
   let c = cfg + 8;
   let acc: u64 = 0;
+  let touched: u64 = 0; // bit a: aggregation a's hashes are in tagBase
   for (let a: u32 = 0; a < aggCount; a++) {
     const nGroup = <usize>ldu(c + 4);
     const groups = c + 8;
     c = groups + (nGroup << 2);
     const t = keyTable(a), tags = tagBase + (<usize>(a * n) << 2);
+    if (internSlots(t) < TOUCH_MIN_SLOTS) continue;
+    touched |= <u64>1 << a;
     for (let i: u32 = 0; i < n; i++) {
       if (ldb(status + <usize>i) != STATUS_OK) continue;
       const len = keyBytes(bytes, fields + <usize>i * P * FIELD_BYTES, groups, nGroup);
@@ -135,7 +141,11 @@ export function decodeBatch(bytes: usize, bounds: usize, n: u32, spec: usize, fi
       }
       stf(aggValues(a) + (<usize>i << 3), x);
       let key: u32 = 0;
-      if (ok) key = internHashed(keyTable(a), scratch, <u32>keyBytes(bytes, rec, groups, nGroup), ldu(tagBase + (<usize>(a * n + i) << 2)));
+      if (ok) {
+        const len = <u32>keyBytes(bytes, rec, groups, nGroup);
+        const tag = touched & (<u64>1 << a) ? ldu(tagBase + (<usize>(a * n + i) << 2)) : internHash(scratch, len);
+        key = internHashed(keyTable(a), scratch, len, tag);
+      }
       stu(aggKeys(a) + (<usize>i << 2), key);
     }
   }

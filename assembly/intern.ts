@@ -229,6 +229,11 @@ export function internTouch(t: usize, tag: u32, entry: bool): u64 {
   return <u64>ld32(<usize>ld32(t + T_ENTS) + <usize>(<u32>s - 1) * ENTRY_BYTES + E_PTR);
 }
 
+/** Slots of table t (a power of two). */
+export function internSlots(t: usize): u32 {
+  return ld32(t + T_MASK) + 1;
+}
+
 /** intern, given the hash of the bytes (internHash). */
 export function internHashed(t: usize, ptr: usize, len: u32, tag: u32): u32 {
   let slots = <usize>ld32(t + T_SLOTS);
