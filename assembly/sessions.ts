@@ -387,7 +387,8 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
   const gap = ldf(s + S_GAP);
   const lateness = ldf(s + S_LATENESS);
   let notOk: u32 = 0;
-  touchSessions(s, n, keys);
+  // With few keys their sessions stay in the cache: nothing to read ahead.
+  if (ldu(s + S_HEADCAP) >= TOUCH_MIN_KEYS) touchSessions(s, n, keys);
   // The common case in bulk (sessionRun); every other event one at a time below.
   for (let i = sessionRun(s, 0, n, ts, wm, vals, keys); i < n; i = sessionRun(s, i + 1, n, ts, wm, vals, keys)) {
     const w = ldf(wm + (<usize>i << 3));
@@ -470,6 +471,8 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
 
 // Where touchSessions leaves what it read, so that the optimizer keeps the reads.
 let touchBox: usize = 0;
+/** Keys (the heads array's capacity) below which touchSessions is not worth its passes. */
+const TOUCH_MIN_KEYS: u32 = 16384;
 
 /**
  * Reads, for each event of the batch, its key's first session and that session's
