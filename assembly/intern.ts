@@ -4,9 +4,10 @@
 //
 // Open addressing with linear probing over a power-of-two slot array that
 // doubles at 70% load. A slot stores the 32-bit hash tag next to the id, so a
-// probe compares bytes only when the tags agree. The bytes of every id live in a
-// heap block of their own: internBytes pointers stay valid until the id is
-// removed (internRemove) or the table freed.
+// probe compares bytes only when the tags agree. The bytes of a short key live in
+// its entry (one cache line holds both, and no heap block is allocated per key),
+// those of a longer one in a heap block of their own: internBytes pointers stay
+// valid until the next intern (the entries move when they grow).
 //
 // Ids of removed strings are handed out again (last removed first), so that the
 // ids, and every dense array indexed by them, follow the strings alive, not every
@@ -55,14 +56,17 @@ const LOAD_DEN: u32 = 10;
 
 // ─── Entry (one per id) ───────────────────────────────────────────────────────
 //
-//   ┌───────────┬─────────┐
-//   │ bytes ptr │ len u32 │   in use
-//   ├───────────┼─────────┤
-//   │ 0         │ next id │   free: the next id of the free list (NO_ID: last)
-//   └───────────┴─────────┘
+//   ┌───────────┬─────────┬──────────────────────────────┐
+//   │ bytes ptr │ len u32 │ the bytes (len <= INLINE_MAX) │   in use
+//   ├───────────┼─────────┼──────────────────────────────┤
+//   │ 0         │ next id │                               │   free: the next id of the free list (NO_ID: last)
+//   └───────────┴─────────┴──────────────────────────────┘
+// bytes ptr is the entry's own E_INLINE for a short key, else a heap block.
 const E_PTR: usize = 0;
 const E_LEN: usize = 4;
-const ENTRY_BYTES: usize = 8;
+const E_INLINE: usize = 8;
+const ENTRY_BYTES: usize = 32;
+const INLINE_MAX: u32 = 24;
 const INITIAL_ENTS: u32 = 64;
 const INITIAL_FRESH: u32 = 64;
 
@@ -140,6 +144,14 @@ const K4: u64 = 0x85ebca77c2b2ae63;
   return true;
 }
 
+/** Points the n entries moved from `old` to `ents` at their own inline bytes again. */
+function rebase(ents: usize, n: u32, old: usize): void {
+  for (let id: u32 = 0; id < n; id++) {
+    const e = ents + <usize>id * ENTRY_BYTES;
+    if (<usize>ld32(e + E_PTR) == old + <usize>id * ENTRY_BYTES + E_INLINE) st32(e + E_PTR, <u32>(e + E_INLINE));
+  }
+}
+
 /** Doubles the slot array, re-placing every slot by its stored tag. */
 function grow(t: usize): void {
   const old = <usize>ld32(t + T_SLOTS);
@@ -197,7 +209,33 @@ function freshPush(t: usize, id: u32): void {
  * Reads [ptr, ptr+len) and the table; may allocate (memory may grow).
  */
 export function intern(t: usize, ptr: usize, len: u32): u32 {
-  const tag = hashBytes(ptr, len);
+  return internHashed(t, ptr, len, internHash(ptr, len));
+}
+
+/** The hash intern gives [ptr, ptr+len) (for internHashed and internTouch). */
+export function internHash(ptr: usize, len: u32): u32 {
+  return hashBytes(ptr, len);
+}
+
+/**
+ * Reads the slot where a lookup of hash `tag` starts, and (second pass, `entry`)
+ * the entry of the id stored there, and returns what it read: a pass of these over a
+ * batch's keys before the lookups brings their cache lines in together, the misses
+ * overlapping, where the lookups one after the other would wait for each in turn.
+ */
+export function internTouch(t: usize, tag: u32, entry: bool): u64 {
+  const s = ld64(<usize>ld32(t + T_SLOTS) + <usize>(tag & ld32(t + T_MASK)) * SLOT_BYTES);
+  if (!entry || <u32>s == 0) return s;
+  return <u64>ld32(<usize>ld32(t + T_ENTS) + <usize>(<u32>s - 1) * ENTRY_BYTES + E_PTR);
+}
+
+/** Slots of table t (a power of two). */
+export function internSlots(t: usize): u32 {
+  return ld32(t + T_MASK) + 1;
+}
+
+/** intern, given the hash of the bytes (internHash). */
+export function internHashed(t: usize, ptr: usize, len: u32, tag: u32): u32 {
   let slots = <usize>ld32(t + T_SLOTS);
   let mask = ld32(t + T_MASK);
   const ents = <usize>ld32(t + T_ENTS);
@@ -229,14 +267,15 @@ export function intern(t: usize, ptr: usize, len: u32): u32 {
     const entsCap = ld32(t + T_ENTS_CAP);
     if (id == entsCap) {
       e = heap.realloc(ents, <usize>(entsCap << 1) * ENTRY_BYTES);
+      if (e != ents) rebase(e, id, ents);
       st32(t + T_ENTS, <u32>e);
       st32(t + T_ENTS_CAP, entsCap << 1);
     }
     st32(t + T_COUNT, id + 1);
   }
-  const copy = heap.alloc(max<usize>(<usize>len, 1));
-  memory.copy(copy, ptr, <usize>len);
   const entry = e + <usize>id * ENTRY_BYTES;
+  const copy = len <= INLINE_MAX ? entry + E_INLINE : heap.alloc(<usize>len);
+  memory.copy(copy, ptr, <usize>len);
   st32(entry + E_PTR, <u32>copy);
   st32(entry + E_LEN, len);
   st64(slots + <usize>j * SLOT_BYTES, (<u64>tag << 32) | <u64>(id + 1));
@@ -272,7 +311,7 @@ export function internRemove(t: usize, id: u32): bool {
     i = k;
   }
   st64(slots + <usize>i * SLOT_BYTES, 0);
-  heap.free(p);
+  if (p != e + E_INLINE) heap.free(p);
   st32(e + E_PTR, 0);
   st32(e + E_LEN, ld32(t + T_FREE));
   st32(t + T_FREE, id);
@@ -290,7 +329,7 @@ export function internLive(t: usize): u32 {
   return ld32(t + T_LIVE);
 }
 
-/** Address of the stored copy of id's bytes (0 if id is not in use); valid until id is removed. */
+/** Address of the stored copy of id's bytes (0 if id is not in use); valid until the next intern or removal. */
 export function internBytes(t: usize, id: u32): usize {
   if (id >= ld32(t + T_COUNT)) return 0;
   return <usize>ld32(<usize>ld32(t + T_ENTS) + <usize>id * ENTRY_BYTES + E_PTR);
@@ -321,8 +360,9 @@ export function internFree(t: usize): void {
   const ents = <usize>ld32(t + T_ENTS);
   const count = ld32(t + T_COUNT);
   for (let id: u32 = 0; id < count; id++) {
-    const p = <usize>ld32(ents + <usize>id * ENTRY_BYTES + E_PTR);
-    if (p) heap.free(p);
+    const e = ents + <usize>id * ENTRY_BYTES;
+    const p = <usize>ld32(e + E_PTR);
+    if (p && p != e + E_INLINE) heap.free(p);
   }
   heap.free(<usize>ld32(t + T_SLOTS));
   heap.free(ents);

@@ -55,14 +55,22 @@ export function emitResult(agg: u32, i: u32, late: bool): void {
   // The compensated sum gives the mean exact to rounding; Welford's running mean drifts by ~eps·max|x|.
   stf(r + RES_AVG, n > 0 ? accSum(s) / n : NaN);
   stf(r + RES_STDDEV, accStddev(s));
-  sketchQuantiles(s + SLOT_SKETCH, n, 0.5, 0.95, 0.99);
   // A bucket's midpoint can lie past the window's extremes (p99 above max, p50 below
   // min); the true value lies within them, so clamping only brings the answer closer,
   // and a window of equal values (min == max) gets that value exactly. f64.min/max
   // order -0 below +0, so a window of -0 answers -0. Once per firing, not per event.
-  stf(r + RES_P50, min(max(q0, lo), hi));
-  stf(r + RES_P95, min(max(q1, lo), hi));
-  stf(r + RES_P99, min(max(q2, lo), hi));
+  // Equal extremes, bit for bit (a window of one value: every other session of a
+  // user), need no pass over the sketch: the clamp gives them whatever it holds.
+  if (reinterpret<u64>(lo) == reinterpret<u64>(hi) && n > 0) {
+    stf(r + RES_P50, lo);
+    stf(r + RES_P95, lo);
+    stf(r + RES_P99, lo);
+  } else {
+    sketchQuantiles(s + SLOT_SKETCH, n, 0.5, 0.95, 0.99);
+    stf(r + RES_P50, min(max(q0, lo), hi));
+    stf(r + RES_P95, min(max(q1, lo), hi));
+    stf(r + RES_P99, min(max(q2, lo), hi));
+  }
   stu(s + SLOT_FLAGS, ldu(s + SLOT_FLAGS) | SLOT_FIRED);
 }
 

@@ -7,13 +7,17 @@
 // intersects or touches (a contiguous run of the list); the merged window is judged
 // against W (docs/semantics.md).
 //
-// Timers (fire at end, purge at end + lateness) are min-heaps armed once per session
-// and re-armed when they pop early because the session grew. A stale timer (its
-// session merged away, its slot reused) is recognised by the serial and ignored.
+// Timers (fire at end, purge at end + lateness) are armed once per session and
+// re-armed when they pop early because the session grew. A stale timer (its session
+// merged away, its slot reused) is recognised by the serial and ignored. Fire timers
+// live in a min-heap. A purge timer is armed when its session first fires, and
+// sessions fire in order of end, so purge timers come almost in order: they go into
+// a queue kept sorted by inserting from its tail, and only one that would move more
+// than a few entries goes into a min-heap (both are read, earliest first).
 import {
   EV_OK, EV_INVALID, EV_LATE, NO_SLOT,
   SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
-  SLOT_DIRTY, SLOT_BYTES,
+  SLOT_DIRTY, SLOT_BYTES, SK_POS, ST_PTR,
 } from './layout';
 import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
@@ -22,12 +26,12 @@ import { slotAlloc, slotFree, slotAddr, slotPool, slotTouch } from './slots';
 import { emitResult, emitGone } from './output';
 
 // ─── Session state of one aggregation ─────────────────────────────────────────
-//   ┌─────┬──────────┬──────────┬─────────┬────────────────────────┬────────────────────────┐
-//   │ gap │ lateness │ live ptr │ heads   │ fire heap ptr/n/cap    │ purge heap ptr/n/cap   │
-//   │ f64 │ f64      │ u32      │ ptr/cap │                        │                        │
-//   └─────┴──────────┴──────────┴─────────┴────────────────────────┴────────────────────────┘
+//   ┌─────┬──────────┬──────────┬─────────┬─────────────────────┬──────────────────────┬─────────────────────────────┐
+//   │ gap │ lateness │ live ptr │ heads   │ fire heap ptr/n/cap │ purge heap ptr/n/cap │ purge queue ptr/head/n/cap  │
+//   │ f64 │ f64      │ u32      │ ptr/cap │                     │                      │                             │
+//   └─────┴──────────┴──────────┴─────────┴─────────────────────┴──────────────────────┴─────────────────────────────┘
 // heads: i32[cap] key id -> first session slot (NO_SLOT = none).
-// heap entry: ┌──────────┬──────┬────────┐
+// heap and queue entry: ┌──────────┬──────┬────────┐
 //             │ at (f64) │ slot │ serial │   16 bytes
 //             └──────────┴──────┴────────┘
 const S_GAP: usize = 0;
@@ -37,7 +41,14 @@ const S_HEADS: usize = 20;
 const S_HEADCAP: usize = 24;
 const S_FIRE: usize = 28; // heap: ptr, n, cap
 const S_PURGE: usize = 40;
-const S_BYTES: usize = 52;
+const S_QUEUE: usize = 52; // purge queue: ptr, head, n, cap (a ring of entries, cap a power of two)
+const S_BYTES: usize = 68;
+const Q_PTR: usize = 0;
+const Q_HEAD: usize = 4;
+const Q_N: usize = 8;
+const Q_CAP: usize = 12;
+/** A purge timer that would move more queued ones than this goes into the purge heap. */
+const QUEUE_SHIFTS: u32 = 8;
 const H_PTR: usize = 0;
 const H_N: usize = 4;
 const H_CAP: usize = 8;
@@ -47,6 +58,7 @@ const E_SERIAL: usize = 12;
 const E_BYTES: usize = 16;
 
 const ARMED: u32 = 8; // slot flag: a fire timer is pending (SLOT_FIRED = 1, SLOT_DIRTY = 2, SLOT_LIVE = 4)
+const PURGE_ARMED: u32 = 16; // slot flag: a purge timer is pending
 
 let serials: u32 = 0;
 
@@ -57,6 +69,8 @@ export function sessionsNew(gapMs: f64, latenessMs: f64, live: usize): usize {
   stu(s + S_LIVE, <u32>live);
   heapInit(s + S_FIRE);
   heapInit(s + S_PURGE);
+  stu(s + S_QUEUE + Q_PTR, <u32>heap.alloc(64 * E_BYTES));
+  stu(s + S_QUEUE + Q_CAP, 64);
   return s;
 }
 
@@ -180,6 +194,85 @@ function heapPop(h: usize): void {
   copyEntry(heapEntry(e, i), last);
 }
 
+// ─── Purge queue ──────────────────────────────────────────────────────────────
+
+// @ts-ignore: decorator
+@inline function queueEntry(q: usize, k: u32): usize {
+  return <usize>ldu(q + Q_PTR) + (<usize>((ldu(q + Q_HEAD) + k) & (ldu(q + Q_CAP) - 1)) << 4);
+}
+
+/** When the earliest purge timer is due (+inf for none). */
+// @ts-ignore: decorator
+@inline function purgeNext(s: usize): f64 {
+  const q = s + S_QUEUE;
+  const h = heapNext(s + S_PURGE);
+  if (ldu(q + Q_N) == 0) return h;
+  const at = ldf(queueEntry(q, 0) + E_AT);
+  return at < h ? at : h;
+}
+
+/** Whether a purge timer is due at w (never with none, even at w = +inf). */
+// @ts-ignore: decorator
+@inline function purgeDue(s: usize, w: f64): bool {
+  const q = s + S_QUEUE;
+  return (ldu(q + Q_N) != 0 && ldf(queueEntry(q, 0) + E_AT) <= w) || heapDue(s + S_PURGE, w);
+}
+
+/** Arms the purge timer of a session: into the queue in order when that is near its tail, else into the heap. */
+function purgePush(s: usize, at: f64, slot: u32, serial: u32): void {
+  const q = s + S_QUEUE;
+  const n = ldu(q + Q_N);
+  // Where it goes: after every entry due no later (equal times keep their order).
+  let i = n;
+  while (i > 0 && ldf(queueEntry(q, i - 1) + E_AT) > at) {
+    if (n - i == QUEUE_SHIFTS) {
+      heapPush(s + S_PURGE, at, slot, serial);
+      return;
+    }
+    i--;
+  }
+  let cap = ldu(q + Q_CAP);
+  if (n == cap) {
+    // Unrolled into a block twice the size, head at 0.
+    const raw = heap.alloc(<usize>(cap << 1) * E_BYTES);
+    for (let k: u32 = 0; k < n; k++) copyEntry(raw + (<usize>k << 4), queueEntry(q, k));
+    heap.free(<usize>ldu(q + Q_PTR));
+    stu(q + Q_PTR, <u32>raw);
+    stu(q + Q_HEAD, 0);
+    cap <<= 1;
+    stu(q + Q_CAP, cap);
+  }
+  for (let k = n; k > i; k--) copyEntry(queueEntry(q, k), queueEntry(q, k - 1));
+  const d = queueEntry(q, i);
+  stf(d + E_AT, at);
+  stu(d + E_SLOT, slot);
+  stu(d + E_SERIAL, serial);
+  stu(q + Q_N, n + 1);
+}
+
+/** Removes the earliest purge timer (purgeNext's) into poppedSlot/poppedSerial. */
+function purgePop(s: usize): void {
+  const q = s + S_QUEUE;
+  const n = ldu(q + Q_N);
+  if (n != 0 && ldf(queueEntry(q, 0) + E_AT) <= heapNext(s + S_PURGE)) {
+    const e = queueEntry(q, 0);
+    poppedSlot = ldu(e + E_SLOT);
+    poppedSerial = ldu(e + E_SERIAL);
+    stu(q + Q_HEAD, (ldu(q + Q_HEAD) + 1) & (ldu(q + Q_CAP) - 1));
+    stu(q + Q_N, n - 1);
+  } else heapPop(s + S_PURGE);
+}
+
+/** Emits a session's result; its purge timer is armed at its first firing. */
+function fireSession(a: u32, s: usize, slot: u32, late: bool): void {
+  emitResult(a, slot, late);
+  const sp = slotAddr(slot);
+  const flags = ldu(sp + SLOT_FLAGS);
+  if (flags & PURGE_ARMED) return;
+  stu(sp + SLOT_FLAGS, flags | PURGE_ARMED);
+  purgePush(s, ldf(sp + SLOT_END) + ldf(s + S_LATENESS), slot, ldu(sp + SLOT_SID));
+}
+
 // ─── Sessions ─────────────────────────────────────────────────────────────────
 
 // @ts-ignore: decorator
@@ -228,16 +321,15 @@ export function sessionsAdvance(a: u32, s: usize, w: f64): void {
     if (ldf(sp + SLOT_END) > w) {
       stu(sp + SLOT_FLAGS, flags | ARMED);
       heapPush(fire, ldf(sp + SLOT_END), slot, poppedSerial);
-    } else emitResult(a, slot, false);
+    } else fireSession(a, s, slot, false);
   }
-  const purge = s + S_PURGE;
   const lateness = ldf(s + S_LATENESS);
-  while (heapDue(purge, w)) {
-    heapPop(purge);
+  while (purgeDue(s, w)) {
+    purgePop(s);
     const slot = poppedSlot;
     if (!current(slot, poppedSerial)) continue;
     const due = ldf(slotAddr(slot) + SLOT_END) + lateness;
-    if (due > w) heapPush(purge, due, slot, poppedSerial);
+    if (due > w) purgePush(s, due, slot, poppedSerial);
     else {
       unlink(s, slot);
       drop(a, s, slot);
@@ -283,7 +375,6 @@ function drop(a: u32, s: usize, slot: u32): void {
   if (prev == NO_SLOT) stu(headOf(s, key), slot);
   else stu(slotAddr(prev) + SLOT_NEXT, slot);
   live(s, 1);
-  heapPush(s + S_PURGE, end + ldf(s + S_LATENESS), slot, serials);
   return slot;
 }
 
@@ -296,10 +387,12 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
   const gap = ldf(s + S_GAP);
   const lateness = ldf(s + S_LATENESS);
   let notOk: u32 = 0;
+  // With few keys their sessions stay in the cache: nothing to read ahead.
+  if (ldu(s + S_HEADCAP) >= TOUCH_MIN_KEYS) touchSessions(s, n, keys);
   // The common case in bulk (sessionRun); every other event one at a time below.
   for (let i = sessionRun(s, 0, n, ts, wm, vals, keys); i < n; i = sessionRun(s, i + 1, n, ts, wm, vals, keys)) {
     const w = ldf(wm + (<usize>i << 3));
-    if (heapDue(s + S_FIRE, w) || heapDue(s + S_PURGE, w)) sessionsAdvance(a, s, w);
+    if (heapDue(s + S_FIRE, w) || purgeDue(s, w)) sessionsAdvance(a, s, w);
     const t = ldf(ts + (<usize>i << 3));
     const x = ldf(vals + (<usize>i << 3));
     if (isNaN(t) || isNaN(x)) {
@@ -367,13 +460,48 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
       slotTouch(slot);
       flags |= SLOT_DIRTY;
     }
-    if (w >= mEnd) emitResult(a, slot, true); // late but allowed: fire again at once
+    if (w >= mEnd) fireSession(a, s, slot, true); // late but allowed: fire again at once
     else if ((flags & (SLOT_FIRED | ARMED)) == 0) {
       stu(sp + SLOT_FLAGS, flags | ARMED);
       heapPush(s + S_FIRE, mEnd, slot, ldu(sp + SLOT_SID));
     }
   }
   return notOk;
+}
+
+// Where touchSessions leaves what it read, so that the optimizer keeps the reads.
+let touchBox: usize = 0;
+/** Keys (the heads array's capacity) below which touchSessions is not worth its passes. */
+const TOUCH_MIN_KEYS: u32 = 16384;
+
+/**
+ * Reads, for each event of the batch, its key's first session and that session's
+ * positive bucket array, in two passes over the batch before any event is added: with
+ * a session per user, each event would otherwise miss the cache on its session, then
+ * on its buckets, one after the other; read ahead of need, the misses overlap.
+ */
+function touchSessions(s: usize, n: u32, keys: usize): void {
+  const heads = <usize>ldu(s + S_HEADS), cap = ldu(s + S_HEADCAP);
+  const pool = slotPool();
+  let acc: u64 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const key = ldu(keys + (<usize>i << 2));
+    if (key >= cap) continue;
+    const cur = ldu(heads + (<usize>key << 2));
+    if (cur == NO_SLOT) continue;
+    const sp = pool + <usize>cur * SLOT_BYTES;
+    acc ^= load<u64>(sp) ^ load<u64>(sp + SLOT_END);
+  }
+  for (let i: u32 = 0; i < n; i++) {
+    const key = ldu(keys + (<usize>i << 2));
+    if (key >= cap) continue;
+    const cur = ldu(heads + (<usize>key << 2));
+    if (cur == NO_SLOT) continue;
+    const b = <usize>ldu(pool + <usize>cur * SLOT_BYTES + SLOT_SKETCH + SK_POS + ST_PTR);
+    if (b != 0) acc ^= load<u64>(b);
+  }
+  if (touchBox == 0) touchBox = heap.alloc(8);
+  store<u64>(touchBox, acc);
 }
 
 /**
@@ -387,7 +515,7 @@ function sessionRun(s: usize, i: u32, n: u32, ts: usize, wm: usize, vals: usize,
   const gap = ldf(s + S_GAP);
   // No min(): V8 lowers f64 min to a NaN- and sign-aware branch chain it does not hoist.
   let limit = heapNext(s + S_FIRE);
-  const purge = heapNext(s + S_PURGE);
+  const purge = purgeNext(s);
   if (purge < limit) limit = purge;
   const heads = <usize>ldu(s + S_HEADS), cap = ldu(s + S_HEADCAP);
   const pool = slotPool(); // no slot is allocated here: the pool stays put
@@ -447,8 +575,10 @@ export function sessionsRestore(a: u32, s: usize, key: u32, start: f64, end: f64
   const slot = sessionNew(a, s, key, start, end, prev, cur);
   const sp = slotAddr(slot);
   const flags = ldu(sp + SLOT_FLAGS);
-  if (w >= end) stu(sp + SLOT_FLAGS, flags | SLOT_FIRED);
-  else {
+  if (w >= end) {
+    stu(sp + SLOT_FLAGS, flags | SLOT_FIRED | PURGE_ARMED);
+    purgePush(s, end + ldf(s + S_LATENESS), slot, serials);
+  } else {
     stu(sp + SLOT_FLAGS, flags | ARMED);
     heapPush(s + S_FIRE, end, slot, serials);
   }

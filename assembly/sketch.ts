@@ -12,7 +12,7 @@
 // whatever the count. Subnormal magnitudes are scaled by 2^64 into indices below the
 // normal range so that they keep the same accuracy. Zeros are counted apart.
 import { SK_ZEROS, SK_POS, SK_NEG, ST_PTR, ST_MIN, ST_CAP } from './layout';
-import { ldu, stu, ldi, sti, zalloc, copyWords } from './mem';
+import { ldu, stu, ldi, sti, zalloc, zeroSmall, copyWords } from './mem';
 
 const SUBNORMAL_SHIFT: i32 = 4096; // 64 exponents × 64 buckets: where x·2^64 lands
 const INITIAL_CAP: u32 = 16;
@@ -32,15 +32,37 @@ export function bucketValue(index: i32): f64 {
 }
 
 export function sketchInit(sk: usize): void {
-  memory.fill(sk, 0, 28);
+  zeroSmall(sk, 28);
 }
 
 export function sketchFree(sk: usize): void {
   let p = <usize>ldu(sk + SK_POS + ST_PTR);
-  if (p) heap.free(p);
+  if (p) storeDrop(p, ldu(sk + SK_POS + ST_CAP));
   p = <usize>ldu(sk + SK_NEG + ST_PTR);
-  if (p) heap.free(p);
-  memory.fill(sk, 0, 28);
+  if (p) storeDrop(p, ldu(sk + SK_NEG + ST_CAP));
+  zeroSmall(sk, 28);
+}
+
+// Bucket arrays of the first size, dropped and not yet handed out again: a list
+// linked through their first word. With a window per key (sessions per user) one is
+// made and dropped per window, and the list costs less than the allocator.
+let spare: usize = 0;
+
+/** A zeroed bucket array of `cap` buckets. */
+function storeNew(cap: u32): usize {
+  if (cap != INITIAL_CAP || spare == 0) return zalloc(<usize>cap << 2);
+  const p = spare;
+  spare = <usize>ldu(p);
+  zeroSmall(p, <usize>INITIAL_CAP << 2);
+  return p;
+}
+
+function storeDrop(p: usize, cap: u32): void {
+  if (cap != INITIAL_CAP) heap.free(p);
+  else {
+    stu(p, <u32>spare);
+    spare = p;
+  }
 }
 
 /** Bytes of heap the sketch's stores hold (for the state-size metric). */
@@ -54,7 +76,7 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
   const cap = ldu(st + ST_CAP);
   if (p == 0) {
     const c = max<u32>(INITIAL_CAP, <u32>(hi - lo + 1));
-    p = zalloc(<usize>c << 2);
+    p = storeNew(c);
     stu(st + ST_PTR, <u32>p);
     // Centre the first bucket: the next values land on either side of it.
     sti(st + ST_MIN, lo - <i32>((c - <u32>(hi - lo + 1)) >> 1));
@@ -70,9 +92,9 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
   const c = max<u32>(need, cap << 1);
   // Spare room goes to the side that grew: data tends to keep spreading that way.
   const newMin = lo < curLo ? newHi - <i32>c + 1 : newLo;
-  const q = zalloc(<usize>c << 2);
+  const q = storeNew(c);
   memory.copy(q + ((<usize>(curLo - newMin)) << 2), p, <usize>cap << 2);
-  heap.free(p);
+  storeDrop(p, cap);
   stu(st + ST_PTR, <u32>q);
   sti(st + ST_MIN, newMin);
   stu(st + ST_CAP, c);

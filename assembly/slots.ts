@@ -1,6 +1,6 @@
 // Slots: the state of one window of one key, in one growable pool.
 import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
-import { ldu, stu, zalloc, zrealloc } from './mem';
+import { ldu, stu, zalloc, zrealloc, zeroSmall } from './mem';
 import { sketchFree } from './sketch';
 
 // ─── Slot pool ────────────────────────────────────────────────────────────────
@@ -45,7 +45,7 @@ export function slotAlloc(): u32 {
   const i = freeHead;
   const s = slotAddr(i);
   freeHead = ldu(s + SLOT_NEXT);
-  memory.fill(s, 0, SLOT_BYTES);
+  zeroSmall(s, SLOT_BYTES);
   stu(s + SLOT_FLAGS, tracking ? SLOT_LIVE : SLOT_LIVE | SLOT_DIRTY);
   stu(s + SLOT_NEXT, NO_SLOT);
   liveSlots++;

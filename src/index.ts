@@ -116,7 +116,7 @@ function processorConfig(raw: unknown): Config {
 export function createProcessor(config: ProcessorConfig, options: ProcessorOptions = {}): Processor {
   const cfg = processorConfig(config);
   const clock = options.clock ?? Date.now;
-  const op = new PartitionedOperator(cfg, { clock });
+  const op = new PartitionedOperator(cfg, { clock, gone: false });
   const batchSize = cfg.processing.batchSize;
   const stats: ProcessorStats = { records: 0, results: 0, deadLetters: 0, lateEvents: 0 };
   // What the async iterator has yet to take: queue[head..].

@@ -168,7 +168,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   const clock = opts.clock ?? Date.now;
   const log = opts.logger ?? createLogger(cfg);
   log.info({ config: maskSecrets(cfg) }, 'run starting');
-  const op = new PartitionedOperator(cfg, { clock });
+  const op = new PartitionedOperator(cfg, { clock, gone: false });
   op.onSharedKey = (aggregation, key, [a, b]) =>
     log.warn(
       { aggregation, key, partitions: [a, b] },

@@ -110,6 +110,7 @@ export class WasmCore {
   private f64!: Float64Array;
   private u32!: Uint32Array;
   private u8!: Uint8Array;
+  private mem!: Buffer;
   private tsView!: Float64Array;
   private wmView!: Float64Array;
   private aggViews: AggViews[] = [];
@@ -143,6 +144,7 @@ export class WasmCore {
     this.f64 = new Float64Array(buf);
     this.u32 = new Uint32Array(buf);
     this.u8 = new Uint8Array(buf);
+    this.mem = Buffer.from(buf);
     const cap = this.capacity;
     this.tsView = new Float64Array(buf, this.x.tsPtr(), cap);
     this.wmView = new Float64Array(buf, this.x.wmPtr(), cap);
@@ -290,6 +292,12 @@ export class WasmCore {
     this.u8.set(bytes, ptr);
   }
 
+  /** `text` as UTF-8 at ptr (room for Buffer.byteLength(text) bytes); returns the bytes written. */
+  writeUtf8(ptr: number, text: string): number {
+    this.refresh();
+    return this.mem.write(text, ptr);
+  }
+
   /** Byte view of all of linear memory (valid until the next call into the core). */
   bytes(): Uint8Array {
     this.refresh();
@@ -390,6 +398,7 @@ export class WasmCore {
     const t = this.x.keyTable(a);
     const p = this.x.internBytes(t, id), len = this.x.internLen(t, id);
     this.refresh();
-    return Buffer.from(this.buffer, p, len);
+    // A view of the one Buffer over memory: no ArrayBuffer lookup per key.
+    return this.mem.subarray(p, p + len);
   }
 }

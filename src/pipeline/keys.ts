@@ -62,8 +62,9 @@ export class KeyRegistry {
    * id: then it needs no remapping), else a released id or the next one.
    */
   idOf(values: readonly string[], preferred?: number): number {
-    let key = '';
-    for (let j = 0; j < values.length; j++) key += (j ? ':' : '') + this.fields[j] + '=' + keyValue(values[j]!);
+    const fields = this.fields;
+    let key = values.length === 0 ? '' : fields[0] + '=' + keyValue(values[0]!);
+    for (let j = 1; j < values.length; j++) key += ':' + fields[j] + '=' + keyValue(values[j]!);
     let id = this.ids.get(key);
     if (id === undefined) {
       id = this.newId(preferred);
@@ -127,7 +128,7 @@ export class KeyRegistry {
         this.groups[id] = undefined;
         this.free.add(id);
       }
-      this.free.delete(preferred);
+      if (this.free.size > 0) this.free.delete(preferred);
       return preferred;
     }
     if (this.free.size > 0)

@@ -87,7 +87,7 @@ export interface Output {
   /** The windows that fired, in firing order, as JSON lines and their numbers (toObjects() for objects). */
   results: ResultBatch;
   deadLetters: DeadLetter[];
-  /** Windows whose state was purged: (aggregation index, key, start, end). */
+  /** Windows whose state was purged: (aggregation index, key, start, end); empty with OperatorOptions.gone false. */
   gone: { agg: number; key: string; start: number; end: number }[];
   /** Per aggregation: events too late for at least one of their windows. */
   late: number[];
@@ -104,6 +104,8 @@ export interface OperatorOptions {
   decoder?: 'scan' | 'json';
   /** Keys an aggregation holds before the first release of keys without open windows (tests lower it). @default KEY_SWEEP_MIN */
   keySweepMin?: number;
+  /** Whether outputs list the windows whose state went (`Output.gone`); a run reads none of them. @default true */
+  gone?: boolean;
 }
 
 export class WindowOperator {
@@ -135,6 +137,7 @@ export class WindowOperator {
   /** Per aggregation: the registry size at which keys without open windows are released next. */
   private readonly sweepAt: number[];
   private readonly keySweepMin: number;
+  private readonly listGone: boolean;
   /** Per aggregation, per key id: 1 when the key had no open window at the last sweep. */
   private readonly idle: Uint8Array[];
 
@@ -149,6 +152,7 @@ export class WindowOperator {
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
     this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.keyTables, this.headers);
     this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
+    this.listGone = opts.gone ?? true;
     this.sweepAt = aggregations.map(() => this.keySweepMin);
     this.idle = aggregations.map(() => new Uint8Array(0));
     this.core = new WasmCore(
@@ -380,13 +384,18 @@ export class WindowOperator {
     out.results = this.encoder.encode(this.core.results(), nowMs);
     const g = this.core.gone();
     const persisted = this.persisted.empty ? undefined : this.persisted;
-    for (let k = 0; k < g.count; k++) {
-      const b = g.base + k * GONE_BYTES;
-      const a = g.u32[(b >>> 2) + GONE.AGG / 4]!;
-      out.gone.push({ agg: a, key: this.registries[a]!.keys[g.u32[(b >>> 2) + GONE.KEY / 4]!]!, start: g.f64[(b >>> 3) + GONE.START / 8]!, end: g.f64[(b >>> 3) + GONE.END / 8]! });
-      if (persisted !== undefined) {
-        // The slot's persisted key (a session may have grown since) is no window's any more.
-        persisted.release(g.u32[(b >>> 2) + GONE.SLOT / 4]!);
+    const list = this.listGone;
+    if (list || persisted !== undefined) {
+      for (let k = 0; k < g.count; k++) {
+        const b = g.base + k * GONE_BYTES;
+        if (list) {
+          const a = g.u32[(b >>> 2) + GONE.AGG / 4]!;
+          out.gone.push({ agg: a, key: this.registries[a]!.keys[g.u32[(b >>> 2) + GONE.KEY / 4]!]!, start: g.f64[(b >>> 3) + GONE.START / 8]!, end: g.f64[(b >>> 3) + GONE.END / 8]! });
+        }
+        if (persisted !== undefined) {
+          // The slot's persisted key (a session may have grown since) is no window's any more.
+          persisted.release(g.u32[(b >>> 2) + GONE.SLOT / 4]!);
+        }
       }
     }
     this.core.resetOutput();
@@ -446,11 +455,11 @@ export class WindowOperator {
   /** Dead letters in input order: malformed once per record, invalid and late per aggregation. */
   private deadLetter(batch: RecordBatch, bad: Array<[number, number, number]>, out: Output, nowMs: number): void {
     const rec = this.rec;
-    const stamp = new Date(nowMs).toISOString();
     for (let i = 0; i < batch.n; i++) {
       if (rec[i] === REC_MALFORMED || rec[i] === REC_FAILED || (rec[i] === REC_BLANK && batch.messages === true)) bad.push([i, -1, EV.INVALID]);
     }
     if (bad.length === 0) return;
+    const stamp = new Date(nowMs).toISOString();
     bad.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
     const wm = this.core.wm();
     const ts = this.core.ts();

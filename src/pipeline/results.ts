@@ -234,10 +234,20 @@ export class ResultBatch {
 
 /** The constant head of a result's JSON, up to the window start's value. */
 export function resultPrefix(name: string, key: string, group: Record<string, string>): string {
-  // JSON.stringify of each part: its escaping (quotes, control characters, lone
-  // surrogates as \udXXX) and the group's property order are then exactly the whole
-  // object's.
-  return `{"name":${JSON.stringify(name)},"key":${JSON.stringify(key)},"group":${JSON.stringify(group)},"window":{"start":`;
+  // Each part as JSON.stringify writes it: its escaping (quotes, control characters,
+  // lone surrogates as \udXXX) and the group's property order are then exactly the
+  // whole object's.
+  let g = '{';
+  for (const f in group) g += (g.length > 1 ? ',' : '') + jsonString(f) + ':' + jsonString(group[f]!);
+  return '{"name":' + jsonString(name) + ',"key":' + jsonString(key) + ',"group":' + g + '},"window":{"start":';
+}
+
+/** Characters JSON.stringify writes other than as themselves (any surrogate: a lone one is escaped). */
+const JSON_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON.stringify(s), without its general path for the strings that need no escape. */
+function jsonString(s: string): string {
+  return JSON_ESCAPED.test(s) ? JSON.stringify(s) : '"' + s + '"';
 }
 
 /**
@@ -362,13 +372,14 @@ export class ResultEncoder {
     const key = reg.keys[id]!, group = reg.groupOf(id), name = this.names[a]!;
     const t = this.prefixes[a]!;
     if (id >= t.ptr.length) this.grow(a, t, id + 1);
-    const bytes = Buffer.from(resultPrefix(name, key, group), 'utf8');
+    const text = resultPrefix(name, key, group);
+    const len = Buffer.byteLength(text, 'utf8');
     // Read in 32-byte steps: the block is rounded up.
-    const ptr = this.core.alloc((bytes.length + 31) & ~31);
-    this.core.write(ptr, bytes);
+    const ptr = this.core.alloc((len + 31) & ~31);
+    this.core.writeUtf8(ptr, text);
     const e: ResultKey = { agg: a, name, key, group };
     t.entry[id] = e;
-    this.setPrefix(t, id, ptr, bytes.length);
+    this.setPrefix(t, id, ptr, len);
     return e;
   }
 

@@ -188,14 +188,31 @@ function decodeKey(bytes: Buffer): string[] {
   let pos = 0;
   while (pos < bytes.length) {
     const kind = bytes[pos]!;
-    const end = bytes.indexOf(0, pos + 1);
-    const token = bytes.toString('utf8', pos + 1, end);
-    pos = end + 1;
+    // A raw token holds no 0 byte: JSON text has none outside strings, and none raw inside one.
+    let end = pos + 1;
+    while (bytes[end] !== 0) end++;
     if (kind === KIND_MISSING) values.push('null');
-    else if (kind === KIND_STRING || kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(token)));
+    else if (kind === KIND_STRING) values.push(plainString(bytes, pos + 1, end) ?? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))));
+    else if (kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(bytes.toString('latin1', pos + 1, end))));
     else if (kind === KIND_TRUE) values.push('true');
     else if (kind === KIND_FALSE) values.push('false');
-    else values.push(groupValueString(JSON.parse(token)));
+    else values.push(groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))));
+    pos = end + 1;
   }
   return values;
+}
+
+/**
+ * The value of the JSON string token [start, end) (quotes included) when it has no
+ * escape: its bytes between the quotes, as JSON.parse reads them (the scanner has
+ * checked the token); undefined when it has one.
+ */
+function plainString(bytes: Buffer, start: number, end: number): string | undefined {
+  let ascii = true;
+  for (let i = start + 1; i < end - 1; i++) {
+    const c = bytes[i]!;
+    if (c === 0x5c) return undefined;
+    if (c >= 0x80) ascii = false;
+  }
+  return bytes.toString(ascii ? 'latin1' : 'utf8', start + 1, end - 1);
 }
