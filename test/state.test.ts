@@ -109,7 +109,7 @@ async function rawRocks(dir: string, p: number): Promise<{ versions: number; jou
   await new Promise<void>((res, rej) => db.open({ createIfMissing: false }, (e: Error | null) => (e ? rej(e) : res())));
   const c = { versions: 0, journal: 0 };
   for await (const [k] of db.iterator({ values: false })) {
-    if (k[0] === 0x76) c.versions++;
+    if (k[0] === 0x56) c.versions++;
     else if (k[0] === 0x6a) c.journal++;
     else assert.fail(`unexpected RocksDB key ${k.toString('hex')}`);
   }
@@ -331,6 +331,87 @@ test('every backend gives the same summaries for the same run', () => {
   const mem = runs.get('memory');
   assert.ok(mem !== undefined && mem.length > 60);
   for (const { name } of VARIANTS) assert.deepEqual(runs.get(name), mem, name);
+});
+
+/** Writes records to partition 0's RocksDB database directly, as `[key, value]` byte pairs. */
+async function writeRaw(dir: string, records: Array<[Buffer, Buffer]>): Promise<void> {
+  type Cb = (e: Error | null) => void;
+  interface RawDb {
+    open(o: { createIfMissing: boolean }, cb: Cb): void;
+    batch(ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>, o: { sync: boolean }, cb: Cb): void;
+    close(cb: Cb): void;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see rawRocks
+  const db = (require('rocksdb') as (location: string) => RawDb)(join(dir, 'partition-0'));
+  await new Promise<void>((res, rej) => db.open({ createIfMissing: true }, (e) => (e ? rej(e) : res())));
+  const ops = records.map(([key, value]) => ({ type: 'put' as const, key, value }));
+  await new Promise<void>((res, rej) => db.batch(ops, { sync: true }, (e) => (e ? rej(e) : res())));
+  await new Promise<void>((res, rej) => db.close((e) => (e ? rej(e) : res())));
+}
+
+test('rocksdb: a database of the earlier binary layout is upgraded when opened, and restores as it was', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-state-'));
+  dirs.push(dir);
+  // The earlier layout: version 'v' | u32 len | key | u32 (0xffffffff - id) -> u8 kind | value;
+  // journal 'j' | u32 id | key -> u32 previous (0xffffffff none) | u8 kind (unchanged today).
+  const version = (key: string, id: number, value: Buffer | null): [Buffer, Buffer] => {
+    const k = Buffer.from(key, 'utf8');
+    const head = Buffer.alloc(5);
+    head[0] = 0x76;
+    head.writeUInt32BE(k.length, 1);
+    const tail = Buffer.alloc(4);
+    tail.writeUInt32BE(0xffffffff - id);
+    return [Buffer.concat([head, k, tail]), value === null ? Buffer.from([0]) : Buffer.concat([Buffer.from([1]), value])];
+  };
+  const journal = (key: string, id: number, prev: number, put: boolean): [Buffer, Buffer] => {
+    const k = Buffer.alloc(5);
+    k[0] = 0x6a;
+    k.writeUInt32BE(id, 1);
+    const v = Buffer.alloc(5);
+    v.writeUInt32BE(prev === 0 ? 0xffffffff : prev);
+    v[4] = put ? 1 : 0;
+    return [Buffer.concat([k, Buffer.from(key, 'utf8')]), v];
+  };
+  const odd = 'k:é✓\u0000x';
+  const bytes = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 37) & 255));
+  await writeRaw(dir, [
+    version('a', 1, Buffer.from('a1')),
+    journal('a', 1, 0, true),
+    version('a', 2, Buffer.from('a2')),
+    journal('a', 2, 1, true),
+    version('gone', 1, Buffer.from('g')),
+    journal('gone', 1, 0, true),
+    version('gone', 2, null),
+    journal('gone', 2, 1, false),
+    version(odd, 2, bytes),
+    journal(odd, 2, 0, true),
+    version('empty', 2, Buffer.alloc(0)),
+    journal('empty', 2, 0, true),
+    // Newer than the checkpoint restored: dropped.
+    version('a', 3, Buffer.from('a3')),
+    journal('a', 3, 2, true),
+  ]);
+  const sorted = (m: Map<string, Buffer>): Array<[string, Buffer]> => [...m].sort(([x], [y]) => (x < y ? -1 : 1));
+  let b = await openStateBackend({ backend: 'rocksdb', dir }, 'i', { thread: false });
+  let ps = await b.open(0);
+  assert.deepEqual(sorted((await ps.restore(2)).entries), [['a', Buffer.from('a2')], ['empty', Buffer.alloc(0)], [odd, bytes]]);
+  assert.deepEqual(await ps.get('a'), Buffer.from('a2'));
+  // It goes on from there in today's layout: a checkpoint, a restore (on the state thread), a prune.
+  ps.put('a', Buffer.from('a4'));
+  await ps.checkpoint(4);
+  await b.close();
+  b = await openStateBackend({ backend: 'rocksdb', dir }, 'i', { thread: true });
+  ps = await b.open(0);
+  assert.deepEqual(sorted((await ps.restore(4)).entries), [['a', Buffer.from('a4')], ['empty', Buffer.alloc(0)], [odd, bytes]]);
+  ps.delete('empty');
+  await ps.checkpoint(5);
+  await ps.prune(5);
+  await b.close();
+  // Nothing of the earlier layout is left ('v' keys would fail rawRocks), nor anything pruned.
+  assert.deepEqual(await rawRocks(dir, 0), { versions: 2, journal: 0 });
+  b = await openStateBackend({ backend: 'rocksdb', dir }, 'i', { thread: false });
+  assert.deepEqual(sorted((await (await b.open(0)).restore(5)).entries), [['a', Buffer.from('a4')], [odd, bytes]]);
+  await b.close();
 });
 
 for (const thread of [false, true]) {

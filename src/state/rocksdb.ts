@@ -1,12 +1,20 @@
 // The RocksDB state backend: one database per partition in `${dir}/partition-N/`,
 // holding the records of versioned.ts (design: backend.ts):
 //
-//   version  'v' | u32 len | key (UTF-8) | u32 (0xffffffff - id)  ->  u8 kind (1 put, 0 tombstone) | value
-//   journal  'j' | u32 id | key                                   ->  u32 previous version (0xffffffff none) | u8 kind
+//   version  'V' | hex8 len | key (UTF-8) | hex8 (0xffffffff - id)  ->  '1' | value (base64), or '0' (tombstone)
+//   journal  'j' | u32 id | key                                     ->  u32 previous version (0xffffffff none) | u8 kind
 //
-// All integers big-endian, so a key's versions sort together, newest first, and the
-// journal sorts by checkpoint id: prune(R) is one range read of 'j' | ..R, and restore(id)
-// one pass over the 'v' range plus a range read of the journal after `id`.
+// A key's versions sort together (its length first, then its bytes), newest first, and
+// the journal sorts by checkpoint id (big-endian): prune(R) is one range read of
+// 'j' | ..R, and restore(id) one pass over the 'V' range plus a range read of the
+// journal after `id`.
+//
+// Version records are text (ASCII but for the key's own UTF-8) because of what reading
+// costs: the binding makes a JavaScript string of an entry at a fraction of what a
+// Buffer costs (each Buffer is its own native allocation), and a restore reads every
+// version. Databases of the binary layout that came before ('v' | u32 len | key | u32
+// (0xffffffff - id) -> u8 kind | value) are rewritten to this one when opened, in one
+// atomic batch.
 //
 // A checkpoint is one WriteBatch of its versions and journal entries, written with
 // {sync: true} (fsync of the WAL): atomic and durable. restore()'s deletions and clear()
@@ -60,7 +68,7 @@ interface LevelDown {
   close(cb: Callback): void;
   batch(): ChainedBatch;
   batch(ops: BatchOp[], options: { sync: boolean }, cb: Callback): void;
-  getMany(keys: Buffer[], options: { asBuffer: boolean }, cb: Callback<Array<Buffer | undefined>>): void;
+  getMany(keys: Buffer[], options: { asBuffer: false }, cb: Callback<Array<string | undefined>>): void;
   clear(options: RangeOptions, cb: Callback): void;
   iterator(options: RangeOptions & { keyAsBuffer?: boolean; valueAsBuffer?: boolean; highWaterMark?: number }): LevelIterator;
 }
@@ -72,25 +80,51 @@ function call<T = void>(f: (cb: Callback<T>) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => f((err, value) => (err ? reject(err) : resolve(value as T))));
 }
 
-const V = 0x76; // 'v'
+const V = 0x56; // 'V'
 const J = 0x6a; // 'j'
+/** The first byte of a version key in the earlier, binary layout. */
+const LEGACY_V = 0x76; // 'v'
 const NONE = 0xffffffff;
+/** Journal values: the kind of the version. */
 const PUT = 1;
 const TOMBSTONE = 0;
+/** A version's value when it is a tombstone ('-' is no base64 character). */
+const TOMBSTONE_TEXT = '-';
 const V_START = Buffer.from([V]);
 const V_END = Buffer.from([V + 1]);
 const J_END = Buffer.from([J + 1]);
+const LEGACY_START = Buffer.from([LEGACY_V]);
+const LEGACY_END = Buffer.from([LEGACY_V + 1]);
 /** A key no record has: a synced delete of it makes the unsynced writes before it durable. */
 const SYNC_KEY = Buffer.from([0]);
+/** A version key's bytes besides its key: 'V', the length and the id as 8 hex digits each. */
+const VK_EXTRA = 17;
+const HEX = Buffer.from('0123456789abcdef');
+
+function putHex8(b: Buffer, p: number, n: number): void {
+  for (let i = 7; i >= 0; i--) {
+    b[p + i] = HEX[n & 15]!;
+    n >>>= 4;
+  }
+}
+
+/**
+ * Writes the version key of (`key`, `id`) at `p` of `b` (room for VK_EXTRA + 3 ×
+ * key.length bytes); returns its UTF-8 key length. Many keys share one buffer: no
+ * allocation per key.
+ */
+function putVersionKey(b: Buffer, p: number, key: string, id: number): number {
+  b[p] = V;
+  const len = b.write(key, p + 9, 'utf8');
+  putHex8(b, p + 1, len);
+  putHex8(b, p + 9 + len, NONE - id);
+  return len;
+}
 
 function versionKey(key: string, id: number): Buffer {
-  const len = Buffer.byteLength(key, 'utf8');
-  const b = Buffer.allocUnsafe(9 + len);
-  b[0] = V;
-  b.writeUInt32BE(len, 1);
-  b.write(key, 5, 'utf8');
-  b.writeUInt32BE(NONE - id, 5 + len);
-  return b;
+  const b = Buffer.allocUnsafe(VK_EXTRA + 3 * key.length);
+  const len = putVersionKey(b, 0, key, id);
+  return b.subarray(0, VK_EXTRA + len);
 }
 
 function journalId(id: number): Buffer {
@@ -100,16 +134,10 @@ function journalId(id: number): Buffer {
   return b;
 }
 
-/**
- * Writes the version key of (`key`, `id`) at `p` of `b` (room for 9 + 3 × key.length
- * bytes); returns its UTF-8 key length. Many keys share one buffer: no allocation per key.
- */
-function putVersionKey(b: Buffer, p: number, key: string, id: number): number {
-  b[p] = V;
-  const len = b.write(key, p + 5, 'utf8');
-  b.writeUInt32BE(len, p + 1);
-  b.writeUInt32BE(NONE - id, p + 5 + len);
-  return len;
+/** The id of a version key read as a string (its last 8 characters), NaN if they are not hex digits. */
+function versionIdOf(k: string): number {
+  const n = Number('0x' + k.slice(k.length - 8));
+  return NONE - n;
 }
 
 // The package's iterator hands out one entry per next() and callback, each deferred to
@@ -118,22 +146,35 @@ function putVersionKey(b: Buffer, p: number, key: string, id: number): number {
 // entries (or `highWaterMark` bytes) at once, in one array, last entry first.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const binding = require('rocksdb/binding') as {
-  iterator_next(context: unknown, cb: (err: Error | null, entries: Buffer[], finished: boolean) => void): void;
+  iterator_next(context: unknown, cb: (err: Error | null, entries: Array<Buffer | string>, finished: boolean) => void): void;
 };
 
 /** Bytes of keys and values per native read of an iterator: 1,000 entries of a few hundred bytes. */
 const READ_BYTES = 1 << 20;
 
 /** Each [key, value] of a range, by callbacks, a thousand entries per native read. */
-function eachEntry(db: LevelDown, options: RangeOptions & { keyAsBuffer?: false; valueAsBuffer?: false }, each: (key: Buffer, value: Buffer) => void): Promise<void> {
-  const it = db.iterator({ ...options, highWaterMark: READ_BYTES });
+function eachEntry(db: LevelDown, options: RangeOptions, each: (key: Buffer, value: Buffer) => void): Promise<void> {
+  return readRange(db, { ...options, highWaterMark: READ_BYTES }, each);
+}
+
+/** eachEntry(), keys and values as strings (UTF-8). */
+function eachText(db: LevelDown, options: RangeOptions, each: (key: string, value: string) => void): Promise<void> {
+  return readRange(db, { ...options, keyAsBuffer: false, valueAsBuffer: false, highWaterMark: READ_BYTES }, each);
+}
+
+function readRange<T extends Buffer | string>(
+  db: LevelDown,
+  options: RangeOptions & { keyAsBuffer?: boolean; valueAsBuffer?: boolean; highWaterMark: number },
+  each: (key: T, value: T) => void,
+): Promise<void> {
+  const it = db.iterator(options);
   return new Promise<void>((resolve, reject) => {
     const done = (e: Error | undefined): void => it.end((e2) => (e !== undefined ? reject(e) : e2 ? reject(e2) : resolve()));
     const step = (): void =>
       binding.iterator_next(it.context, (err, entries, finished) => {
         if (err) return done(err);
         try {
-          for (let i = entries.length - 1; i > 0; i -= 2) each(entries[i]!, entries[i - 1]!);
+          for (let i = entries.length - 1; i > 0; i -= 2) each(entries[i] as T, entries[i - 1] as T);
         } catch (e) {
           return done(e instanceof Error ? e : new Error(String(e)));
         }
@@ -149,77 +190,58 @@ class RocksEngine implements Engine {
   /** Keys sort as their bytes, a key's versions by id, newest first (versionKey). */
   readonly grouped = true;
 
-  /**
-   * The version records as opening read them (key, value, key, value, ...), for the
-   * restore that follows: reading them twice would double its cost. Gone at the first
-   * change or scan.
-   */
-  private opened: Buffer[] | undefined;
-
   constructor(
     private readonly db: LevelDown,
     dir: string,
-    versions?: Buffer[],
   ) {
     this.where = `RocksDB state in ${dir}`;
-    this.opened = versions;
   }
 
   write(id: number, writes: readonly VersionWrite[]): Promise<void> {
-    this.opened = undefined;
     // Keys and values of the whole batch in one buffer, each op a view of it: RocksDB
     // copies them into its WriteBatch at once.
     let size = 0;
-    for (const w of writes) size += 2 * (9 + 3 * w.key.length) + 6 + (w.value === null ? 0 : w.value.length);
+    for (const w of writes) size += VK_EXTRA + 5 + 6 * w.key.length + 5 + (w.value === null ? 1 : 4 * Math.ceil(w.value.length / 3));
     const b = Buffer.allocUnsafeSlow(size);
     const batch = this.db.batch();
     let p = 0;
     for (const w of writes) {
       const vk = p;
       const len = putVersionKey(b, p, w.key, id);
-      p += 9 + len;
+      p += VK_EXTRA + len;
       const jk = p;
       b[p] = J;
       b.writeUInt32BE(id, p + 1);
-      b.copy(b, p + 5, vk + 5, vk + 5 + len);
+      b.copy(b, p + 5, vk + 9, vk + 9 + len);
       p += 5 + len;
       const jv = p;
       b.writeUInt32BE(w.prev === 0 ? NONE : w.prev, p);
       b[p + 4] = w.value === null ? TOMBSTONE : PUT;
       p += 5;
       const vv = p;
-      b[p++] = w.value === null ? TOMBSTONE : PUT;
-      if (w.value !== null) {
-        b.set(w.value, p);
-        p += w.value.length;
-      }
-      batch.put(b.subarray(vk, vk + 9 + len), b.subarray(vv, p));
+      p += w.value === null ? b.write(TOMBSTONE_TEXT, p, 'latin1') : b.write(w.value.toString('base64'), p, 'latin1');
+      batch.put(b.subarray(vk, vk + VK_EXTRA + len), b.subarray(vv, p));
       batch.put(b.subarray(jk, jk + 5 + len), b.subarray(jv, jv + 5));
     }
     return call((cb) => batch.write({ sync: true }, cb));
   }
 
   async read(key: string, id: number): Promise<Buffer | null | undefined> {
-    const [v] = await call<Array<Buffer | undefined>>((cb) => this.db.getMany([versionKey(key, id)], { asBuffer: true }, cb));
+    const [v] = await call<Array<string | undefined>>((cb) => this.db.getMany([versionKey(key, id)], { asBuffer: false }, cb));
     return v === undefined ? undefined : this.decodeValue(v, key, id);
   }
 
   async scan(each: (r: VersionRecord) => void): Promise<void> {
-    const record = (k: Buffer, v: Buffer): void => {
-      const len = k.length >= 9 ? k.readUInt32BE(1) : -1;
-      if (len < 0 || k.length !== 9 + len) throw this.corrupt(`a version key of ${k.length} bytes`);
-      const key = k.toString('utf8', 5, 5 + len);
-      const id = NONE - k.readUInt32BE(5 + len);
+    const record = (k: string, v: string): void => {
+      const id = k.length >= VK_EXTRA ? versionIdOf(k) : NaN;
+      if (!(id >= 0)) throw this.corrupt(`the version key ${JSON.stringify(k)}`);
+      const key = k.slice(9, k.length - 8);
       each({ key, id, value: this.decodeValue(v, key, id) });
     };
-    const opened = this.opened;
-    this.opened = undefined;
-    if (opened === undefined) return eachEntry(this.db, { gte: V_START, lt: V_END }, record);
-    for (let i = 0; i < opened.length; i += 2) record(opened[i]!, opened[i + 1]!);
+    return eachText(this.db, { gte: V_START, lt: V_END }, record);
   }
 
   async dropNewer(id: number, versions: readonly VersionRef[]): Promise<void> {
-    this.opened = undefined;
     // The next checkpoint is id + 1: the journal must be read from there again.
     this.floor = Math.min(this.floor, id + 1);
     const ops: BatchOp[] = versions.map((v) => ({ type: 'del', key: versionKey(v.key, v.id) }));
@@ -254,16 +276,15 @@ class RocksEngine implements Engine {
   }
 
   async dropJournal(entries: readonly JournalEntry[], versions: readonly VersionRef[]): Promise<void> {
-    this.opened = undefined;
     let size = 0;
-    for (const v of versions) size += 9 + 3 * v.key.length;
+    for (const v of versions) size += VK_EXTRA + 3 * v.key.length;
     const b = Buffer.allocUnsafeSlow(Math.max(size, 1));
     const batch = this.db.batch();
     let p = 0;
     for (const v of versions) {
       const len = putVersionKey(b, p, v.key, v.id);
-      batch.del(b.subarray(p, p + 9 + len));
-      p += 9 + len;
+      batch.del(b.subarray(p, p + VK_EXTRA + len));
+      p += VK_EXTRA + len;
     }
     for (const e of entries) batch.del(e.raw as Buffer);
     const next = this.nextFloor;
@@ -273,7 +294,6 @@ class RocksEngine implements Engine {
   }
 
   async clear(): Promise<void> {
-    this.opened = undefined;
     this.floor = 0;
     this.nextFloor = undefined;
     await call((cb) => this.db.clear({}, cb));
@@ -293,10 +313,14 @@ class RocksEngine implements Engine {
     return call((cb) => this.db.close(cb));
   }
 
-  private decodeValue(v: Buffer, key: string, id: number): Buffer | null {
-    if (v.length >= 1 && v[0] === PUT) return v.subarray(1);
-    if (v.length === 1 && v[0] === TOMBSTONE) return null;
-    throw this.corrupt(`version ${id} of key ${JSON.stringify(key)}`);
+  /**
+   * A version's value: base64 (a small Buffer of the pool, no native allocation), or a
+   * tombstone. Damage is RocksDB's checksums' to find, and a restore's digest's.
+   */
+  private decodeValue(v: string, key: string, id: number): Buffer | null {
+    if (v === TOMBSTONE_TEXT) return null;
+    if (v.length % 4 !== 0) throw this.corrupt(`version ${id} of key ${JSON.stringify(key)}`);
+    return Buffer.from(v, 'base64');
   }
 
   private corrupt(what: string): StateError {
@@ -312,23 +336,47 @@ function isCorruption(e: unknown): boolean {
 /**
  * Opens the database in `dir` and reads every record once: a damaged table file is
  * found on read, not on open, and must be found here, before restore() trusts it.
- * Returns the version records it read (key, value, key, value, ...), for that restore.
  */
-async function openVerified(dir: string): Promise<{ db: LevelDown; versions: Buffer[] }> {
+async function openVerified(dir: string): Promise<LevelDown> {
   const db = rocksdb(dir);
   await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
   try {
-    // Reading is the check: RocksDB verifies each block's checksum as it reads it. What
-    // sorts before the versions (the journal) is only checked: read as strings, which
-    // the binding makes at half the cost of Buffers, and dropped.
-    await eachEntry(db, { lt: V_START, keyAsBuffer: false, valueAsBuffer: false }, () => {});
-    const versions: Buffer[] = [];
-    await eachEntry(db, { gte: V_START }, (k, v) => versions.push(k, v));
-    return { db, versions };
+    await upgradeLegacy(db);
+    // Reading is the check: RocksDB verifies each block's checksum as it reads it. Only
+    // that: nothing is handed to JavaScript (the restore that follows reads the versions
+    // again, a batch at a time; holding them all from here would cost more, in garbage
+    // collection, than reading them twice).
+    await readRange(db, { keys: false, values: false, keyAsBuffer: false, valueAsBuffer: false, highWaterMark: READ_BYTES }, () => {});
+    return db;
   } catch (e) {
     await call((cb) => db.close(cb)).catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * Rewrites the versions of the earlier, binary layout ('v' | u32 len | key | u32
+ * (0xffffffff - id) -> u8 kind | value) in today's, in one synced batch: the database
+ * holds either layout whole, whenever it crashes.
+ */
+async function upgradeLegacy(db: LevelDown): Promise<void> {
+  const batch = db.batch();
+  let n = 0;
+  await eachEntry(db, { gte: LEGACY_START, lt: LEGACY_END }, (k, v) => {
+    const len = k.length >= 9 ? k.readUInt32BE(1) : -1;
+    const kind = v.length >= 1 ? v[0] : -1;
+    if (len < 0 || k.length !== 9 + len || (kind !== PUT && kind !== TOMBSTONE) || (kind === TOMBSTONE && v.length !== 1))
+      throw new Error(`Corruption: a version record of the earlier layout (key ${k.toString('hex')}) is malformed`);
+    const nk = Buffer.allocUnsafe(VK_EXTRA + len);
+    nk[0] = V;
+    putHex8(nk, 1, len);
+    k.copy(nk, 9, 5, 5 + len);
+    putHex8(nk, 9 + len, k.readUInt32BE(5 + len));
+    batch.put(nk, Buffer.from(kind === PUT ? v.toString('base64', 1) : TOMBSTONE_TEXT, 'latin1'));
+    batch.del(k);
+    n++;
+  });
+  if (n > 0) await call((cb) => batch.write({ sync: true }, cb));
 }
 
 export class RocksDbStateBackend implements StateBackend {
@@ -348,7 +396,7 @@ export class RocksDbStateBackend implements StateBackend {
   async open(partition: number): Promise<PartitionStore> {
     const dir = join(this.dir, `partition-${partition}`);
     this.stores.check(partition, () => `the RocksDB state in ${dir}`, this.opening.has(partition));
-    let opened: { db: LevelDown; versions: Buffer[] };
+    let db: LevelDown;
     this.opening.add(partition);
     try {
       try {
@@ -363,7 +411,7 @@ export class RocksDbStateBackend implements StateBackend {
         throw fileError(e, `state.dir: cannot write to ${dir}`, dir, 'external');
       }
       try {
-        opened = await openVerified(dir);
+        db = await openVerified(dir);
       } catch (e) {
         if (!isCorruption(e)) throw e;
         const what = `the RocksDB state of partition ${partition} in ${dir} is corrupt (${(e as Error).message})`;
@@ -377,7 +425,7 @@ export class RocksDbStateBackend implements StateBackend {
         await rename(dir, aside);
         this.onWarning?.(`${what}: moved it to ${aside}; partition ${partition} is rebuilt from the earliest offset of its topic`, { partition, dir, movedTo: aside });
         await mkdir(dir, { recursive: true });
-        opened = await openVerified(dir);
+        db = await openVerified(dir);
       }
     } catch (e) {
       if (e instanceof WeirError) throw e;
@@ -385,7 +433,7 @@ export class RocksDbStateBackend implements StateBackend {
     } finally {
       this.opening.delete(partition);
     }
-    return this.stores.add(partition, new RocksEngine(opened.db, dir, opened.versions));
+    return this.stores.add(partition, new RocksEngine(db, dir));
   }
 
   close(): Promise<void> {
