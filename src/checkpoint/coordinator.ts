@@ -31,7 +31,7 @@ import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
 import type { PartitionedOperator } from '../pipeline/partitioned';
 import { offsetOf, type RecordBatch } from '../pipeline/types';
-import { ChangeBatchWriter, StateCorrupt, type PartitionStore, type StateBackend, type StateSummary } from '../state';
+import { ChangeBatchWriter, StateCorrupt, type DigestAlgorithm, type PartitionStore, type StateBackend, type StateSummary } from '../state';
 import type { ChangeSet } from '../pipeline/changes';
 import type { ResultBatch } from '../pipeline/results';
 import { readChangeBatch, type ChangeBatch } from '../state/batch';
@@ -69,6 +69,11 @@ export function aggregationsFingerprint(cfg: Config): string {
   const aggs = cfg.aggregations.map((a) => ({ name: a.name, groupBy: a.groupBy, value: a.value, window: a.window }));
   const topic = cfg.source.type === 'kafka' ? cfg.source.topic : null;
   return createHash('sha256').update(JSON.stringify({ topic, field, maxOutOfOrdernessMs, allowedLatenessMs, aggs })).digest('hex').slice(0, 16);
+}
+
+/** The hash of the state digest `meta` recorded (its metadata's version says). */
+function digestOf(meta: CheckpointMetadata): DigestAlgorithm {
+  return meta.version === 1 ? 'sha256' : 'xxh64';
 }
 
 /** A checkpoint between its barrier and its completion: what it holds, as of its barrier. */
@@ -340,7 +345,7 @@ export class Checkpointer {
           } catch (e) {
             failure = e instanceof Error ? e : new Error(String(e));
           }
-        });
+        }, digestOf(meta));
       } catch (e) {
         if (!(e instanceof StateCorrupt)) throw e;
         this.op.drop(p);
@@ -395,7 +400,7 @@ export class Checkpointer {
       this.checkFingerprint(meta);
       let restored;
       try {
-        restored = await ps.restore(meta.id);
+        restored = await ps.restore(meta.id, digestOf(meta));
       } catch (e) {
         if (!(e instanceof StateCorrupt)) throw e;
         this.log.warn({ checkpoint: meta.id, partition: p, err: e }, `skipping checkpoint ${meta.id} for partition ${p}: ${e.message}`);

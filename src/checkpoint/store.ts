@@ -19,7 +19,12 @@ import { fileError } from '../errors/files';
 import type { StateSummary } from '../state';
 import { faultPoint } from './faults';
 
-export const METADATA_VERSION = 1;
+/**
+ * 2: state digests of XXH64 terms; 1 (still read): of SHA-256 terms (see
+ * DigestAlgorithm in src/state/backend.ts).
+ */
+export const METADATA_VERSION = 2;
+const READABLE_VERSIONS: ReadonlySet<unknown> = new Set([1, 2]);
 const NAME = /^checkpoint-(\d+)$/;
 const TMP_PREFIX = '.tmp-checkpoint-';
 /** errno codes that say what is wrong with the checkpoint directory itself (see write()). */
@@ -43,7 +48,7 @@ export interface PartitionCheckpoint {
 }
 
 export interface CheckpointMetadata {
-  version: typeof METADATA_VERSION;
+  version: 1 | typeof METADATA_VERSION;
   id: number;
   createdAt: string;
   instanceId: string;
@@ -142,7 +147,7 @@ export class CheckpointStore {
     } catch {
       throw new CheckpointCorrupt(path, `is not valid JSON (truncated or corrupted, ${text.length} bytes)`);
     }
-    if (typeof m !== 'object' || m === null || m.version !== METADATA_VERSION) throw new CheckpointCorrupt(path, `has an unknown version ${JSON.stringify((m as { version?: unknown } | null)?.version)} (expected ${METADATA_VERSION})`);
+    if (typeof m !== 'object' || m === null || !READABLE_VERSIONS.has(m.version)) throw new CheckpointCorrupt(path, `has an unknown version ${JSON.stringify((m as { version?: unknown } | null)?.version)} (expected 1 or ${METADATA_VERSION})`);
     if (m.checksum !== checksumOf(m)) throw new CheckpointCorrupt(path, 'checksum does not match its content');
     if (m.id !== id) throw new CheckpointCorrupt(path, `holds id ${m.id}, not ${id}`);
     return m;

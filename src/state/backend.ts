@@ -18,8 +18,10 @@
 //     no checkpoint >= R can need either. Never a full scan.
 //
 // Summary: `entries` and `bytes` (UTF-8 key + value bytes) of the live entries, and an
-// order-independent digest: the sum mod 2^64 of the first 8 bytes (big-endian) of
-// sha256(utf8(key) ‖ 0x00 ‖ value), as 16 lowercase hex digits. It is maintained
+// order-independent digest: the sum mod 2^64 of XXH64 (seed 0) of
+// utf8(key) ‖ 0x00 ‖ value, as 16 lowercase hex digits. (Checkpoints recorded before
+// summed the first 8 bytes, big-endian, of sha256 of the same bytes: a restore of one
+// of them is asked for that digest, see DigestAlgorithm.) It is maintained
 // incrementally (per live key its current version and hash are kept in memory,
 // filled by restore() and by each checkpoint), so checkpoint() costs O(changes).
 // restore() computes it from the records it actually read, so comparing it with the
@@ -28,6 +30,8 @@
 // The backends (memory.ts, rocksdb.ts, redis.ts) only store and find records; the
 // versioning logic above is in versioned.ts, shared by all three.
 import * as crypto from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WeirError, type ErrorDomain } from '../errors/errors';
 import type { ChangeBatch } from './batch';
 
@@ -80,15 +84,16 @@ export interface PartitionStore {
    * absent). Also deletes every version newer than `id` (and its journal), so a later
    * checkpoint never mixes them in, and drops the stage. Afterwards get() answers as of `id`.
    */
-  restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }>;
+  restore(id: number, digest?: DigestAlgorithm): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }>;
   /**
    * restore(), its entries handed to `each` as they are read: change batches of puts
    * (batch.ts; each key once), a few thousand entries each, that `each` may keep. The
    * first is out while the next is made, so that the caller can use it meanwhile (the
    * thread store sends each as soon as the thread has it). Resolves with the summary
-   * after the last. `each` must not throw: a caller keeps its own failures.
+   * after the last. `each` must not throw: a caller keeps its own failures. The summary's
+   * digest is of `digest`'s terms (xxh64 unless said; the store goes on in xxh64).
    */
-  restoreBatches(id: number, each: (batch: ChangeBatch) => void): Promise<StateSummary>;
+  restoreBatches(id: number, each: (batch: ChangeBatch) => void, digest?: DigestAlgorithm): Promise<StateSummary>;
   /** Removes everything of this partition (a fresh start), and drops the stage. */
   clear(): Promise<void>;
   /** Drops the versions no checkpoint >= oldestRetained can need (walks the journal, not the state). */
@@ -117,21 +122,48 @@ export class StateCorrupt extends StateError {
   }
 }
 
-const ZERO = Buffer.alloc(1);
+/**
+ * The hash of a state digest's terms: `xxh64` today, `sha256` in checkpoints recorded
+ * before (their metadata's version says which).
+ */
+export type DigestAlgorithm = 'xxh64' | 'sha256';
 
-/** The digest term of one entry: first 8 bytes (big-endian) of sha256(utf8(key) ‖ 0x00 ‖ value). */
-export function entryHash(key: string, value: Buffer): bigint {
-  return crypto.createHash('sha256').update(key, 'utf8').update(ZERO).update(value).digest().readBigUInt64BE(0);
+/** The XXH64 of assembly/digest.ts, one instance per thread: bytes are copied into its memory at DATA. */
+interface Xxh64 {
+  memory: WebAssembly.Memory;
+  bytes: Uint8Array;
+  low: Uint32Array;
+  hash: (ptr: number, len: number) => number;
 }
 
-export function digestHex(sum: bigint): string {
-  return BigInt.asUintN(64, sum).toString(16).padStart(16, '0');
+const DATA = 8;
+let xxh: Xxh64 | undefined;
+
+function xxhInstance(): Xxh64 {
+  if (xxh === undefined) {
+    const module = new WebAssembly.Module(readFileSync(join(__dirname, '..', '..', '..', 'build', 'digest.wasm')));
+    const e = new WebAssembly.Instance(module, {}).exports as { memory: WebAssembly.Memory; xxh64: (ptr: number, len: number) => number };
+    xxh = { memory: e.memory, bytes: new Uint8Array(e.memory.buffer), low: new Uint32Array(e.memory.buffer, 0, 1), hash: e.xxh64 };
+  }
+  return xxh;
+}
+
+/** XXH64 (seed 0) of some bytes, as two unsigned 32-bit halves. */
+export function xxh64(data: Uint8Array): { hi: number; lo: number } {
+  const x = xxhInstance();
+  if (DATA + data.length > x.bytes.length) {
+    x.memory.grow(Math.ceil((DATA + data.length - x.bytes.length) / 65536));
+    x.bytes = new Uint8Array(x.memory.buffer);
+    x.low = new Uint32Array(x.memory.buffer, 0, 1);
+  }
+  x.bytes.set(data, DATA);
+  const hi = x.hash(DATA, data.length) >>> 0;
+  return { hi, lo: x.low[0]! };
 }
 
 /**
  * sha256 of some bytes, in one call (crypto.hash, Node 20.12 and later) where there is
- * one: a checkpoint hashes every changed entry, and a Hash object with its three calls
- * costs twice as much.
+ * one: a Hash object with its three calls costs twice as much.
  */
 const sha256: (data: Uint8Array) => Buffer =
   typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'buffer') : (data) => crypto.createHash('sha256').update(data).digest();
@@ -140,21 +172,27 @@ const sha256: (data: Uint8Array) => Buffer =
  * The digest term of an entry as two unsigned 32-bit halves (no BigInt per entry), from
  * the bytes key ‖ 0x00 ‖ value in one piece (a change batch holds them so).
  */
-export function termOf(hashed: Uint8Array): { hi: number; lo: number } {
+export function termOf(hashed: Uint8Array, algorithm: DigestAlgorithm = 'xxh64'): { hi: number; lo: number } {
+  if (algorithm === 'xxh64') return xxh64(hashed);
   const h = sha256(hashed);
   return { hi: h.readUInt32BE(0), lo: h.readUInt32BE(4) };
 }
 
 let scratch = Buffer.allocUnsafeSlow(4096);
 
-/** termOf() for a key and value held apart. */
-export function termOfEntry(key: string, value: Uint8Array): { hi: number; lo: number } {
+/** The bytes key ‖ 0x00 ‖ value (a view of a scratch buffer, valid until the next call). */
+function entryBytes(key: string, value: Uint8Array): Buffer {
   const need = 3 * key.length + 1 + value.length;
   if (scratch.length < need) scratch = Buffer.allocUnsafeSlow(Math.max(need, 2 * scratch.length));
   const n = scratch.write(key, 0, 'utf8');
   scratch[n] = 0;
   scratch.set(value, n + 1);
-  return termOf(scratch.subarray(0, n + 1 + value.length));
+  return scratch.subarray(0, n + 1 + value.length);
+}
+
+/** termOf() for a key and value held apart. */
+export function termOfEntry(key: string, value: Uint8Array, algorithm: DigestAlgorithm = 'xxh64'): { hi: number; lo: number } {
+  return termOf(entryBytes(key, value), algorithm);
 }
 
 /** A digest as the sum mod 2^64 of terms, kept in two unsigned 32-bit halves. */
@@ -187,12 +225,13 @@ export class DigestSum {
 }
 
 /** The summary of a whole map of entries, computed from scratch. */
-export function summarize(entries: ReadonlyMap<string, Buffer>): StateSummary {
-  let sum = 0n;
+export function summarize(entries: ReadonlyMap<string, Buffer>, algorithm: DigestAlgorithm = 'xxh64'): StateSummary {
+  const sum = new DigestSum();
   let bytes = 0;
   for (const [k, v] of entries) {
-    sum = BigInt.asUintN(64, sum + entryHash(k, v));
+    const t = termOfEntry(k, v, algorithm);
+    sum.add(t.hi, t.lo);
     bytes += Buffer.byteLength(k, 'utf8') + v.length;
   }
-  return { entries: entries.size, bytes, digest: digestHex(sum) };
+  return { entries: entries.size, bytes, digest: sum.hex() };
 }

@@ -8,7 +8,7 @@ import { RedisStateBackend } from './redis';
 import { RocksDbStateBackend } from './rocksdb';
 import { ThreadStateBackend } from './thread';
 
-export { StateError, StateCorrupt, entryHash, digestHex, summarize } from './backend';
+export { StateError, StateCorrupt, summarize, xxh64, type DigestAlgorithm } from './backend';
 export type { CorruptionPolicy, PartitionStore, StateBackend, StateBackendConfig, StateBackendKind, StateSummary } from './backend';
 export { MAX_STATE_ID, VersionedStore, type RecordCounts } from './versioned';
 export { MemoryStateBackend } from './memory';

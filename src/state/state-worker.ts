@@ -17,7 +17,7 @@
 // Each store's operation is called as its message arrives, in order, so a stage
 // followed by a checkpoint is in that checkpoint, as on one thread.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { PartitionStore, StateBackend, StateBackendConfig } from './backend';
+import type { DigestAlgorithm, PartitionStore, StateBackend, StateBackendConfig } from './backend';
 import type { ChangeBatch } from './batch';
 import type { RecordCounts } from './versioned';
 
@@ -29,7 +29,8 @@ export interface StateWorkerInit {
 export type StateOp =
   | { op: 'open'; partition: number }
   | { op: 'get'; store: number; key: string }
-  | { op: 'checkpoint' | 'restore' | 'prune'; store: number; n: number }
+  | { op: 'checkpoint' | 'prune'; store: number; n: number }
+  | { op: 'restore'; store: number; n: number; digest: DigestAlgorithm }
   | { op: 'clear' | 'records' | 'close'; store: number }
   | { op: 'shutdown' };
 
@@ -111,7 +112,7 @@ async function serve(init: StateWorkerInit): Promise<void> {
       case 'restore':
         stageFailures.delete(m.store);
         return storeOf(m.store)
-          .restoreBatches(m.n, (batch) => post({ type: 'chunk', id: m.id, batch }, [batch.buffer]))
+          .restoreBatches(m.n, (batch) => post({ type: 'chunk', id: m.id, batch }, [batch.buffer]), m.digest)
           .then((summary) => ({ result: summary }));
       case 'clear':
         stageFailures.delete(m.store);

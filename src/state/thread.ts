@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ConfigError, InputError, WeirError } from '../errors/errors';
-import { StateCorrupt, StateError, type PartitionStore, type StateBackend, type StateBackendConfig, type StateBackendKind, type StateSummary } from './backend';
+import { StateCorrupt, StateError, type DigestAlgorithm, type PartitionStore, type StateBackend, type StateBackendConfig, type StateBackendKind, type StateSummary } from './backend';
 import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
 import type { FromStateWorker, PlainStateError, StateOp, StateWorkerInit, ToStateWorker } from './state-worker';
 import type { RecordCounts } from './versioned';
@@ -188,15 +188,15 @@ class ThreadPartitionStore implements PartitionStore {
     return this.call({ op: 'checkpoint', store: this.handle, n: id }) as Promise<StateSummary>;
   }
 
-  async restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
+  async restore(id: number, digest?: DigestAlgorithm): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
     const entries = new Map<string, Buffer>();
-    const summary = await this.restoreBatches(id, (batch) => readChangeBatch(batch, (k, v) => entries.set(k, v!)));
+    const summary = await this.restoreBatches(id, (batch) => readChangeBatch(batch, (k, v) => entries.set(k, v!)), digest);
     return { entries, summary };
   }
 
-  restoreBatches(id: number, each: (batch: ChangeBatch) => void): Promise<StateSummary> {
+  restoreBatches(id: number, each: (batch: ChangeBatch) => void, digest: DigestAlgorithm = 'xxh64'): Promise<StateSummary> {
     this.gathered = undefined; // a restore drops the stage
-    return this.call({ op: 'restore', store: this.handle, n: id }, each) as Promise<StateSummary>;
+    return this.call({ op: 'restore', store: this.handle, n: id, digest }, each) as Promise<StateSummary>;
   }
 
   clear(): Promise<void> {

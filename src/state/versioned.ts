@@ -25,7 +25,7 @@
 // be restore()d (or clear()ed) before get() and checkpoint().
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
-import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, type PartitionStore, type StateSummary } from './backend';
+import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, type DigestAlgorithm, type PartitionStore, type StateSummary } from './backend';
 import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
@@ -218,23 +218,29 @@ export class VersionedStore implements PartitionStore {
     });
   }
 
-  async restore(id: number): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
+  async restore(id: number, digest?: DigestAlgorithm): Promise<{ entries: Map<string, Buffer>; summary: StateSummary }> {
     const entries = new Map<string, Buffer>();
-    const summary = await this.restoreBatches(id, (batch) => readChangeBatch(batch, (key, value) => entries.set(key, value!)));
+    const summary = await this.restoreBatches(id, (batch) => readChangeBatch(batch, (key, value) => entries.set(key, value!)), digest);
     return { entries, summary };
   }
 
-  restoreBatches(id: number, each: (batch: ChangeBatch) => void, chunk = RESTORE_CHUNK): Promise<StateSummary> {
+  restoreBatches(id: number, each: (batch: ChangeBatch) => void, digest: DigestAlgorithm = 'xxh64', chunk = RESTORE_CHUNK): Promise<StateSummary> {
     this.staged = new Map();
     return this.run('restore', async () => {
       checkId(id, `${this.engine.where}: restore`, 0);
       this.reset();
       let w = new ChangeBatchWriter(1 << 21);
+      // The summary of a checkpoint recorded with another digest, beside the store's own.
+      const other = digest === 'xxh64' ? undefined : new DigestSum();
       const add = (r: VersionRecord): void => {
         if (r.value === null) return;
         w.put(r.key, r.value);
         // The batch holds key ‖ 0x00 ‖ value in one piece: one hash call per entry.
         const hashed = w.lastHashed();
+        if (other !== undefined) {
+          const o = termOf(hashed, digest);
+          other.add(o.hi, o.lo);
+        }
         const t = termOf(hashed);
         const e: IndexEntry = { ver: r.id, hi: t.hi, lo: t.lo, size: hashed.length - 1 };
         this.index.set(r.key, e);
@@ -257,7 +263,9 @@ export class VersionedStore implements PartitionStore {
       }
       if (w.count > 0) each(w.finish());
       this.lastId = id;
-      return this.summary();
+      const summary = this.summary();
+      if (other !== undefined) summary.digest = other.hex();
+      return summary;
     });
   }
 
