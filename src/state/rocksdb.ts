@@ -1,7 +1,7 @@
 // The RocksDB state backend: one database per partition in `${dir}/partition-N/`,
 // holding the records of versioned.ts (design: backend.ts):
 //
-//   version  'V' | hex8 len | key (UTF-8) | hex8 (0xffffffff - id)  ->  '1' | value (base64), or '0' (tombstone)
+//   version  'V' | hex8 len | key (UTF-8) | hex8 (0xffffffff - id)  ->  value (base64), or '-' (tombstone)
 //   journal  'j' | u32 id | key                                     ->  u32 previous version (0xffffffff none) | u8 kind
 //
 // A key's versions sort together (its length first, then its bytes), newest first, and
