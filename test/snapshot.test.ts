@@ -209,6 +209,37 @@ test('state keys write window bounds as JavaScript does: negative, 0, around 1e8
   }
 });
 
+test('restore takes windows of any bounds and key: negative, beyond 15 digits, separators and non-ASCII in values', () => {
+  // Windows with integer bounds of up to 15 digits are read from their key's bytes,
+  // the others the long way: both must give back the same operator.
+  const cfg = testConfig({
+    eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
+    aggregations: [
+      { name: 's', groupBy: ['k', 'm.r'], value: 'v', window: { type: 'session', gapMs: 2 } },
+      { name: 't.1', groupBy: [], value: 'v', window: { type: 'tumbling', sizeMs: 10 } },
+      { name: 'sl-1', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 20, slideMs: 10 } },
+    ],
+  });
+  const times = [-123_456_789_012, -5, 0, 7, 99_999_999_999_999, 999_999_999_999_999, 1_234_567_890_123_456];
+  const keys = ['a', 'x:y=z%', 'ü', ''];
+  const line = (t: number, i: number) => JSON.stringify({ timestamp: t, v: i, k: keys[i % keys.length], m: { r: i % 3 === 0 ? 'r:1' : 'r' } });
+  for (const t of times) {
+    const a = new WindowOperator(cfg, { clock: () => 0 });
+    a.trackChanges();
+    a.process(batchOfLines([line(t, 0), line(t + 1, 1), line(t + 3, 2), line(t, 3)]));
+    const { puts } = a.drainChanges();
+    assert.ok(puts.length >= 6, `${t}: ${puts.length} windows`);
+    const b = new WindowOperator(cfg, { clock: () => 0 });
+    b.restore(puts, a.watermarks.current);
+    b.watermarks.register(0, 0, a.watermarks.maxOf(0));
+    b.watermarks.current = a.watermarks.current;
+    for (let x = 0; x < 3; x++) assert.equal(b.openWindows(x), a.openWindows(x), `${t}: open windows of aggregation ${x}`);
+    const later = batchOfLines([line(t + 2, 5), line(t + 30, 6)]);
+    assert.deepEqual(norm(b.process(later)), norm(a.process(later)), `${t}: after the restore`);
+    assert.deepEqual(norm(b.finish()), norm(a.finish()), `${t}: at the end`);
+  }
+});
+
 test('a persisted window changed then purged is only deleted; one created and purged between drains is nowhere', () => {
   const op = single({ type: 'tumbling', sizeMs: 10 });
   op.trackChanges();
@@ -252,6 +283,8 @@ test('restore: an unknown aggregation, a foreign value, a mismatched key or a fe
   assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'new').restore([[key, value]], -Infinity), (e: Error) => e.message.includes(key) && e.message.includes('no aggregation named "old"'));
   assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'old').restore([[key, Buffer.from('{}')]], -Infinity), (e: Error) => e.message.includes(key) && /not a window state/.test(e.message));
   assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'old').restore([['old:k=b:0_10', value]], -Infinity), /describes the window "old:k=a:0_10"/);
+  for (const other of ['old:k=a:0_20', 'old:k=a:00_10', 'old:k=a:0_10.0', 'old:k=a:-0_10', 'older:k=a:0_10', 'old:k=a:0_10:', 'old:k=a'])
+    assert.throws(() => single({ type: 'tumbling', sizeMs: 10 }, 'old').restore([[other, value]], -Infinity), /describes the window "old:k=a:0_10"/, other);
   assert.throws(() => single({ type: 'tumbling', sizeMs: 20 }, 'old').restore([[key, value]], -Infinity), /core rejected it/);
   const corrupt = Buffer.from(value);
   corrupt.writeUInt32LE(99, value.length - decodeStateValue(key, value).core.length); // the core's SER_VERSION

@@ -65,14 +65,41 @@ export class KeyRegistry {
     const fields = this.fields;
     let key = values.length === 0 ? '' : fields[0] + '=' + keyValue(values[0]!);
     for (let j = 1; j < values.length; j++) key += ':' + fields[j] + '=' + keyValue(values[j]!);
-    let id = this.ids.get(key);
-    if (id === undefined) {
-      id = this.newId(preferred);
-      this.ids.set(key, id);
-      this.keys[id] = key;
-      this.values[id] = values.slice();
-    }
+    return this.ids.get(key) ?? this.add(key, values.slice(), preferred);
+  }
+
+  /** The id of key string `key`, if it is registered. */
+  known(key: string): number | undefined {
+    return this.ids.get(key);
+  }
+
+  /**
+   * Registers `key`, made of `values` (this.spells(key, values)), which must not be
+   * registered yet; its id. The registry keeps `values` as they are.
+   */
+  add(key: string, values: string[], preferred?: number): number {
+    const id = this.newId(preferred);
+    this.ids.set(key, id);
+    this.keys[id] = key;
+    this.values[id] = values;
     return id;
+  }
+
+  /** Whether `key` is the key string of these group values (what idOf() would build), without building it. */
+  spells(key: string, values: readonly string[]): boolean {
+    const fields = this.fields;
+    if (values.length !== fields.length) return false;
+    let pos = 0;
+    for (let j = 0; j < fields.length; j++) {
+      if (j > 0 && key.charCodeAt(pos++) !== 0x3a) return false;
+      const f = fields[j]!;
+      if (!key.startsWith(f, pos) || key.charCodeAt(pos + f.length) !== 0x3d) return false;
+      pos += f.length + 1;
+      const v = keyValue(values[j]!);
+      if (!key.startsWith(v, pos)) return false;
+      pos += v.length;
+    }
+    return pos === key.length;
   }
 
   /** The key of `id` as {field: value}, made once per key when first asked for. */

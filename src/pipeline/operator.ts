@@ -12,7 +12,7 @@ import { KeyRegistry } from './keys';
 import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch } from './types';
 import { ResultBatch, ResultEncoder } from './results';
-import type { ChangeBatch } from '../state/batch';
+import { ChangeBatchWriter, type ChangeBatch } from '../state/batch';
 import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type KeyTables, type StateChanges } from './changes';
 
 export { STATE_VALUE_VERSION, type StateChanges } from './changes';
@@ -69,6 +69,36 @@ function parseStateValue(b: Buffer, p: number, end: number, into: DecodedState):
   return undefined;
 }
 
+/** Where the last integerAt() stopped. */
+let integerEnd = 0;
+
+/**
+ * The integer written in bytes [from, to) of `b` up to the byte `stop` (or `to`), as
+ * String(n) writes one of at most 15 digits; NaN for anything else.
+ */
+function integerAt(b: Buffer, from: number, to: number, stop: number): number {
+  let i = from;
+  const negative = i < to && b[i] === 0x2d;
+  if (negative) i++;
+  const first = i;
+  let v = 0;
+  for (; i < to && b[i] !== stop; i++) {
+    const d = b[i]! - 0x30;
+    if (d < 0 || d > 9) return NaN;
+    v = v * 10 + d;
+  }
+  const digits = i - first;
+  if (digits === 0 || digits > 15 || (digits > 1 && b[first] === 0x30) || (negative && v === 0)) return NaN;
+  integerEnd = i;
+  return negative ? -v : v;
+}
+
+/** Whether bytes [from, to) of `b` are `${start}_${end}` with integers written as String() writes them. */
+function boundsAre(b: Buffer, from: number, to: number, start: number, end: number): boolean {
+  if (integerAt(b, from, to, 0x5f) !== start || integerEnd === to) return false;
+  return integerAt(b, integerEnd + 1, to, -1) === end;
+}
+
 function cannotRestore(key: string, why: string): Error {
   return new Error(`window state "${key}" cannot be restored: ${why}`);
 }
@@ -122,6 +152,8 @@ export class WindowOperator {
   private readonly instance: string;
   private readonly latenessMs: number;
   private readonly aggIndex = new Map<string, number>();
+  /** The aggregations' names, UTF-8, by index. */
+  private readonly nameBytes: Buffer[];
   // ─── Checkpoint bookkeeping ───
   private tracking = false;
   /** Whether any event went into the core (restore needs a fresh operator). */
@@ -150,6 +182,7 @@ export class WindowOperator {
     this.clock = opts.clock ?? Date.now;
     this.registries = aggregations.map((a) => new KeyRegistry(a.groupBy));
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
+    this.nameBytes = aggregations.map((a) => Buffer.from(a.name, 'utf8'));
     this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.keyTables, this.headers);
     this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
     this.listGone = opts.gone ?? true;
@@ -304,21 +337,22 @@ export class WindowOperator {
    * them (watermarks.register(partition, now, maxEventTime), watermarks.current).
    */
   restore(entries: Iterable<[string, Uint8Array]>, watermarkMs: number): void {
-    this.beginRestore(watermarkMs);
-    const st = {} as DecodedState;
-    for (const [key, value] of entries) {
-      const b = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-      this.restoreOne(key, b, 0, b.length, watermarkMs, st);
-    }
+    const w = new ChangeBatchWriter();
+    for (const [key, value] of entries) w.put(key, value);
+    this.restoreBatch(w.finish(), watermarkMs);
   }
 
   /**
    * restore() from the puts of a change batch (batch.ts), but for the keys `skip`
-   * has: read in place, without an object per entry.
+   * has. The batch is copied into the core once, and each window is read in place:
+   * its state key is made a string only when `skip` has keys or the window is not
+   * one restoreFast() takes.
    */
   restoreBatch(batch: ChangeBatch, watermarkMs: number, skip?: ReadonlyMap<string, unknown>): void {
     this.beginRestore(watermarkMs);
     const b = Buffer.from(batch.buffer, 0, batch.length);
+    const base = this.core.stage(b);
+    const skipping = skip !== undefined && skip.size > 0;
     const st = {} as DecodedState;
     let p = 0;
     for (let i = 0; i < batch.count; i++) {
@@ -328,10 +362,71 @@ export class WindowOperator {
       if (end > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
       p = end;
       if (v === 0) continue;
-      const key = b.toString('utf8', k, k + keyLen);
-      if (skip !== undefined && skip.has(key)) continue;
-      this.restoreOne(key, b, k + keyLen + 1, end, watermarkMs, st);
+      if (skipping && skip.has(b.toString('utf8', k, k + keyLen))) continue;
+      if (this.restoreFast(b, k, k + keyLen, k + keyLen + 1, end, watermarkMs, base)) continue;
+      this.restoreOne(b.toString('utf8', k, k + keyLen), b, k + keyLen + 1, end, watermarkMs, st, base);
     }
+    this.core.unstage();
+  }
+
+  /**
+   * Restores the window whose state key is bytes [k, keyEnd) of `b` and whose value is
+   * [p, end), staged in the core at `base`, when its key is the one its value gives
+   * with integer bounds, from the key's bytes and one string (its key's); false, with
+   * nothing done, for anything else (restoreOne() then restores or explains it).
+   */
+  private restoreFast(b: Buffer, k: number, keyEnd: number, p: number, end: number, w: number, base: number): boolean {
+    if (end - p < 4 || b[p] !== STATE_MAGIC || b[p + 1] !== STATE_VALUE_VERSION) return false;
+    const nameLen = b[p + 2]! | (b[p + 3]! << 8);
+    const name = p + 4;
+    let o = name + nameLen;
+    if (o + 2 > end || keyEnd - k < nameLen + 2 || b[k + nameLen] !== 0x3a) return false;
+    for (let j = 0; j < nameLen; j++) if (b[name + j] !== b[k + j]) return false;
+    const a = this.aggIndexOf(b, name, nameLen);
+    if (a < 0) return false;
+    const reg = this.registries[a]!;
+    const n = b[o]! | (b[o + 1]! << 8);
+    if (n !== reg.fields.length) return false;
+    const valuesAt = (o += 2);
+    for (let j = 0; j < n; j++) {
+      if (o + 4 > end) return false;
+      o += 4 + b.readUInt32LE(o);
+    }
+    if (o + 16 > end) return false;
+    const start = b.readDoubleLE(o), wEnd = b.readDoubleLE(o + 8);
+    // The key ends ':' start '_' end: the last ':' ends the key string.
+    let c = keyEnd - 1;
+    while (c > k + nameLen && b[c] !== 0x3a) c--;
+    if (c === k + nameLen || !boundsAre(b, c + 1, keyEnd, start, wEnd)) return false;
+    const key = b.toString('utf8', k + nameLen + 1, c);
+    let id = reg.known(key);
+    if (id === undefined) {
+      const values = new Array<string>(n);
+      for (let j = 0, q = valuesAt; j < n; j++) {
+        const len = b.readUInt32LE(q);
+        values[j] = b.toString('utf8', q + 4, q + 4 + len);
+        q += 4 + len;
+      }
+      // A key of other values (one stored before values were percent-encoded, say) takes the long way.
+      if (!reg.spells(key, values)) return false;
+      id = reg.add(key, values);
+    }
+    const slot = this.core.restoreStaged(a, id, start, wEnd, w, base + o + 16, end - o - 16);
+    if (slot === Layout.NO_SLOT) throw this.rejected(b.toString('utf8', k, keyEnd), a);
+    this.persisted.set(slot, a, id, start, wEnd);
+    return true;
+  }
+
+  /** The index of the aggregation named by bytes [at, at + len) of `b`; -1 if none is. */
+  private aggIndexOf(b: Buffer, at: number, len: number): number {
+    for (let a = 0; a < this.nameBytes.length; a++) {
+      const name = this.nameBytes[a]!;
+      if (name.length !== len) continue;
+      let j = 0;
+      while (j < len && name[j] === b[at + j]) j++;
+      if (j === len) return a;
+    }
+    return -1;
   }
 
   private beginRestore(watermarkMs: number): void {
@@ -339,8 +434,11 @@ export class WindowOperator {
     this.floorMs = watermarkMs;
   }
 
-  /** Restores the window of state key `key` from its value, bytes [p, end) of `b`. */
-  private restoreOne(key: string, b: Buffer, p: number, end: number, watermarkMs: number, st: DecodedState): void {
+  /**
+   * Restores the window of state key `key` from its value, bytes [p, end) of `b`
+   * (staged in the core at `base`, or -1: not staged).
+   */
+  private restoreOne(key: string, b: Buffer, p: number, end: number, watermarkMs: number, st: DecodedState, base = -1): void {
     const why = parseStateValue(b, p, end, st);
     if (why !== undefined) throw cannotRestore(key, why);
     const a = this.aggIndex.get(st.name);
@@ -352,14 +450,21 @@ export class WindowOperator {
     // State written before key values were percent-encoded is read as well; the next drain rewrites it.
     const legacyKey = expect === key ? undefined : reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
     if (legacyKey !== undefined && stateKey(st.name, legacyKey, st.start, st.end) !== key) throw cannotRestore(key, `its value describes the window "${expect}"`);
-    const slot = this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, b, st.coreStart, st.coreEnd);
-    if (slot === Layout.NO_SLOT)
-      throw cannotRestore(
-        key,
-        `the core rejected it (corrupt or unsupported state, a window that is not one of "${st.name}"'s ${this.aggs[a]!.window.type} windows, or one that overlaps another restored window)`,
-      );
+    const slot =
+      base < 0
+        ? this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, b, st.coreStart, st.coreEnd)
+        : this.core.restoreStaged(a, id, st.start, st.end, watermarkMs, base + st.coreStart, st.coreEnd - st.coreStart);
+    if (slot === Layout.NO_SLOT) throw this.rejected(key, a);
     // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
     this.persisted.set(slot, a, id, st.start, st.end, legacyKey);
+  }
+
+  private rejected(key: string, a: number): Error {
+    const agg = this.aggs[a]!;
+    return cannotRestore(
+      key,
+      `the core rejected it (corrupt or unsupported state, a window that is not one of "${agg.name}"'s ${agg.window.type} windows, or one that overlaps another restored window)`,
+    );
   }
 
   memoryBytes(): number {
