@@ -105,8 +105,13 @@ interface Staged {
 }
 
 const PRUNE_CHUNK = 5000;
-/** Entries per batch a restore hands out: the first reaches its user while the next is made. */
+/**
+ * Entries per batch a restore hands out: the first reaches its user while the next is
+ * made. The first batches are smaller (RESTORE_FIRST, doubling), so that the user
+ * starts early.
+ */
 const RESTORE_CHUNK = 8192;
+const RESTORE_FIRST = 1024;
 
 function checkId(id: number, what: string, min: number): void {
   if (!Number.isSafeInteger(id) || id < min || id > MAX_STATE_ID)
@@ -230,6 +235,7 @@ export class VersionedStore implements PartitionStore {
       checkId(id, `${this.engine.where}: restore`, 0);
       this.reset();
       let w = new ChangeBatchWriter(1 << 21);
+      let size = Math.min(chunk, RESTORE_FIRST);
       // The summary of a checkpoint recorded with another digest, beside the store's own.
       const other = digest === 'xxh64' ? undefined : new DigestSum();
       const add = (r: VersionRecord): void => {
@@ -246,8 +252,9 @@ export class VersionedStore implements PartitionStore {
         this.index.set(r.key, e);
         this.sum.add(e.hi, e.lo);
         this.bytes += e.size;
-        if (w.count === chunk) {
+        if (w.count === size) {
           each(w.finish());
+          size = Math.min(chunk, 2 * size);
           w = new ChangeBatchWriter(1 << 21);
         }
       };
