@@ -11,7 +11,7 @@
 // and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, aggNextFire, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
-import { slotsLive, slotsCapacity, setTracking, dirtyCount, slotsMarkKeys } from './slots';
+import { slotsLive, slotsCapacity, slotsReserve, setTracking, dirtyCount, slotsMarkKeys } from './slots';
 import { snapBase, snapLength } from './snapshot';
 import { SLOT_BYTES } from './layout';
 export { computeWatermarks, processWindows, processSessions, advance, restoreWindow } from './windows';
@@ -64,7 +64,10 @@ export function openWindows(a: u32): u32 { return aggOpenWindows(a); }
 export function nextFire(a: u32): f64 { return aggNextFire(a); }
 /** Bytes of linear memory the window slots occupy (sketch stores excluded: see stateBytes). */
 export function slotBytes(): u32 { return <u32>(<usize>slotsLive() * SLOT_BYTES); }
+/** Every slot index is below this, now and until the pool grows again. */
 export function slotCapacity(): u32 { return slotsCapacity(); }
+/** Grows the slot pool to room for at least n windows (restoring n then allocates no more pool). */
+export function reserveSlots(n: u32): void { slotsReserve(n); }
 
 /**
  * Key lifetime: writes bytes [ptr, ptr + cap) (a block from alloc), 1 for each key

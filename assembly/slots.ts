@@ -1,14 +1,17 @@
 // Slots: the state of one window of one key, in one growable pool.
 import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
-import { ldu, stu, zalloc, zrealloc, zeroSmall } from './mem';
+import { ldu, stu, zeroSmall } from './mem';
 import { sketchFree } from './sketch';
 
 // ─── Slot pool ────────────────────────────────────────────────────────────────
-// One growable array of SLOT_BYTES records addressed by index; free slots form a
-// list through SLOT_NEXT. The array may move when it grows: hold indices, not
-// addresses, across any call that can allocate a slot.
+// One growable array of SLOT_BYTES records addressed by index; freed slots form a
+// list through SLOT_NEXT. Slots [0, poolUsed) have been handed out at least once;
+// those above were never written and are not zeroed: walkers stop at poolUsed.
+// The array may move when it grows: hold indices, not addresses, across any call
+// that can allocate a slot.
 let pool: usize = 0;
 let poolCap: u32 = 0;
+let poolUsed: u32 = 0;
 let freeHead: u32 = NO_SLOT;
 let liveSlots: u32 = 0;
 
@@ -30,21 +33,26 @@ let dirtyCap: u32 = 0;
 // @ts-ignore: decorator
 @inline export function slotPool(): usize { return pool; }
 
+/** Grows the pool to `cap` slots (> poolCap), moving it if need be; the new part is not zeroed. */
+function poolGrow(cap: u32): void {
+  if (<u64>cap * <u64>SLOT_BYTES > <u64>u32.MAX_VALUE) unreachable(); // the size would wrap
+  pool = poolCap ? heap.realloc(pool, <usize>cap * SLOT_BYTES) : heap.alloc(<usize>cap * SLOT_BYTES);
+  poolCap = cap;
+}
+
+/** Room for at least n slots, so that allocating up to n does not grow the pool. */
+export function slotsReserve(n: u32): void {
+  if (n > poolCap) poolGrow(n);
+}
+
 export function slotAlloc(): u32 {
-  if (freeHead == NO_SLOT) {
-    const old = poolCap;
-    poolCap = old ? old << 1 : 1024;
-    pool = old ? zrealloc(pool, <usize>old * SLOT_BYTES, <usize>poolCap * SLOT_BYTES) : zalloc(<usize>poolCap * SLOT_BYTES);
-    // Chain the new slots, lowest index first.
-    for (let i = poolCap - 1; i >= old; i--) {
-      stu(slotAddr(i) + SLOT_NEXT, freeHead);
-      freeHead = i;
-      if (i == 0) break;
-    }
+  let i = freeHead;
+  if (i != NO_SLOT) freeHead = ldu(slotAddr(i) + SLOT_NEXT);
+  else {
+    if (poolUsed == poolCap) poolGrow(poolCap ? poolCap << 1 : 1024);
+    i = poolUsed++;
   }
-  const i = freeHead;
   const s = slotAddr(i);
-  freeHead = ldu(s + SLOT_NEXT);
   zeroSmall(s, SLOT_BYTES);
   stu(s + SLOT_FLAGS, tracking ? SLOT_LIVE : SLOT_LIVE | SLOT_DIRTY);
   stu(s + SLOT_NEXT, NO_SLOT);
@@ -72,7 +80,7 @@ export function slotsLive(): u32 { return liveSlots; }
 export function slotsMarkKeys(a: u32, ptr: usize, cap: u32): u32 {
   memory.fill(ptr, 0, <usize>cap);
   let marked: u32 = 0;
-  for (let i: u32 = 0; i < poolCap; i++) {
+  for (let i: u32 = 0; i < poolUsed; i++) {
     const s = slotAddr(i);
     if ((ldu(s + SLOT_FLAGS) & SLOT_LIVE) == 0 || ldu(s + SLOT_AGG) != a) continue;
     const k = ldu(s + SLOT_KEY);
@@ -83,11 +91,14 @@ export function slotsMarkKeys(a: u32, ptr: usize, cap: u32): u32 {
   }
   return marked;
 }
+/** Every slot index handed out, now or later without growing the pool, is below this. */
 export function slotsCapacity(): u32 { return poolCap; }
+/** Every slot index handed out so far is below this: the bound of a walk over the pool. */
+export function slotsUsed(): u32 { return poolUsed; }
 
 /** Whether slot i is allocated. */
 export function slotIsLive(i: u32): bool {
-  return i < poolCap && (ldu(slotAddr(i) + SLOT_FLAGS) & SLOT_LIVE) != 0;
+  return i < poolUsed && (ldu(slotAddr(i) + SLOT_FLAGS) & SLOT_LIVE) != 0;
 }
 
 /** Slot i changed and is not DIRTY yet: flag it and, when tracking, list it. Off the hot path. */
@@ -123,7 +134,7 @@ export function setTracking(on: bool, listLive: bool): void {
   tracking = on;
   dirtyCount = 0;
   if (!on) return; // listed slots keep DIRTY; unlisted ones get it on their next change
-  for (let i: u32 = 0; i < poolCap; i++) {
+  for (let i: u32 = 0; i < poolUsed; i++) {
     const s = slotAddr(i);
     const f = ldu(s + SLOT_FLAGS);
     if ((f & SLOT_LIVE) == 0) continue;

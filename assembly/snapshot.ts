@@ -12,7 +12,7 @@ import {
 } from './layout';
 import { ldf, stf, ldu, stu, copyWords } from './mem';
 import { sketchSerializedBytes, sketchWrite, sketchRead, sketchCheck } from './sketch';
-import { slotAddr, slotsCapacity, slotsLive, dirtyBase, dirtyCount, dirtyReset } from './slots';
+import { slotAddr, slotsUsed, slotsLive, dirtyBase, dirtyCount, dirtyReset } from './slots';
 
 // The region last written (what snapPtr/snapLength give), and the two kept apart.
 export let snapBase: usize = 0;
@@ -103,8 +103,8 @@ export function serializeChanges(): u32 {
 /** Serializes every live slot, changed or not, without touching change tracking. */
 export function serializeAll(): u32 {
   snapOpen(true, slotsLive());
-  const cap = slotsCapacity();
-  for (let i: u32 = 0; i < cap; i++) {
+  const used = slotsUsed();
+  for (let i: u32 = 0; i < used; i++) {
     if (ldu(slotAddr(i) + SLOT_FLAGS) & SLOT_LIVE) snapSlot(i);
   }
   snapClose(true);

@@ -11,6 +11,7 @@ import type { Config } from '../src/config';
 import { WindowOperator, decodeStateValue, type Output, type StateChanges } from '../src/pipeline/operator';
 import { batchOfLines } from '../src/sources/lines';
 import { ChangeBatchWriter } from '../src/state/batch';
+import type { WasmCore } from '../src/core/wasm';
 
 const windowArb = fc.oneof(
   fc.record({ type: fc.constant('tumbling' as const), sizeMs: fc.integer({ min: 1, max: 60 }) }),
@@ -380,4 +381,115 @@ test('a change set cannot be encoded after the next take: the core has rewritten
   op.process(batchOfLines([ev(1, 2)]));
   op.takeChanges();
   assert.throws(() => first.encode(new ChangeBatchWriter(), 0, first.size), /before the next take/);
+});
+
+test('restore into a reserved or a doubling slot pool, over stale memory: the same snapshots, changes, results and live keys as an operator that never stopped', () => {
+  // The slot pool grows without zeroing: slots above the most ever handed out hold
+  // whatever the heap had there, and every walk over the pool must stop below them.
+  // Each restored operator first restores windows of other keys and purges them (their
+  // slots are reused), then leaves a freed block of stale bytes for the pool to grow
+  // into: every other slot over it reads as live, of aggregation 0 and key id 0.
+  const cfg = testConfig({
+    eventTime: { maxOutOfOrdernessMs: 20, allowedLatenessMs: 50 },
+    processing: { batchSize: 1000 },
+    aggregations: [
+      { name: 't', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 100 } },
+      { name: 'w', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 200, slideMs: 100 } },
+      { name: 's', groupBy: ['k'], value: 'v', window: { type: 'session', gapMs: 30 } },
+    ],
+  });
+  const r = rng(23);
+  /** n events from time `from`, `rate` per ms, with disorder, over `keys` keys named prefix + number. */
+  const events = (from: number, n: number, rate: number, keys: number, prefix: string): string[] =>
+    Array.from({ length: n }, (_, i) => ev(from + Math.floor(i / rate) - Math.floor(r() * 15), Math.floor(r() * 1000) / 8, `${prefix}${Math.floor(r() * keys)}`));
+  const batches = (lines: string[], offset: number) =>
+    Array.from({ length: Math.ceil(lines.length / 1000) }, (_, i) => batchOfLines(lines.slice(i * 1000, (i + 1) * 1000), 0, offset + i * 1000));
+  const coreOf = (op: WindowOperator): WasmCore => (op as unknown as { core: WasmCore }).core;
+  const sorted = (entries: Array<[string, Buffer]>): Array<[string, string]> => entries.map(([k, v]): [string, string] => [k, v.toString('hex')]).sort((x, y) => (x[0] < y[0] ? -1 : 1));
+  const drained = (ch: StateChanges) => ({ puts: sorted(ch.puts), deletes: [...ch.deletes].sort() });
+  const windowsOf = (op: WindowOperator): number => [0, 1, 2].reduce((n, a) => n + op.openWindows(a), 0);
+  /** Per aggregation, the keys of the windows in a snapshot. */
+  const keysIn = (snap: Array<[string, string]>): string[][] =>
+    cfg.aggregations.map(({ name }) => [...new Set(snap.filter(([k]) => k.startsWith(`${name}:`)).map(([k]) => k.split(':')[1]!))].sort());
+  /** Per aggregation, the keys the core marks as holding an open window (the key sweep's pass over the pool). */
+  const markedKeys = (op: WindowOperator): string[][] =>
+    cfg.aggregations.map((_, a) => {
+      const reg = op.registries[a]!;
+      const live = coreOf(op).liveKeys(a, reg.capacity);
+      const keys: string[] = [];
+      for (let id = 0; id < reg.capacity; id++) if (live[id] !== 0) keys.push(reg.keys[id]!);
+      return keys.sort();
+    });
+
+  // The windows restored and purged first: many keys, early times.
+  const j = new WindowOperator(cfg, { clock: () => 0 });
+  j.trackChanges();
+  for (const batch of batches(events(0, 6_000, 20, 900, 'j'), 0)) j.process(batch);
+  const junk = j.drainChanges().puts;
+  const junkW = j.watermarks.current;
+  assert.ok(junk.length > 2_000, `${junk.length} windows to purge`);
+
+  // The original: part 1, a drain (the checkpoint), then part 2 with drains, purges and new keys.
+  const part1 = batches(events(100_000, 30_000, 40, 1_600, 'u'), 0);
+  const part2 = batches([...events(100_750, 10_000, 40, 1_600, 'u'), ...events(101_000, 10_000, 40, 1_600, 'v')], 30_000);
+  const a = new WindowOperator(cfg, { clock: () => 0 });
+  a.trackChanges();
+  for (const batch of part1) a.process(batch);
+  const store = a.drainChanges().puts;
+  const w = a.watermarks.current, max = a.watermarks.maxOf(0);
+  const atSplit = sorted(a.snapshot());
+  assert.equal(store.length, atSplit.length);
+  assert.ok(store.length > junk.length, `${store.length} windows to restore`);
+  const want: unknown[] = [];
+  let wantLive: Array<[string, string]> = [];
+  const wantDrain: Array<ReturnType<typeof drained>> = [];
+  part2.forEach((batch, i) => {
+    want.push(norm(a.process(batch)));
+    if (i === 0) wantLive = sorted(a.snapshot());
+    if (i % 5 === 0) wantDrain.push(drained(a.drainChanges()));
+  });
+  const wantEnd = norm(a.finish());
+  const wantLast = drained(a.drainChanges());
+
+  for (const reserve of [0, 1 << 16]) {
+    const what = reserve ? `reserve(${reserve})` : 'no reserve';
+    const b = new WindowOperator(cfg, { clock: () => 0 });
+    b.restore(junk, junkW);
+    b.advance(90_000);
+    assert.equal(windowsOf(b), 0, `${what}: the windows restored first are purged`);
+    const core = coreOf(b);
+    const size = 16 << 20;
+    const p = core.alloc(size);
+    const words = core.words();
+    // Heap blocks, the pool among them, are 16-byte aligned; slots are 120 bytes. Over
+    // this pattern an even slot's flags, aggregation and key id are ~0, 0 and 0 (words
+    // 3, 1 and 2 of 4), an odd slot's flags 0.
+    for (let k = p >>> 2; k < (p + size) >>> 2; k++) words[k] = (k & 3) === 0 || (k & 3) === 3 ? 0xffffffff : 0;
+    core.free(p);
+    if (reserve) b.reserve(reserve);
+    const cap = core.slotCapacity();
+    b.restore(store, w);
+    if (reserve) assert.equal(core.slotCapacity(), cap, `${what}: the restore did not grow the pool`);
+    else assert.ok(core.slotCapacity() > cap, `${what}: the restore grew the pool`);
+    b.watermarks.register(0, 0, max);
+    b.watermarks.current = w;
+    assert.deepEqual(sorted(b.snapshot()), atSplit, `${what}: restored`);
+    assert.deepEqual(markedKeys(b), keysIn(atSplit), `${what}: keys with open windows, restored`);
+    part2.forEach((batch, i) => {
+      assert.deepEqual(norm(b.process(batch)), want[i], `${what}: batch ${i} after the restore`);
+      if (i === 0) {
+        assert.deepEqual(sorted(b.snapshot()), wantLive, `${what}: after batch 0`);
+        assert.deepEqual(markedKeys(b), keysIn(wantLive), `${what}: keys with open windows after batch 0`);
+        // Tracking turned on now lists every live window; the deletes are the original's
+        // and every window purged before the restore.
+        b.trackChanges();
+        const deletes = [...wantDrain[0]!.deletes, ...junk.map(([k]) => k)].sort();
+        assert.deepEqual(drained(b.drainChanges()), { puts: wantLive, deletes }, `${what}: the first drain`);
+      } else if (i % 5 === 0) assert.deepEqual(drained(b.drainChanges()), wantDrain[i / 5], `${what}: the drain after batch ${i}`);
+    });
+    assert.deepEqual(norm(b.finish()), wantEnd, `${what}: end of input`);
+    assert.deepEqual(drained(b.drainChanges()), wantLast, `${what}: the last drain`);
+    assert.equal(windowsOf(b), 0);
+    assert.deepEqual(markedKeys(b), [[], [], []], `${what}: no key has an open window at the end`);
+  }
 });

@@ -55,6 +55,7 @@ interface CoreExports {
   nextFire(a: number): number;
   slotBytes(): number;
   slotCapacity(): number;
+  reserveSlots(n: number): void;
   alloc(size: number): number;
   free(ptr: number): void;
   decodeInit(config: number, aggregations: number): void;
@@ -230,9 +231,15 @@ export class WasmCore {
     this.x.trackChanges(on, listLive);
   }
 
-  /** Every slot index is below this (it grows by doubling). */
+  /** Every slot index is below this (it grows by doubling, or to what reserveSlots asked). */
   slotCapacity(): number {
     return this.x.slotCapacity();
+  }
+
+  /** Grows the slot pool to room for at least n windows, so that restoring n does not grow it again. */
+  reserveSlots(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`reserveSlots: ${n} is not a number of windows`);
+    this.x.reserveSlots(n);
   }
 
   /** Entries on the dirty list: an upper bound of the windows changed since the last serializeChanges. */

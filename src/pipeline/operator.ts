@@ -429,6 +429,16 @@ export class WindowOperator {
     return -1;
   }
 
+  /**
+   * Room for n windows: the core's slot pool and the persisted windows' arrays grow
+   * once to hold them, so that restoring n windows (restore(), restoreBatch()) does
+   * not regrow either.
+   */
+  reserve(n: number): void {
+    this.core.reserveSlots(n);
+    this.persisted.reserve(this.core.slotCapacity());
+  }
+
   private beginRestore(watermarkMs: number): void {
     if (this.fed) throw new Error('restore() needs a fresh operator: this one has processed events');
     this.floorMs = watermarkMs;
