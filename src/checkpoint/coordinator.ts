@@ -270,7 +270,11 @@ export class Checkpointer {
         rec = r.partitionRecord === undefined ? undefined : checkPartitionRecord(r.partitionRecord, this.cfg, where);
         if (rec === undefined) {
           if (r.batch.count > 0) throw new WeirError(`${where} holds windows but no ${'@weir/partition'} record: it was not written by Weir`, { domain: 'user' });
-        } else this.op.operator(p).restoreBatch(r.batch, fromJsonTime(rec.watermarkMs));
+        } else {
+          const operator = this.op.operator(p);
+          operator.reserve(r.batch.count);
+          operator.restoreBatch(r.batch, fromJsonTime(rec.watermarkMs));
+        }
       }
       // The local store catches up with the changelog at the next checkpoint.
       if (r.batch.count > 0) ps.stage(r.batch);
@@ -335,6 +339,8 @@ export class Checkpointer {
       readChangeBatch(r.batch, (key, value) => newer.set(key, value));
       const w = fromJsonTime(rec.watermarkMs);
       const operator = this.op.operator(p);
+      // The checkpoint says how many windows it holds: the core makes room for them once.
+      operator.reserve(pc.state.entries + r.batch.count);
       let failure: Error | undefined;
       let summary: StateSummary;
       try {

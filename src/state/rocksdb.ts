@@ -170,16 +170,20 @@ function readRange<T extends Buffer | string>(
   const it = db.iterator(options);
   return new Promise<void>((resolve, reject) => {
     const done = (e: Error | undefined): void => it.end((e2) => (e !== undefined ? reject(e) : e2 ? reject(e2) : resolve()));
+    /** What `each` threw: the iterator ends when the read in flight then returns. */
+    let failure: Error | undefined;
     const step = (): void =>
       binding.iterator_next(it.context, (err, entries, finished) => {
+        if (failure !== undefined) return done(failure);
         if (err) return done(err);
+        // The next native read (on libuv's pool) runs while these entries are handed out.
+        if (!finished) step();
         try {
           for (let i = entries.length - 1; i > 0; i -= 2) each(entries[i] as T, entries[i - 1] as T);
         } catch (e) {
-          return done(e instanceof Error ? e : new Error(String(e)));
+          failure = e instanceof Error ? e : new Error(String(e));
         }
-        if (finished) return done(undefined);
-        step();
+        if (finished) done(failure);
       });
     step();
   });
