@@ -74,7 +74,7 @@ export class CheckpointCorrupt extends WeirError {
   }
 }
 
-function checksumOf(m: Omit<CheckpointMetadata, 'checksum'>): string {
+export function checksumOf(m: Omit<CheckpointMetadata, 'checksum'>): string {
   const { version, id, createdAt, instanceId, backend, watermarkMs, aggregations, partitions } = m;
   const body = JSON.stringify({ version, id, createdAt, instanceId, backend, watermarkMs, aggregations, partitions });
   return createHash('sha256').update(body).digest('hex');

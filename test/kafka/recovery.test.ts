@@ -10,6 +10,8 @@ import { generateLines } from '../../src/sources/eventgen';
 import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
 import { Client } from 'pg';
 import { Kafka, logLevel } from 'kafkajs';
+import { checksumOf, type CheckpointMetadata } from '../../src/checkpoint/store';
+import { openStateBackend } from '../../src/state';
 import { BROKERS, createTopic, produce, unique } from './helpers/kafka';
 import {
   assertNeverHigher, assertSameFinals, deadLetterSet, dropSuperseded, finalResults, windowId, kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig, type Exit,
@@ -183,10 +185,38 @@ test('SIGTERM: a final checkpoint, offsets committed to it, exit 0; the next run
   } finally {
     await admin.disconnect();
   }
+  // The stop checkpoint as a version-1 checkpoint (SHA-256 digest terms) would have it: it restores all the same.
+  await asVersion1(dir, Number(stop[1]));
   const second = await spawnWeir(cfg).exit;
   assert.equal(second.code, 0, second.stderr.slice(-2000));
   assert.match(second.stderr, new RegExp(`restored from checkpoint ${stop[1]}`));
+  assert.doesNotMatch(second.stderr, /skipping checkpoint/);
   const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
   assertSameFinals(finalResults(results), want, 'after SIGTERM and a restart');
   assertNeverHigher(results, want, 'after SIGTERM and a restart');
 });
+
+/**
+ * Rewrites checkpoint `id` of the run in `dir` as a version-1 checkpoint: each
+ * partition's state summary with SHA-256 digest terms, read back from its RocksDB store.
+ */
+async function asVersion1(dir: string, id: number): Promise<void> {
+  const path = join(dir, 'checkpoints', `checkpoint-${id}`, 'metadata.json');
+  const meta = JSON.parse(readFileSync(path, 'utf8')) as CheckpointMetadata;
+  assert.equal(meta.version, 2);
+  const backend = await openStateBackend({ backend: 'rocksdb', dir: join(dir, 'state') }, 'weir-test');
+  try {
+    for (const pc of meta.partitions) {
+      const ps = await backend.open(pc.partition);
+      const { summary } = await ps.restore(id, 'sha256');
+      await ps.close();
+      assert.equal(summary.entries, pc.state.entries);
+      assert.notEqual(summary.digest, pc.state.digest, 'the SHA-256 digest differs from the XXH64 one');
+      pc.state = summary;
+    }
+  } finally {
+    await backend.close();
+  }
+  const v1 = { ...meta, version: 1 as const };
+  writeFileSync(path, JSON.stringify({ ...v1, checksum: checksumOf(v1) }));
+}
