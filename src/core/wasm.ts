@@ -264,38 +264,26 @@ export class WasmCore {
     return { bytes: this.u8, f64: this.f64, u32: this.u32 };
   }
 
-  /** Room for `len` bytes at this.scratch. */
-  private scratchFor(len: number): number {
-    if (len > this.scratchCap) {
+  /**
+   * Copies `src` into linear memory in one piece, for restoreWindow(); its address.
+   * It stays there until the next stage() or unstage().
+   */
+  stage(src: Uint8Array): number {
+    if (src.length > this.scratchCap) {
       if (this.scratch) this.x.free(this.scratch);
-      this.scratchCap = Math.max(len, 2 * this.scratchCap, 4096);
+      this.scratchCap = Math.max(src.length, 2 * this.scratchCap, 4096);
       this.scratch = this.x.alloc(this.scratchCap);
     }
+    this.refresh();
+    this.u8.set(src, this.scratch);
     return this.scratch;
   }
 
-  /** Restores one window from bytes [from, to) of `src` (the core's serialization of its slot); NO_SLOT if rejected. */
-  restoreWindow(a: number, keyId: number, start: number, end: number, w: number, src: Buffer, from: number, to: number): number {
-    const len = to - from;
-    const at = this.scratchFor(len);
-    this.refresh();
-    src.copy(this.u8, at, from, to);
-    return this.x.restoreWindow(a, keyId, start, end, w, at, len) >>> 0;
-  }
-
   /**
-   * Copies `src` into linear memory in one piece, for restoreStaged(); its address.
-   * It stays there until the next stage(), restoreWindow() or unstage().
+   * Restores one window from bytes [ptr, ptr + len) of what stage() copied (the core's
+   * serialization of its slot), as of watermark w; the slot, or Layout.NO_SLOT if rejected.
    */
-  stage(src: Uint8Array): number {
-    const at = this.scratchFor(src.length);
-    this.refresh();
-    this.u8.set(src, at);
-    return at;
-  }
-
-  /** restoreWindow() from bytes [ptr, ptr + len) of what stage() copied. */
-  restoreStaged(a: number, keyId: number, start: number, end: number, w: number, ptr: number, len: number): number {
+  restoreWindow(a: number, keyId: number, start: number, end: number, w: number, ptr: number, len: number): number {
     return this.x.restoreWindow(a, keyId, start, end, w, ptr, len) >>> 0;
   }
 

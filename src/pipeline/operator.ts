@@ -27,9 +27,14 @@ const { EV, GONE, GONE_BYTES } = Layout;
  */
 export const KEY_SWEEP_MIN = 4096;
 
-interface DecodedState {
-  name: string;
-  values: string[];
+/** Where the parts of a state value lie in its buffer, and the window's bounds. */
+interface StateValueLayout {
+  /** The aggregation's name: bytes [nameAt, nameAt + nameLen). */
+  nameAt: number;
+  nameLen: number;
+  /** The group values: `count` of them from valuesAt, each a u32 length and its UTF-8 bytes. */
+  count: number;
+  valuesAt: number;
   start: number;
   end: number;
   /** The core's bytes of the window: [coreStart, coreEnd) of the value's buffer. */
@@ -37,35 +42,63 @@ interface DecodedState {
   coreEnd: number;
 }
 
+interface DecodedState extends StateValueLayout {
+  name: string;
+  values: string[];
+}
+
 /**
- * Parses the state value in bytes [p, end) of `b` into `into`; answers why it is not
- * one (undefined: it is).
+ * Finds the parts of the state value in bytes [p, end) of `b` (into `into`, no
+ * strings made); answers why it is not one (undefined: it is).
  */
-function parseStateValue(b: Buffer, p: number, end: number, into: DecodedState): string | undefined {
+function locateStateValue(b: Buffer, p: number, end: number, into: StateValueLayout): string | undefined {
   if (end - p < 2 || b[p] !== STATE_MAGIC) return 'not a window state value';
   if (b[p + 1] !== STATE_VALUE_VERSION) return `unsupported state format version ${b[p + 1]} (this build reads ${STATE_VALUE_VERSION})`;
   let o = p + 2;
   if (o + 2 > end) return 'the value is truncated';
   const nameLen = b.readUInt16LE(o);
   if (o + 4 + nameLen > end) return 'the value is truncated';
-  into.name = b.toString('utf8', o + 2, o + 2 + nameLen);
+  into.nameAt = o + 2;
+  into.nameLen = nameLen;
   o += 2 + nameLen;
   const n = b.readUInt16LE(o);
   o += 2;
-  const values: string[] = new Array<string>(n);
+  into.count = n;
+  into.valuesAt = o;
   for (let j = 0; j < n; j++) {
     if (o + 4 > end) return 'the value is truncated';
     const len = b.readUInt32LE(o);
     if (o + 4 + len > end) return 'the value is truncated';
-    values[j] = b.toString('utf8', o + 4, o + 4 + len);
     o += 4 + len;
   }
   if (o + 16 > end) return 'the value is truncated';
-  into.values = values;
   into.start = b.readDoubleLE(o);
   into.end = b.readDoubleLE(o + 8);
   into.coreStart = o + 16;
   into.coreEnd = end;
+  return undefined;
+}
+
+/** The group values of a located state value. */
+function valuesOf(b: Buffer, at: StateValueLayout): string[] {
+  const values = new Array<string>(at.count);
+  for (let j = 0, q = at.valuesAt; j < at.count; j++) {
+    const len = b.readUInt32LE(q);
+    values[j] = b.toString('utf8', q + 4, q + 4 + len);
+    q += 4 + len;
+  }
+  return values;
+}
+
+/**
+ * Parses the state value in bytes [p, end) of `b` into `into`; answers why it is not
+ * one (undefined: it is).
+ */
+function parseStateValue(b: Buffer, p: number, end: number, into: DecodedState): string | undefined {
+  const why = locateStateValue(b, p, end, into);
+  if (why !== undefined) return why;
+  into.name = b.toString('utf8', into.nameAt, into.nameAt + into.nameLen);
+  into.values = valuesOf(b, into);
   return undefined;
 }
 
@@ -363,7 +396,7 @@ export class WindowOperator {
       p = end;
       if (v === 0) continue;
       if (skipping && skip.has(b.toString('utf8', k, k + keyLen))) continue;
-      if (this.restoreFast(b, k, k + keyLen, k + keyLen + 1, end, watermarkMs, base)) continue;
+      if (this.restoreFast(b, k, k + keyLen, k + keyLen + 1, end, watermarkMs, base, st)) continue;
       this.restoreOne(b.toString('utf8', k, k + keyLen), b, k + keyLen + 1, end, watermarkMs, st, base);
     }
     this.core.unstage();
@@ -375,45 +408,30 @@ export class WindowOperator {
    * with integer bounds, from the key's bytes and one string (its key's); false, with
    * nothing done, for anything else (restoreOne() then restores or explains it).
    */
-  private restoreFast(b: Buffer, k: number, keyEnd: number, p: number, end: number, w: number, base: number): boolean {
-    if (end - p < 4 || b[p] !== STATE_MAGIC || b[p + 1] !== STATE_VALUE_VERSION) return false;
-    const nameLen = b[p + 2]! | (b[p + 3]! << 8);
-    const name = p + 4;
-    let o = name + nameLen;
-    if (o + 2 > end || keyEnd - k < nameLen + 2 || b[k + nameLen] !== 0x3a) return false;
-    for (let j = 0; j < nameLen; j++) if (b[name + j] !== b[k + j]) return false;
-    const a = this.aggIndexOf(b, name, nameLen);
+  private restoreFast(b: Buffer, k: number, keyEnd: number, p: number, end: number, w: number, base: number, at: StateValueLayout): boolean {
+    if (locateStateValue(b, p, end, at) !== undefined) return false;
+    const nameLen = at.nameLen;
+    if (keyEnd - k < nameLen + 2 || b[k + nameLen] !== 0x3a) return false;
+    for (let j = 0; j < nameLen; j++) if (b[at.nameAt + j] !== b[k + j]) return false;
+    const a = this.aggIndexOf(b, at.nameAt, nameLen);
     if (a < 0) return false;
     const reg = this.registries[a]!;
-    const n = b[o]! | (b[o + 1]! << 8);
-    if (n !== reg.fields.length) return false;
-    const valuesAt = (o += 2);
-    for (let j = 0; j < n; j++) {
-      if (o + 4 > end) return false;
-      o += 4 + b.readUInt32LE(o);
-    }
-    if (o + 16 > end) return false;
-    const start = b.readDoubleLE(o), wEnd = b.readDoubleLE(o + 8);
+    if (at.count !== reg.fields.length) return false;
     // The key ends ':' start '_' end: the last ':' ends the key string.
     let c = keyEnd - 1;
     while (c > k + nameLen && b[c] !== 0x3a) c--;
-    if (c === k + nameLen || !boundsAre(b, c + 1, keyEnd, start, wEnd)) return false;
+    if (c === k + nameLen || !boundsAre(b, c + 1, keyEnd, at.start, at.end)) return false;
     const key = b.toString('utf8', k + nameLen + 1, c);
     let id = reg.known(key);
     if (id === undefined) {
-      const values = new Array<string>(n);
-      for (let j = 0, q = valuesAt; j < n; j++) {
-        const len = b.readUInt32LE(q);
-        values[j] = b.toString('utf8', q + 4, q + 4 + len);
-        q += 4 + len;
-      }
+      const values = valuesOf(b, at);
       // A key of other values (one stored before values were percent-encoded, say) takes the long way.
       if (!reg.spells(key, values)) return false;
       id = reg.add(key, values);
     }
-    const slot = this.core.restoreStaged(a, id, start, wEnd, w, base + o + 16, end - o - 16);
+    const slot = this.core.restoreWindow(a, id, at.start, at.end, w, base + at.coreStart, at.coreEnd - at.coreStart);
     if (slot === Layout.NO_SLOT) throw this.rejected(b.toString('utf8', k, keyEnd), a);
-    this.persisted.set(slot, a, id, start, wEnd);
+    this.persisted.set(slot, a, id, at.start, at.end);
     return true;
   }
 
@@ -444,11 +462,8 @@ export class WindowOperator {
     this.floorMs = watermarkMs;
   }
 
-  /**
-   * Restores the window of state key `key` from its value, bytes [p, end) of `b`
-   * (staged in the core at `base`, or -1: not staged).
-   */
-  private restoreOne(key: string, b: Buffer, p: number, end: number, watermarkMs: number, st: DecodedState, base = -1): void {
+  /** Restores the window of state key `key` from its value, bytes [p, end) of `b`, staged in the core at `base`. */
+  private restoreOne(key: string, b: Buffer, p: number, end: number, watermarkMs: number, st: DecodedState, base: number): void {
     const why = parseStateValue(b, p, end, st);
     if (why !== undefined) throw cannotRestore(key, why);
     const a = this.aggIndex.get(st.name);
@@ -460,10 +475,7 @@ export class WindowOperator {
     // State written before key values were percent-encoded is read as well; the next drain rewrites it.
     const legacyKey = expect === key ? undefined : reg.fields.map((f, j) => `${f}=${st.values[j]!}`).join(':');
     if (legacyKey !== undefined && stateKey(st.name, legacyKey, st.start, st.end) !== key) throw cannotRestore(key, `its value describes the window "${expect}"`);
-    const slot =
-      base < 0
-        ? this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, b, st.coreStart, st.coreEnd)
-        : this.core.restoreStaged(a, id, st.start, st.end, watermarkMs, base + st.coreStart, st.coreEnd - st.coreStart);
+    const slot = this.core.restoreWindow(a, id, st.start, st.end, watermarkMs, base + st.coreStart, st.coreEnd - st.coreStart);
     if (slot === Layout.NO_SLOT) throw this.rejected(key, a);
     // Persisted under the key it was stored with: a legacy one is deleted at the next drain.
     this.persisted.set(slot, a, id, st.start, st.end, legacyKey);
