@@ -72,3 +72,33 @@ export function xxh64(ptr: usize, len: usize): u32 {
   store<u32>(LOW, <u32>h);
   return <u32>(h >> 32);
 }
+
+/**
+ * The XXH64 of each put of a change batch (src/state/batch.ts) of `count` records at
+ * [ptr, ptr + len): records are u32 key length | u32 value length + 1 (0: a delete) |
+ * key | [0x00 | value], and a put's term hashes key ‖ 0x00 ‖ value. Record i's hash
+ * goes to out + 8 i as (high, low) u32 halves; a delete's as (0, 0). Returns the
+ * records read: fewer than `count` if the batch ends inside one.
+ */
+export function xxh64Batch(ptr: usize, len: usize, count: u32, out: usize): u32 {
+  const end = ptr + len;
+  let p = ptr;
+  for (let i: u32 = 0; i < count; i++) {
+    if (p + 8 > end) return i;
+    const keyLen = <usize>load<u32>(p);
+    const v = <usize>load<u32>(p + 4);
+    const k = p + 8;
+    const recEnd = k + keyLen + v;
+    if (recEnd > end || recEnd < k) return i;
+    const o = out + (<usize>i << 3);
+    if (v == 0) {
+      store<u64>(o, 0);
+    } else {
+      const hi = xxh64(k, keyLen + v);
+      store<u32>(o, hi);
+      store<u32>(o + 4, load<u32>(LOW));
+    }
+    p = recEnd;
+  }
+  return count;
+}

@@ -134,6 +134,7 @@ interface Xxh64 {
   bytes: Uint8Array;
   low: Uint32Array;
   hash: (ptr: number, len: number) => number;
+  hashBatch: (ptr: number, len: number, count: number, out: number) => number;
 }
 
 const DATA = 8;
@@ -142,23 +143,46 @@ let xxh: Xxh64 | undefined;
 function xxhInstance(): Xxh64 {
   if (xxh === undefined) {
     const module = new WebAssembly.Module(readFileSync(join(__dirname, '..', '..', '..', 'build', 'digest.wasm')));
-    const e = new WebAssembly.Instance(module, {}).exports as { memory: WebAssembly.Memory; xxh64: (ptr: number, len: number) => number };
-    xxh = { memory: e.memory, bytes: new Uint8Array(e.memory.buffer), low: new Uint32Array(e.memory.buffer, 0, 1), hash: e.xxh64 };
+    const e = new WebAssembly.Instance(module, {}).exports as {
+      memory: WebAssembly.Memory;
+      xxh64: (ptr: number, len: number) => number;
+      xxh64Batch: (ptr: number, len: number, count: number, out: number) => number;
+    };
+    xxh = { memory: e.memory, bytes: new Uint8Array(e.memory.buffer), low: new Uint32Array(e.memory.buffer, 0, 1), hash: e.xxh64, hashBatch: e.xxh64Batch };
   }
   return xxh;
 }
 
-/** XXH64 (seed 0) of some bytes, as two unsigned 32-bit halves. */
-export function xxh64(data: Uint8Array): { hi: number; lo: number } {
+/** The instance, with room for `bytes` from DATA. */
+function xxhRoom(bytes: number): Xxh64 {
   const x = xxhInstance();
-  if (DATA + data.length > x.bytes.length) {
-    x.memory.grow(Math.ceil((DATA + data.length - x.bytes.length) / 65536));
+  if (DATA + bytes > x.bytes.length) {
+    x.memory.grow(Math.ceil((DATA + bytes - x.bytes.length) / 65536));
     x.bytes = new Uint8Array(x.memory.buffer);
     x.low = new Uint32Array(x.memory.buffer, 0, 1);
   }
+  return x;
+}
+
+/** XXH64 (seed 0) of some bytes, as two unsigned 32-bit halves. */
+export function xxh64(data: Uint8Array): { hi: number; lo: number } {
+  const x = xxhRoom(data.length);
   x.bytes.set(data, DATA);
   const hi = x.hash(DATA, data.length) >>> 0;
   return { hi, lo: x.low[0]! };
+}
+
+/**
+ * The xxh64 digest terms of every record of a change batch (batch.ts) in one call:
+ * record i's term in `terms[2i]` (high half) and `terms[2i + 1]` (low half), a
+ * delete's as 0, 0. `terms` is the instance's memory: valid until the next call.
+ */
+export function termsOfBatch(batch: ChangeBatch): Uint32Array {
+  const len = batch.length, out = (DATA + len + 7) & ~7;
+  const x = xxhRoom(out - DATA + 8 * batch.count);
+  x.bytes.set(new Uint8Array(batch.buffer, 0, len), DATA);
+  if (x.hashBatch(DATA, len, batch.count, out) !== batch.count) throw new Error(`a change batch of ${batch.count} records ends inside one`);
+  return new Uint32Array(x.memory.buffer, out, 2 * batch.count);
 }
 
 /**

@@ -189,19 +189,60 @@ function readRange<T extends Buffer | string>(
   });
 }
 
+/**
+ * What a backend does with a database found corrupt (state.onCorruption): throws
+ * (`fail`), or moves its directory aside and gives a fresh, empty one (`rebuild`).
+ * `db` is the damaged database, closed first; undefined when it did not open.
+ */
+type OnDamage = (e: unknown, db: LevelDown | undefined) => Promise<LevelDown>;
+
 class RocksEngine implements Engine {
   readonly where: string;
   /** Keys sort as their bytes, a key's versions by id, newest first (versionKey). */
   readonly grouped = true;
+  /**
+   * The read of every record but the versions (which the restore reads anyway), begun
+   * at open: it makes RocksDB read, and check, every block. Every operation waits for
+   * it; scan() reads the versions meanwhile. Rejects (never unhandled) if it finds damage.
+   */
+  private checked: Promise<void>;
 
   constructor(
-    private readonly db: LevelDown,
+    private db: LevelDown,
     dir: string,
+    private readonly onDamage: OnDamage,
   ) {
     this.where = `RocksDB state in ${dir}`;
+    this.checked = checkRecords(db, [{ lt: V_START }, { gte: V_END }]);
+    this.checked.catch(() => undefined);
   }
 
-  write(id: number, writes: readonly VersionWrite[]): Promise<void> {
+  /**
+   * Waits for the check begun at open. A damaged database follows state.onCorruption:
+   * this throws (`fail`), or goes on with a fresh, empty one (`rebuild`).
+   */
+  private async ready(): Promise<void> {
+    try {
+      await this.checked;
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      await this.damaged(e);
+    }
+  }
+
+  /** The database is damaged (error `e`): onDamage throws, or this goes on with an empty one. */
+  private async damaged(e: unknown): Promise<void> {
+    // The check's iterator ends before the database may close.
+    await this.checked.catch(() => undefined);
+    const fresh = await this.onDamage(e, this.db);
+    this.db = fresh;
+    this.checked = Promise.resolve();
+    this.floor = 0;
+    this.nextFloor = undefined;
+  }
+
+  async write(id: number, writes: readonly VersionWrite[]): Promise<void> {
+    await this.ready();
     // Keys and values of the whole batch in one buffer, each op a view of it: RocksDB
     // copies them into its WriteBatch at once.
     let size = 0;
@@ -231,6 +272,7 @@ class RocksEngine implements Engine {
   }
 
   async read(key: string, id: number): Promise<Buffer | null | undefined> {
+    await this.ready();
     const [v] = await call<Array<string | undefined>>((cb) => this.db.getMany([versionKey(key, id)], { asBuffer: false }, cb));
     return v === undefined ? undefined : this.decodeValue(v, key, id);
   }
@@ -242,10 +284,21 @@ class RocksEngine implements Engine {
       const key = k.slice(9, k.length - 8);
       each({ key, id, value: this.decodeValue(v, key, id) });
     };
-    return eachText(this.db, { gte: V_START, lt: V_END }, record);
+    // The versions are read here, the rest by the check begun at open: a damaged block
+    // in either is found before the restore ends, and the restore fails with StateCorrupt
+    // (the caller drops what it rebuilt) once the database was moved aside (`rebuild`).
+    try {
+      await eachText(this.db, { gte: V_START, lt: V_END }, record);
+      await this.checked;
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      await this.damaged(e);
+      throw new StateCorrupt(`${this.where} was corrupt (${(e as Error).message}) and is empty now`);
+    }
   }
 
   async dropNewer(id: number, versions: readonly VersionRef[]): Promise<void> {
+    await this.ready();
     // The next checkpoint is id + 1: the journal must be read from there again.
     this.floor = Math.min(this.floor, id + 1);
     const ops: BatchOp[] = versions.map((v) => ({ type: 'del', key: versionKey(v.key, v.id) }));
@@ -264,6 +317,7 @@ class RocksEngine implements Engine {
   private nextFloor: number | undefined;
 
   async journal(upTo: number, limit: number): Promise<JournalEntry[]> {
+    await this.ready();
     const out: JournalEntry[] = [];
     if (upTo < this.floor) return out;
     await eachEntry(this.db, { gte: journalId(this.floor), lt: journalId(upTo + 1), limit }, (k, v) => {
@@ -280,6 +334,7 @@ class RocksEngine implements Engine {
   }
 
   async dropJournal(entries: readonly JournalEntry[], versions: readonly VersionRef[]): Promise<void> {
+    await this.ready();
     let size = 0;
     for (const v of versions) size += VK_EXTRA + 3 * v.key.length;
     const b = Buffer.allocUnsafeSlow(Math.max(size, 1));
@@ -300,11 +355,19 @@ class RocksEngine implements Engine {
   async clear(): Promise<void> {
     this.floor = 0;
     this.nextFloor = undefined;
-    await call((cb) => this.db.clear({}, cb));
+    try {
+      await this.ready();
+      await call((cb) => this.db.clear({}, cb));
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      // Damage in what was to be deleted anyway: state.onCorruption still decides.
+      await this.damaged(e);
+    }
     await call((cb) => this.db.batch([{ type: 'del', key: SYNC_KEY }], { sync: true }, cb));
   }
 
   async count(): Promise<RecordCounts> {
+    await this.ready();
     const c: RecordCounts = { versions: 0, journal: 0 };
     for await (const [k] of this.db.iterator({ values: false })) {
       if (k[0] === V) c.versions++;
@@ -313,8 +376,10 @@ class RocksEngine implements Engine {
     return c;
   }
 
-  close(): Promise<void> {
-    return call((cb) => this.db.close(cb));
+  async close(): Promise<void> {
+    // The check's iterator must end before the database closes.
+    await this.checked.catch(() => undefined);
+    await call((cb) => this.db.close(cb));
   }
 
   /**
@@ -334,28 +399,31 @@ class RocksEngine implements Engine {
 
 /** RocksDB reports damaged files (a bad checksum, a garbled MANIFEST or CURRENT, a missing table file) as Status::Corruption. */
 function isCorruption(e: unknown): boolean {
-  return e instanceof Error && /\bCorruption\b/.test(e.message);
+  return e instanceof Error && !(e instanceof WeirError) && /\bCorruption\b/.test(e.message);
 }
 
 /**
- * Opens the database in `dir` and reads every record once: a damaged table file is
- * found on read, not on open, and must be found here, before restore() trusts it.
+ * Opens the database in `dir` (a garbled CURRENT or MANIFEST fails here), in today's
+ * layout. A damaged table file is found only when its blocks are read: see RocksEngine.
  */
-async function openVerified(dir: string): Promise<LevelDown> {
+async function openDb(dir: string): Promise<LevelDown> {
   const db = rocksdb(dir);
   await call((cb) => db.open({ createIfMissing: true, errorIfExists: false }, cb));
   try {
     await upgradeLegacy(db);
-    // Reading is the check: RocksDB verifies each block's checksum as it reads it. Only
-    // that: nothing is handed to JavaScript (the restore that follows reads the versions
-    // again, a batch at a time; holding them all from here would cost more, in garbage
-    // collection, than reading them twice).
-    await readRange(db, { keys: false, values: false, keyAsBuffer: false, valueAsBuffer: false, highWaterMark: READ_BYTES }, () => {});
     return db;
   } catch (e) {
     await call((cb) => db.close(cb)).catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * Reads the records of the ranges once: RocksDB checks each block's checksum as it
+ * reads it. Only that: nothing is handed to JavaScript.
+ */
+async function checkRecords(db: LevelDown, ranges: readonly RangeOptions[]): Promise<void> {
+  for (const r of ranges) await readRange(db, { ...r, keys: false, values: false, keyAsBuffer: false, valueAsBuffer: false, highWaterMark: READ_BYTES }, () => {});
 }
 
 /**
@@ -414,30 +482,46 @@ export class RocksDbStateBackend implements StateBackend {
       } catch (e) {
         throw fileError(e, `state.dir: cannot write to ${dir}`, dir, 'external');
       }
+      const onDamage: OnDamage = (e, damaged) => this.damaged(partition, dir, e, damaged);
       try {
-        db = await openVerified(dir);
+        db = await openDb(dir);
       } catch (e) {
         if (!isCorruption(e)) throw e;
-        const what = `the RocksDB state of partition ${partition} in ${dir} is corrupt (${(e as Error).message})`;
-        if (this.onCorruption === 'fail')
-          throw new StateError(
-            `${what}: move that directory away (or delete it) to rebuild the partition from the earliest offset of its topic, or set state.onCorruption: rebuild to do so by itself`,
-            { domain: 'external', cause: e },
-          );
-        // Kept, not deleted: whoever looks into the damage later has the files.
-        const aside = `${dir}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-        await rename(dir, aside);
-        this.onWarning?.(`${what}: moved it to ${aside}; partition ${partition} is rebuilt from the earliest offset of its topic`, { partition, dir, movedTo: aside });
-        await mkdir(dir, { recursive: true });
-        db = await openVerified(dir);
+        db = await onDamage(e, undefined);
       }
+      return this.stores.add(partition, new RocksEngine(db, dir, onDamage));
     } catch (e) {
       if (e instanceof WeirError) throw e;
       throw new StateError(`cannot open the RocksDB state database in ${dir}: ${(e as Error).message}`, { domain: 'external', cause: e });
     } finally {
       this.opening.delete(partition);
     }
-    return this.stores.add(partition, new RocksEngine(db, dir));
+  }
+
+  /**
+   * Partition `partition`'s database in `dir` is corrupt (error `e`; `db` open, or
+   * undefined): state.onCorruption `fail` throws naming the directory and what to do;
+   * `rebuild` moves the directory aside, warns, and opens an empty one in its place.
+   */
+  private async damaged(partition: number, dir: string, e: unknown, db: LevelDown | undefined): Promise<LevelDown> {
+    const what = `the RocksDB state of partition ${partition} in ${dir} is corrupt (${(e as Error).message})`;
+    if (this.onCorruption === 'fail')
+      throw new StateError(
+        `${what}: move that directory away (or delete it) to rebuild the partition from the earliest offset of its topic, or set state.onCorruption: rebuild to do so by itself`,
+        { domain: 'external', cause: e },
+      );
+    if (db !== undefined) await call((cb) => db.close(cb)).catch(() => undefined);
+    try {
+      // Kept, not deleted: whoever looks into the damage later has the files.
+      const aside = `${dir}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      await rename(dir, aside);
+      this.onWarning?.(`${what}: moved it to ${aside}; partition ${partition} is rebuilt from the earliest offset of its topic`, { partition, dir, movedTo: aside });
+      await mkdir(dir, { recursive: true });
+      return await openDb(dir);
+    } catch (e2) {
+      if (e2 instanceof WeirError) throw e2;
+      throw new StateError(`cannot open the RocksDB state database in ${dir}: ${(e2 as Error).message}`, { domain: 'external', cause: e2 });
+    }
   }
 
   close(): Promise<void> {

@@ -25,8 +25,8 @@
 // be restore()d (or clear()ed) before get() and checkpoint().
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
-import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, type DigestAlgorithm, type PartitionStore, type StateSummary } from './backend';
-import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
+import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, termsOfBatch, type DigestAlgorithm, type PartitionStore, type StateSummary } from './backend';
+import { ChangeBatchWriter, eachHashed, readChangeBatch, type ChangeBatch } from './batch';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
 export const MAX_STATE_ID = 0xfffffffe;
@@ -98,6 +98,112 @@ interface IndexEntry {
   size: number;
 }
 
+/**
+ * Per live key its IndexEntry, held in typed arrays by slot (a key's slot stays its
+ * own until it is deleted): a restore of 100,000 keys makes no object per key. A
+ * restore appends its keys (each once) and leaves them to be looked up later
+ * (settle()): the map of slots is built after the restore has answered.
+ */
+class KeyIndex {
+  private readonly slots = new Map<string, number>();
+  /** Keys appended, not yet in `slots`: key `appended[j]` has slot j. */
+  private appended: string[] = [];
+  private free: number[] = [];
+  private used = 0;
+  ver: Uint32Array = new Uint32Array(1024);
+  hi: Uint32Array = new Uint32Array(1024);
+  lo: Uint32Array = new Uint32Array(1024);
+  bytes: Uint32Array = new Uint32Array(1024);
+
+  get size(): number {
+    return this.slots.size + this.appended.length;
+  }
+
+  /** The slot of `key`; -1 if it is not live. */
+  slotOf(key: string): number {
+    this.settle();
+    return this.slots.get(key) ?? -1;
+  }
+
+  get(key: string): IndexEntry | undefined {
+    const i = this.slotOf(key);
+    return i < 0 ? undefined : { ver: this.ver[i]!, hi: this.hi[i]!, lo: this.lo[i]!, size: this.bytes[i]! };
+  }
+
+  /**
+   * Adds `key`, which the index must not hold (a restore's: into an index just
+   * cleared, each key once), its term to come (setTerm); its slot.
+   */
+  append(key: string, ver: number, size: number): number {
+    if (this.slots.size > 0 || this.free.length > 0 || this.used !== this.appended.length) throw new Error('KeyIndex.append() after other changes');
+    const i = this.used++;
+    if (i >= this.ver.length) this.grow(2 * this.ver.length);
+    this.appended.push(key);
+    this.ver[i] = ver;
+    this.bytes[i] = size;
+    return i;
+  }
+
+  /** Puts the appended keys in the map of slots. */
+  settle(): void {
+    const keys = this.appended;
+    if (keys.length === 0) return;
+    this.appended = [];
+    for (let j = 0; j < keys.length; j++) this.slots.set(keys[j]!, j);
+  }
+
+  /** Sets `key`'s entry, its term to come (setTerm); its slot. */
+  put(key: string, ver: number, size: number): number {
+    this.settle();
+    let i = this.slots.get(key);
+    if (i === undefined) {
+      i = this.free.length > 0 ? this.free.pop()! : this.used++;
+      if (i >= this.ver.length) this.grow(2 * this.ver.length);
+      this.slots.set(key, i);
+    }
+    this.ver[i] = ver;
+    this.bytes[i] = size;
+    return i;
+  }
+
+  setTerm(i: number, hi: number, lo: number): void {
+    this.hi[i] = hi;
+    this.lo[i] = lo;
+  }
+
+  delete(key: string): void {
+    this.settle();
+    const i = this.slots.get(key);
+    if (i === undefined) return;
+    this.slots.delete(key);
+    this.free.push(i);
+  }
+
+  /** Room for n keys in all. */
+  reserve(n: number): void {
+    if (n > this.ver.length) this.grow(n);
+  }
+
+  clear(): void {
+    this.slots.clear();
+    this.appended = [];
+    this.free = [];
+    this.used = 0;
+  }
+
+  private grow(cap: number): void {
+    const grown = (a: Uint32Array): Uint32Array => {
+      const b = new Uint32Array(cap);
+      b.set(a.subarray(0, Math.min(a.length, this.used)));
+      return b;
+    };
+    this.ver = grown(this.ver);
+    this.hi = grown(this.hi);
+    this.lo = grown(this.lo);
+    this.bytes = grown(this.bytes);
+  }
+}
+
 /** A staged put: its value and, when it came in a change batch, the bytes key ‖ 0x00 ‖ value its digest term hashes. */
 interface Staged {
   value: Buffer;
@@ -120,7 +226,7 @@ function checkId(id: number, what: string, min: number): void {
 
 export class VersionedStore implements PartitionStore {
   private staged = new Map<string, Staged | null>();
-  private readonly index = new Map<string, IndexEntry>();
+  private readonly index = new KeyIndex();
   private readonly sum = new DigestSum();
   private bytes = 0;
   /** The checkpoint the index stands for; undefined until restore() or clear(). */
@@ -142,11 +248,12 @@ export class VersionedStore implements PartitionStore {
   get(key: string): Promise<Buffer | undefined> {
     return this.run('get', async () => {
       this.loaded('get');
-      const e = this.index.get(key);
-      if (e === undefined) return undefined;
-      const v = await this.engine.read(key, e.ver);
+      const i = this.index.slotOf(key);
+      if (i < 0) return undefined;
+      const ver = this.index.ver[i]!;
+      const v = await this.engine.read(key, ver);
       if (v === undefined || v === null)
-        throw new StateCorrupt(`${this.engine.where}: version ${e.ver} of key ${JSON.stringify(key)} is missing`);
+        throw new StateCorrupt(`${this.engine.where}: version ${ver} of key ${JSON.stringify(key)} is missing`);
       return v;
     });
   }
@@ -199,16 +306,16 @@ export class VersionedStore implements PartitionStore {
           }
         }
         if (writes.length > 0) await this.engine.write(id, writes);
-        const sum = this.sum;
+        const sum = this.sum, index = this.index;
         for (const [key, e] of next) {
-          const cur = this.index.get(key);
-          if (cur !== undefined) {
-            sum.sub(cur.hi, cur.lo);
-            this.bytes -= cur.size;
+          const i = index.slotOf(key);
+          if (i >= 0) {
+            sum.sub(index.hi[i]!, index.lo[i]!);
+            this.bytes -= index.bytes[i]!;
           }
-          if (e === undefined) this.index.delete(key);
+          if (e === undefined) index.delete(key);
           else {
-            this.index.set(key, e);
+            index.setTerm(index.put(key, e.ver, e.size), e.hi, e.lo);
             sum.add(e.hi, e.lo);
             this.bytes += e.size;
           }
@@ -238,22 +345,34 @@ export class VersionedStore implements PartitionStore {
       let size = Math.min(chunk, RESTORE_FIRST);
       // The summary of a checkpoint recorded with another digest, beside the store's own.
       const other = digest === 'xxh64' ? undefined : new DigestSum();
-      const add = (r: VersionRecord): void => {
-        if (r.value === null) return;
-        w.put(r.key, r.value);
-        // The batch holds key ‖ 0x00 ‖ value in one piece: one hash call per entry.
-        const hashed = w.lastHashed();
-        if (other !== undefined) {
+      const index = this.index, sum = this.sum;
+      // The index slots of the batch's records: their terms come when it is full.
+      const slots = new Uint32Array(chunk);
+      const send = (): void => {
+        const batch = w.finish();
+        // The batch holds each key ‖ 0x00 ‖ value in one piece: one hash call for all.
+        const t = termsOfBatch(batch);
+        for (let j = 0; j < batch.count; j++) {
+          const hi = t[2 * j]!, lo = t[2 * j + 1]!;
+          index.setTerm(slots[j]!, hi, lo);
+          sum.add(hi, lo);
+        }
+        if (other !== undefined) eachHashed(batch, (hashed) => {
           const o = termOf(hashed, digest);
           other.add(o.hi, o.lo);
-        }
-        const t = termOf(hashed);
-        const e: IndexEntry = { ver: r.id, hi: t.hi, lo: t.lo, size: hashed.length - 1 };
-        this.index.set(r.key, e);
-        this.sum.add(e.hi, e.lo);
-        this.bytes += e.size;
+        });
+        each(batch);
+      };
+      const add = (r: VersionRecord): void => {
+        if (r.value === null) return;
+        const at = w.pos;
+        w.put(r.key, r.value);
+        // Key and value bytes: the record less its header and the zero byte between them.
+        const bytes = w.pos - at - 9;
+        slots[w.count - 1] = index.append(r.key, r.id, bytes);
+        this.bytes += bytes;
         if (w.count === size) {
-          each(w.finish());
+          send();
           size = Math.min(chunk, 2 * size);
           w = new ChangeBatchWriter(1 << 21);
         }
@@ -268,10 +387,12 @@ export class VersionedStore implements PartitionStore {
         this.lastId = undefined;
         throw e;
       }
-      if (w.count > 0) each(w.finish());
+      if (w.count > 0) send();
       this.lastId = id;
       const summary = this.summary();
       if (other !== undefined) summary.digest = other.hex();
+      // The keys' map is built once the summary is out, before the next operation.
+      this.tail = this.tail.then(() => new Promise<void>((resolve) => setImmediate(() => resolve(index.settle()))));
       return summary;
     });
   }
