@@ -40,9 +40,15 @@ function poolGrow(cap: u32): void {
   poolCap = cap;
 }
 
-/** Room for at least n slots, so that allocating up to n does not grow the pool. */
+/**
+ * Room for at least n slots, so that allocating up to n does not grow the pool. The
+ * new part is written once (zeros) here: its pages are mapped now, while a restore
+ * that asks waits for its first state anyway, not one by one as slots are handed out.
+ */
 export function slotsReserve(n: u32): void {
-  if (n > poolCap) poolGrow(n);
+  if (n <= poolCap) return;
+  poolGrow(n);
+  memory.fill(slotAddr(poolUsed), 0, <usize>(poolCap - poolUsed) * SLOT_BYTES);
 }
 
 export function slotAlloc(): u32 {

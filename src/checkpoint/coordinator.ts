@@ -245,11 +245,8 @@ export class Checkpointer {
    * left it.
    */
   private async assignFromChangelog(partitions: readonly number[], source: CheckpointSource, changelog: Changelog): Promise<void> {
-    const opened = await Promise.allSettled(partitions.map(async (p) => {
-      const ps = await this.openStore(p);
-      await changelog.open(p);
-      return ps;
-    }));
+    // The store (on disk) and the producer (fencing, over the network) open side by side.
+    const opened = await Promise.allSettled(partitions.map(async (p) => (await Promise.all([this.openStore(p), changelog.open(p)]))[0]));
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     type Restored = { p: number; rec: PartitionRecord };
@@ -315,11 +312,11 @@ export class Checkpointer {
   /**
    * Partition `p`'s operator rebuilt from the newest local checkpoint that verifies
    * and is recent enough, plus the changelog after the offset that checkpoint reached;
-   * undefined (and the operator empty) when there is none. The changelog's tail is
-   * read first: its keys are newer than the cache's, so the cache's entries of them
-   * are skipped, and the operator is rebuilt from the store's batches as the state
-   * thread reads them. A checkpoint whose state does not verify is dropped, operator
-   * and all, and the next older one tried.
+   * undefined (and the operator empty) when there is none. The store's batches and
+   * the changelog's tail are read side by side; the tail's keys are newer than the
+   * cache's, so the batches wait for it (the cache's entries of its keys are skipped),
+   * then the operator is rebuilt from each as the state thread reads it. A checkpoint
+   * whose state does not verify is dropped, operator and all, and the next older one tried.
    */
   private async restoreCached(p: number, ps: PartitionStore, changelog: Changelog, where: string): Promise<{ meta: CheckpointMetadata; from: string; r: RestoreResult; rec: PartitionRecord } | undefined> {
     for (const meta of this.known) {
@@ -328,30 +325,51 @@ export class Checkpointer {
       if (pc?.changelogOffset === undefined || this.clock() - Date.parse(meta.createdAt) >= changelog.deleteRetentionMs / 2) continue;
       this.checkFingerprint(meta);
       const from = pc.changelogOffset;
-      const r = await changelog.restore(p, from);
+      const operator = this.op.operator(p);
+      // Until the tail is in: the batches read so far, and what went wrong with it.
+      let waiting: ChangeBatch[] | undefined = [];
+      let failure: Error | undefined;
+      let newer: Map<string, Buffer | null> | undefined, w = 0;
+      const rebuild = (batch: ChangeBatch): void => {
+        if (failure !== undefined) return;
+        try {
+          operator.restoreBatch(batch, w, newer);
+        } catch (e) {
+          failure = e instanceof Error ? e : new Error(String(e));
+        }
+      };
+      const reading = ps.restoreBatches(meta.id, (batch) => (waiting !== undefined ? waiting.push(batch) : rebuild(batch)), digestOf(meta));
+      // Its outcome is taken below, whichever way the tail goes.
+      reading.catch(() => undefined);
+      let r: RestoreResult, rec: PartitionRecord;
+      try {
+        r = await changelog.restore(p, from);
+        rec = r.partitionRecord !== undefined ? checkPartitionRecord(r.partitionRecord, this.cfg, where) : this.recordOf(meta, pc);
+      } catch (e) {
+        waiting = undefined;
+        await reading.catch(() => undefined);
+        this.op.drop(p);
+        throw e;
+      }
       if (BigInt(r.end) < BigInt(from)) {
         // The changelog ends before the cache: it is not the changelog the cache came from.
+        waiting = undefined;
+        await reading.catch(() => undefined);
+        this.op.drop(p);
         this.log.warn({ partition: p, cache: from, end: r.end }, `partition ${p}: the local state reaches changelog offset ${from}, but ${where} ends at ${r.end}; restoring from the changelog alone`);
         return undefined;
       }
-      const rec = r.partitionRecord !== undefined ? checkPartitionRecord(r.partitionRecord, this.cfg, where) : this.recordOf(meta, pc);
-      const newer = new Map<string, Buffer | null>();
-      readChangeBatch(r.batch, (key, value) => newer.set(key, value));
-      const w = fromJsonTime(rec.watermarkMs);
-      const operator = this.op.operator(p);
+      newer = new Map<string, Buffer | null>();
+      readChangeBatch(r.batch, (key, value) => newer!.set(key, value));
+      w = fromJsonTime(rec.watermarkMs);
       // The checkpoint says how many windows it holds: the core makes room for them once.
       operator.reserve(pc.state.entries + r.batch.count);
-      let failure: Error | undefined;
+      const early = waiting;
+      waiting = undefined;
+      for (const batch of early) rebuild(batch);
       let summary: StateSummary;
       try {
-        summary = await ps.restoreBatches(meta.id, (batch) => {
-          if (failure !== undefined) return;
-          try {
-            operator.restoreBatch(batch, w, newer);
-          } catch (e) {
-            failure = e instanceof Error ? e : new Error(String(e));
-          }
-        }, digestOf(meta));
+        summary = await reading;
       } catch (e) {
         if (!(e instanceof StateCorrupt)) throw e;
         this.op.drop(p);
