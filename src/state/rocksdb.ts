@@ -134,9 +134,15 @@ function journalId(id: number): Buffer {
   return b;
 }
 
-/** The id of a version key read as a string (its last 8 characters), NaN if they are not hex digits. */
+/** The id of a version key read as a string (its last 8 characters, lowercase hex), -1 if they are not. */
 function versionIdOf(k: string): number {
-  const n = Number('0x' + k.slice(k.length - 8));
+  let n = 0;
+  for (let i = k.length - 8; i < k.length; i++) {
+    const c = k.charCodeAt(i);
+    const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+    if (d < 0) return -1;
+    n = n * 16 + d;
+  }
   return NONE - n;
 }
 
@@ -278,11 +284,21 @@ class RocksEngine implements Engine {
   }
 
   async scan(each: (r: VersionRecord) => void): Promise<void> {
+    // One record and one value buffer, handed out again for every version (see Engine.scan).
+    const r: VersionRecord = { key: '', id: 0, value: null };
+    let scratch = Buffer.allocUnsafeSlow(4096);
     const record = (k: string, v: string): void => {
-      const id = k.length >= VK_EXTRA ? versionIdOf(k) : NaN;
-      if (!(id >= 0)) throw this.corrupt(`the version key ${JSON.stringify(k)}`);
-      const key = k.slice(9, k.length - 8);
-      each({ key, id, value: this.decodeValue(v, key, id) });
+      const id = k.length >= VK_EXTRA ? versionIdOf(k) : -1;
+      if (id < 0) throw this.corrupt(`the version key ${JSON.stringify(k)}`);
+      r.key = k.slice(9, k.length - 8);
+      r.id = id;
+      if (v === TOMBSTONE_TEXT) r.value = null;
+      else {
+        if (v.length % 4 !== 0) throw this.corrupt(`version ${id} of key ${JSON.stringify(r.key)}`);
+        if (scratch.length < v.length) scratch = Buffer.allocUnsafeSlow(2 * v.length);
+        r.value = scratch.subarray(0, scratch.write(v, 0, 'base64'));
+      }
+      each(r);
     };
     // The versions are read here, the rest by the check begun at open: a damaged block
     // in either is found before the restore ends, and the restore fails with StateCorrupt

@@ -73,7 +73,11 @@ export interface Engine {
   write(id: number, writes: readonly VersionWrite[]): Promise<void>;
   /** The version `(key, id)`: its value, null for a tombstone, undefined if it is not stored. */
   read(key: string, id: number): Promise<Buffer | null | undefined>;
-  /** Calls `each` with every stored version, in any order (duplicates allowed), but see `grouped`. */
+  /**
+   * Calls `each` with every stored version, in any order (duplicates allowed), but see
+   * `grouped`. The record and its value are valid until `each` returns: an engine may
+   * hand the same ones out again (a copy is what to keep).
+   */
   scan(each: (r: VersionRecord) => void): Promise<void>;
   /** Whether scan() gives each key's versions one after the other, newest first, each once (RocksDB's key order). */
   readonly grouped?: boolean;
@@ -416,7 +420,7 @@ export class VersionedStore implements PartitionStore {
       if (r.id > id) newer.push({ key: r.key, id: r.id });
       else {
         const b = best.get(r.key);
-        if (b === undefined || r.id > b.id) best.set(r.key, r);
+        if (b === undefined || r.id > b.id) best.set(r.key, { key: r.key, id: r.id, value: r.value === null ? null : Buffer.from(r.value) });
       }
     });
     for (const r of best.values()) add(r);
