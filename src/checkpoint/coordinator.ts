@@ -329,7 +329,9 @@ export class Checkpointer {
       // Until the tail is in: the batches read so far, and what went wrong with it.
       let waiting: ChangeBatch[] | undefined = [];
       let failure: Error | undefined;
-      let newer: Map<string, Buffer | null> | undefined, w = 0;
+      // The tail's keys (filled when it is in) and W.
+      const newer = new Map<string, Buffer | null>();
+      let w = 0;
       const rebuild = (batch: ChangeBatch): void => {
         if (failure !== undefined) return;
         try {
@@ -359,8 +361,7 @@ export class Checkpointer {
         this.log.warn({ partition: p, cache: from, end: r.end }, `partition ${p}: the local state reaches changelog offset ${from}, but ${where} ends at ${r.end}; restoring from the changelog alone`);
         return undefined;
       }
-      newer = new Map<string, Buffer | null>();
-      readChangeBatch(r.batch, (key, value) => newer!.set(key, value));
+      readChangeBatch(r.batch, (key, value) => newer.set(key, value));
       w = fromJsonTime(rec.watermarkMs);
       // The checkpoint says how many windows it holds: the core makes room for them once.
       operator.reserve(pc.state.entries + r.batch.count);
