@@ -27,10 +27,25 @@ export interface EncodeFigures {
 const BATCH = 1024; // results per operator step
 const STEPS = 64;
 
+const bits = new Float64Array(1);
+const word = new BigUint64Array(bits.buffer);
+
+/**
+ * The quantile the core's sketch gives for values near `x` (positive, normal): the
+ * midpoint of x's bucket, the top 6 mantissa bits and the exponent of x, then a 1
+ * (assembly/sketch.ts, bucketValue). Such numbers have at most 7 significant bits:
+ * integers from 128 up, short binary fractions below.
+ */
+function bucketMidpoint(x: number): number {
+  bits[0] = x;
+  word[0] = ((word[0]! >> 46n) << 46n) | (1n << 45n);
+  return bits[0];
+}
+
 /**
  * Realistic result records: per-user sessions and per-model windows, latencies with
- * one decimal (812.4), their sums, means, standard deviations and sketch quantiles
- * (17 significant digits), epoch-ms window bounds.
+ * one decimal (812.4), their sums, means and standard deviations (17 significant
+ * digits), the sketch's quantiles (bucket midpoints), epoch-ms window bounds.
  */
 export function fillResults(core: WasmCore, regs: KeyRegistry[], steps: number, rand: () => number): number[] {
   const bases: number[] = [];
@@ -53,8 +68,7 @@ export function fillResults(core: WasmCore, regs: KeyRegistry[], steps: number, 
       }
       const avg = sum / count;
       const stddev = Math.sqrt(Math.max(0, sq / count - avg * avg));
-      const gamma = 1.0202020202020203; // a 1% sketch's bucket width: quantiles are bucket midpoints
-      const q = (x: number): number => (2 * gamma ** Math.ceil(Math.log(x) / Math.log(gamma))) / (gamma + 1);
+      const q = bucketMidpoint;
       // Tumbling windows of one firing share their bounds; sessions do not.
       const start = 1_767_225_600_000 + s * 300_000 + (a === 0 ? Math.floor(rand() * 1000) * 1000 : 0);
       const u32 = core.words(), f64 = core.doubles();
