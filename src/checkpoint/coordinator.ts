@@ -326,9 +326,11 @@ export class Checkpointer {
       this.checkFingerprint(meta);
       const from = pc.changelogOffset;
       const operator = this.op.operator(p);
-      // Until the tail is in: the batches read so far, and what went wrong with it.
+      // Until the tail is in: the batches read so far (undefined: rebuild each as it
+      // comes), what went wrong with it, and whether the batches are to be dropped.
       let waiting: ChangeBatch[] | undefined = [];
       let failure: Error | undefined;
+      let discard = false;
       // The tail's keys (filled when it is in) and W.
       const newer = new Map<string, Buffer | null>();
       let w = 0;
@@ -340,7 +342,7 @@ export class Checkpointer {
           failure = e instanceof Error ? e : new Error(String(e));
         }
       };
-      const reading = ps.restoreBatches(meta.id, (batch) => (waiting !== undefined ? waiting.push(batch) : rebuild(batch)), digestOf(meta));
+      const reading = ps.restoreBatches(meta.id, (batch) => (discard ? undefined : waiting !== undefined ? waiting.push(batch) : rebuild(batch)), digestOf(meta));
       // Its outcome is taken below, whichever way the tail goes.
       reading.catch(() => undefined);
       let r: RestoreResult, rec: PartitionRecord;
@@ -348,14 +350,14 @@ export class Checkpointer {
         r = await changelog.restore(p, from);
         rec = r.partitionRecord !== undefined ? checkPartitionRecord(r.partitionRecord, this.cfg, where) : this.recordOf(meta, pc);
       } catch (e) {
-        waiting = undefined;
+        discard = true;
         await reading.catch(() => undefined);
         this.op.drop(p);
         throw e;
       }
       if (BigInt(r.end) < BigInt(from)) {
         // The changelog ends before the cache: it is not the changelog the cache came from.
-        waiting = undefined;
+        discard = true;
         await reading.catch(() => undefined);
         this.op.drop(p);
         this.log.warn({ partition: p, cache: from, end: r.end }, `partition ${p}: the local state reaches changelog offset ${from}, but ${where} ends at ${r.end}; restoring from the changelog alone`);

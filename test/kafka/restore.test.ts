@@ -16,6 +16,7 @@ import { Instrumentation } from '../../src/metrics/events';
 import { PartitionedOperator } from '../../src/pipeline/partitioned';
 import type { RecordBatch } from '../../src/pipeline/types';
 import { openStateBackend } from '../../src/state';
+import { Kafka, logLevel } from 'kafkajs';
 import { BROKERS, createTopic, unique } from './helpers/kafka';
 
 const T0 = 1_767_225_600_000;
@@ -116,6 +117,84 @@ test('local cache plus the changelog after it: newer values, tombstones and new 
     await fromScratch.close();
     assert.ok(again.restored[0]! > 0 && again.restored[0]! < fromScratch.restored[0]!, `records read: cache ${again.restored[0]}, changelog alone ${fromScratch.restored[0]}`);
   } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('a local cache that reaches further than the changelog (a changelog topic made again) is not used: the changelog alone is', async () => {
+  const topic = unique('weir-restore-gone');
+  await createTopic(topic, 1);
+  const group = unique('restore-gone');
+  const dirs: string[] = [];
+  const configFor = (instance: string): Config => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-restore-'));
+    dirs.push(dir);
+    return validateConfig({
+      source: { type: 'kafka', brokers: BROKERS, topic, groupId: group },
+      eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
+      aggregations: [{ name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } }],
+      state: { backend: 'rocksdb', dir: join(dir, 'state') },
+      checkpoint: { dir: join(dir, 'checkpoints') },
+      processing: { instanceId: instance },
+    });
+  };
+  const open = async (cfg: Config) => {
+    const src = cfg.source as Extract<Config['source'], { type: 'kafka' }>;
+    const changelog = await Changelog.start({ brokers: src.brokers, clientId: 'weir-test', ssl: false, groupId: src.groupId, topic, changelog: cfg.changelog.topic!, create: true, transactionTimeoutMs: 60_000 });
+    const op = new PartitionedOperator(cfg);
+    const bus = new Instrumentation();
+    const restored: number[] = [];
+    bus.on('state.restored', (e) => restored.push(e.records));
+    const state = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
+    const ck = new Checkpointer(cfg, op, state, createLogger({ ...cfg, log: { ...cfg.log, level: 'error' } }), bus, Date.now, changelog);
+    await ck.init();
+    await ck.assign([0], source);
+    const run = (b: RecordBatch): void => {
+      op.process(b);
+      ck.processed(b);
+    };
+    const windows = (): string[] =>
+      op
+        .operator(0)
+        .snapshot()
+        .map(([k, v]) => `${k} ${v.toString('hex')}`)
+        .sort();
+    return { run, ck, windows, restored, close: async () => (await ck.close(), await changelog.shutdown()) };
+  };
+  const admin = new Kafka({ clientId: 'weir-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const cacheCfg = configFor('a');
+    const changelogTopic = cacheCfg.changelog.topic!;
+    // A: 1,000 windows; its checkpoint is its local cache, at changelog offset ~1,000.
+    const a = await open(cacheCfg);
+    a.run(batchOf(0, 1000, 0, 0));
+    assert.ok(await a.ck.checkpoint(source, 'test'));
+    await a.close();
+
+    // The changelog topic is deleted and made again (Weir creates it when missing).
+    await admin.deleteTopics({ topics: [changelogTopic] });
+    for (let i = 0; (await admin.listTopics()).includes(changelogTopic); i++) {
+      assert.ok(i < 100, 'the changelog topic is deleted');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // B, with empty directories: 100 other windows, in the new changelog up to offset ~100.
+    const b = await open(configFor('b'));
+    assert.deepEqual(b.windows(), [], 'B finds nothing in the new changelog');
+    b.run(batchOf(2000, 2100, 0, 1000));
+    assert.ok(await b.ck.checkpoint(source, 'test'));
+    const want = b.windows();
+    await b.close();
+    assert.equal(want.length, 100);
+
+    // A again: its cache reaches past the changelog's end, so it is not the changelog's:
+    // what A restores is the changelog's, B's windows, none of its own cache.
+    const again = await open(cacheCfg);
+    assert.deepEqual(again.windows(), want, "the changelog's windows, not the cache's");
+    assert.ok(again.restored[0]! > 100, `records read: ${again.restored[0]}, the whole changelog`);
+    await again.close();
+  } finally {
+    await admin.disconnect();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 });
