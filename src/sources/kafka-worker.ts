@@ -169,6 +169,13 @@ export const LEVELS: Record<LogLevelName, LogLevel> = { error: LogLevel.ERROR, w
  * framing of a record and a short key are a few dozen; large keys or headers are
  * not worth carrying along.
  */
+/**
+ * Restarts of a consumer that kafkajs gave up on because it found no group coordinator
+ * (see restartLater), one after another before the run fails: backing off 1, 2, 4 ...
+ * up to 30 s, about two minutes in all.
+ */
+const COORDINATOR_RESTARTS = 7;
+
 const MAX_GAP = 512;
 /** Batch buffers are allocated in multiples of this. */
 const MEMORY_STEP = 64 * 1024;
@@ -339,11 +346,17 @@ class ConsumerSide {
     this.admin = kafka.admin();
 
     const ev = this.consumer.events;
-    this.consumer.on(ev.GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true, e.payload.memberId));
+    this.consumer.on(ev.GROUP_JOIN, (e) => {
+      this.restarts = 0;
+      this.onJoin(e.payload.memberAssignment[this.topic] ?? [], true, e.payload.memberId);
+    });
     this.consumer.on(ev.CRASH, (e) => {
       // kafkajs left the group and rejoins by itself: report it all revoked now.
       if (e.payload.restart) this.onJoin([], false);
-      else this.post({ type: 'crash', error: plainError(e.payload.error) });
+      else if (this.mayRestart(e.payload.error)) {
+        this.onJoin([], false);
+        this.restartLater();
+      } else this.post({ type: 'crash', error: plainError(e.payload.error) });
     });
     this.consumer.on(ev.FETCH_START, () => {
       this.stats.fetches++;
@@ -361,6 +374,30 @@ class ConsumerSide {
     this.starting = this.start().catch((e: unknown) => this.post({ type: 'failed', what: 'cannot start', error: plainError(e) }));
   }
 
+  /** Restarts in a row after kafkajs found no group coordinator (reset by a join). */
+  private restarts = 0;
+
+  /**
+   * Whether a crash is one to restart from: kafkajs looks for the group coordinator on
+   * every broker it knows, and when none answers (a single broker restarting) it gives
+   * up at once with KafkaJSGroupCoordinatorNotFound, which it counts final, not
+   * retriable, whatever its retry settings.
+   */
+  private mayRestart(error: Error): boolean {
+    let cause: unknown = error;
+    while (cause instanceof Error && cause.name !== 'KafkaJSGroupCoordinatorNotFound' && (cause as { cause?: unknown }).cause !== undefined) cause = (cause as { cause?: unknown }).cause;
+    return !this.closed && this.restarts < COORDINATOR_RESTARTS && cause instanceof Error && cause.name === 'KafkaJSGroupCoordinatorNotFound';
+  }
+
+  /** Runs the consumer again (kafkajs disconnected it) after a backoff; the run fails if that does. */
+  private restartLater(): void {
+    const delay = Math.min(30_000, 1000 * 2 ** this.restarts++);
+    setTimeout(() => {
+      if (this.closed) return;
+      this.run().catch((e: unknown) => this.post({ type: 'crash', error: plainError(e) }));
+    }, delay);
+  }
+
   private async start(): Promise<void> {
     // The admin client connects and asks for the topic's offsets while the consumer
     // connects: the first assignment needs them, and asked for only after the join
@@ -374,6 +411,10 @@ class ConsumerSide {
     });
     await Promise.all([consumer, admin]);
     if (this.closed) return;
+    await this.run();
+  }
+
+  private async run(): Promise<void> {
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
