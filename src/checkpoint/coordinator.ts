@@ -345,21 +345,23 @@ export class Checkpointer {
       const reading = ps.restoreBatches(meta.id, (batch) => (discard ? undefined : waiting !== undefined ? waiting.push(batch) : rebuild(batch)), digestOf(meta));
       // Its outcome is taken below, whichever way the tail goes.
       reading.catch(() => undefined);
+      /** The cache is not used: the rest of its batches are dropped as read, and so is the operator. */
+      const abandon = async (): Promise<void> => {
+        discard = true;
+        await reading.catch(() => undefined);
+        this.op.drop(p);
+      };
       let r: RestoreResult, rec: PartitionRecord;
       try {
         r = await changelog.restore(p, from);
         rec = r.partitionRecord !== undefined ? checkPartitionRecord(r.partitionRecord, this.cfg, where) : this.recordOf(meta, pc);
       } catch (e) {
-        discard = true;
-        await reading.catch(() => undefined);
-        this.op.drop(p);
+        await abandon();
         throw e;
       }
       if (BigInt(r.end) < BigInt(from)) {
         // The changelog ends before the cache: it is not the changelog the cache came from.
-        discard = true;
-        await reading.catch(() => undefined);
-        this.op.drop(p);
+        await abandon();
         this.log.warn({ partition: p, cache: from, end: r.end }, `partition ${p}: the local state reaches changelog offset ${from}, but ${where} ends at ${r.end}; restoring from the changelog alone`);
         return undefined;
       }

@@ -165,17 +165,17 @@ const LEVEL_NAMES: Record<number, LogLevelName> = {
 export const LEVELS: Record<LogLevelName, LogLevel> = { error: LogLevel.ERROR, warn: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG };
 
 /**
- * Most bytes between two values that are still copied with them as one run: Kafka's
- * framing of a record and a short key are a few dozen; large keys or headers are
- * not worth carrying along.
- */
-/**
  * Restarts of a consumer that kafkajs gave up on because it found no group coordinator
  * (see restartLater), one after another before the run fails: backing off 1, 2, 4 ...
  * up to 30 s, about two minutes in all.
  */
 const COORDINATOR_RESTARTS = 7;
 
+/**
+ * Most bytes between two values that are still copied with them as one run: Kafka's
+ * framing of a record and a short key are a few dozen; large keys or headers are
+ * not worth carrying along.
+ */
 const MAX_GAP = 512;
 /** Batch buffers are allocated in multiples of this. */
 const MEMORY_STEP = 64 * 1024;

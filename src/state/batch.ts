@@ -78,11 +78,6 @@ export class ChangeBatchWriter {
     this.endPut();
   }
 
-  /** The last record's key ‖ 0x00 ‖ value (a view, valid until the next write): what its digest term hashes. */
-  lastHashed(): Buffer {
-    return this.buf.subarray(this.rec + HEADER, this.pos);
-  }
-
   delete(key: string): void {
     this.start(3 * key.length);
     this.pos += this.buf.write(key, this.pos, 'utf8');
@@ -114,20 +109,6 @@ export function readChangeBatch(batch: ChangeBatch, each: (key: string, value: B
     const key = b.toString('utf8', k, k + keyLen);
     if (v === 0) each(key, null, null);
     else each(key, b.subarray(k + keyLen + 1, end), b.subarray(k, end));
-    p = end;
-  }
-}
-
-/** The bytes key ‖ 0x00 ‖ value of every put of `batch`, in order (views of its buffer; no key string made). */
-export function eachHashed(batch: ChangeBatch, each: (hashed: Buffer) => void): void {
-  const b = Buffer.from(batch.buffer, 0, batch.length);
-  let p = 0;
-  for (let i = 0; i < batch.count; i++) {
-    if (p + HEADER > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
-    const keyLen = b.readUInt32LE(p), v = b.readUInt32LE(p + 4);
-    const k = p + HEADER, end = k + keyLen + v;
-    if (end > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
-    if (v !== 0) each(b.subarray(k, end));
     p = end;
   }
 }

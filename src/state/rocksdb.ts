@@ -292,12 +292,8 @@ class RocksEngine implements Engine {
       if (id < 0) throw this.corrupt(`the version key ${JSON.stringify(k)}`);
       r.key = k.slice(9, k.length - 8);
       r.id = id;
-      if (v === TOMBSTONE_TEXT) r.value = null;
-      else {
-        if (v.length % 4 !== 0) throw this.corrupt(`version ${id} of key ${JSON.stringify(r.key)}`);
-        if (scratch.length < v.length) scratch = Buffer.allocUnsafeSlow(2 * v.length);
-        r.value = scratch.subarray(0, scratch.write(v, 0, 'base64'));
-      }
+      if (scratch.length < v.length) scratch = Buffer.allocUnsafeSlow(2 * v.length);
+      r.value = this.decodeValue(v, r.key, id, scratch);
       each(r);
     };
     // The versions are read here, the rest by the check begun at open: a damaged block
@@ -399,13 +395,14 @@ class RocksEngine implements Engine {
   }
 
   /**
-   * A version's value: base64 (a small Buffer of the pool, no native allocation), or a
-   * tombstone. Damage is RocksDB's checksums' to find, and a restore's digest's.
+   * A version's value, or null for a tombstone: its base64 decoded into a small Buffer
+   * of the pool (no native allocation), or into `into` (room for v.length bytes; the
+   * value is a view of it). Damage that leaves it readable is the restore's digest's to find.
    */
-  private decodeValue(v: string, key: string, id: number): Buffer | null {
+  private decodeValue(v: string, key: string, id: number, into?: Buffer): Buffer | null {
     if (v === TOMBSTONE_TEXT) return null;
     if (v.length % 4 !== 0) throw this.corrupt(`version ${id} of key ${JSON.stringify(key)}`);
-    return Buffer.from(v, 'base64');
+    return into === undefined ? Buffer.from(v, 'base64') : into.subarray(0, into.write(v, 0, 'base64'));
   }
 
   private corrupt(what: string): StateError {

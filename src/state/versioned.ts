@@ -26,7 +26,7 @@
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
 import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, termsOfBatch, type DigestAlgorithm, type PartitionStore, type StateSummary } from './backend';
-import { ChangeBatchWriter, eachHashed, readChangeBatch, type ChangeBatch } from './batch';
+import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
 export const MAX_STATE_ID = 0xfffffffe;
@@ -181,11 +181,6 @@ class KeyIndex {
     if (i === undefined) return;
     this.slots.delete(key);
     this.free.push(i);
-  }
-
-  /** Room for n keys in all. */
-  reserve(n: number): void {
-    if (n > this.ver.length) this.grow(n);
   }
 
   clear(): void {
@@ -361,10 +356,12 @@ export class VersionedStore implements PartitionStore {
           index.setTerm(slots[j]!, hi, lo);
           sum.add(hi, lo);
         }
-        if (other !== undefined) eachHashed(batch, (hashed) => {
-          const o = termOf(hashed, digest);
-          other.add(o.hi, o.lo);
-        });
+        // Only a checkpoint recorded with SHA-256 terms (metadata version 1) asks for these.
+        if (other !== undefined)
+          readChangeBatch(batch, (_key, _value, hashed) => {
+            const o = termOf(hashed!, digest);
+            other.add(o.hi, o.lo);
+          });
         each(batch);
       };
       const add = (r: VersionRecord): void => {
