@@ -42,10 +42,11 @@ const source: CheckpointSource = {
   pastNonRecords: (_p, offset) => offset,
 };
 
-test('local cache plus the changelog after it: newer values, tombstones and new windows win over the cache, as the instance that wrote them had them', async () => {
-  const topic = unique('weir-restore');
-  await createTopic(topic, 1);
-  const group = unique('restore');
+/**
+ * Instances over one topic and group, each with directories of its own (`configFor`),
+ * opened as `weir run` does with a changelog and assigned partition 0 (`open`).
+ */
+function instances(topic: string, group: string, aggregations: readonly object[]) {
   const dirs: string[] = [];
   const configFor = (instance: string): Config => {
     const dir = mkdtempSync(join(tmpdir(), 'weir-restore-'));
@@ -53,12 +54,7 @@ test('local cache plus the changelog after it: newer values, tombstones and new 
     return validateConfig({
       source: { type: 'kafka', brokers: BROKERS, topic, groupId: group },
       eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
-      aggregations: [
-        // Open all along: the changelog's tail puts newer values of windows the cache has.
-        { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
-        // Fired and purged as W moves on: the tail deletes windows the cache has.
-        { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
-      ],
+      aggregations,
       state: { backend: 'rocksdb', dir: join(dir, 'state') },
       checkpoint: { dir: join(dir, 'checkpoints') },
       processing: { instanceId: instance },
@@ -72,7 +68,7 @@ test('local cache plus the changelog after it: newer values, tombstones and new 
     const restored: number[] = [];
     bus.on('state.restored', (e) => restored.push(e.records));
     const state = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
-    const ck = new Checkpointer(cfg, op, state, createLogger(cfg), bus, Date.now, changelog);
+    const ck = new Checkpointer(cfg, op, state, createLogger({ ...cfg, log: { ...cfg.log, level: 'error' } }), bus, Date.now, changelog);
     await ck.init();
     await ck.assign([0], source);
     const run = (b: RecordBatch): void => {
@@ -85,8 +81,20 @@ test('local cache plus the changelog after it: newer values, tombstones and new 
         .snapshot()
         .map(([k, v]) => `${k} ${v.toString('hex')}`)
         .sort();
-    return { op, ck, run, windows, restored, close: async () => (await ck.close(), await changelog.shutdown()) };
+    return { ck, run, windows, restored, close: async () => (await ck.close(), await changelog.shutdown()) };
   };
+  return { configFor, open, removeDirs: () => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })) };
+}
+
+test('local cache plus the changelog after it: newer values, tombstones and new windows win over the cache, as the instance that wrote them had them', async () => {
+  const topic = unique('weir-restore');
+  await createTopic(topic, 1);
+  const { configFor, open, removeDirs } = instances(topic, unique('restore'), [
+    // Open all along: the changelog's tail puts newer values of windows the cache has.
+    { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
+    // Fired and purged as W moves on: the tail deletes windows the cache has.
+    { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
+  ]);
   try {
     const cacheCfg = configFor('a');
     // A: keys 0-999 in the first second; its checkpoint is its local cache.
@@ -117,50 +125,16 @@ test('local cache plus the changelog after it: newer values, tombstones and new 
     await fromScratch.close();
     assert.ok(again.restored[0]! > 0 && again.restored[0]! < fromScratch.restored[0]!, `records read: cache ${again.restored[0]}, changelog alone ${fromScratch.restored[0]}`);
   } finally {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    removeDirs();
   }
 });
 
 test('a local cache that reaches further than the changelog (a changelog topic made again) is not used: the changelog alone is', async () => {
   const topic = unique('weir-restore-gone');
   await createTopic(topic, 1);
-  const group = unique('restore-gone');
-  const dirs: string[] = [];
-  const configFor = (instance: string): Config => {
-    const dir = mkdtempSync(join(tmpdir(), 'weir-restore-'));
-    dirs.push(dir);
-    return validateConfig({
-      source: { type: 'kafka', brokers: BROKERS, topic, groupId: group },
-      eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
-      aggregations: [{ name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } }],
-      state: { backend: 'rocksdb', dir: join(dir, 'state') },
-      checkpoint: { dir: join(dir, 'checkpoints') },
-      processing: { instanceId: instance },
-    });
-  };
-  const open = async (cfg: Config) => {
-    const src = cfg.source as Extract<Config['source'], { type: 'kafka' }>;
-    const changelog = await Changelog.start({ brokers: src.brokers, clientId: 'weir-test', ssl: false, groupId: src.groupId, topic, changelog: cfg.changelog.topic!, create: true, transactionTimeoutMs: 60_000 });
-    const op = new PartitionedOperator(cfg);
-    const bus = new Instrumentation();
-    const restored: number[] = [];
-    bus.on('state.restored', (e) => restored.push(e.records));
-    const state = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
-    const ck = new Checkpointer(cfg, op, state, createLogger({ ...cfg, log: { ...cfg.log, level: 'error' } }), bus, Date.now, changelog);
-    await ck.init();
-    await ck.assign([0], source);
-    const run = (b: RecordBatch): void => {
-      op.process(b);
-      ck.processed(b);
-    };
-    const windows = (): string[] =>
-      op
-        .operator(0)
-        .snapshot()
-        .map(([k, v]) => `${k} ${v.toString('hex')}`)
-        .sort();
-    return { run, ck, windows, restored, close: async () => (await ck.close(), await changelog.shutdown()) };
-  };
+  const { configFor, open, removeDirs } = instances(topic, unique('restore-gone'), [
+    { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
+  ]);
   const admin = new Kafka({ clientId: 'weir-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
@@ -195,6 +169,6 @@ test('a local cache that reaches further than the changelog (a changelog topic m
     await again.close();
   } finally {
     await admin.disconnect();
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    removeDirs();
   }
 });
