@@ -138,6 +138,8 @@ export class ChangelogKafka {
         throw new WeirError(`changelog.topic: "${this.o.changelog}" has cleanup.policy=${policy}; it must be compact (or the state of old windows is deleted with it)`, { domain: 'user' });
       const retention = Number(entries.find((c) => c.configName === 'delete.retention.ms')?.configValue);
       if (Number.isFinite(retention) && retention > 0) this.deleteRetentionMs = retention;
+      // The restores' connection is made now, while the group forms, not on the first assignment.
+      await this.clusterOf();
       return input;
     } finally {
       await admin.disconnect();
@@ -292,11 +294,16 @@ export class ChangelogKafka {
   async restore(p: number, from: string): Promise<RestoreResult> {
     const cluster = await this.clusterOf();
     await cluster.refreshMetadata();
-    const [ends] = await cluster.fetchTopicsOffset([{ topic: this.o.changelog, fromBeginning: false, partitions: [{ partition: p }] }]);
-    const [starts] = await cluster.fetchTopicsOffset([{ topic: this.o.changelog, fromBeginning: true, partitions: [{ partition: p }] }]);
-    const end = BigInt(ends!.partitions[0]!.offset);
-    const low = BigInt(starts!.partitions[0]!.offset);
+    const offsetOf = async (fromBeginning: boolean): Promise<bigint> => {
+      const [o] = await cluster.fetchTopicsOffset([{ topic: this.o.changelog, fromBeginning, partitions: [{ partition: p }] }]);
+      return BigInt(o!.partitions[0]!.offset);
+    };
+    const [end, low] = await Promise.all([offsetOf(false), offsetOf(true)]);
     let next = BigInt(from) < low ? low : BigInt(from);
+    // Every record here is written in a transaction, and the transaction's marker comes
+    // after its records: the last offset below the last stable offset is a marker (for a
+    // cache, the one of the checkpoint it holds), so one offset left holds no record.
+    if (end - next === 1n) next = end;
     const latest = new Map<string, Buffer | null>();
     let partitionRecord: string | undefined;
     let records = 0;

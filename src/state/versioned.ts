@@ -94,6 +94,9 @@ export interface Engine {
   close(): Promise<void>;
 }
 
+/** How long after a restore the keys' map is built, unless an operation needs it sooner. */
+const SETTLE_AFTER_MS = 1000;
+
 interface IndexEntry {
   ver: number;
   /** The entry's digest term, in two unsigned 32-bit halves. */
@@ -392,8 +395,9 @@ export class VersionedStore implements PartitionStore {
       this.lastId = id;
       const summary = this.summary();
       if (other !== undefined) summary.digest = other.hex();
-      // The keys' map is built once the summary is out, before the next operation.
-      this.tail = this.tail.then(() => new Promise<void>((resolve) => setImmediate(() => resolve(index.settle()))));
+      // The keys' map is built by the next operation that needs it, or a while after
+      // the restore, not while the operator is being rebuilt from what it read.
+      setTimeout(() => (this.tail = this.tail.then(() => index.settle())), SETTLE_AFTER_MS).unref();
       return summary;
     });
   }
