@@ -205,6 +205,20 @@ export class WindowOperator {
   private readonly listGone: boolean;
   /** Per aggregation, per key id: 1 when the key had no open window at the last sweep. */
   private readonly idle: Uint8Array[];
+  /**
+   * Restoring state keys in ascending byte order into registries that were empty when
+   * the restore began (a RocksDB store gives them so): then the windows of one key come
+   * one after another, so a key is either the previous window's or not registered yet,
+   * and needs no lookup. Cleared for good by a key out of order or one restored the
+   * long way (restoreOne() registers the key its values give, which may sort elsewhere).
+   */
+  private restoreOrdered: boolean | undefined;
+  /** The previous window restored in order: its state key is bytes [prevK, prevEnd) of prevB, its key string ends at prevC; its key id. */
+  private prevB: Buffer | undefined;
+  private prevK = 0;
+  private prevC = 0;
+  private prevEnd = 0;
+  private prevId = 0;
 
   constructor(cfg: Config, opts: OperatorOptions = {}) {
     const { eventTime, aggregations, processing } = cfg;
@@ -252,6 +266,7 @@ export class WindowOperator {
     const out = this.emptyOutput(n);
     if (n === 0) return out;
     this.fed = true;
+    this.prevB = undefined;
     this.decoder.decode(batch, core, this.rec);
     const wmk = this.watermarks;
     const p = batch.partition;
@@ -421,17 +436,32 @@ export class WindowOperator {
     let c = keyEnd - 1;
     while (c > k + nameLen && b[c] !== 0x3a) c--;
     if (c === k + nameLen || !boundsAre(b, c + 1, keyEnd, at.start, at.end)) return false;
-    const key = b.toString('utf8', k + nameLen + 1, c);
-    let id = reg.known(key);
+    let id: number | undefined;
+    const prev = this.prevB;
+    if (this.restoreOrdered && prev !== undefined) {
+      if (b.compare(prev, this.prevK, this.prevEnd, k, keyEnd) <= 0) this.restoreOrdered = false;
+      else if (c - k === this.prevC - this.prevK && b.compare(prev, this.prevK, this.prevC, k, c) === 0) id = this.prevId;
+    }
     if (id === undefined) {
-      const values = valuesOf(b, at);
-      // A key of other values (one stored before values were percent-encoded, say) takes the long way.
-      if (!reg.spells(key, values)) return false;
-      id = reg.add(key, values);
+      const key = b.toString('utf8', k + nameLen + 1, c);
+      if (!this.restoreOrdered) id = reg.known(key);
+      if (id === undefined) {
+        const values = valuesOf(b, at);
+        // A key of other values (one stored before values were percent-encoded, say) takes the long way.
+        if (!reg.spells(key, values)) return false;
+        id = reg.add(key, values);
+      }
     }
     const slot = this.core.restoreWindow(a, id, at.start, at.end, w, base + at.coreStart, at.coreEnd - at.coreStart);
     if (slot === Layout.NO_SLOT) throw this.rejected(b.toString('utf8', k, keyEnd), a);
     this.persisted.set(slot, a, id, at.start, at.end);
+    if (this.restoreOrdered) {
+      this.prevB = b;
+      this.prevK = k;
+      this.prevC = c;
+      this.prevEnd = keyEnd;
+      this.prevId = id;
+    }
     return true;
   }
 
@@ -460,10 +490,12 @@ export class WindowOperator {
   private beginRestore(watermarkMs: number): void {
     if (this.fed) throw new Error('restore() needs a fresh operator: this one has processed events');
     this.floorMs = watermarkMs;
+    this.restoreOrdered ??= this.registries.every((r) => r.size === 0);
   }
 
   /** Restores the window of state key `key` from its value, bytes [p, end) of `b`, staged in the core at `base`. */
   private restoreOne(key: string, b: Buffer, p: number, end: number, watermarkMs: number, st: DecodedState, base: number): void {
+    this.restoreOrdered = false;
     const why = parseStateValue(b, p, end, st);
     if (why !== undefined) throw cannotRestore(key, why);
     const a = this.aggIndex.get(st.name);

@@ -397,7 +397,9 @@ export class VersionedStore implements PartitionStore {
       if (other !== undefined) summary.digest = other.hex();
       // The keys' map is built by the next operation that needs it, or a while after
       // the restore, not while the operator is being rebuilt from what it read.
-      setTimeout(() => (this.tail = this.tail.then(() => index.settle())), SETTLE_AFTER_MS).unref();
+      setTimeout(() => {
+        this.tail = this.tail.then(() => index.settle());
+      }, SETTLE_AFTER_MS).unref();
       return summary;
     });
   }
