@@ -439,8 +439,14 @@ export class WindowOperator {
     let id: number | undefined;
     const prev = this.prevB;
     if (this.restoreOrdered && prev !== undefined) {
-      if (b.compare(prev, this.prevK, this.prevEnd, k, keyEnd) <= 0) this.restoreOrdered = false;
-      else if (c - k === this.prevC - this.prevK && b.compare(prev, this.prevK, this.prevC, k, c) === 0) id = this.prevId;
+      // Where the two state keys first differ (Buffer.compare() costs more than the lookup it saves).
+      const pk = this.prevK, pEnd = this.prevEnd;
+      let i = 0;
+      const n = Math.min(keyEnd - k, pEnd - pk);
+      while (i < n && b[k + i] === prev[pk + i]) i++;
+      if (i === n ? keyEnd - k <= pEnd - pk : b[k + i]! < prev[pk + i]!) this.restoreOrdered = false;
+      // The same key: the same bytes up to and including the ':' that ends it.
+      else if (c - k === this.prevC - pk && i > c - k) id = this.prevId;
     }
     if (id === undefined) {
       const key = b.toString('utf8', k + nameLen + 1, c);
