@@ -13,8 +13,10 @@
 // kafkajs Cluster, as its consumer uses, but without a consumer group: a group join
 // per restore would cost the broker's initial rebalance delay, 3 s by default), from a
 // given offset to the last stable offset, and keeps the last record of every key.
-// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+// Before kafkajs's producer loads: a linear grouping of messages per partition, and a
+// Produce request encoder that writes one buffer per request (see there).
 import '../kafkajs-grouping';
+import '../kafkajs-produce';
 import { JavaCompatiblePartitioner } from '../sinks/partitioner';
 import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';

@@ -1,6 +1,8 @@
 // Kafka writers for results and dead letters: one message per record, one send per write().
-// Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
+// Before kafkajs's producer loads: a linear grouping of messages per partition, and a
+// Produce request encoder that writes one buffer per request (see there).
 import '../kafkajs-grouping';
+import '../kafkajs-produce';
 import { Kafka, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
 import { RecordsRejectedError, WeirError } from '../errors/errors';
 import { deadLetterJson, type ResultBatch } from '../pipeline/results';

@@ -1,0 +1,171 @@
+// Weir's Produce request encoder (src/kafkajs-produce.ts) writes the bytes kafkajs's own
+// writes, and Weir's producers load it in place of kafkajs's; a real broker takes what
+// it writes (it checks each batch's CRC) and gives the same messages back.
+// First: it must come before anything loads kafkajs's producer.
+import { crc32c, encodeProduce, fastEncodes, installFastProduce, type ProduceArgs, type ProduceRequest } from '../../src/kafkajs-produce';
+import '../../src/sinks/kafka';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Module from 'node:module';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { compileFunction } from 'node:vm';
+import { Kafka, logLevel } from 'kafkajs';
+import { rng } from '../helpers/random';
+
+const load = Module.createRequire(__filename);
+const root = dirname(load.resolve('kafkajs/package.json'));
+const path = join(root, 'src/protocol/requests/produce/v3/request.js');
+const Long = load(join(root, 'src/utils/long.js')) as { fromValue(v: unknown): unknown; fromInt(v: number): unknown };
+const theirCrc = load(join(root, 'src/protocol/recordBatch/crc32C/index.js')) as (b: Buffer) => number;
+
+/** kafkajs's own module, compiled from its file (the module cache holds Weir's). */
+function original(): (args: ProduceArgs) => ProduceRequest {
+  const m = { exports: {} as unknown };
+  const compiled = compileFunction(readFileSync(path, 'utf8'), ['module', 'exports', 'require']) as (m: { exports: unknown }, e: unknown, r: NodeJS.Require) => void;
+  compiled(m, m.exports, Module.createRequire(path));
+  return m.exports as (args: ProduceArgs) => ProduceRequest;
+}
+
+/** The body request.encode() gives, with the clock stopped at `now` (kafkajs stamps messages without a timestamp). */
+async function bytesOf(req: ProduceRequest, now: number): Promise<Buffer> {
+  const real = Date.now;
+  Date.now = () => now;
+  try {
+    return ((await req.encode()) as { buffer: Buffer }).buffer;
+  } finally {
+    Date.now = real;
+  }
+}
+
+const CHARS = [...'aZ0:é€😀\n"'];
+const text = (r: () => number, n: number): string => Array.from({ length: n }, () => CHARS[Math.floor(r() * CHARS.length)]).join('');
+
+function randomRequest(r: () => number): ProduceArgs {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const sizes = [0, 1, 5, 63, 64, 127, 128, 300, 8191, 8192, 20_000];
+  const bytes = (): Buffer | string | null | undefined => {
+    const kind = pick(['buffer', 'string', 'null', 'undefined', 'empty']);
+    if (kind === 'null') return null;
+    if (kind === 'undefined') return undefined;
+    if (kind === 'empty') return r() < 0.5 ? '' : Buffer.alloc(0);
+    const n = pick(sizes);
+    return kind === 'buffer' ? randomBytes(n) : text(r, n);
+  };
+  const transactional = r() < 0.5;
+  return {
+    acks: pick([-1, 1, 0]),
+    timeout: pick([30_000, 5_000]),
+    transactionalId: transactional ? `weir-${text(r, 8)}` : undefined,
+    producerId: pick([undefined, Long.fromInt(-1), Long.fromValue(4_000_000_123), Long.fromValue(7)]),
+    producerEpoch: pick([undefined, 0, 3, 32_000]),
+    topicData: Array.from({ length: 1 + Math.floor(r() * 3) }, (_, t) => ({
+      topic: `topic-${t}-${text(r, 3)}`,
+      partitions: Array.from({ length: 1 + Math.floor(r() * 3) }, (_, p) => ({
+        partition: p * 7,
+        firstSequence: pick([undefined, 0, 12345, 2_000_000_000]),
+        messages: Array.from({ length: pick([1, 2, 64, 65, 200]) }, () => ({ key: bytes(), value: bytes() })),
+      })),
+    })),
+  };
+}
+
+test("kafkajs's producer uses Weir's Produce encoder once Weir's Kafka sink is loaded", () => {
+  assert.equal(installFastProduce(), true);
+  assert.notEqual(load(path), original());
+  assert.equal(typeof load(path), 'function');
+});
+
+test('CRC32C: the same as kafkajs, for any length and start', () => {
+  const r = rng(7);
+  for (let n = 0; n < 300; n++) {
+    const b = randomBytes(n + 3);
+    const start = Math.floor(r() * 3);
+    assert.equal(crc32c(b, start, start + n), theirCrc(b.subarray(start, start + n)), `length ${n} from ${start}`);
+  }
+  // The check value of CRC-32C.
+  assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+});
+
+test('the same request bytes as kafkajs: keys and values null, empty, strings and buffers, varints of 1 to 3 bytes, transactions, several topics and partitions', async () => {
+  const theirs = original();
+  const ours = load(path) as (args: ProduceArgs) => ProduceRequest;
+  const r = rng(42);
+  for (let i = 0; i < 150; i++) {
+    const args = randomRequest(r);
+    assert.ok(fastEncodes(args));
+    const now = 1_767_225_600_000 + i * 1_000_003;
+    const want = await bytesOf(theirs(args), now);
+    assert.deepEqual(await bytesOf(ours(args), now), want, `request ${i}`);
+    assert.deepEqual(encodeProduce(args, Long as never, now), want, `request ${i}, encodeProduce`);
+    const a = ours(args), b = theirs(args);
+    assert.deepEqual([a.apiKey, a.apiVersion, a.apiName, a.expectResponse()], [b.apiKey, b.apiVersion, b.apiName, b.expectResponse()]);
+  }
+});
+
+test("requests it does not encode (compressed, timestamps, headers) are kafkajs's own", async () => {
+  const theirs = original();
+  const ours = load(path) as (args: ProduceArgs) => ProduceRequest;
+  const base = (m: Record<string, unknown>, compression = 0): ProduceArgs => ({ acks: -1, timeout: 30_000, compression, topicData: [{ topic: 't', partitions: [{ partition: 0, messages: [{ key: 'k', value: 'v' }, { key: null, value: 'w', ...m }] }] }] });
+  for (const args of [base({ timestamp: '1767225600123' }), base({ headers: { h: 'x' } }), base({}, 1)]) {
+    assert.equal(fastEncodes(args), false);
+    const now = 1_767_225_600_000;
+    assert.deepEqual(await bytesOf(ours(args), now), await bytesOf(theirs(args), now));
+  }
+});
+
+test('a real broker takes the requests it writes and gives the messages back, idempotent and in a transaction', async () => {
+  const kafka = new Kafka({ clientId: 'weir-produce-test', brokers: [process.env['WEIR_TEST_KAFKA'] ?? '127.0.0.1:9092'], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = `weir-test-produce-${Date.now()}-${randomBytes(4).toString('hex')}`;
+  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+  const r = rng(3);
+  const sent: Array<{ key: Buffer | string | null; value: Buffer | string }> = [];
+  for (let i = 0; i < 400; i++) sent.push({ key: i % 9 === 0 ? null : `k${i % 37}-${text(r, 3)}`, value: i % 5 === 0 ? randomBytes(i * 50) : text(r, i % 70) });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const txn = kafka.producer({ idempotent: true, maxInFlightRequests: 1, transactionalId: `${topic}-txn` });
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, readUncommitted: false });
+  try {
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: sent.slice(0, 200) });
+    await txn.connect();
+    const t = await txn.transaction();
+    await t.send({ topic, acks: -1, messages: sent.slice(200) });
+    await t.commit();
+    const got = new Map<string, Buffer[]>();
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    let n = 0;
+    await new Promise<void>((resolve, reject) => {
+      consumer
+        .run({
+          eachMessage: async ({ message }) => {
+            const k = message.key === null ? '\u0000null' : message.key.toString('utf8');
+            got.set(k, [...(got.get(k) ?? []), message.value!]);
+            if (++n === sent.length) resolve();
+          },
+        })
+        .catch(reject);
+    });
+    // Per key, the values in the order sent (one key stays in one partition).
+    const want = new Map<string, Buffer[]>();
+    for (const m of sent) {
+      const k = m.key === null ? '\u0000null' : typeof m.key === 'string' ? m.key : m.key.toString('utf8');
+      want.set(k, [...(want.get(k) ?? []), Buffer.from(m.value)]);
+    }
+    // Null keys are spread over both partitions: their values, in any order.
+    const sorted = (xs: Buffer[] | undefined): string[] => (xs ?? []).map((b) => b.toString('hex')).sort();
+    assert.deepEqual(sorted(got.get('\u0000null')), sorted(want.get('\u0000null')));
+    got.delete('\u0000null');
+    want.delete('\u0000null');
+    assert.deepEqual(got, want);
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+    await producer.disconnect().catch(() => undefined);
+    await txn.disconnect().catch(() => undefined);
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.disconnect();
+  }
+});
