@@ -14,9 +14,10 @@ import { RocksDbStateBackend, StateCorrupt, StateError, type PartitionStore } fr
 
 /**
  * A partition-0 database holding 5,000 entries in one table file (.sst), as of
- * checkpoint 1. Keys are 100 hex digits of hashes and values one byte: the versions
- * ('V' ...) fill the first part of the file's data, the journal ('j' ...), which
- * repeats each key, the rest. The same every time, so damage at a given place of the
+ * checkpoint 2, which wrote every key again (a key's first version has no journal
+ * entry: its second has one). Keys are 100 hex digits of hashes and values one byte:
+ * the versions ('V' ..., two per key) fill the first two thirds of the file's data,
+ * the journal ('j' ..., one per key) the rest. The same every time, so damage at a given place of the
  * file always hits the same records (what it hits is checked: see hits()).
  */
 async function filled(): Promise<string> {
@@ -25,12 +26,14 @@ async function filled(): Promise<string> {
   let b = new RocksDbStateBackend(dir);
   const ps = await b.open(0);
   await ps.clear();
-  for (let i = 0; i < 5000; i++) ps.put(hex(`k${i}`) + hex(`j${i}`).slice(0, 36), Buffer.from([i & 255]));
-  await ps.checkpoint(1);
+  for (const id of [1, 2]) {
+    for (let i = 0; i < 5000; i++) ps.put(hex(`k${i}`) + hex(`j${i}`).slice(0, 36), Buffer.from([(i + id) & 255]));
+    await ps.checkpoint(id);
+  }
   await b.close();
   // Opening again replays the write-ahead log into a table file.
   b = new RocksDbStateBackend(dir);
-  await (await b.open(0)).restore(1);
+  await (await b.open(0)).restore(2);
   await b.close();
   return dir;
 }
@@ -73,7 +76,7 @@ const cases: Array<[string, (names: string[]) => string, number, Finder, ('V' | 
   ['CURRENT', () => 'CURRENT', 0.5, 'open'],
   ['MANIFEST', (names) => names.find((n) => n.startsWith('MANIFEST-'))!, 0.5, 'open'],
   // The restore's own read of the versions finds this.
-  ['a table file, in its versions', sst, 0.05, 'restore', 'V'],
+  ['a table file, in its versions', sst, 0.1, 'restore', 'V'],
   // The read of everything else, begun at open, finds this before the restore ends.
   ['a table file, in its journal', sst, 0.9, 'restore', 'j'],
   ['a table file, found by clear()', sst, 0.9, 'clear', 'j'],
@@ -81,7 +84,7 @@ const cases: Array<[string, (names: string[]) => string, number, Finder, ('V' | 
 
 /** The first read of the partition's state: what finds damage in a table file. */
 function firstRead(ps: PartitionStore, finder: Finder): Promise<unknown> {
-  return finder === 'clear' ? ps.clear() : ps.restore(1);
+  return finder === 'clear' ? ps.clear() : ps.restore(2);
 }
 
 for (const [what, pick, at, finder, region] of cases)
@@ -115,13 +118,13 @@ for (const [what, pick, at, finder, region] of cases)
     rebuilding.onWarning = (message, fields) => warnings.push({ message, fields });
     const ps = await rebuilding.open(0);
     if (finder === 'restore')
-      await assert.rejects(ps.restore(1), (e: unknown) => {
+      await assert.rejects(ps.restore(2), (e: unknown) => {
         assert.ok(e instanceof StateCorrupt, String(e));
         assert.match(e.message, new RegExp(`^RocksDB state in ${pdir} was corrupt \\(Corruption: .*\\) and is empty now$`));
         return true;
       });
     else if (finder === 'clear') await ps.clear();
-    const { entries } = await ps.restore(1);
+    const { entries } = await ps.restore(2);
     assert.equal(entries.size, 0, 'an empty database');
     const aside = readdirSync(dir).find((n) => n.startsWith('partition-0.corrupt-'));
     assert.ok(aside !== undefined && existsSync(join(dir, aside, name)), 'the damaged files are kept aside');
@@ -130,7 +133,7 @@ for (const [what, pick, at, finder, region] of cases)
     assert.match(warnings[0]!.message, new RegExp(`is corrupt .*: moved it to ${join(dir, aside).replace(/\./g, '\\.')}; partition 0 is rebuilt from the earliest offset of its topic$`));
     // The fresh database works.
     ps.put('a', Buffer.from('b'));
-    await ps.checkpoint(2);
+    await ps.checkpoint(3);
     assert.deepEqual(await ps.get('a'), Buffer.from('b'));
     await rebuilding.close();
   });

@@ -140,8 +140,11 @@ async function randomRun(h: Harness, seed: number, steps: number): Promise<State
   let committed = new Map<string, Buffer>();
   /** Retained checkpoints' states, by id. */
   const snaps = new Map<number, Map<string, Buffer>>();
-  /** Records each not yet pruned checkpoint wrote (a delete of an absent key writes none). */
-  const writes = new Map<number, number>();
+  /**
+   * Versions and journal entries each not yet pruned checkpoint wrote (a delete of an
+   * absent key writes none; a key's first version has no journal entry).
+   */
+  const writes = new Map<number, { versions: number; journal: number }>();
   let lastId = 0;
   const summaries: StateSummary[] = [];
 
@@ -170,15 +173,19 @@ async function randomRun(h: Harness, seed: number, steps: number): Promise<State
     if (batch !== undefined && batch.count > 0) store.stage(batch.finish());
     return ops;
   };
-  const apply = (ops: Map<string, Buffer | null>): { next: Map<string, Buffer>; w: number } => {
+  const apply = (ops: Map<string, Buffer | null>): { next: Map<string, Buffer>; w: { versions: number; journal: number } } => {
     const next = new Map(committed);
-    let w = 0;
+    const w = { versions: 0, journal: 0 };
     for (const [k, v] of ops) {
       if (v === null) {
-        if (next.delete(k)) w++;
+        if (next.delete(k)) {
+          w.versions++;
+          w.journal++;
+        }
       } else {
         next.set(k, v);
-        w++;
+        w.versions++;
+        if (committed.has(k)) w.journal++;
       }
     }
     return { next, w };
@@ -192,9 +199,12 @@ async function randomRun(h: Harness, seed: number, steps: number): Promise<State
   const oldest = (): number => Math.min(...snaps.keys());
   const checkCounts = async (): Promise<void> => {
     const R = oldest();
-    let recent = 0;
-    for (const [id, n] of writes) if (id > R) recent += n;
-    const expected = { versions: snaps.get(R)!.size + recent, journal: recent };
+    const expected = { versions: snaps.get(R)!.size, journal: 0 };
+    for (const [id, n] of writes) {
+      if (id <= R) continue;
+      expected.versions += n.versions;
+      expected.journal += n.journal;
+    }
     assert.deepEqual(await store.records(), expected, `records after prune(${R})`);
     if (h.raw) assert.deepEqual(await h.raw(0), expected, 'raw records');
   };
@@ -260,9 +270,13 @@ async function randomRun(h: Harness, seed: number, steps: number): Promise<State
   // A closed and reopened store (RocksDB / Redis: a new backend object) keeps the data.
   await store.close();
   const expected = await (async () => {
-    let recent = 0;
-    for (const [id, n] of writes) if (id > oldest()) recent += n;
-    return { versions: snaps.get(oldest())!.size + recent, journal: recent };
+    const counts = { versions: snaps.get(oldest())!.size, journal: 0 };
+    for (const [id, n] of writes) {
+      if (id <= oldest()) continue;
+      counts.versions += n.versions;
+      counts.journal += n.journal;
+    }
+    return counts;
   })();
   if (h.dir !== undefined) assert.deepEqual(await rawRocks(h.dir, 0), expected, 'raw RocksDB records');
   const backend = await h.restart();

@@ -7,7 +7,7 @@
 //   versions: key -> (id -> value | null tombstone)   (values are copied in and out)
 //   journal:  id  -> (key -> { prev, tombstone })
 import type { PartitionStore, StateBackend } from './backend';
-import { OpenStores, type Engine, type JournalEntry, type RecordCounts, type VersionRecord, type VersionRef, type VersionWrite } from './versioned';
+import { OpenStores, needsJournal, type Engine, type JournalEntry, type RecordCounts, type VersionRecord, type VersionRef, type VersionWrite } from './versioned';
 
 export interface MemoryRecords {
   versions: Map<string, Map<number, Buffer | null>>;
@@ -27,7 +27,7 @@ export class MemoryEngine implements Engine {
       let vs = this.r.versions.get(w.key);
       if (vs === undefined) this.r.versions.set(w.key, (vs = new Map<number, Buffer | null>()));
       vs.set(id, w.value === null ? null : Buffer.from(w.value));
-      j.set(w.key, { id, key: w.key, prev: w.prev, tombstone: w.value === null, raw: w.key });
+      if (needsJournal(w)) j.set(w.key, { id, key: w.key, prev: w.prev, tombstone: w.value === null, raw: w.key });
     }
   }
 

@@ -18,6 +18,7 @@ import type { PartitionStore, StateBackend } from './backend';
 import { StateCorrupt, StateError } from './backend';
 import {
   OpenStores,
+  needsJournal,
   type Engine,
   type JournalEntry,
   type RecordCounts,
@@ -68,10 +69,10 @@ class RedisEngine implements Engine {
       const sm: Array<string | number> = [];
       for (const w of part) {
         fv.push(field(w.key, id), w.value === null ? Buffer.from([TOMBSTONE]) : Buffer.concat([Buffer.from([PUT]), w.value]));
-        sm.push(id, `${id}:${w.prev}:${w.value === null ? TOMBSTONE : PUT}:${w.key}`);
+        if (needsJournal(w)) sm.push(id, `${id}:${w.prev}:${w.value === null ? TOMBSTONE : PUT}:${w.key}`);
       }
       m.hset(this.v, ...fv);
-      m.zadd(this.j, ...sm);
+      if (sm.length > 0) m.zadd(this.j, ...sm);
     }
     await exec(m);
   }

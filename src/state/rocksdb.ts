@@ -32,6 +32,7 @@ import type { CorruptionPolicy, PartitionStore, StateBackend } from './backend';
 import { StateCorrupt, StateError } from './backend';
 import {
   OpenStores,
+  needsJournal,
   type Engine,
   type JournalEntry,
   type RecordCounts,
@@ -272,7 +273,7 @@ class RocksEngine implements Engine {
       const vv = p;
       p += w.value === null ? b.write(TOMBSTONE_TEXT, p, 'latin1') : b.write(w.value.toString('base64'), p, 'latin1');
       batch.put(b.subarray(vk, vk + VK_EXTRA + len), b.subarray(vv, p));
-      batch.put(b.subarray(jk, jk + 5 + len), b.subarray(jv, jv + 5));
+      if (needsJournal(w)) batch.put(b.subarray(jk, jk + 5 + len), b.subarray(jv, jv + 5));
     }
     return call((cb) => batch.write({ sync: true }, cb));
   }

@@ -9,8 +9,9 @@
 //   - the index: per live key its current version id, digest term and size, so a
 //     checkpoint names each key's previous version in the journal and updates
 //     entries / bytes / digest in O(changes), and get() reads one record;
-//   - checkpoint(id): one engine write of the staged versions + journal entries; a
-//     delete of a key that is not live writes nothing;
+//   - checkpoint(id): one engine write of the staged versions + journal entries (none
+//     for a key's first version: needsJournal()); a delete of a key that is not live
+//     writes nothing;
 //   - restore(id): one scan of all versions: per key the newest <= id wins (absent if a
 //     tombstone); versions > id and journal entries > id are deleted; the index, the
 //     summary and the returned entries are rebuilt from what was read;
@@ -36,6 +37,17 @@ export interface VersionWrite {
   key: string;
   value: Buffer | null;
   prev: number;
+}
+
+/**
+ * Whether a write needs a journal entry: one names what prune() deletes once the
+ * version is old enough (the key's previous version, the tombstone itself). A key's
+ * first version after none (a put with no previous version) has nothing to delete,
+ * so it gets none: a store whose keys are mostly new (a first checkpoint, sessions
+ * that grow into new keys) writes and prunes half as many records.
+ */
+export function needsJournal(w: VersionWrite): boolean {
+  return w.prev !== 0 || w.value === null;
 }
 
 /** A stored version; `value` null is a tombstone. */
@@ -69,7 +81,7 @@ export interface RecordCounts {
 export interface Engine {
   /** Names the storage in errors, e.g. `RocksDB state in /data/state/partition-3`. */
   readonly where: string;
-  /** Atomically and durably writes the versions `(w.key, id)` and their journal entries. */
+  /** Atomically and durably writes the versions `(w.key, id)` and the journal entries of those that needsJournal(). */
   write(id: number, writes: readonly VersionWrite[]): Promise<void>;
   /** The version `(key, id)`: its value, null for a tombstone, undefined if it is not stored. */
   read(key: string, id: number): Promise<Buffer | null | undefined>;
