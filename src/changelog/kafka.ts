@@ -140,8 +140,9 @@ export class ChangelogKafka {
         throw new WeirError(`changelog.topic: "${this.o.changelog}" has cleanup.policy=${policy}; it must be compact (or the state of old windows is deleted with it)`, { domain: 'user' });
       const retention = Number(entries.find((c) => c.configName === 'delete.retention.ms')?.configValue);
       if (Number.isFinite(retention) && retention > 0) this.deleteRetentionMs = retention;
-      // The restores' connection is made now, while the group forms, not on the first assignment.
-      await this.clusterOf();
+      // The restores' connection is made now, while the group forms, not on the first
+      // assignment; if it cannot be, the first restore tries again (and says why).
+      await this.clusterOf().catch(() => undefined);
       return input;
     } finally {
       await admin.disconnect();
@@ -285,8 +286,13 @@ export class ChangelogKafka {
       if (sym === undefined) throw new WeirError('changelog: this kafkajs has no cluster factory (Weir needs kafkajs 2.2)', { domain: 'internal' });
       const create = (this.kafka as unknown as Record<symbol, (o: object) => KafkaCluster>)[sym]!;
       const cluster = create({ isolationLevel: READ_COMMITTED, allowAutoTopicCreation: false, metadataMaxAge: 300_000 });
-      await cluster.connect();
-      await cluster.addTargetTopic(this.o.changelog);
+      try {
+        await cluster.connect();
+        await cluster.addTargetTopic(this.o.changelog);
+      } catch (e) {
+        await cluster.disconnect().catch(() => undefined);
+        throw e;
+      }
       this.cluster = cluster;
     }
     return this.cluster;
