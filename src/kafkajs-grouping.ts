@@ -15,13 +15,8 @@
 // it; nothing in node_modules changes. It does so only for the kafkajs version it was
 // written against, and only while no kafkajs module that holds the original is loaded:
 // otherwise kafkajs groups as before. test/kafka/grouping.test.ts checks both give the same.
-import Module from 'node:module';
-import { dirname, join } from 'node:path';
+import { cachedKafkajs, kafkajsRoot, replaceKafkajs } from './kafkajs-modules';
 
-const load = Module.createRequire(__filename);
-
-/** The kafkajs version whose module `installFastGrouping` replaces. */
-const KAFKAJS_VERSION = /^2\.2\.\d+$/;
 const REPLACED = 'src/producer/groupMessagesPerPartition.js';
 /** The kafkajs module that holds the replaced one once loaded: installing after it would change nothing. */
 const HOLDER = 'src/producer/sendMessages.js';
@@ -50,22 +45,11 @@ export function groupMessagesPerPartition<M>({ topic, partitionMetadata, message
  * not the version it was written for or when its producer was already loaded.
  */
 export function installFastGrouping(): boolean {
-  let root: string;
-  try {
-    root = dirname(load.resolve('kafkajs/package.json'));
-    const { version } = load(join(root, 'package.json')) as { version: string };
-    if (!KAFKAJS_VERSION.test(version)) return false;
-  } catch {
-    return false;
-  }
-  const path = load.resolve(join(root, REPLACED));
-  if (load.cache[path]?.exports === groupMessagesPerPartition) return true;
-  if (load.cache[load.resolve(join(root, HOLDER))] !== undefined) return false;
-  const m = new Module(path, module);
-  m.filename = path;
-  m.loaded = true;
-  m.exports = groupMessagesPerPartition;
-  load.cache[path] = m;
+  const root = kafkajsRoot();
+  if (root === undefined) return false;
+  if (cachedKafkajs(root, REPLACED)?.exports === groupMessagesPerPartition) return true;
+  if (cachedKafkajs(root, HOLDER) !== undefined) return false;
+  replaceKafkajs(root, REPLACED, groupMessagesPerPartition);
   return true;
 }
 

@@ -15,12 +15,8 @@
 // module cache, as src/kafkajs-grouping.ts does, only for the kafkajs version it was
 // written against and only while no module that holds the original is loaded.
 // test/kafka/produce-encoder.test.ts checks both give the same bytes.
-import Module from 'node:module';
-import { dirname, join } from 'node:path';
+import { cachedKafkajs, kafkajsRoot, loadKafkajs, replaceKafkajs } from './kafkajs-modules';
 
-const load = Module.createRequire(__filename);
-
-const KAFKAJS_VERSION = /^2\.2\.\d+$/;
 const REPLACED = 'src/protocol/requests/produce/v3/request.js';
 /** kafkajs modules that take the replaced one when they load. */
 const HOLDERS = [4, 5, 6, 7].map((v) => `src/protocol/requests/produce/v${v}/request.js`);
@@ -280,27 +276,14 @@ let installed: RequestFactory | undefined;
  * original is loaded.
  */
 export function installFastProduce(): boolean {
-  let root: string;
-  try {
-    root = dirname(load.resolve('kafkajs/package.json'));
-    const { version } = load(join(root, 'package.json')) as { version: string };
-    if (!KAFKAJS_VERSION.test(version)) return false;
-  } catch {
-    return false;
-  }
-  const path = load.resolve(join(root, REPLACED));
-  const cached = load.cache[path];
+  const root = kafkajsRoot();
+  if (root === undefined) return false;
+  const cached = cachedKafkajs(root, REPLACED);
   if (cached !== undefined && cached.exports === installed) return true;
-  if (cached !== undefined || HOLDERS.some((h) => load.cache[load.resolve(join(root, h))] !== undefined)) return false;
-  const theirs = load(path) as RequestFactory;
-  const Long = load(join(root, 'src/utils/long.js')) as LongClass;
-  const Encoder = load(join(root, 'src/protocol/encoder.js')) as new () => EncoderLike;
-  installed = fastFactory(theirs, Long, Encoder);
-  const m = new Module(path, module);
-  m.filename = path;
-  m.loaded = true;
-  m.exports = installed;
-  load.cache[path] = m;
+  if (cached !== undefined || HOLDERS.some((h) => cachedKafkajs(root, h) !== undefined)) return false;
+  const theirs = loadKafkajs<RequestFactory>(root, REPLACED);
+  installed = fastFactory(theirs, loadKafkajs<LongClass>(root, 'src/utils/long.js'), loadKafkajs<new () => EncoderLike>(root, 'src/protocol/encoder.js'));
+  replaceKafkajs(root, REPLACED, installed);
   return true;
 }
 

@@ -26,11 +26,7 @@
 // CompressionCodecs); legacy message sets (magic 0 and 1) go to kafkajs's decoder.
 // test/kafka/decode.test.ts checks that kafkajs's consumer gets the same messages
 // from both.
-import Module from 'node:module';
-import { dirname, join } from 'node:path';
-
-/** kafkajs's modules by path (their cache is the one kafkajs's own requires use). */
-const load = Module.createRequire(__filename);
+import { cachedKafkajs, kafkajsRoot, loadKafkajs, replaceKafkajs } from '../kafkajs-modules';
 
 /** kafkajs's modules this one uses (plain JavaScript, no types of their own). */
 interface KafkaDecoder {
@@ -50,9 +46,6 @@ interface LongValue {
 interface LongClass {
   fromValue(v: string | number | bigint): LongValue;
 }
-
-/** The kafkajs version whose modules `installFastDecoder` replaces. */
-const KAFKAJS_VERSION = /^2\.2\.\d+$/;
 
 const TIMESTAMP_TYPE_FLAG_MASK = 0x8;
 const TRANSACTIONAL_FLAG_MASK = 0x10;
@@ -241,12 +234,8 @@ interface Kafkajs {
   filterAbortedMessages: (a: { messages: unknown[]; abortedTransactions: unknown }) => unknown[];
 }
 
-function kafkajsRoot(): string {
-  return dirname(load.resolve('kafkajs/package.json'));
-}
-
-function loadKafkajs(root: string): Kafkajs {
-  const src = (p: string): unknown => load(join(root, 'src', p));
+function kafkajsParts(root: string): Kafkajs {
+  const src = (p: string): unknown => loadKafkajs(root, `src/${p}`);
   return {
     Decoder: src('protocol/decoder') as DecoderClass,
     Long: src('utils/long') as LongClass,
@@ -347,24 +336,11 @@ const HOLDERS = ['src/protocol/requests/fetch/v4/decodeMessages.js', 'src/consum
  * consumer was already loaded (kafkajs then decodes as it always did).
  */
 export function installFastDecoder(): boolean {
-  let root: string;
-  try {
-    root = kafkajsRoot();
-    const { version } = load(join(root, 'package.json')) as { version: string };
-    if (!KAFKAJS_VERSION.test(version)) return false;
-  } catch {
-    return false;
-  }
-  const decodePath = load.resolve(join(root, HOLDERS[0]!));
-  const batchPath = load.resolve(join(root, HOLDERS[1]!));
-  if (HOLDERS.some((h) => load.cache[load.resolve(join(root, h))] !== undefined)) return false;
-  const k = loadKafkajs(root);
-  const original = load(batchPath) as { prototype: object };
-  load.cache[batchPath]!.exports = makeBatch(k, original);
-  const m = new Module(decodePath, module);
-  m.filename = decodePath;
-  m.loaded = true;
-  m.exports = makeDecodeMessages(k);
-  load.cache[decodePath] = m;
+  const root = kafkajsRoot();
+  if (root === undefined) return false;
+  if (HOLDERS.some((h) => cachedKafkajs(root, h) !== undefined)) return false;
+  const k = kafkajsParts(root);
+  replaceKafkajs(root, HOLDERS[1]!, makeBatch(k, loadKafkajs<{ prototype: object }>(root, HOLDERS[1]!)));
+  replaceKafkajs(root, HOLDERS[0]!, makeDecodeMessages(k));
   return true;
 }
