@@ -144,11 +144,6 @@ class KeyIndex {
     return this.slots.get(key) ?? -1;
   }
 
-  get(key: string): IndexEntry | undefined {
-    const i = this.slotOf(key);
-    return i < 0 ? undefined : { ver: this.ver[i]!, hi: this.hi[i]!, lo: this.lo[i]!, size: this.bytes[i]! };
-  }
-
   /**
    * Adds `key`, which the index must not hold (a restore's: into an index just
    * cleared, each key once), its term to come (setTerm); its slot.
@@ -180,6 +175,11 @@ class KeyIndex {
       if (i >= this.ver.length) this.grow(2 * this.ver.length);
       this.slots.set(key, i);
     }
+    return this.set(i, ver, size);
+  }
+
+  /** Sets the entry of the live key in slot `i` (slotOf()), its term to come (setTerm); `i`. */
+  set(i: number, ver: number, size: number): number {
     this.ver[i] = ver;
     this.bytes[i] = size;
     return i;
@@ -303,33 +303,36 @@ export class VersionedStore implements PartitionStore {
         checkId(id, `${this.engine.where}: checkpoint`, 1);
         if (id <= this.lastId!)
           throw new StateError(`${this.engine.where}: checkpoint ${id} is not newer than the last checkpoint or restore (${this.lastId})`, { domain: 'internal' });
+        const index = this.index;
         const writes: VersionWrite[] = [];
-        const next: Array<[string, IndexEntry | undefined]> = [];
+        // Each key, its slot now (-1: not live) and its entry after (undefined: deleted).
+        // Nothing else runs on the store meanwhile, so the slots stay as they are.
+        const next: Array<[string, number, IndexEntry | undefined]> = [];
         for (const [key, s] of staged) {
-          const cur = this.index.get(key);
+          const i = index.slotOf(key);
+          const prev = i < 0 ? 0 : index.ver[i]!;
           if (s === null) {
-            if (cur === undefined) continue; // not live: nothing to delete
-            writes.push({ key, value: null, prev: cur.ver });
-            next.push([key, undefined]);
+            if (i < 0) continue; // not live: nothing to delete
+            writes.push({ key, value: null, prev });
+            next.push([key, i, undefined]);
           } else {
-            writes.push({ key, value: s.value, prev: cur?.ver ?? 0 });
+            writes.push({ key, value: s.value, prev });
             const t = s.hashed === undefined ? termOfEntry(key, s.value) : termOf(s.hashed);
             // The key's UTF-8 length: the hashed bytes are key, a zero byte and the value.
             const keyBytes = s.hashed === undefined ? Buffer.byteLength(key, 'utf8') : s.hashed.length - 1 - s.value.length;
-            next.push([key, { ver: id, hi: t.hi, lo: t.lo, size: keyBytes + s.value.length }]);
+            next.push([key, i, { ver: id, hi: t.hi, lo: t.lo, size: keyBytes + s.value.length }]);
           }
         }
         if (writes.length > 0) await this.engine.write(id, writes);
-        const sum = this.sum, index = this.index;
-        for (const [key, e] of next) {
-          const i = index.slotOf(key);
+        const sum = this.sum;
+        for (const [key, i, e] of next) {
           if (i >= 0) {
             sum.sub(index.hi[i]!, index.lo[i]!);
             this.bytes -= index.bytes[i]!;
           }
           if (e === undefined) index.delete(key);
           else {
-            index.setTerm(index.put(key, e.ver, e.size), e.hi, e.lo);
+            index.setTerm(i >= 0 ? index.set(i, e.ver, e.size) : index.put(key, e.ver, e.size), e.hi, e.lo);
             sum.add(e.hi, e.lo);
             this.bytes += e.size;
           }
