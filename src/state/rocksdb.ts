@@ -209,7 +209,7 @@ class RocksEngine implements Engine {
   readonly grouped = true;
   /**
    * The read of every record but the versions (which the restore reads anyway), begun
-   * at open: it makes RocksDB read, and check, every block. Every operation waits for
+   * at open: it makes RocksDB read every block of them. Every operation waits for
    * it; scan() reads the versions meanwhile. Rejects (never unhandled) if it finds damage.
    */
   private checked: Promise<void>;
@@ -433,8 +433,9 @@ async function openDb(dir: string): Promise<LevelDown> {
 }
 
 /**
- * Reads the records of the ranges once: RocksDB checks each block's checksum as it
- * reads it. Only that: nothing is handed to JavaScript.
+ * Reads the records of the ranges once, so that damage to a block's structure is found
+ * (the package's iterators read without block checksums: docs/internals.md). Only
+ * that: nothing is handed to JavaScript.
  */
 async function checkRecords(db: LevelDown, ranges: readonly RangeOptions[]): Promise<void> {
   for (const r of ranges) await readRange(db, { ...r, keys: false, values: false, keyAsBuffer: false, valueAsBuffer: false, highWaterMark: READ_BYTES }, () => {});
