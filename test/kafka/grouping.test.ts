@@ -8,21 +8,13 @@ import '../../src/sinks/kafka';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Module from 'node:module';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { compileFunction } from 'node:vm';
+import { kafkajsFile, originalKafkajs } from './helpers/original';
 
 const load = Module.createRequire(__filename);
-const root = dirname(load.resolve('kafkajs/package.json'));
-const path = join(root, 'src/producer/groupMessagesPerPartition.js');
+const path = kafkajsFile('src/producer/groupMessagesPerPartition.js');
 
-/** kafkajs's own module, compiled from its file (the module cache holds Weir's). */
-function original(): typeof groupMessagesPerPartition {
-  const m = { exports: {} as unknown };
-  const compiled = compileFunction(readFileSync(path, 'utf8'), ['module', 'exports', 'require']) as (m: { exports: unknown }, e: unknown, r: NodeJS.Require) => void;
-  compiled(m, m.exports, load);
-  return m.exports as typeof groupMessagesPerPartition;
-}
+/** kafkajs's own module. */
+const original = (): typeof groupMessagesPerPartition => originalKafkajs('src/producer/groupMessagesPerPartition.js');
 
 test("kafkajs's producer uses Weir's grouping once Weir's Kafka sink is loaded", () => {
   assert.equal(installFastGrouping(), true);

@@ -8,25 +8,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Module from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { compileFunction } from 'node:vm';
 import { Kafka, logLevel } from 'kafkajs';
 import { rng } from '../helpers/random';
+import { kafkajsFile, originalKafkajs } from './helpers/original';
 
 const load = Module.createRequire(__filename);
-const root = dirname(load.resolve('kafkajs/package.json'));
-const path = join(root, 'src/protocol/requests/produce/v3/request.js');
-const Long = load(join(root, 'src/utils/long.js')) as { fromValue(v: unknown): unknown; fromInt(v: number): unknown };
-const theirCrc = load(join(root, 'src/protocol/recordBatch/crc32C/index.js')) as (b: Buffer) => number;
+const path = kafkajsFile('src/protocol/requests/produce/v3/request.js');
+const Long = load(kafkajsFile('src/utils/long.js')) as { fromValue(v: unknown): unknown; fromInt(v: number): unknown };
+const theirCrc = load(kafkajsFile('src/protocol/recordBatch/crc32C/index.js')) as (b: Buffer) => number;
 
-/** kafkajs's own module, compiled from its file (the module cache holds Weir's). */
-function original(): (args: ProduceArgs) => ProduceRequest {
-  const m = { exports: {} as unknown };
-  const compiled = compileFunction(readFileSync(path, 'utf8'), ['module', 'exports', 'require']) as (m: { exports: unknown }, e: unknown, r: NodeJS.Require) => void;
-  compiled(m, m.exports, Module.createRequire(path));
-  return m.exports as (args: ProduceArgs) => ProduceRequest;
-}
+/** kafkajs's own module. */
+const original = (): ((args: ProduceArgs) => ProduceRequest) => originalKafkajs('src/protocol/requests/produce/v3/request.js');
 
 /** The body request.encode() gives, with the clock stopped at `now` (kafkajs stamps messages without a timestamp). */
 async function bytesOf(req: ProduceRequest, now: number): Promise<Buffer> {
