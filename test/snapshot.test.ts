@@ -109,7 +109,7 @@ for (const decoder of ['scan', 'json'] as const)
         fc.integer({ min: 0, max: 1000 }),
         fc.integer({ min: 0, max: 1000 }),
         fc.constantFrom('before' as const, 'after' as const, 'never' as const),
-        fc.constantFrom('stored' as const, 'bytes' as const),
+        fc.constantFrom('stored' as const, 'bytes' as const, 'store' as const),
         fc.integer(),
         (aggs, ooo, lateness, steps, batchSize, splitPick, trackPick, trackB, order, seed) => {
           const r = rng(seed);
@@ -143,7 +143,7 @@ for (const decoder of ['scan', 'json'] as const)
           const b = operator(cfg, batchSize, decoder);
           if (trackB === 'before') b.trackChanges();
           if (order === 'stored') b.restore(store, w);
-          else restoreInByteOrder(b, store, w, r);
+          else restoreSorted(b, store, w, r, order === 'bytes' ? byBytes : byLengthAndBytes);
           b.watermarks.register(0, 0, a.watermarks.maxOf(0));
           b.watermarks.current = w;
           const storeB = new Map(store);
@@ -171,9 +171,13 @@ for (const decoder of ['scan', 'json'] as const)
     );
   });
 
-/** Restores `store` in ascending byte order of its keys, as a RocksDB store gives them, in batches cut at random. */
-function restoreInByteOrder(op: WindowOperator, store: Map<string, Buffer>, w: number, r: () => number): void {
-  const entries = [...store].sort(([x], [y]) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+const byBytes = (x: string, y: string): number => Buffer.compare(Buffer.from(x), Buffer.from(y));
+/** The order of a RocksDB store's keys: UTF-8 length, then bytes. */
+const byLengthAndBytes = (x: string, y: string): number => Buffer.byteLength(x) - Buffer.byteLength(y) || byBytes(x, y);
+
+/** Restores `store` in the order `compare` gives its keys, in batches cut at random. */
+function restoreSorted(op: WindowOperator, store: Map<string, Buffer>, w: number, r: () => number, compare: (x: string, y: string) => number): void {
+  const entries = [...store].sort(([x], [y]) => compare(x, y));
   for (let i = 0; i < entries.length || i === 0; ) {
     const n = 1 + Math.floor(r() * 4);
     const batch = new ChangeBatchWriter();

@@ -206,11 +206,13 @@ export class WindowOperator {
   /** Per aggregation, per key id: 1 when the key had no open window at the last sweep. */
   private readonly idle: Uint8Array[];
   /**
-   * Restoring state keys in ascending byte order into registries that were empty when
-   * the restore began (a RocksDB store gives them so): then the windows of one key come
-   * one after another, so a key is either the previous window's or not registered yet,
-   * and needs no lookup. Cleared for good by a key out of order or one restored the
-   * long way (restoreOne() registers the key its values give, which may sort elsewhere).
+   * Restoring state keys in the order a RocksDB store gives them (by UTF-8 length, then
+   * bytes: see state/rocksdb.ts) into registries that were empty when the restore
+   * began. While every window's bounds (`start_end`) have one length, all windows of a
+   * key have one length too and come one after another, so a key is either the
+   * previous window's or not registered yet, and needs no lookup. Cleared for good by a
+   * key out of order, bounds of another length, or a window restored the long way
+   * (restoreOne() registers the key its values give, which may sort elsewhere).
    */
   private restoreOrdered: boolean | undefined;
   /** The previous window restored in order: its state key is bytes [prevK, prevEnd) of prevB, its key string ends at prevC; its key id. */
@@ -439,14 +441,18 @@ export class WindowOperator {
     let id: number | undefined;
     const prev = this.prevB;
     if (this.restoreOrdered && prev !== undefined) {
-      // Where the two state keys first differ (Buffer.compare() costs more than the lookup it saves).
-      const pk = this.prevK, pEnd = this.prevEnd;
-      let i = 0;
-      const n = Math.min(keyEnd - k, pEnd - pk);
-      while (i < n && b[k + i] === prev[pk + i]) i++;
-      if (i === n ? keyEnd - k <= pEnd - pk : b[k + i]! < prev[pk + i]!) this.restoreOrdered = false;
-      // The same key: the same bytes up to and including the ':' that ends it.
-      else if (c - k === this.prevC - pk && i > c - k) id = this.prevId;
+      const pk = this.prevK, pEnd = this.prevEnd, len = keyEnd - k;
+      // Bounds of another length: the same key may come again in another length's run.
+      if (len < pEnd - pk || keyEnd - c !== pEnd - this.prevC) this.restoreOrdered = false;
+      else if (len === pEnd - pk) {
+        // Where the two state keys first differ (Buffer.compare() costs more than the lookup it saves).
+        let i = 0;
+        while (i < len && b[k + i] === prev[pk + i]) i++;
+        if (i === len || b[k + i]! < prev[pk + i]!) this.restoreOrdered = false;
+        // The same key: the same bytes up to and including the ':' that ends it.
+        else if (c - k === this.prevC - pk && i > c - k) id = this.prevId;
+      }
+      // Longer than the previous key, in order: a key not seen yet.
     }
     if (id === undefined) {
       const key = b.toString('utf8', k + nameLen + 1, c);
