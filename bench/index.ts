@@ -86,7 +86,7 @@ async function main(): Promise<void> {
     printCheckpoint(c);
   }
   if (all || which.has('encode')) {
-    console.log('# Results as JSON lines: ns of CPU time per result and per number (median of 5 rounds, alternating)\n');
+    console.log('# Results as JSON lines: ns of the CPU time of the encoding thread per result and per number (median of 5 rounds, alternating)\n');
     const e = benchEncode();
     report['encode'] = e;
     printEncode(e);

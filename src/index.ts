@@ -89,7 +89,9 @@ export interface Processor extends AsyncIterable<Emitted> {
  * knows how Output holds them.
  */
 function resultsOf(out: Output): readonly WindowResult[] {
-  return out.results.toObjects();
+  const results = out.results.toObjects();
+  out.results.release(); // copies: its memory goes to later results
+  return results;
 }
 
 /** Validates a ProcessorConfig with the CLI's schema and messages. */

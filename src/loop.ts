@@ -192,6 +192,7 @@ export class OperatorLoop {
     }
     if (results.n === 0 && out.deadLetters.length === 0) return;
     await this.o.delivery.deliver(out.results, out.deadLetters, at);
+    results.release(); // the sinks' queues hold it now
   }
 
   private report(): void {

@@ -11,7 +11,9 @@ import { Instrumentation } from '../src/metrics/events';
 import type { DeadLetter, WindowResult } from '../src/pipeline/types';
 import { Delivery, NO_POSITION, type InputPosition, type NamedSink } from '../src/sinks/delivery';
 import type { RecordSink } from '../src/sinks/jsonl';
-import { ResultBatch } from '../src/pipeline/results';
+import { ResultBatch, ResultEncoder } from '../src/pipeline/results';
+import { WasmCore, Layout } from '../src/core/wasm';
+import { KeyRegistry } from '../src/pipeline/keys';
 
 /** A result sink that hands the results of each write to `inner` as objects. */
 function asResults(inner: RecordSink<WindowResult>): RecordSink<ResultBatch> {
@@ -317,4 +319,62 @@ test('flushUpTo waits for the steps up to a barrier only', async () => {
   assert.ok(slow.got.length >= 1);
   await d.flush();
   assert.equal(slow.got.length, 2);
+});
+
+test("the encoder's batches go to every sink intact and their memory is reused only after the slowest sink wrote them", async () => {
+  const core = new WasmCore(16, [{ kind: 0, sizeMs: 1000, slideMs: 1000, latenessMs: 0 }]);
+  const reg = new KeyRegistry(['data.model']);
+  // 8 KiB slabs: a few steps each, so memory goes round many times while writes are in flight.
+  const enc = new ResultEncoder(core, ['lat'], [reg], 8192);
+  const { RES, RES_BYTES } = Layout;
+  /** A sink that reads each batch's lines only after `delayMs` (a socket or disk taking its time). */
+  class LateReader implements RecordSink<ResultBatch> {
+    readonly lines: string[] = [];
+    constructor(private readonly delayMs: () => number) {}
+    async write(bs: readonly ResultBatch[]): Promise<void> {
+      await new Promise((r) => setTimeout(r, this.delayMs()));
+      for (const b of bs) for (let i = 0; i < b.n; i++) this.lines.push(b.textOf(i));
+    }
+    async close(): Promise<void> {}
+  }
+  let seed = 7;
+  const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const fast = new LateReader(() => 0), slow = new LateReader(() => 1 + rand() * 4);
+  const d = new Delivery({
+    results: [
+      { name: 'sinks[0]', sink: fast },
+      // A queue of a few steps: the loop runs ahead of the slow sink by that much.
+      { name: 'sinks[1]', sink: slow, limits: { maxRecords: 40 } },
+    ],
+    deadLetters: { name: 'deadLetter', sink: new TestSink<DeadLetter>() },
+    retry: validateConfig(MIN).retry,
+    log: createLogger({}),
+    bus: new Instrumentation(),
+    instanceId: 'weir-1',
+  });
+  const want: string[] = [];
+  const slabs = new Set<ArrayBufferLike>();
+  for (let step = 0; step < 300; step++) {
+    const n = 1 + (step % 7);
+    const base = core.alloc(n * RES_BYTES);
+    for (let k = 0; k < n; k++) {
+      const w = (base >>> 2) + k * (RES_BYTES / 4), f = (base >>> 3) + k * (RES_BYTES / 8);
+      core.words()[w + RES.AGG / 4] = 0;
+      core.words()[w + RES.KEY / 4] = reg.idOf([`m${k}`]);
+      core.words()[w + RES.FLAGS / 4] = 0;
+      const nums = [step * 1000, step * 1000 + 1000, k + 1, step + k / 10, 1.5, 0.1 * k, step, 1, 2, 3, 0.25];
+      [RES.START, RES.END, RES.COUNT, RES.SUM, RES.AVG, RES.MIN, RES.MAX, RES.P50, RES.P95, RES.P99, RES.STDDEV].forEach((o, j) => (core.doubles()[f + o / 8] = nums[j]!));
+    }
+    const b = enc.encode({ count: n, base }, step);
+    core.free(base);
+    for (let i = 0; i < b.n; i++) want.push(b.textOf(i));
+    slabs.add(b.json.buffer);
+    await d.deliver(b, [], { partition: 0, offset: String(step) });
+    b.release(); // as the loop does: the queues hold it now
+  }
+  await d.flush();
+  assert.deepEqual(fast.lines, want);
+  assert.deepEqual(slow.lines, want);
+  // The test means something only if slabs were reused while writes were in flight.
+  assert.ok(slabs.size < 40, `${slabs.size} slabs for 300 steps: memory was not reused`);
 });

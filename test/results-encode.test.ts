@@ -317,6 +317,69 @@ test('results: slice and concat keep every line, its bounds and its record', () 
   );
 });
 
+test('results: a batch keeps its bytes until its last holder releases it; released memory goes to later batches', () => {
+  const core = newCore();
+  fc.assert(
+    fc.property(
+      // Per step: the records, how many holders it gets besides its maker, and when each lets go (steps later).
+      fc.array(fc.record({ fired: fc.array(firedArb(1), { minLength: 1, maxLength: 12 }), holds: fc.array(fc.integer({ min: 0, max: 6 }), { maxLength: 2 }) }), { minLength: 1, maxLength: 40 }),
+      (steps) => {
+        const regs = [new KeyRegistry(['m', 'r'])];
+        // Slabs of 4 KiB: a few steps each, so that memory goes round many times.
+        const enc = new ResultEncoder(core, ['agg'], regs, 4096);
+        const live: Array<{ batch: ResultBatch; text: Buffer; releases: number[] }> = [];
+        const seen = new Set<ArrayBufferLike>();
+        let reused = false, freed = false;
+        steps.forEach((step, t) => {
+          const batch = enc.encode(writeRecords(core, regs, step.fired), t);
+          if (seen.has(batch.json.buffer) && freed) reused = true;
+          seen.add(batch.json.buffer);
+          for (let h = 0; h < step.holds.length; h++) batch.retain();
+          // The maker lets go now; each other holder that many steps later.
+          live.push({ batch, text: Buffer.from(batch.json), releases: [t, ...step.holds.map((d) => t + d)] });
+          for (const l of live) {
+            // Every batch not yet released by all its holders still reads as it was written.
+            assert.ok(l.batch.json.equals(l.text), `step ${t}: a held batch changed`);
+            for (let k = l.releases.length - 1; k >= 0; k--)
+              if (l.releases[k]! <= t) {
+                l.batch.release();
+                l.releases.splice(k, 1);
+                freed = true;
+              }
+          }
+          for (let k = live.length - 1; k >= 0; k--) if (live[k]!.releases.length === 0) live.splice(k, 1);
+        });
+        // With every batch released at once, a run of steps goes round the same slabs.
+        if (steps.length === 40 && steps.every((s) => s.holds.length === 0)) assert.ok(reused, 'released slabs were not reused');
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // Released at once, batches go round the same few slabs; held, they never share one with a later batch's bytes.
+  const regs = [new KeyRegistry(['m', 'r'])];
+  const enc = new ResultEncoder(core, ['agg'], regs, 4096);
+  const rec: Fired = { agg: 0, values: ['a', 'b', 'c'], flags: 0, nums: [0, 10, 1, 812.4, 812.4, 812.4, 812.4, 812.4, 812.4, 812.4, 0] };
+  const buffers = new Set<ArrayBufferLike>();
+  for (let t = 0; t < 200; t++) {
+    const b = enc.encode(writeRecords(core, regs, [rec, rec, rec]), t);
+    buffers.add(b.json.buffer);
+    b.release();
+  }
+  assert.ok(buffers.size <= 2, `${buffers.size} slabs for batches released at once`);
+  // Released 30 steps later (after their slab was full): the slabs those 30 fill, and a few more.
+  buffers.clear();
+  const pending: ResultBatch[] = [];
+  for (let t = 0; t < 300; t++) {
+    const b = enc.encode(writeRecords(core, regs, [rec, rec, rec]), t);
+    buffers.add(b.json.buffer);
+    pending.push(b);
+    if (pending.length > 30) pending.shift()!.release();
+  }
+  assert.ok(buffers.size <= 16, `${buffers.size} slabs for batches released 30 steps later`);
+  const kept = Array.from({ length: 200 }, (_, t) => enc.encode(writeRecords(core, regs, [rec, rec, rec]), t));
+  kept.forEach((b, t) => assert.equal(b.textOf(2), JSON.stringify(expected(['agg'], regs, rec, t))));
+});
+
 test('results: a key id the registry releases and gives to another key is encoded with the new key; its old prefix goes', () => {
   const core = newCore();
   const reg = new KeyRegistry(['data.model']);

@@ -105,7 +105,7 @@ export class PartitionedOperator {
       merge(out, o, parts);
       this.advanced.set(p, Infinity);
     }
-    out.results = ResultBatch.concat(parts);
+    out.results = ResultBatch.join(parts);
     this.watermarks.finish();
     return out;
   }
@@ -162,7 +162,7 @@ export class PartitionedOperator {
       merge(out, o, (parts ??= [out.results]));
       this.advanced.set(p, w);
     }
-    if (parts !== undefined) out.results = ResultBatch.concat(parts);
+    if (parts !== undefined) out.results = ResultBatch.join(parts);
   }
 }
 

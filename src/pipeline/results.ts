@@ -14,6 +14,8 @@ const F64S = RES_BYTES / 8; // f64 per record
 const U32S = RES_BYTES / 4; // u32 per record
 /** Size of the slabs batches are cut from (ResultEncoder.carve). */
 const SLAB_BYTES = 4 << 20;
+/** Free slabs an encoder keeps for reuse. */
+const SPARE_SLABS = 4;
 
 /** The part of a result that is the same for every window of one key of one aggregation. */
 export interface ResultKey {
@@ -49,12 +51,51 @@ export function windowResult(name: string, key: string, group: Record<string, st
 }
 
 /**
+ * A block of memory that ResultBatches are carved from (ResultEncoder.carve), and how
+ * many of the batches cut from it are still held. Once it is full (retired) and none
+ * is held, its encoder writes new batches into it again: memory already mapped costs
+ * much less to write than fresh memory, whose every page faults on its first write.
+ */
+class Slab {
+  /** Bytes handed out. */
+  used = 0;
+  /** Batches carved from it that are not released yet. */
+  held = 0;
+  /** No more batches are carved from it: it goes back to its pool once none is held. */
+  retired = false;
+
+  constructor(
+    readonly buf: Buffer,
+    /** Takes it back once it is retired and free. */
+    private readonly pool: (slab: Slab) => void,
+  ) {}
+
+  /** One batch carved from it is released. */
+  free(): void {
+    if (--this.held === 0 && this.retired) this.pool(this);
+  }
+
+  retire(): void {
+    this.retired = true;
+    if (this.held === 0) this.pool(this);
+  }
+}
+
+/**
  * The results of one operator step (or a part, or several joined): the core's result
  * records, the key of each, and their JSON lines in one Buffer.
  *
  * `json` holds exactly the n lines in order, each followed by '\n': a JSON-lines sink
  * writes `json` as it is; line i alone (no '\n') is `json.subarray(lineStarts[i],
  * lineEnds[i])`, the value of a Kafka message. Immutable; parts share bytes.
+ *
+ * A batch from the encoder lives in memory the encoder reuses: it is held by whoever
+ * made it, and by each reader it is handed to (retain()), and each lets go of it with
+ * release(); once the last one has, its bytes belong to later batches, and nothing
+ * may read it (or a slice of it) any more. Whoever keeps results longer keeps a copy
+ * (concat(), toObject(), textOf(), Buffer.from(json)). A batch that is never released
+ * is only garbage collected: its memory is not reused. Slices, joined batches and
+ * batches made from objects own their memory: retain() and release() do nothing.
  */
 export class ResultBatch {
   /** Record i's f64 fields: f64[i * 13 + RES.X / 8] (Layout.RES). */
@@ -73,9 +114,30 @@ export class ResultBatch {
     readonly json: Buffer,
     readonly lineStarts: Uint32Array,
     readonly lineEnds: Uint32Array,
+    /** Where its bytes were carved from (undefined: memory of its own). */
+    private slab?: Slab,
   ) {
     this.f64 = new Float64Array(records.buffer, records.byteOffset, n * F64S);
     this.u32 = new Uint32Array(records.buffer, records.byteOffset, n * U32S);
+  }
+
+  /** Holders that have not released it (its maker counts as one). */
+  private holders = 1;
+
+  /** One more holder, which will call release() once. Returns the batch. */
+  retain(): this {
+    if (this.slab !== undefined) this.holders++;
+    return this;
+  }
+
+  /** One holder is done with it; after the last, its memory goes to later batches. */
+  release(): void {
+    if (this.slab === undefined) return;
+    if (--this.holders === 0) {
+      const slab = this.slab;
+      this.slab = undefined;
+      slab.free();
+    }
   }
 
   static readonly empty = new ResultBatch(0, new Uint8Array(0), [], new Float64Array(0), Buffer.alloc(0), new Uint32Array(0), new Uint32Array(0));
@@ -205,6 +267,16 @@ export class ResultBatch {
     return new ResultBatch(n, records, keys, emittedAt, json, starts, ends);
   }
 
+  /**
+   * concat(), which takes over the caller's hold of each batch: a batch it copied is
+   * released (see release()); a lone batch it returns as it is stays held.
+   */
+  static join(batches: readonly ResultBatch[]): ResultBatch {
+    const joined = ResultBatch.concat(batches);
+    for (const b of batches) if (b !== joined) b.release();
+    return joined;
+  }
+
   /** The records of the batches in order, in one batch (copies the bytes). */
   static concat(batches: readonly ResultBatch[]): ResultBatch {
     const parts = batches.filter((b) => b.n > 0);
@@ -277,15 +349,25 @@ export class ResultEncoder {
   /** Work block in the core's memory: line bounds (n × 8), then the lines. */
   private block = 0;
   private blockBytes = 0;
-  private slab: Buffer = Buffer.alloc(0);
-  private slabUsed = 0;
+  /** The slab batches are carved from now, and retired slabs that no batch holds any more. */
+  private slab: Slab;
+  private readonly spare: Slab[] = [];
+  private readonly recycle = (slab: Slab): void => {
+    if (slab.buf.length !== this.slabBytes || this.spare.length >= SPARE_SLABS) return;
+    slab.used = 0;
+    slab.retired = false;
+    this.spare.push(slab);
+  };
 
   constructor(
     private readonly core: WasmCore,
     /** Aggregation names, by index. */
     private readonly names: readonly string[],
     private readonly registries: readonly KeyRegistry[],
+    /** Size of the slabs batches are carved from (tests lower it). */
+    private readonly slabBytes = SLAB_BYTES,
   ) {
+    this.slab = new Slab(Buffer.alloc(0), this.recycle);
     this.prefixes = names.map(() => new Prefixes());
     this.tables = core.alloc(Math.max(1, names.length) * 4);
     registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
@@ -320,7 +402,7 @@ export class ResultEncoder {
     // line bounds, the lines.
     const recBytes = n * RES_BYTES;
     const at = this.carve(recBytes + n * 8 + n * 8 + total);
-    const slab = this.slab;
+    const slab = this.slab.buf;
     const bytes = core.bytes();
     const records = slab.subarray(at, at + recBytes);
     records.set(bytes.subarray(res.base, res.base + recBytes));
@@ -329,22 +411,27 @@ export class ResultEncoder {
     b.set(core.words().subarray(bounds >>> 2, (bounds >>> 2) + 2 * n));
     const json = slab.subarray(at + recBytes + n * 16, at + recBytes + n * 16 + total);
     json.set(bytes.subarray(out, out + total));
-    return new ResultBatch(n, records, keys, emitted, json, b.subarray(0, n), b.subarray(n));
+    this.slab.held++;
+    return new ResultBatch(n, records, keys, emitted, json, b.subarray(0, n), b.subarray(n), this.slab);
   }
 
   /**
-   * Offset of `bytes` new bytes (8-aligned) in this.slab. Batches are carved from large
-   * slabs rather than allocated one by one: fewer, larger allocations cost less (fresh
-   * memory, and the collections that external memory triggers). A slab is freed by the
+   * Offset of `bytes` new bytes (8-aligned) in this.slab.buf. Batches are carved from
+   * large slabs rather than allocated one by one: fewer, larger allocations cost less
+   * (the collections that external memory triggers), and a slab whose batches are all
+   * released is written again (a few are kept spare) rather than fresh memory, whose
+   * every page faults on its first write. A slab that is not reused is freed by the
    * garbage collector once no batch cut from it is alive.
    */
   private carve(bytes: number): number {
-    if (this.slabUsed + bytes > this.slab.length) {
-      this.slab = Buffer.allocUnsafeSlow(Math.max(bytes, SLAB_BYTES));
-      this.slabUsed = 0;
+    let slab = this.slab;
+    if (slab.used + bytes > slab.buf.length) {
+      slab.retire();
+      const size = Math.max(bytes, this.slabBytes);
+      slab = this.slab = (size === this.slabBytes ? this.spare.pop() : undefined) ?? new Slab(Buffer.allocUnsafeSlow(size), this.recycle);
     }
-    const at = this.slabUsed;
-    this.slabUsed += (bytes + 7) & ~7;
+    const at = slab.used;
+    slab.used += (bytes + 7) & ~7;
     return at;
   }
 

@@ -138,13 +138,16 @@ export class Delivery {
 
   /**
    * Hands `results` to every result sink's queue and `deadLetters` to the dead-letter
-   * queue, and returns; it waits only while a queue is full (back pressure). Throws
+   * queue, and returns; it waits only while a queue is full (back pressure). Each queue
+   * holds `results` (retain()) until its sink has taken it; the caller's own hold is
+   * the caller's to release. Throws
    * FatalError once a queue failed. Returns the sequence number of this step: a
    * barrier taken after it waits for it with flushUpTo().
    */
   async deliver(results: ResultBatch, deadLetters: readonly DeadLetter[], at: InputPosition): Promise<number> {
     const seq = ++this.seq;
-    if (results.n > 0) for (const q of this.resultQueues) q.push(seq, [results], results.json.length, at, results.n);
+    // Each queue holds the batch until its sink has written it (see ResultBatch.release).
+    if (results.n > 0) for (const q of this.resultQueues) q.push(seq, [results.retain()], results.json.length, at, results.n);
     if (deadLetters.length > 0) this.dlq.push(seq, deadLetters, deadLetterBytes(deadLetters), at);
     this.logRejectedEvents(deadLetters);
     for (const q of this.resultQueues) if (q.full) await q.space();
@@ -195,6 +198,7 @@ export class Delivery {
     try {
       await this.write(s, batches, count, 'result');
       this.opts.bus.emit('sink.up', { sink: s.name, up: true });
+      for (const b of batches) b.release();
       return;
     } catch (e) {
       if (e instanceof RetriesExhaustedError) {
@@ -204,6 +208,8 @@ export class Delivery {
       else if (e instanceof RecordsRejectedError) for (const w of ws) lost.push({ seq: w.seq, dead: await this.oneByOne(s, w, e, count === 1) });
       else throw this.unusable(s, e);
     }
+    // The dead letters hold copies of the results' text.
+    for (const b of batches) b.release();
     // Numbered as the step they came from: a checkpoint past that step waits for them too.
     for (const { seq, dead } of lost) this.dlq.push(seq, dead, deadLetterBytes(dead), NO_POSITION);
   }
