@@ -304,6 +304,46 @@ export class ResultBatch {
   }
 }
 
+/**
+ * The key of the results an encoder writes: its group object is made when first asked
+ * for (toObject(): a PostgreSQL row, the library's results), from the group values
+ * the key had when it was encoded.
+ */
+class EncodedKey implements ResultKey {
+  private made: Record<string, string> | undefined;
+
+  constructor(
+    readonly agg: number,
+    readonly name: string,
+    readonly key: string,
+    private readonly fields: readonly string[],
+    private readonly values: readonly string[],
+  ) {}
+
+  get group(): Record<string, string> {
+    return (this.made ??= groupObject(this.fields, this.values));
+  }
+}
+
+/** {field: value} as KeyRegistry.groupOf() makes it. */
+function groupObject(fields: readonly string[], values: readonly string[]): Record<string, string> {
+  const group: Record<string, string> = {};
+  for (let j = 0; j < fields.length; j++) group[fields[j]!] = values[j]!;
+  return group;
+}
+
+/**
+ * The parts of one aggregation's prefixes that do not depend on the key: the head up
+ * to the key's value, and per group-by field the text before its value. Without them
+ * (undefined) the group is written from its object: when a field name repeats or
+ * reads as an array index, JSON.stringify does not follow the group-by order.
+ */
+function prefixParts(name: string, fields: readonly string[]): { head: string; fieldHeads: string[] | undefined } {
+  const head = '{"name":' + jsonString(name) + ',"key":';
+  const plain = new Set(fields).size === fields.length && !fields.some((f) => /^(0|[1-9][0-9]*)$/.test(f));
+  return { head, fieldHeads: plain ? fields.map((f, j) => (j === 0 ? '' : ',') + jsonString(f) + ':') : undefined };
+}
+
 /** The constant head of a result's JSON, up to the window start's value. */
 export function resultPrefix(name: string, key: string, group: Record<string, string>): string {
   // Each part as JSON.stringify writes it: its escaping (quotes, control characters,
@@ -328,6 +368,12 @@ function jsonString(s: string): string {
  * u32), and mirrored here in dense arrays.
  */
 class Prefixes {
+  constructor(
+    /** The prefix up to the key's value. */
+    readonly head: string,
+    /** Per group-by field, the text before its value (prefixParts). */
+    readonly fieldHeads: string[] | undefined,
+  ) {}
   /** The ResultKey the results of each key get (undefined: no prefix). */
   entry: Array<ResultKey | undefined> = [];
   ptr = new Uint32Array(0);
@@ -368,7 +414,10 @@ export class ResultEncoder {
     private readonly slabBytes = SLAB_BYTES,
   ) {
     this.slab = new Slab(Buffer.alloc(0), this.recycle);
-    this.prefixes = names.map(() => new Prefixes());
+    this.prefixes = names.map((name, a) => {
+      const { head, fieldHeads } = prefixParts(name, registries[a]!.fields);
+      return new Prefixes(head, fieldHeads);
+    });
     this.tables = core.alloc(Math.max(1, names.length) * 4);
     registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
   }
@@ -456,15 +505,23 @@ export class ResultEncoder {
 
   private install(a: number, id: number): ResultKey {
     const reg = this.registries[a]!;
-    const key = reg.keys[id]!, group = reg.groupOf(id), name = this.names[a]!;
+    const key = reg.keys[id]!, values = reg.values[id]!, name = this.names[a]!;
     const t = this.prefixes[a]!;
     if (id >= t.ptr.length) this.grow(a, t, id + 1);
-    const text = resultPrefix(name, key, group);
+    let text: string;
+    const fieldHeads = t.fieldHeads;
+    if (fieldHeads === undefined) text = resultPrefix(name, key, reg.groupOf(id));
+    else {
+      // resultPrefix() of the same group, its fields in group-by order (see prefixParts).
+      text = t.head + jsonString(key) + ',"group":{';
+      for (let j = 0; j < fieldHeads.length; j++) text += fieldHeads[j]! + jsonString(values[j]!);
+      text += '},"window":{"start":';
+    }
     const len = Buffer.byteLength(text, 'utf8');
     // Read in 32-byte steps: the block is rounded up.
     const ptr = this.core.alloc((len + 31) & ~31);
     this.core.writeUtf8(ptr, text);
-    const e: ResultKey = { agg: a, name, key, group };
+    const e = new EncodedKey(a, name, key, reg.fields, values);
     t.entry[id] = e;
     this.setPrefix(t, id, ptr, len);
     return e;
