@@ -118,8 +118,8 @@ async function measure(backend: 'rocksdb' | 'redis', windows: number, rounds: nu
     bytes = e.bytes;
     pauseMs = e.syncSeconds * 1000;
   });
-  // On its thread, as `weir run` has it.
-  const state = await openStateBackend({ ...cfg.state, prefix: 'weir-bench' }, instance, { thread: true });
+  // On its thread, at its priority, as `weir run` has it.
+  const state = await openStateBackend({ ...cfg.state, prefix: 'weir-bench' }, instance, { thread: true, nice: cfg.processing.backgroundNice });
   const ck = new Checkpointer(cfg, op, state, createLogger(cfg), bus);
   try {
     await ck.init();

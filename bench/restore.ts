@@ -96,10 +96,11 @@ export async function benchRestore(windows = 100_000, rounds = 3): Promise<Resto
     const src = cfg.source as Extract<Config['source'], { type: 'kafka' }>;
     const changelog = await Changelog.start({
       brokers: src.brokers, clientId: 'weir-bench', ssl: false, groupId: src.groupId, topic, changelog: cfg.changelog.topic!, create: true, transactionTimeoutMs: 60_000,
-    });
+    }, cfg.processing.backgroundNice);
     const op = new PartitionedOperator(cfg);
     const bus = new Instrumentation();
-    const state = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true });
+    // Its threads at the priority `weir run` gives them.
+    const state = await openStateBackend(cfg.state, cfg.processing.instanceId, { thread: true, nice: cfg.processing.backgroundNice });
     const ck = new Checkpointer(cfg, op, state, createLogger(cfg), bus, Date.now, changelog);
     await ck.init();
     return { op, ck, bus, changelog, close: async () => (await ck.close(), await changelog.shutdown()) };

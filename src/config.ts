@@ -280,6 +280,13 @@ export const configSchema = z.strictObject({
       batchSize: z.number().int().min(1).max(65536).default(4096),
       /** Name in dead-letter records and logs. @default $WEIR_INSTANCE_ID or "processor-1" */
       instanceId: z.string().default(process.env['WEIR_INSTANCE_ID'] ?? 'processor-1'),
+      /**
+       * Nice value (Linux) of the threads that do a checkpoint's background work: the
+       * state thread, RocksDB's flushes and compactions, the changelog thread. They
+       * yield to the operator loop when both want a core (src/priority.ts). 0: as the
+       * loop. @default 10
+       */
+      backgroundNice: z.number().int().min(0).max(19).default(10),
     })
     .prefault({}),
   /**

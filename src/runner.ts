@@ -239,7 +239,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       // On a thread of its own: a checkpoint's writes take no time from the loop. Its
       // partitions are the group's (Redis keys name the group, not the instance): state
       // follows a partition to whichever instance is assigned it.
-      const backend = await openStateBackend(cfg.state, src.groupId, { thread: true });
+      const nice = cfg.processing.backgroundNice;
+      const backend = await openStateBackend(cfg.state, src.groupId, { thread: true, nice });
       if (cfg.changelog.enabled) {
         // After the state backend: if both are unreachable, the first one named is the backend.
         const sasl = saslOptions(src.sasl, process.env);
@@ -253,7 +254,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
           changelog: cfg.changelog.topic ?? `${src.groupId}-changelog`,
           create: cfg.changelog.create,
           transactionTimeoutMs: cfg.changelog.transactionTimeoutMs,
-        }).catch(async (e: unknown) => {
+        }, nice).catch(async (e: unknown) => {
           await backend.close();
           throw e;
         });

@@ -7,6 +7,7 @@
 //                    | {id, op: 'restore', partition, from} | {id, op: 'shutdown'}
 //   worker -> main   ready {partitions, deleteRetentionMs} | failed {error} (once, first) | reply {id, result?, error?}
 import { parentPort, workerData } from 'node:worker_threads';
+import { lowerThisThread } from '../priority';
 import type { ChangeBatch } from '../state/batch';
 import { plainStateError, type PlainStateError } from '../state/state-worker';
 import { ChangelogKafka, type ChangelogKafkaOptions } from './kafka';
@@ -66,5 +67,8 @@ async function serve(o: ChangelogKafkaOptions): Promise<void> {
 }
 
 if (parentPort !== null && (workerData as { changelogWorker?: ChangelogKafkaOptions } | null)?.changelogWorker !== undefined) {
-  void serve((workerData as { changelogWorker: ChangelogKafkaOptions }).changelogWorker);
+  const { changelogWorker, nice } = workerData as { changelogWorker: ChangelogKafkaOptions; nice?: number };
+  // A checkpoint's transactions yield to the operator loop (priority.ts).
+  lowerThisThread(nice ?? 0);
+  void serve(changelogWorker);
 }

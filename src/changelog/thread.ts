@@ -30,9 +30,9 @@ export class Changelog {
     readonly deleteRetentionMs: number,
   ) {}
 
-  /** Starts the thread; it creates or checks the topic before it resolves. */
-  static start(o: ChangelogKafkaOptions): Promise<Changelog> {
-    const worker = new Worker(join(__dirname, 'changelog-worker.js'), { workerData: { changelogWorker: o } });
+  /** Starts the thread (at nice value `nice`: priority.ts; 0 leaves it); it creates or checks the topic before it resolves. */
+  static start(o: ChangelogKafkaOptions, nice = 0): Promise<Changelog> {
+    const worker = new Worker(join(__dirname, 'changelog-worker.js'), { workerData: { changelogWorker: o, nice } });
     return new Promise<Changelog>((resolve, reject) => {
       let c: Changelog | undefined;
       worker.on('message', (m: FromChangelogWorker) => {

@@ -34,9 +34,10 @@ export interface StateBackendOptions {
  * (`${prefix}:${instance}:partition-N:`; `weir run` passes the consumer group, whose
  * partitions they are); RocksDB uses `${dir}/partition-N/` as is.
  * Redis connects here (and fails naming the URL); RocksDB opens a partition's database in open().
- * `thread`: the backend runs on a thread of its own (thread.ts), as `weir run` has it.
+ * `thread`: the backend runs on a thread of its own (thread.ts), as `weir run` has it,
+ * at nice value `nice` (priority.ts; 0 or none leaves it).
  */
-export async function openStateBackend(cfg: StateBackendConfig | StateBackendOptions, instance: string, opts: { thread?: boolean } = {}): Promise<StateBackend> {
+export async function openStateBackend(cfg: StateBackendConfig | StateBackendOptions, instance: string, opts: { thread?: boolean; nice?: number } = {}): Promise<StateBackend> {
   if (instance === '') throw new ConfigError('the state backend needs a non-empty instance name');
   const need = (v: string | undefined, name: string): string => {
     if (v === undefined || v === '') throw new ConfigError(`state.${name}: required for the ${cfg.backend} state backend`);
@@ -47,7 +48,7 @@ export async function openStateBackend(cfg: StateBackendConfig | StateBackendOpt
     if (cfg.backend === 'rocksdb') need(cfg.dir, 'dir');
     else if (cfg.backend === 'redis') need(cfg.url, 'url');
     else if (cfg.backend !== 'memory') throw new ConfigError(`state.backend: ${String(cfg.backend)} is not a state backend (memory, rocksdb, redis)`);
-    return ThreadStateBackend.start(cfg as StateBackendConfig, instance);
+    return ThreadStateBackend.start(cfg as StateBackendConfig, instance, opts.nice);
   }
   switch (cfg.backend) {
     case 'memory':

@@ -17,6 +17,7 @@
 // Each store's operation is called as its message arrives, in order, so a stage
 // followed by a checkpoint is in that checkpoint, as on one thread.
 import { parentPort, workerData } from 'node:worker_threads';
+import { lowerThisThread, lowerThreadsNamed } from '../priority';
 import type { DigestAlgorithm, PartitionStore, StateBackend, StateBackendConfig } from './backend';
 import type { ChangeBatch } from './batch';
 import type { RecordCounts } from './versioned';
@@ -24,6 +25,8 @@ import type { RecordCounts } from './versioned';
 export interface StateWorkerInit {
   cfg: StateBackendConfig;
   instance: string;
+  /** Nice value of this thread and of RocksDB's (priority.ts); 0 or none: unchanged. */
+  nice?: number;
 }
 
 export type StateOp =
@@ -66,6 +69,8 @@ export function plainStateError(e: unknown): PlainStateError {
 
 async function serve(init: StateWorkerInit): Promise<void> {
   const port = parentPort!;
+  // A checkpoint's background work yields to the operator loop (priority.ts).
+  lowerThisThread(init.nice ?? 0);
   const post = (m: FromStateWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
   // Loaded here, not at the top: the main side imports this module for its types only.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -91,6 +96,8 @@ async function serve(init: StateWorkerInit): Promise<void> {
     switch (m.op) {
       case 'open':
         return backend.open(m.partition).then((s) => {
+          // RocksDB's flushes and compactions too: its threads start with the first database.
+          lowerThreadsNamed('rocksdb:', init.nice ?? 0);
           const h = nextStore++;
           stores.set(h, s as PartitionStore & { records(): Promise<RecordCounts> });
           return { result: { store: h, where: (s as { where?: string }).where ?? `partition ${m.partition}` } };

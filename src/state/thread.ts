@@ -61,9 +61,12 @@ export class ThreadStateBackend implements StateBackend {
     private readonly worker: Worker,
   ) {}
 
-  /** Starts the thread and opens the backend there; fails as opening it in-process would. */
-  static start(cfg: StateBackendConfig, instance: string): Promise<ThreadStateBackend> {
-    const init: StateWorkerInit = { cfg, instance };
+  /**
+   * Starts the thread and opens the backend there; fails as opening it in-process would.
+   * `nice`: the thread's and RocksDB's threads' nice value (priority.ts; 0 leaves them).
+   */
+  static start(cfg: StateBackendConfig, instance: string, nice = 0): Promise<ThreadStateBackend> {
+    const init: StateWorkerInit = { cfg, instance, nice };
     // Compiled next to this file (dist/src/state/).
     const worker = new Worker(join(__dirname, 'state-worker.js'), { workerData: { stateWorker: init } });
     const b = new ThreadStateBackend(cfg.backend, worker);
