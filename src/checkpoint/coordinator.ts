@@ -222,11 +222,14 @@ export class Checkpointer {
     const first = this.firstAssignment;
     this.firstAssignment = false;
     const wm = this.op.watermarks;
+    // No restored partition's floor above the W this instance had reached.
+    const reached = wm.current;
+    this.op.rebase(partitions);
     if (first && empty.length === 0 && found.length > 0) {
       wm.current = Math.max(wm.current, Math.min(...found.map((f) => fromJsonTime(f.meta.watermarkMs))));
     }
     for (const { p, meta, pc, entries, summary } of found) {
-      this.op.operator(p).restore(entries, Math.min(fromJsonTime(meta.watermarkMs), wm.current));
+      this.op.operator(p).restore(entries, Math.min(fromJsonTime(meta.watermarkMs), Math.max(reached, wm.current)));
       wm.register(p, this.clock(), fromJsonTime(pc.maxEventTimeMs));
       source.seek(p, pc.offset);
       this.offsets.set(p, pc.offset);
@@ -300,6 +303,7 @@ export class Checkpointer {
     const first = this.firstAssignment;
     this.firstAssignment = false;
     const wm = this.op.watermarks;
+    this.op.rebase(partitions);
     if (first && empty.length === 0 && restored.length > 0) wm.current = Math.max(wm.current, Math.min(...restored.map((x) => fromJsonTime(x.rec.watermarkMs))));
     for (const { p, rec } of restored) {
       wm.register(p, this.clock(), fromJsonTime(rec.maxEventTimeMs));

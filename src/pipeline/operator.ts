@@ -542,6 +542,11 @@ export class WindowOperator {
     return w > this.floorMs ? w : this.floorMs;
   }
 
+  /** Keeps W at `w` at least from now on, whatever the instance's W does (see PartitionedOperator.rebase()). */
+  holdAt(w: number): void {
+    if (w > this.floorMs) this.floorMs = w;
+  }
+
   private emptyOutput(records: number): Output {
     return { results: ResultBatch.empty, deadLetters: [], gone: [], late: this.aggs.map(() => 0), records };
   }

@@ -70,6 +70,22 @@ export class PartitionedOperator {
     return this.ops.has(p);
   }
 
+  /**
+   * Before partitions `restoring` are restored (a rebalance): the instance's W starts
+   * over, from the maxima of the partitions registered with it, and every other
+   * partition's operator keeps the W it has seen as its own floor. A partition
+   * restored from an older checkpoint (or from nothing) then reads its input again
+   * against the W its state had, as the run that first read it did, not against the
+   * W the others have reached since: otherwise its events would come back late (the
+   * revoke's checkpoint cannot commit while the broker is away, and the last
+   * committed one may be far behind).
+   */
+  rebase(restoring: readonly number[]): void {
+    const w = this.watermarks.current;
+    for (const [p, op] of this.ops) if (!restoring.includes(p)) op.holdAt(w);
+    this.watermarks.restart();
+  }
+
   /** Forgets partition `p`: its operator (state) and its hold on W. */
   drop(p: number): void {
     this.ops.delete(p);

@@ -106,6 +106,14 @@ export class Watermarks {
     return true;
   }
 
+  /**
+   * Forgets W: the next refresh() or update() computes it from the partitions' maxima
+   * again (after a rebalance: see PartitionedOperator.rebase()). Monotonic from there.
+   */
+  restart(): void {
+    this.current = -Infinity;
+  }
+
   /** End of a bounded input. */
   finish(): void {
     this.current = Infinity;
