@@ -7,20 +7,8 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
-/** The nice value background threads take (0: none is lowered). */
-let backgroundNice = 10;
-
-/** Sets the nice value later lowerThisThread() and lowerThreadsNamed() give (0 to 19; 0 lowers nothing). */
-export function setBackgroundNice(nice: number): void {
-  backgroundNice = nice;
-}
-
-export function getBackgroundNice(): number {
-  return backgroundNice;
-}
-
-/** Lowers the calling thread's CPU priority to `nice`; false where that is not possible. */
-export function lowerThisThread(nice = backgroundNice): boolean {
+/** Lowers the calling thread's CPU priority to `nice` (0 leaves it); false where that is not possible. */
+export function lowerThisThread(nice: number): boolean {
   if (nice <= 0) return false;
   try {
     // '/proc/thread-self' links to '<pid>/task/<tid>'.
@@ -36,10 +24,10 @@ export function lowerThisThread(nice = backgroundNice): boolean {
 /**
  * Lowers the CPU priority of this process's threads whose name starts with `prefix`
  * (RocksDB names its background threads `rocksdb:low0`, `rocksdb:high0`, ...) to
- * `nice`; returns how many it lowered. A thread started later is not touched: call
+ * `nice` (0 leaves them); returns how many it lowered. A thread started later is not touched: call
  * again after whatever starts them.
  */
-export function lowerThreadsNamed(prefix: string, nice = backgroundNice): number {
+export function lowerThreadsNamed(prefix: string, nice: number): number {
   if (nice <= 0) return 0;
   let n = 0;
   let tasks: string[];

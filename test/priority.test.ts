@@ -44,19 +44,14 @@ test('the state thread and RocksDB threads run at the nice value given; the loop
 });
 
 test('nice 0 leaves every thread as it was', { skip: !linux && 'needs /proc (Linux)' }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'weir-priority-'));
   const nices = new Map(threads().map((t) => [t.tid, t.nice]));
+  const backend = await openStateBackend({ backend: 'memory' }, 'weir-test', { thread: true, nice: 0 });
   try {
-    const backend = await openStateBackend({ backend: 'memory' }, 'weir-test', { thread: true, nice: 0 });
-    try {
-      await backend.open(0);
-      for (const t of threads()) if (nices.has(t.tid)) assert.equal(t.nice, nices.get(t.tid), `${t.name} (${t.tid}) changed priority`);
-      // The new threads (the state thread's) keep the process's.
-      for (const t of threads()) if (!nices.has(t.tid)) assert.equal(t.nice, nices.get(process.pid), `new thread ${t.name} runs at nice ${t.nice}`);
-    } finally {
-      await backend.close();
-    }
+    await backend.open(0);
+    for (const t of threads()) if (nices.has(t.tid)) assert.equal(t.nice, nices.get(t.tid), `${t.name} (${t.tid}) changed priority`);
+    // The new threads (the state thread's) keep the process's.
+    for (const t of threads()) if (!nices.has(t.tid)) assert.equal(t.nice, nices.get(process.pid), `new thread ${t.name} runs at nice ${t.nice}`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await backend.close();
   }
 });

@@ -16,6 +16,13 @@ export function groupValueString(v: unknown): string {
   return 'null'; // not a JSON value
 }
 
+/** A key's group values as {field: value}, in group-by order (a repeated field name: the last value). */
+export function groupObject(fields: readonly string[], values: readonly string[]): Record<string, string> {
+  const group: Record<string, string> = {};
+  for (let j = 0; j < fields.length; j++) group[fields[j]!] = values[j]!;
+  return group;
+}
+
 const KEY_SPECIAL = /[%:=]/;
 const KEY_SPECIAL_ALL = /[%:=]/g;
 const KEY_ESCAPES: Record<string, string> = { '%': '%25', ':': '%3A', '=': '%3D' };
@@ -104,14 +111,7 @@ export class KeyRegistry {
 
   /** The key of `id` as {field: value}, made once per key when first asked for. */
   groupOf(id: number): Record<string, string> {
-    let group = this.groups[id];
-    if (group === undefined) {
-      const values = this.values[id]!;
-      group = {};
-      for (let j = 0; j < this.fields.length; j++) group[this.fields[j]!] = values[j]!;
-      this.groups[id] = group;
-    }
-    return group;
+    return (this.groups[id] ??= groupObject(this.fields, this.values[id]!));
   }
 
   /** Forgets the key of `id` (no window of it is open); the id may be handed out again. */

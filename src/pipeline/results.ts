@@ -6,7 +6,7 @@
 // are the same for every window of a key (name, key, group) are encoded once per
 // (aggregation, key id) and cached; the numbers are written per result.
 import { Layout, type WasmCore } from '../core/wasm';
-import type { KeyRegistry } from './keys';
+import { groupObject, type KeyRegistry } from './keys';
 import { stateKey, type DeadLetter, type WindowResult } from './types';
 
 const { RES, RES_BYTES, RES_LATE, ENCODE } = Layout;
@@ -323,13 +323,6 @@ class EncodedKey implements ResultKey {
   get group(): Record<string, string> {
     return (this.made ??= groupObject(this.fields, this.values));
   }
-}
-
-/** {field: value} as KeyRegistry.groupOf() makes it. */
-function groupObject(fields: readonly string[], values: readonly string[]): Record<string, string> {
-  const group: Record<string, string> = {};
-  for (let j = 0; j < fields.length; j++) group[fields[j]!] = values[j]!;
-  return group;
 }
 
 /**
