@@ -90,6 +90,39 @@ function valuesOf(b: Buffer, at: StateValueLayout): string[] {
   return values;
 }
 
+/** Buffer's own UTF-8 decoder, without toString()'s argument checks (a restore makes a key string per window). */
+const utf8Slice = (Buffer.prototype as unknown as { utf8Slice: (this: Buffer, start: number, end: number) => string }).utf8Slice;
+
+/**
+ * The group values of a located state value as slices of `key`, its key string
+ * (bytes [from, to) of `b`, all ASCII), when the key spells them plainly: each
+ * `field=value`, joined by ':', with no value holding '%', ':' or '='. Undefined
+ * otherwise (valuesOf() and KeyRegistry.spells() then decide).
+ */
+function valuesInKey(b: Buffer, from: number, to: number, key: string, fields: readonly string[], at: StateValueLayout): string[] | undefined {
+  if (to - from !== key.length || at.count !== fields.length) return undefined;
+  const values = new Array<string>(at.count);
+  let p = from;
+  for (let j = 0, q = at.valuesAt; j < at.count; j++) {
+    if (j > 0 && b[p++] !== 0x3a) return undefined;
+    const f = fields[j]!;
+    for (let i = 0; i < f.length; i++) if (b[p + i] !== f.charCodeAt(i)) return undefined;
+    p += f.length;
+    if (b[p++] !== 0x3d) return undefined;
+    const len = b.readUInt32LE(q);
+    q += 4;
+    if (p + len > to) return undefined;
+    for (let i = 0; i < len; i++) {
+      const c = b[q + i]!;
+      if (c !== b[p + i] || c === 0x25 || c === 0x3a || c === 0x3d) return undefined;
+    }
+    values[j] = key.substring(p - from, p - from + len);
+    p += len;
+    q += len;
+  }
+  return p === to ? values : undefined;
+}
+
 /**
  * Parses the state value in bytes [p, end) of `b` into `into`; answers why it is not
  * one (undefined: it is).
@@ -455,12 +488,15 @@ export class WindowOperator {
       // Longer than the previous key, in order: a key not seen yet.
     }
     if (id === undefined) {
-      const key = b.toString('utf8', k + nameLen + 1, c);
+      const key = utf8Slice.call(b, k + nameLen + 1, c);
       if (!this.restoreOrdered) id = reg.known(key);
       if (id === undefined) {
-        const values = valuesOf(b, at);
-        // A key of other values (one stored before values were percent-encoded, say) takes the long way.
-        if (!reg.spells(key, values)) return false;
+        let values = valuesInKey(b, k + nameLen + 1, c, key, reg.fields, at);
+        if (values === undefined) {
+          values = valuesOf(b, at);
+          // A key of other values (one stored before values were percent-encoded, say) takes the long way.
+          if (!reg.spells(key, values)) return false;
+        }
         id = reg.add(key, values);
       }
     }
