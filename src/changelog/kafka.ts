@@ -14,9 +14,11 @@
 // per restore would cost the broker's initial rebalance delay, 3 s by default), from a
 // given offset to the last stable offset, and keeps the last record of every key.
 // Before kafkajs's producer loads: a linear grouping of messages per partition, and a
-// Produce request encoder that writes one buffer per request (see there).
+// Produce request encoder that writes one buffer per request (see there); and a filter
+// of aborted transactions' records that handles interleaved transactions (see there).
 import '../kafkajs-grouping';
 import '../kafkajs-produce';
+import '../kafkajs-aborted';
 import { JavaCompatiblePartitioner } from '../sinks/partitioner';
 import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';

@@ -26,6 +26,7 @@
 // CompressionCodecs); legacy message sets (magic 0 and 1) go to kafkajs's decoder.
 // test/kafka/decode.test.ts checks that kafkajs's consumer gets the same messages
 // from both.
+import { filterAbortedMessages, type AbortedTransaction, type FetchedRecord } from '../kafkajs-aborted';
 import { cachedKafkajs, kafkajsRoot, loadKafkajs, replaceKafkajs } from '../kafkajs-modules';
 
 /** kafkajs's modules this one uses (plain JavaScript, no types of their own). */
@@ -231,7 +232,6 @@ interface Kafkajs {
   Long: LongClass;
   lookupCodecByAttributes: (attributes: number) => Codec | null;
   messageSetDecoder: (decoder: KafkaDecoder, size: number) => unknown[];
-  filterAbortedMessages: (a: { messages: unknown[]; abortedTransactions: unknown }) => unknown[];
 }
 
 function kafkajsParts(root: string): Kafkajs {
@@ -241,7 +241,6 @@ function kafkajsParts(root: string): Kafkajs {
     Long: src('utils/long') as LongClass,
     lookupCodecByAttributes: (src('protocol/message/compression') as { lookupCodecByAttributes: Kafkajs['lookupCodecByAttributes'] }).lookupCodecByAttributes,
     messageSetDecoder: src('protocol/messageSet/decoder') as Kafkajs['messageSetDecoder'],
-    filterAbortedMessages: src('consumer/filterAbortedMessages') as Kafkajs['filterAbortedMessages'],
   };
 }
 
@@ -321,7 +320,7 @@ function makeBatch(k: Kafkajs, original: { prototype: object }): unknown {
     });
     this['messagesWithinOffset'] = within;
     // Neither aborted messages nor control records are for the consumer.
-    this['messages'] = (k.filterAbortedMessages({ messages: within, abortedTransactions }) as typeof messages).filter((m) => !m.isControlRecord);
+    this['messages'] = filterAbortedMessages({ messages: within as unknown as FetchedRecord[], abortedTransactions: abortedTransactions as AbortedTransaction[] | null }).filter((m) => !m.isControlRecord);
   }
   Batch.prototype = original.prototype;
   return Batch;

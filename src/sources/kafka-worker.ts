@@ -47,6 +47,8 @@
 // be posted to a worker).
 // Before kafkajs's producer loads: a linear grouping of messages per partition (see there).
 import '../kafkajs-grouping';
+// Before kafkajs's consumer loads: records of aborted transactions are dropped correctly (see there).
+import '../kafkajs-aborted';
 import type { TransferListItem } from 'node:worker_threads';
 import { KafkaRecord } from './kafka-decode';
 import { Kafka, logLevel as LogLevel, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry, type SASLOptions } from 'kafkajs';
