@@ -33,6 +33,7 @@
 //                                               node dist/bench/cpuprofile.js <dir>/*.cpuprofile
 //   WEIR_LATENCY_NODE_ARGS="--trace-gc ..."     more node options for Weir's process
 //   WEIR_LATENCY_WEIR_OUT=<file>                append Weir's stdout and stderr to <file> (with --trace-gc: its collections)
+//   WEIR_LATENCY_CONFIG='{"changelog":{"enabled":false}}'   top-level config sections replacing the benchmark's
 //   WEIR_BENCH_NO_KAFKA=1                       skip
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -168,6 +169,8 @@ function exited(child: ChildProcess, ms: number): Promise<number | null> {
 /** Extra node options for Weir's process (WEIR_LATENCY_NODE_ARGS, space-separated), and where its output goes (WEIR_LATENCY_WEIR_OUT). */
 const extraNodeArgs = (process.env['WEIR_LATENCY_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 const outFile = process.env['WEIR_LATENCY_WEIR_OUT'];
+/** Config sections that replace the benchmark's own (a JSON object of top-level keys), to try a setting side by side. */
+const configPatch = JSON.parse(process.env['WEIR_LATENCY_CONFIG'] ?? '{}') as Record<string, unknown>;
 
 async function runRate(rate: number, users: number, warmupS: number, measureS: number, profileDir: string | undefined): Promise<LatencyRun> {
   const kafka = new Kafka({ clientId: 'weir-bench-latency', brokers: BROKERS, logLevel: logLevel.NOTHING });
@@ -199,6 +202,7 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
         checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: CHECKPOINT_MS },
         metrics: { host: '127.0.0.1', port },
         log: { level: 'error' },
+        ...configPatch,
       }),
     );
     const nodeArgs = [...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]), ...extraNodeArgs];
