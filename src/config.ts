@@ -265,6 +265,15 @@ export const configSchema = z.strictObject({
       create: z.boolean().default(true),
       /** An instance that dies mid-transaction holds the partition's readers back at most this long (ms). @default 60000 */
       transactionTimeoutMs: duration({ positive: true }).default(60_000),
+      /**
+       * How often a checkpoint also brings the local state up to date (ms): the cache an
+       * instance restores its own partitions from, reading only the changelog after it.
+       * Checkpoints in between commit to the changelog alone, which costs less disk
+       * work; a restart after a crash then reads up to this much more of the changelog.
+       * A stop, a rebalance and the end of the input always update it. 0: every checkpoint.
+       * @default 10000
+       */
+      cacheIntervalMs: duration({ positive: false }).default(10_000),
     })
     .prefault({}),
   metrics: z

@@ -82,6 +82,8 @@ export interface PendingCheckpoint {
   reason: string;
   /** performance.now() at the barrier. */
   t0: number;
+  /** The clock at the barrier (ms). */
+  at: number;
   /** The barrier's duration: the pause in processing. */
   syncSeconds: number;
   createdAt: string;
@@ -114,6 +116,10 @@ export class Checkpointer {
   private readonly results = new Map<number, ChangeBatchWriter>();
   /** Since when checkpoints' transactions have been failing (ms), or undefined. */
   private failingSince: number | undefined;
+  /** With a changelog: when a checkpoint last wrote the local cache (its barrier, ms). */
+  private cachedAt = -Infinity;
+  /** State bytes per partition as of the last local write (what changelog-only checkpoints report). */
+  private readonly stateBytes = new Map<number, number>();
 
   constructor(
     private readonly cfg: Config,
@@ -470,6 +476,7 @@ export class Checkpointer {
     this.offsets.delete(p);
     this.changelogOffsets.delete(p);
     this.committedOffsets.delete(p);
+    this.stateBytes.delete(p);
     this.uncommitted.delete(p);
     // Its results since the last commit are the next owner's to produce again, from there.
     this.results.delete(p);
@@ -508,7 +515,7 @@ export class Checkpointer {
     }
     const syncSeconds = (performance.now() - t0) / 1000;
     faultPoint('barrier-taken');
-    return { id, reason, t0, syncSeconds, createdAt: new Date(this.clock()).toISOString(), watermarkMs: toJsonTime(this.op.watermarks.current), parts };
+    return { id, reason, t0, at: this.lastAt, syncSeconds, createdAt: new Date(this.clock()).toISOString(), watermarkMs: toJsonTime(this.op.watermarks.current), parts };
   }
 
   /**
@@ -519,6 +526,11 @@ export class Checkpointer {
    */
   async complete(b: PendingCheckpoint, source: CheckpointSource, sinksDone: () => Promise<void>): Promise<CheckpointMetadata | undefined> {
     const { id, parts } = b;
+    // With a changelog, the local cache is written every changelog.cacheIntervalMs (and
+    // at every checkpoint not taken for the interval: a stop, a rebalance, the end of
+    // the input); in between, the stores only stage the changes, coalescing them.
+    const local = this.changelog === undefined || b.reason !== 'interval' || b.at - this.cachedAt >= this.cfg.changelog.cacheIntervalMs;
+    if (local) this.cachedAt = b.at;
     let changes = 0;
     const forChangelog: ChangeBatch[] = [];
     for (const x of parts) {
@@ -543,13 +555,20 @@ export class Checkpointer {
       x.ps.stage(batch);
     }
     // 2. State, durably, as version `id`.
-    const summaries = await Promise.all(parts.map((x) => x.ps.checkpoint(id)));
-    faultPoint('state-written');
+    const summaries = local ? await Promise.all(parts.map((x) => x.ps.checkpoint(id))) : undefined;
+    if (summaries !== undefined) {
+      parts.forEach((x, i) => this.stateBytes.set(x.p, summaries[i]!.bytes));
+      faultPoint('state-written');
+    }
     // The sinks hold everything before the barrier before the commit point says so.
     await sinksDone();
     faultPoint('sinks-flushed');
     // With a changelog, each partition's transaction is its commit point.
     if (this.changelog !== undefined && !(await this.commitChangelog(b, forChangelog, source, this.changelog))) return undefined;
+    if (summaries === undefined) {
+      this.completed(b, changes, parts.reduce((s, x) => s + (this.stateBytes.get(x.p) ?? 0), 0), false);
+      return undefined;
+    }
     const pcs: PartitionCheckpoint[] = parts.map((x, i) => {
       const pc: PartitionCheckpoint = { partition: x.p, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), state: summaries[i]! };
       const co = this.changelogOffsets.get(x.p);
@@ -581,14 +600,17 @@ export class Checkpointer {
     const oldest = await this.store.retain(this.cfg.checkpoint.retain);
     this.known = this.known.filter((m) => oldest === undefined || m.id >= oldest);
     if (oldest !== undefined) await Promise.all(parts.map((x) => x.ps.prune(oldest)));
-    const durationSeconds = (performance.now() - b.t0) / 1000;
-    const bytes = summaries.reduce((s, x) => s + x.bytes, 0);
-    this.bus.emit('checkpoint.completed', { id, durationSeconds, syncSeconds: b.syncSeconds, bytes });
-    this.log.info(
-      { checkpoint: id, reason: b.reason, partitions: pcs.length, changes, stateBytes: bytes, durationMs: Math.round(durationSeconds * 1000), barrierMs: Math.round(b.syncSeconds * 1e4) / 10 },
-      `checkpoint ${id} done (${b.reason})`,
-    );
+    this.completed(b, changes, summaries.reduce((s, x) => s + x.bytes, 0), true);
     return meta;
+  }
+
+  private completed(b: PendingCheckpoint, changes: number, bytes: number, local: boolean): void {
+    const durationSeconds = (performance.now() - b.t0) / 1000;
+    this.bus.emit('checkpoint.completed', { id: b.id, durationSeconds, syncSeconds: b.syncSeconds, bytes });
+    this.log.info(
+      { checkpoint: b.id, reason: b.reason, partitions: b.parts.length, changes, local, stateBytes: bytes, durationMs: Math.round(durationSeconds * 1000), barrierMs: Math.round(b.syncSeconds * 1e4) / 10 },
+      `checkpoint ${b.id} done (${b.reason}${local ? '' : ', changelog only'})`,
+    );
   }
 
   /**

@@ -172,3 +172,55 @@ test('a local cache that reaches further than the changelog (a changelog topic m
     removeDirs();
   }
 });
+
+test('checkpoints between updates of the local cache commit to the changelog alone; after a crash the cache and that tail give what the instance had', async () => {
+  const topic = unique('weir-restore-tail');
+  await createTopic(topic, 1);
+  const { configFor, open, removeDirs } = instances(topic, unique('restore-tail'), [
+    { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
+    { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
+  ]);
+  try {
+    const base = configFor('a');
+    const cfg = { ...base, changelog: { ...base.changelog, cacheIntervalMs: 3_600_000 } };
+    const a = await open(cfg);
+    // The first checkpoint writes the cache; the next ones, within the hour, only the changelog.
+    a.run(batchOf(0, 1000, 0, 0));
+    assert.ok(await a.ck.checkpoint(source, 'interval'), 'the first checkpoint writes the local cache');
+    const ids = await a.ck.store.ids();
+    assert.equal(ids.length, 1);
+    a.run(batchOf(500, 1500, 2000, 1000));
+    assert.equal(await a.ck.checkpoint(source, 'interval'), undefined, 'changelog only');
+    a.run(batchOf(1200, 1700, 4000, 2000));
+    assert.equal(await a.ck.checkpoint(source, 'interval'), undefined, 'changelog only');
+    assert.deepEqual(await a.ck.store.ids(), ids, 'no local checkpoint since the first');
+    const want = a.windows();
+    assert.ok(!want.some((w) => w.startsWith(`per_second:k=key-0:${T0}_`)), 'the first second was purged after the cache');
+    // A crash: the stores' staged changes are lost with the process.
+    await a.close();
+
+    const again = await open(cfg);
+    assert.deepEqual(again.windows(), want, 'the cache and the changelog after it give what A had');
+    // A checkpoint not taken for the interval (a stop, a rebalance) writes the cache,
+    // with every change since its last update: those of the changelog-only one before it too.
+    again.run(batchOf(1700, 1800, 4500, 3000));
+    assert.ok(await again.ck.checkpoint(source, 'interval'), "the instance's first checkpoint writes the cache");
+    again.run(batchOf(1000, 1900, 6000, 3100));
+    assert.equal(await again.ck.checkpoint(source, 'interval'), undefined, 'changelog only');
+    again.run(batchOf(1850, 1950, 6500, 4000));
+    assert.ok(await again.ck.checkpoint(source, 'stop'));
+    assert.equal((await again.ck.store.ids()).length, 3);
+    const last = again.windows();
+    await again.close();
+    const back = await open(cfg);
+    assert.deepEqual(back.windows(), last, 'the cache alone gives what the instance had at its stop');
+    assert.equal(back.restored[0], 0, 'no changelog record after the cache');
+    await back.close();
+    const fromScratch = await open(configFor('b'));
+    assert.deepEqual(fromScratch.windows(), last, 'the changelog alone gives the same');
+    await fromScratch.close();
+    assert.ok(again.restored[0]! > 0 && again.restored[0]! < fromScratch.restored[0]!, `records read: cache ${again.restored[0]}, changelog alone ${fromScratch.restored[0]}`);
+  } finally {
+    removeDirs();
+  }
+});

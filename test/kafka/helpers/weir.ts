@@ -28,6 +28,8 @@ export function kafkaRunConfig(dir: string, topic: string, groupId: string, over
     deadLetter: { type: 'file', path: join(dir, 'dlq.jsonl') },
     state: { backend: 'rocksdb', dir: join(dir, 'state') },
     checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 100, retain: 3 },
+    // Checkpoints that write the local cache and checkpoints that commit to the changelog alone, both.
+    changelog: { cacheIntervalMs: 300 },
     processing: { batchSize: 256, instanceId: 'weir-test' },
     log: { level: 'info' },
     ...over,
