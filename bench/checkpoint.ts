@@ -27,6 +27,7 @@ import { Instrumentation } from '../src/metrics/events';
 import { PartitionedOperator } from '../src/pipeline/partitioned';
 import type { RecordBatch } from '../src/pipeline/types';
 import { openStateBackend } from '../src/state';
+import { ChangeBatchWriter } from '../src/state/batch';
 import { median } from './stats';
 
 const REDIS_URL = process.env['WEIR_BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -203,6 +204,75 @@ function redisAnswers(url: string): Promise<boolean> {
   });
 }
 
+export interface WideBarrierFigure {
+  windows: number;
+  /** Distinct values per window before the measured rounds: its sketch spans about this many buckets. */
+  valuesPerWindow: number;
+  /** Bytes of state per window (the change set's bytes over its windows). */
+  bytesPerWindow: number;
+  /** The barrier after every window changed again: median and max of the rounds. */
+  pauseMs: number;
+  pauseMaxMs: number;
+}
+
+/**
+ * The barrier's hard case: every window changed, each with a wide sketch (values
+ * spread over 1 to 5,000, as latencies and token counts are), as sessions of busy
+ * users or windows of busy models have. The barrier copies each changed window's
+ * accumulators and sketch out of WebAssembly memory: its cost follows their bytes.
+ * Measured on the operator alone (the barrier is the same whatever the backend).
+ */
+export function benchWideBarrier(windows = 100_000, valuesPerWindow = 40, rounds = 5): WideBarrierFigure {
+  const cfg: Config = validateConfig({
+    source: { type: 'kafka', brokers: ['127.0.0.1:9092'], topic: 'weir-bench-checkpoint' },
+    eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 30_000, allowedLatenessMs: 60_000 },
+    aggregations: [{ name: 'per_key', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: HOUR } }],
+  });
+  const op = new PartitionedOperator(cfg);
+  op.onCreate = (o) => o.trackChanges();
+  let step = 0;
+  const feed = (): void => {
+    const lines: Buffer[] = [];
+    for (let k = 0; k < windows; k++) lines.push(Buffer.from(`{"timestamp":${T0 + (step % 600_000)},"k":"key-${k}","v":${1 + ((k * 7919 + step * 104_729) % 5000)}}`));
+    step++;
+    for (let i = 0; i < lines.length; i += 4096) {
+      const parts = lines.slice(i, i + 4096);
+      const starts = new Uint32Array(parts.length), ends = new Uint32Array(parts.length);
+      let pos = 0;
+      parts.forEach((p, j) => {
+        starts[j] = pos;
+        ends[j] = pos += p.length;
+      });
+      op.process({ buf: Buffer.concat(parts), starts, ends, n: parts.length, partition: 0, firstOffset: step * windows + i });
+    }
+  };
+  const drain = (): { ms: number; bytes: number } => {
+    const t0 = performance.now();
+    const changes = op.operator(0).takeChanges();
+    const ms = performance.now() - t0;
+    const w = new ChangeBatchWriter(changes.bytesHint);
+    changes.encode(w, 0, changes.size);
+    return { ms, bytes: w.finish().length };
+  };
+  for (let i = 0; i < valuesPerWindow; i++) feed();
+  drain();
+  const pauses: number[] = [];
+  let bytes = 0;
+  for (let r = 0; r < rounds; r++) {
+    feed();
+    const d = drain();
+    pauses.push(d.ms);
+    bytes = d.bytes;
+  }
+  return { windows, valuesPerWindow, bytesPerWindow: Math.round(bytes / windows), pauseMs: median(pauses), pauseMaxMs: Math.max(...pauses) };
+}
+
+export function printWideBarrier(f: WideBarrierFigure): void {
+  console.log(
+    `Barrier, every window changed, wide sketches: ${f.windows.toLocaleString('en-US')} windows of ${f.valuesPerWindow} distinct values each (${f.bytesPerWindow} bytes of state per window): pause ${f.pauseMs.toFixed(1)} ms (max ${f.pauseMaxMs.toFixed(1)})\n`,
+  );
+}
+
 export async function benchCheckpoint(sizes = [1_000, 10_000, 100_000], rounds = 5): Promise<CheckpointFigure[]> {
   const backends: Array<'rocksdb' | 'redis'> = ['rocksdb'];
   if (process.env['WEIR_BENCH_NO_REDIS'] !== '1' && (await redisAnswers(REDIS_URL))) backends.push('redis');
@@ -228,6 +298,7 @@ if (require.main === module) {
   benchCheckpoint()
     .then((f) => {
       printCheckpoint(f);
+      printWideBarrier(benchWideBarrier());
       process.exit(0);
     })
     .catch((e: unknown) => {

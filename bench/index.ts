@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { benchCore } from './core';
 import { benchE2e, WORKLOADS, type E2eResult } from './e2e';
 import { benchKafka, printKafka, type KafkaBenchResult } from './kafka';
-import { benchCheckpoint, printCheckpoint } from './checkpoint';
+import { benchCheckpoint, benchWideBarrier, printCheckpoint, printWideBarrier } from './checkpoint';
 import { benchEncode, printEncode } from './encode';
 import { benchSoak, printSoak } from './soak';
 import { benchLatency, printLatency } from './latency';
@@ -84,6 +84,9 @@ async function main(): Promise<void> {
     const c = await benchCheckpoint();
     report['checkpoint'] = c;
     printCheckpoint(c);
+    const wide = benchWideBarrier();
+    report['checkpointWideBarrier'] = wide;
+    printWideBarrier(wide);
   }
   if (all || which.has('encode')) {
     console.log('# Results as JSON lines: ns of the CPU time of the encoding thread per result and per number (median of 5 rounds, alternating)\n');
