@@ -14,7 +14,7 @@
 // `installAbortedFilter` puts it in place of kafkajs's module in this thread's module
 // cache, before kafkajs's consumer loads it (as kafkajs-grouping.ts does); Weir's own
 // record batches (sources/kafka-decode.ts) call it directly.
-import { cachedKafkajs, kafkajsRoot, replaceKafkajs } from './kafkajs-modules';
+import { installInPlaceOf } from './kafkajs-modules';
 
 const REPLACED = 'src/consumer/filterAbortedMessages.js';
 /** The kafkajs module that holds the replaced one once loaded. */
@@ -58,18 +58,9 @@ export function filterAbortedMessages<M extends FetchedRecord>({ messages, abort
   });
 }
 
-/**
- * Puts filterAbortedMessages in place of kafkajs's in this thread's module cache. True
- * when it is in place (now or before); false, changing nothing, when kafkajs is not the
- * version it was written for or when its consumer's batch module was already loaded.
- */
+/** Puts filterAbortedMessages in place of kafkajs's in this thread's module cache (see installInPlaceOf). */
 export function installAbortedFilter(): boolean {
-  const root = kafkajsRoot();
-  if (root === undefined) return false;
-  if (cachedKafkajs(root, REPLACED)?.exports === filterAbortedMessages) return true;
-  if (cachedKafkajs(root, HOLDER) !== undefined) return false;
-  replaceKafkajs(root, REPLACED, filterAbortedMessages);
-  return true;
+  return installInPlaceOf(REPLACED, HOLDER, filterAbortedMessages);
 }
 
 installAbortedFilter();

@@ -15,7 +15,7 @@
 // it; nothing in node_modules changes. It does so only for the kafkajs version it was
 // written against, and only while no kafkajs module that holds the original is loaded:
 // otherwise kafkajs groups as before. test/kafka/grouping.test.ts checks both give the same.
-import { cachedKafkajs, kafkajsRoot, replaceKafkajs } from './kafkajs-modules';
+import { installInPlaceOf } from './kafkajs-modules';
 
 const REPLACED = 'src/producer/groupMessagesPerPartition.js';
 /** The kafkajs module that holds the replaced one once loaded: installing after it would change nothing. */
@@ -45,12 +45,7 @@ export function groupMessagesPerPartition<M>({ topic, partitionMetadata, message
  * not the version it was written for or when its producer was already loaded.
  */
 export function installFastGrouping(): boolean {
-  const root = kafkajsRoot();
-  if (root === undefined) return false;
-  if (cachedKafkajs(root, REPLACED)?.exports === groupMessagesPerPartition) return true;
-  if (cachedKafkajs(root, HOLDER) !== undefined) return false;
-  replaceKafkajs(root, REPLACED, groupMessagesPerPartition);
-  return true;
+  return installInPlaceOf(REPLACED, HOLDER, groupMessagesPerPartition);
 }
 
 installFastGrouping();

@@ -47,3 +47,18 @@ export function replaceKafkajs(root: string, file: string, exports: unknown): vo
   m.exports = exports;
   load.cache[path] = m;
 }
+
+/**
+ * Puts `exports` in place of kafkajs module `file` in this thread's module cache. True
+ * when it is in place (now or before); false, changing nothing, when kafkajs is not a
+ * version Weir replaces modules of or when `holder` (the module that keeps the
+ * original once loaded) is loaded already.
+ */
+export function installInPlaceOf(file: string, holder: string, exports: unknown): boolean {
+  const root = kafkajsRoot();
+  if (root === undefined) return false;
+  if (cachedKafkajs(root, file)?.exports === exports) return true;
+  if (cachedKafkajs(root, holder) !== undefined) return false;
+  replaceKafkajs(root, file, exports);
+  return true;
+}
