@@ -20,6 +20,7 @@ import { Changelog } from './changelog/thread';
 import { CheckpointScheduler } from './checkpoint/scheduler';
 import { OperatorLoop } from './loop';
 import { openStateBackend } from './state';
+import type { StateBackend } from './state/backend';
 import type { DeadLetter, RecordBatch, StreamMessage } from './pipeline/types';
 import { RunDiagnostics } from './metrics/diagnostics';
 import { Instrumentation, StatusModel, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
@@ -240,24 +241,39 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       // partitions are the group's (Redis keys name the group, not the instance): state
       // follows a partition to whichever instance is assigned it.
       const nice = cfg.processing.backgroundNice;
-      const backend = await openStateBackend(cfg.state, src.groupId, { thread: true, nice });
-      if (cfg.changelog.enabled) {
-        // After the state backend: if both are unreachable, the first one named is the backend.
-        const sasl = saslOptions(src.sasl, process.env);
-        changelog = await Changelog.start({
-          brokers: src.brokers,
-          clientId: src.clientId,
-          ssl: sslOptions(src.ssl),
-          ...(sasl === undefined ? {} : { sasl }),
-          groupId: src.groupId,
-          topic: src.topic,
-          changelog: cfg.changelog.topic ?? `${src.groupId}-changelog`,
-          create: cfg.changelog.create,
-          transactionTimeoutMs: cfg.changelog.transactionTimeoutMs,
-        }, nice).catch(async (e: unknown) => {
-          await backend.close();
-          throw e;
-        });
+      // The changelog's thread (its topic checked or created on the broker) starts while
+      // the state backend's opens: each takes a good part of the start. If the backend
+      // fails, its error is the one named and the changelog's start is stopped.
+      const sasl = saslOptions(src.sasl, process.env);
+      const stop = new AbortController();
+      const starting = cfg.changelog.enabled
+        ? Changelog.start({
+            brokers: src.brokers,
+            clientId: src.clientId,
+            ssl: sslOptions(src.ssl),
+            ...(sasl === undefined ? {} : { sasl }),
+            groupId: src.groupId,
+            topic: src.topic,
+            changelog: cfg.changelog.topic ?? `${src.groupId}-changelog`,
+            create: cfg.changelog.create,
+            transactionTimeoutMs: cfg.changelog.transactionTimeoutMs,
+          }, nice, stop.signal)
+        : Promise.resolve(undefined);
+      // Its failure is taken below, whichever finishes first.
+      starting.catch(() => undefined);
+      let backend: StateBackend;
+      try {
+        backend = await openStateBackend(cfg.state, src.groupId, { thread: true, nice });
+      } catch (e) {
+        stop.abort();
+        void starting.then((c) => c?.shutdown(), () => undefined);
+        throw e;
+      }
+      try {
+        changelog = await starting;
+      } catch (e) {
+        await backend.close();
+        throw e;
       }
       checkpointer = new Checkpointer(cfg, op, backend, log, bus, clock, changelog);
       await checkpointer.init();

@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './helpers/ports';
+import { BROKERS } from './kafka/helpers/kafka';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'weir.js');
 const NO_STACK = /^\s+at \S+ \(|^\s+at \//m;
@@ -101,4 +102,28 @@ sinks: [ { type: kafka, topic: out, brokers: ['127.0.0.1:${kafka}'] } ]`,
     assert.match(lines.at(-1)!, c.says, `${c.name}: names what failed: ${e.err}`);
     assert.doesNotMatch(e.err, NO_STACK, `${c.name}: ${e.err}`);
   });
+});
+
+test('the state backend down and the changelog failing too, in either order: the backend is named, at once, with no stack trace', async () => {
+  // The changelog starts while the backend opens. With the broker up and the input
+  // topic missing, the changelog fails first; with the broker down too, the backend
+  // fails first and the changelog's start (kafkajs retrying) is stopped.
+  const [redis, kafka] = await Promise.all([freePort(), freePort()]);
+  for (const brokers of [BROKERS[0]!, `127.0.0.1:${kafka}`]) {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-unreachable-'));
+    const e = await run(
+      write(
+        dir,
+        `
+source: { type: kafka, brokers: ['${brokers}'], topic: weir-no-such-topic-${Date.now()} }
+sinks: [ { type: file, path: ${join(dir, 'r.jsonl')} } ]
+state: { backend: redis, url: 'redis://127.0.0.1:${redis}' }
+checkpoint: { dir: ${join(dir, 'ck')} }`,
+      ),
+    );
+    assert.equal(e.code, 1, `${brokers}: ${e.err}`);
+    assert.match(e.err.trim(), new RegExp(`^weir: cannot connect to the Redis state backend at redis://127.0.0.1:${redis}`), `${brokers}: ${e.err}`);
+    assert.doesNotMatch(e.err, NO_STACK, `${brokers}: ${e.err}`);
+    assert.ok(e.ms < 5000, `${brokers}: exited after ${e.ms} ms`);
+  }
 });

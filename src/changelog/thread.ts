@@ -30,11 +30,20 @@ export class Changelog {
     readonly deleteRetentionMs: number,
   ) {}
 
-  /** Starts the thread (at nice value `nice`: priority.ts; 0 leaves it); it creates or checks the topic before it resolves. */
-  static start(o: ChangelogKafkaOptions, nice = 0): Promise<Changelog> {
+  /**
+   * Starts the thread (at nice value `nice`: priority.ts; 0 leaves it); it creates or
+   * checks the topic before it resolves. `signal` aborts a start not done yet: the
+   * thread ends at once (its connection attempts with it).
+   */
+  static start(o: ChangelogKafkaOptions, nice = 0, signal?: AbortSignal): Promise<Changelog> {
     const worker = new Worker(join(__dirname, 'changelog-worker.js'), { workerData: { changelogWorker: o, nice } });
     return new Promise<Changelog>((resolve, reject) => {
       let c: Changelog | undefined;
+      signal?.addEventListener('abort', () => {
+        if (c !== undefined) return;
+        void worker.terminate();
+        reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' }));
+      });
       worker.on('message', (m: FromChangelogWorker) => {
         if (m.type === 'ready') {
           c = new Changelog(worker, o.changelog, m.partitions, m.deleteRetentionMs);
