@@ -64,7 +64,11 @@ export interface CheckpointFigure {
 class EventBatches {
   private offset = 0;
   private step = 0;
-  constructor(private readonly batchSize: number) {}
+  constructor(
+    private readonly batchSize: number,
+    /** The value of key k's event, the step'th event of these batches. */
+    private readonly value: (k: number, step: number) => number = (k) => (k % 977) + 0.5,
+  ) {}
 
   *batches(keys: Iterable<number>): Generator<RecordBatch> {
     let lines: string[] = [];
@@ -83,8 +87,8 @@ class EventBatches {
     };
     for (const k of keys) {
       // Event time creeps forward by 1 ms per event: never near the window's end.
-      const ts = T0 + (this.step++ % 600_000);
-      lines.push(`{"timestamp":${ts},"k":"key-${k}","v":${(k % 977) + 0.5}}`);
+      const step = this.step++;
+      lines.push(`{"timestamp":${T0 + (step % 600_000)},"k":"key-${k}","v":${this.value(k, step)}}`);
       if (lines.length === this.batchSize) yield flush();
     }
     if (lines.length > 0) yield flush();
@@ -230,21 +234,11 @@ export function benchWideBarrier(windows = 100_000, valuesPerWindow = 40, rounds
   });
   const op = new PartitionedOperator(cfg);
   op.onCreate = (o) => o.trackChanges();
-  let step = 0;
+  // Each round gives every window another value of 1 to 5,000.
+  const events = new EventBatches(4096, (k, step) => 1 + ((k * 7919 + Math.floor(step / windows) * 104_729) % 5000));
+  const keys = Array.from({ length: windows }, (_, k) => k);
   const feed = (): void => {
-    const lines: Buffer[] = [];
-    for (let k = 0; k < windows; k++) lines.push(Buffer.from(`{"timestamp":${T0 + (step % 600_000)},"k":"key-${k}","v":${1 + ((k * 7919 + step * 104_729) % 5000)}}`));
-    step++;
-    for (let i = 0; i < lines.length; i += 4096) {
-      const parts = lines.slice(i, i + 4096);
-      const starts = new Uint32Array(parts.length), ends = new Uint32Array(parts.length);
-      let pos = 0;
-      parts.forEach((p, j) => {
-        starts[j] = pos;
-        ends[j] = pos += p.length;
-      });
-      op.process({ buf: Buffer.concat(parts), starts, ends, n: parts.length, partition: 0, firstOffset: step * windows + i });
-    }
+    for (const b of events.batches(keys)) op.process(b);
   };
   const drain = (): { ms: number; bytes: number } => {
     const t0 = performance.now();
