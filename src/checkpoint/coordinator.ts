@@ -515,7 +515,7 @@ export class Checkpointer {
     }
     const syncSeconds = (performance.now() - t0) / 1000;
     faultPoint('barrier-taken');
-    return { id, reason, t0, at: this.lastAt, syncSeconds, createdAt: new Date(this.clock()).toISOString(), watermarkMs: toJsonTime(this.op.watermarks.current), parts };
+    return { id, reason, t0, at: this.lastAt, syncSeconds, createdAt: new Date(this.lastAt).toISOString(), watermarkMs: toJsonTime(this.op.watermarks.current), parts };
   }
 
   /**
