@@ -43,25 +43,55 @@ export function sketchFree(sk: usize): void {
   zeroSmall(sk, 28);
 }
 
-// Bucket arrays of the first size, dropped and not yet handed out again: a list
-// linked through their first word. With a window per key (sessions per user) one is
-// made and dropped per window, and the list costs less than the allocator.
-let spare: usize = 0;
+// Bucket arrays dropped and not yet handed out again, per size class (INITIAL_CAP << k
+// buckets, k < CLASSES): lists linked through their first word, each holding at most
+// SPARE_BYTES. With a window per key (sessions per user) a window's arrays are made
+// and dropped with it, one of the first size and, once a second value lands further
+// away, one of a larger class: the lists cost less than the allocator.
+const CLASSES: u32 = 8;
+const SPARE_BYTES: u32 = 4 << 20;
+/** Per class: the list's first array (0: none), then the bytes the list holds. */
+const SPARES = memory.data(<i32>CLASSES * 8);
+
+/** The class of an array of `cap` buckets, CLASSES if it has none (not a class size). */
+// @ts-ignore: decorator
+@inline function classOf(cap: u32): u32 {
+  const k = <u32>ctz(cap) - 4;
+  return cap >= INITIAL_CAP && popcnt(cap) == 1 && k < CLASSES ? k : CLASSES;
+}
+
+/** The class size for at least `need` buckets: a power of two, INITIAL_CAP at least. */
+// @ts-ignore: decorator
+@inline function classCap(need: u32): u32 {
+  return need <= INITIAL_CAP ? INITIAL_CAP : <u32>1 << (32 - clz(need - 1));
+}
 
 /** A zeroed bucket array of `cap` buckets. */
 function storeNew(cap: u32): usize {
-  if (cap != INITIAL_CAP || spare == 0) return zalloc(<usize>cap << 2);
-  const p = spare;
-  spare = <usize>ldu(p);
-  zeroSmall(p, <usize>INITIAL_CAP << 2);
-  return p;
+  const k = classOf(cap);
+  const bytes = <usize>cap << 2;
+  if (k < CLASSES) {
+    const e = SPARES + (<usize>k << 3);
+    const p = <usize>ldu(e);
+    if (p != 0) {
+      stu(e, ldu(p));
+      stu(e + 4, ldu(e + 4) - <u32>bytes);
+      if (k == 0) zeroSmall(p, bytes);
+      else memory.fill(p, 0, bytes);
+      return p;
+    }
+  }
+  return zalloc(bytes);
 }
 
 function storeDrop(p: usize, cap: u32): void {
-  if (cap != INITIAL_CAP) heap.free(p);
+  const k = classOf(cap);
+  const e = SPARES + (<usize>k << 3);
+  if (k == CLASSES || ldu(e + 4) + (cap << 2) > SPARE_BYTES) heap.free(p);
   else {
-    stu(p, <u32>spare);
-    spare = p;
+    stu(p, ldu(e));
+    stu(e, <u32>p);
+    stu(e + 4, ldu(e + 4) + (cap << 2));
   }
 }
 
@@ -75,7 +105,7 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
   let p = <usize>ldu(st + ST_PTR);
   const cap = ldu(st + ST_CAP);
   if (p == 0) {
-    const c = max<u32>(INITIAL_CAP, <u32>(hi - lo + 1));
+    const c = classCap(<u32>(hi - lo + 1));
     p = storeNew(c);
     stu(st + ST_PTR, <u32>p);
     // Centre the first bucket: the next values land on either side of it.
@@ -89,7 +119,7 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
   const newLo = lo < curLo ? lo : curLo;
   const newHi = hi > curHi ? hi : curHi;
   const need = <u32>(newHi - newLo + 1);
-  const c = max<u32>(need, cap << 1);
+  const c = classCap(max<u32>(need, cap << 1));
   // Spare room goes to the side that grew: data tends to keep spreading that way.
   const newMin = lo < curLo ? newHi - <i32>c + 1 : newLo;
   const q = storeNew(c);
