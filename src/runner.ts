@@ -208,6 +208,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   let scheduler: CheckpointScheduler | undefined;
   let failed = false;
   let summary: RunSummary | undefined;
+  // Resolved once the loop exists; a Kafka source's assignment hook waits for it.
+  const wired = deferred();
+  // Settled below either way; a hook that never ran must not leave it unhandled.
+  wired.promise.catch(() => undefined);
   try {
     if (cfg.metrics !== undefined) {
       const { registry } = createMetrics(bus, { aggregations: names });
@@ -234,6 +238,37 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       instanceId: cfg.processing.instanceId,
       clock,
     });
+    // A Kafka source starts first: its thread's start and the group join go on while the
+    // state backend and the changelog open (each takes a good part of a start). Its
+    // assignment hook waits until the checkpointer and the loop exist (`wired`).
+    const onAssignment: AssignmentHook = async (assigned, revoked) => {
+      await wired.promise;
+      return loop!.inLoop(async () => {
+        const ck = checkpointer;
+        const kafka = source?.kafka;
+        if (ck === undefined || scheduler === undefined || kafka === undefined) return;
+        // With a changelog, the partitions this instance held have new owners that restored
+        // them from their last committed checkpoint: what it did since is void, and its
+        // producers are fenced. It stops; a restart rejoins with the state of the changelog.
+        if (changelog !== undefined && kafka.droppedWith !== undefined)
+          throw new WeirError(
+            `kafka: group ${kafka.groupId} dropped this instance (no heartbeat for source.sessionTimeoutMs: it was stopped or cut off) while it held partitions ${kafka.droppedWith.join(', ')}; they were taken over by another instance, and what this one did since its last checkpoint is discarded. It stops so that it can restart and rejoin`,
+            { domain: 'external' },
+          );
+        // Revoked partitions are checkpointed with the rest (after the one in flight), then dropped: if they come back, they resume from there.
+        if (revoked.length > 0) await scheduler.now(`partitions ${revoked.join(', ')} revoked`);
+        else await scheduler.idle();
+        for (const p of revoked) await ck.revoke(p);
+        if (assigned.length > 0) await ck.assign(assigned, kafka);
+      });
+    };
+    // A bounded read whose own partitions are done checkpoints (and commits) at once, so
+    // that the other members of the group see them done and finish too.
+    const open = (): OpenSource & { kafka?: KafkaSource } => openSource(cfg, op.batchSize, clock, onAssignment, log, () => scheduler?.request());
+    if (cfg.source.type === 'kafka') {
+      source = open();
+      source.kafka?.start();
+    }
     // Checkpoints exist for Kafka: a file or generator is read again from its start.
     if (cfg.source.type === 'kafka') {
       const src = cfg.source;
@@ -279,26 +314,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       await checkpointer.init();
     }
     const ck = checkpointer;
-    const onAssignment: AssignmentHook = (assigned, revoked) =>
-      loop!.inLoop(async () => {
-        if (ck === undefined || scheduler === undefined || kafka === undefined) return;
-        // With a changelog, the partitions this instance held have new owners that restored
-        // them from their last committed checkpoint: what it did since is void, and its
-        // producers are fenced. It stops; a restart rejoins with the state of the changelog.
-        if (changelog !== undefined && kafka.droppedWith !== undefined)
-          throw new WeirError(
-            `kafka: group ${kafka.groupId} dropped this instance (no heartbeat for source.sessionTimeoutMs: it was stopped or cut off) while it held partitions ${kafka.droppedWith.join(', ')}; they were taken over by another instance, and what this one did since its last checkpoint is discarded. It stops so that it can restart and rejoin`,
-            { domain: 'external' },
-          );
-        // Revoked partitions are checkpointed with the rest (after the one in flight), then dropped: if they come back, they resume from there.
-        if (revoked.length > 0) await scheduler.now(`partitions ${revoked.join(', ')} revoked`);
-        else await scheduler.idle();
-        for (const p of revoked) await ck.revoke(p);
-        if (assigned.length > 0) await ck.assign(assigned, kafka);
-      });
-    // A bounded read whose own partitions are done checkpoints (and commits) at once, so
-    // that the other members of the group see them done and finish too.
-    source = openSource(cfg, op.batchSize, clock, onAssignment, log, () => scheduler?.request());
+    source ??= open();
     const kafka = source.kafka;
     if (ck !== undefined && kafka !== undefined) scheduler = new CheckpointScheduler(ck, kafka, delivery);
     messages = source.messages[Symbol.asyncIterator]();
@@ -317,6 +333,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       setReady: (r) => (ready = r),
       observe: (batch) => diagnostics.observe(batch),
     });
+    wired.resolve();
     await loop.run();
     // The last checkpoint covers everything handed to the sinks; without one (no
     // Kafka), the sinks are drained before they close.
@@ -324,6 +341,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     else await delivery.flush();
     summary = { ...loop.counts, deadLetters: delivery.deadLettersWritten, elapsedMs: 0, deadLettersByReason: {} };
   } catch (e) {
+    wired.reject(e);
     if (!failed) report(e, 'run failed');
     failed = true;
     throw e;
@@ -335,7 +353,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     loop?.refusePending();
     // A checkpoint still in flight (the run failed meanwhile) completes or fails before its stores close.
     await scheduler?.idle().catch(() => undefined);
-    const closed = await Promise.allSettled([source?.close(), metricsServer?.close(), ...[...sinks.map((x) => x.sink), ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
+    // A run that failed before its loop (the state backend or the changelog) read
+    // nothing: its consumer goes at once, not after a leave the brokers may not answer.
+    const closeSource = loop === undefined && source?.kafka !== undefined ? source.kafka.abandon() : source?.close();
+    const closed = await Promise.allSettled([closeSource, metricsServer?.close(), ...[...sinks.map((x) => x.sink), ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
     await checkpointer?.close();
     await changelog?.shutdown().catch(() => undefined);
     const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -354,4 +375,14 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
   if (summary.deadLetters > counted) summary.deadLettersByReason['undeliverable'] = summary.deadLetters - counted;
   log.info({ summary }, summary.stopped ? 'run stopped' : 'run finished');
   return summary;
+}
+
+/** A promise with its resolve and reject. */
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } {
+  let resolve!: () => void, reject!: (e: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }

@@ -435,12 +435,7 @@ export class KafkaSource {
     if (this.started) throw new WeirError('KafkaSource.messages() can be iterated only once', { domain: 'internal' });
     this.started = true;
     if (this.closed) return;
-    try {
-      this.channel = this.open();
-    } catch (e) {
-      this.fail(e, 'cannot start');
-    }
-    this.applyPause();
+    this.start();
     try {
       for (;;) {
         const m = await this.pull();
@@ -452,6 +447,22 @@ export class KafkaSource {
       // Whoever stops pulling stops the hand-over: the worker must not wait forever.
       this.dropAll();
     }
+  }
+
+  /**
+   * Starts the consumer (its thread, the group join) before the first pull: a caller
+   * with more to open first (the state backend, the changelog) lets the join go on
+   * meanwhile. The assignment hook then waits for what it needs. Idempotent; the
+   * first pull of messages() starts it otherwise.
+   */
+  start(): void {
+    if (this.channel !== undefined || this.closed || this.failure !== undefined) return;
+    try {
+      this.channel = this.open();
+    } catch (e) {
+      this.fail(e, 'cannot start');
+    }
+    this.applyPause();
   }
 
   /**
@@ -527,6 +538,16 @@ export class KafkaSource {
   close(): Promise<void> {
     this.closing ??= this.doClose();
     return this.closing;
+  }
+
+  /**
+   * Stops the consumer without leaving its group: its thread is ended at once, with no
+   * request to the brokers (which may be down). For a run that failed before it read
+   * anything; the group sees the member go when its session times out.
+   */
+  abandon(): Promise<void> {
+    this.dead = true;
+    return this.close();
   }
 
   [inspect.custom](): string {
