@@ -265,12 +265,10 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     // A bounded read whose own partitions are done checkpoints (and commits) at once, so
     // that the other members of the group see them done and finish too.
     const open = (): OpenSource & { kafka?: KafkaSource } => openSource(cfg, op.batchSize, clock, onAssignment, log, () => scheduler?.request());
+    // Checkpoints exist for Kafka: a file or generator is read again from its start.
     if (cfg.source.type === 'kafka') {
       source = open();
       source.kafka?.start();
-    }
-    // Checkpoints exist for Kafka: a file or generator is read again from its start.
-    if (cfg.source.type === 'kafka') {
       const src = cfg.source;
       // On a thread of its own: a checkpoint's writes take no time from the loop. Its
       // partitions are the group's (Redis keys name the group, not the instance): state
