@@ -86,15 +86,17 @@ function instances(topic: string, group: string, aggregations: readonly object[]
   return { configFor, open, removeDirs: () => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })) };
 }
 
+const HOURLY_AND_PER_SECOND = [
+  // Open all along: the changelog's tail puts newer values of windows the cache has.
+  { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
+  // Fired and purged as W moves on: the tail deletes windows the cache has.
+  { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
+];
+
 test('local cache plus the changelog after it: newer values, tombstones and new windows win over the cache, as the instance that wrote them had them', async () => {
   const topic = unique('weir-restore');
   await createTopic(topic, 1);
-  const { configFor, open, removeDirs } = instances(topic, unique('restore'), [
-    // Open all along: the changelog's tail puts newer values of windows the cache has.
-    { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
-    // Fired and purged as W moves on: the tail deletes windows the cache has.
-    { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
-  ]);
+  const { configFor, open, removeDirs } = instances(topic, unique('restore'), HOURLY_AND_PER_SECOND);
   try {
     const cacheCfg = configFor('a');
     // A: keys 0-999 in the first second; its checkpoint is its local cache.
@@ -176,10 +178,7 @@ test('a local cache that reaches further than the changelog (a changelog topic m
 test('checkpoints between updates of the local cache commit to the changelog alone; after a crash the cache and that tail give what the instance had', async () => {
   const topic = unique('weir-restore-tail');
   await createTopic(topic, 1);
-  const { configFor, open, removeDirs } = instances(topic, unique('restore-tail'), [
-    { name: 'hourly', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 3_600_000 } },
-    { name: 'per_second', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
-  ]);
+  const { configFor, open, removeDirs } = instances(topic, unique('restore-tail'), HOURLY_AND_PER_SECOND);
   try {
     const base = configFor('a');
     const cfg = { ...base, changelog: { ...base.changelog, cacheIntervalMs: 3_600_000 } };
