@@ -6,16 +6,17 @@
 // windows), and calls resetOutput. Any call may grow memory: re-read pointers and
 // re-create views afterwards. Layouts of every region: layout.ts.
 //
-// Checkpoints: trackChanges turns on change tracking; serializeChanges then writes
-// the windows changed since its last call to the snap region (snapPtr/snapLength),
+// Checkpoints: trackChanges turns on change tracking; serializeChanges then takes
+// the windows changed since its last call into the snap region (snapPtr, snapCount,
+// snapBodyPtr; their bodies written by snapFill or before the window next changes),
 // and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, aggNextFire, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
 import { slotsLive, slotsCapacity, slotsReserve, setTracking, dirtyCount, slotsMarkKeys } from './slots';
-import { snapBase, snapLength } from './snapshot';
+import { snapBase, snapRecords, snapBody, snapBodyLength } from './snapshot';
 import { SLOT_BYTES } from './layout';
 export { computeWatermarks, processWindows, processSessions, advance, restoreWindow } from './windows';
-export { serializeChanges, serializeAll } from './snapshot';
+export { serializeChanges, serializeAll, snapFill } from './snapshot';
 export { decodeInit, decodeBatch, keyTable } from './decode';
 export { internTableNew, intern, internRemove, internCount, internLive, internBytes, internLen, internFresh, internFreshCount, internFreshReset, internFree } from './intern';
 // Exported for the scanner's own tests, which run against this release build.
@@ -86,12 +87,16 @@ export function trackChanges(on: bool, listLive: bool): void { setTracking(on, l
 /** Entries on the dirty list (an upper bound of the windows changed). */
 export function changedSlots(): u32 { return dirtyCount; }
 /**
- * The region the last serialize call wrote: snapLength() bytes of SNAP records from
- * snapPtr(). serializeChanges' region stays as written, at the same address, until
- * the next serializeChanges (serializeAll writes a region of its own).
+ * The region the last serialize call wrote: snapCount() headers (SNAP_HEADER bytes
+ * each) from snapPtr(), their bodies in snapBodyLength() bytes from snapBodyPtr().
+ * serializeChanges' region stays at the same addresses until the next
+ * serializeChanges (serializeAll writes a region of its own); its bodies are written
+ * by snapFill(from, to) (a record's LEN is SNAP_UNWRITTEN until then).
  */
 export function snapPtr(): usize { return snapBase; }
-export function snapLen(): u32 { return <u32>snapLength; }
+export function snapCount(): u32 { return snapRecords; }
+export function snapBodyPtr(): usize { return snapBody; }
+export function snapBodyLen(): u32 { return <u32>snapBodyLength; }
 
 /**
  * Numbers and result records as JSON text (dtoa.ts). formatDoubles reads f64[n] at

@@ -51,7 +51,11 @@ export const SLOT_FIRED: u32 = 1; // fired at least once
 // path makes (`flags & SLOT_DIRTY`) never leads to a call.
 export const SLOT_DIRTY: u32 = 2;
 export const SLOT_LIVE: u32 = 4; // allocated
-// (8 is sessions.ts's ARMED)
+// (8 and 16 are sessions.ts's ARMED and PURGE_ARMED)
+// Changed before the last serializeChanges and not serialized yet: the change set it
+// took holds a record whose body waits for this slot's bytes as they were then. The
+// first change or free after that writes them first (copy on write; snapshot.ts).
+export const SLOT_PENDING: u32 = 32;
 export const NO_SLOT: u32 = 0xffffffff;
 
 // ─── Sketch header (inside a slot) ────────────────────────────────────────────
@@ -124,14 +128,21 @@ export const SER_SKETCH: usize = 60;
 export const SER_MIN_BYTES: usize = 60 + 4 + 8 + 8; // empty sketch
 
 // ─── Snapshot record (snap region, written by serializeChanges/serializeAll) ──
-//   ┌──────┬───────┬──────┬─────┬───────┬─────┬─────────────────────────────┐
-//   │ agg  │ keyId │ slot │ len │ start │ end │ len bytes of slot serial.   │ padded to 8
-//   └──────┴───────┴──────┴─────┴───────┴─────┴─────────────────────────────┘
-//     u32    u32     u32    u32   f64     f64
+// A region is an array of fixed-size headers and, apart, a body area that holds
+// each record's slot serialization at the offset its header names. serializeAll
+// writes both at once. serializeChanges writes the headers only, reserves each body
+// (room for the slot's sketch as it is then), and leaves LEN at SNAP_UNWRITTEN: the
+// body is written by snapFill, or before the slot's next change or free.
+//   ┌──────┬───────┬──────┬─────┬───────┬─────┬──────┬───────┐
+//   │ agg  │ keyId │ slot │ len │ start │ end │ body │ (pad) │
+//   └──────┴───────┴──────┴─────┴───────┴─────┴──────┴───────┘
+//     u32    u32     u32    u32   f64     f64   u32    u32
 export const SNAP_AGG: usize = 0;
 export const SNAP_KEY: usize = 4;
 export const SNAP_SLOT: usize = 8;
 export const SNAP_LEN: usize = 12;
 export const SNAP_START: usize = 16;
 export const SNAP_END: usize = 24;
-export const SNAP_HEADER: usize = 32;
+export const SNAP_BODY: usize = 32; // byte offset of the body in the region's body area
+export const SNAP_HEADER: usize = 40;
+export const SNAP_UNWRITTEN: u32 = 0xffffffff;

@@ -429,6 +429,8 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
       slot = sessionNew(a, s, key, mStart, mEnd, prev, cur);
     } else {
       slot = cur;
+      // Before it changes: a session its checkpoint has not serialized yet is written first.
+      if ((ldu(slotAddr(slot) + SLOT_FLAGS) & SLOT_DIRTY) == 0) slotTouch(slot);
       let changed = last != cur;
       if (changed) {
         const after = ldu(slotAddr(last) + SLOT_NEXT);
@@ -454,7 +456,7 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     const sp = slotAddr(slot);
     accAdd(sp, x);
     sketchAdd(sp + SLOT_SKETCH, x);
-    // Every change of a session (add, merge, extension) ends here: one test for tracking.
+    // A new session is listed as changed here (an existing one was, above).
     let flags = ldu(sp + SLOT_FLAGS);
     if ((flags & SLOT_DIRTY) == 0) {
       slotTouch(slot);

@@ -1,7 +1,8 @@
 // Slots: the state of one window of one key, in one growable pool.
-import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
+import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_PENDING, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
 import { ldu, stu, zeroSmall } from './mem';
 import { sketchFree } from './sketch';
+import { snapPending } from './snapshot';
 
 // ─── Slot pool ────────────────────────────────────────────────────────────────
 // One growable array of SLOT_BYTES records addressed by index; freed slots form a
@@ -14,11 +15,16 @@ let poolCap: u32 = 0;
 let poolUsed: u32 = 0;
 let freeHead: u32 = NO_SLOT;
 let liveSlots: u32 = 0;
+// u32[poolCap]: for a PENDING slot, its record in the changes region (snapshot.ts).
+// Written by serializeChanges, read only while the slot is PENDING.
+let pendingRecord: usize = 0;
 
 // ─── Change tracking (checkpoints) ────────────────────────────────────────────
 // With tracking on, the first change of a slot since the last serializeChanges sets
 // SLOT_DIRTY and appends the slot's index to the dirty list; later changes see the
-// flag and do nothing more. The list may name a slot twice (freed and reused) or a
+// flag and do nothing more. The test comes before the change: a slot that a
+// checkpoint's change set still has to serialize (SLOT_PENDING) is written out
+// first, as it was at the barrier. The list may name a slot twice (freed and reused) or a
 // slot since freed: the serializer skips what is no longer LIVE and DIRTY.
 // With tracking off, slots are born DIRTY, so the hot path's test never calls.
 export let tracking: bool = false;
@@ -37,6 +43,7 @@ let dirtyCap: u32 = 0;
 function poolGrow(cap: u32): void {
   if (<u64>cap * <u64>SLOT_BYTES > <u64>u32.MAX_VALUE) unreachable(); // the size would wrap
   pool = poolCap ? heap.realloc(pool, <usize>cap * SLOT_BYTES) : heap.alloc(<usize>cap * SLOT_BYTES);
+  pendingRecord = poolCap ? heap.realloc(pendingRecord, <usize>cap << 2) : heap.alloc(<usize>cap << 2);
   poolCap = cap;
 }
 
@@ -68,6 +75,7 @@ export function slotAlloc(): u32 {
 
 export function slotFree(i: u32): void {
   const s = slotAddr(i);
+  if (ldu(s + SLOT_FLAGS) & SLOT_PENDING) snapPending(i); // its checkpoint still needs it
   sketchFree(s + SLOT_SKETCH);
   stu(s + SLOT_FLAGS, 0);
   stu(s + SLOT_NEXT, freeHead);
@@ -107,14 +115,25 @@ export function slotIsLive(i: u32): bool {
   return i < poolUsed && (ldu(slotAddr(i) + SLOT_FLAGS) & SLOT_LIVE) != 0;
 }
 
-/** Slot i changed and is not DIRTY yet: flag it and, when tracking, list it. Off the hot path. */
+/**
+ * Slot i is about to change and is not DIRTY yet: flag it and, when tracking, list
+ * it. A PENDING slot is serialized for its checkpoint first, as it is before this
+ * change (copy on write). Off the hot path. Call it before the change, not after.
+ */
 export function slotTouch(i: u32): void {
   const s = slotAddr(i);
+  if (ldu(s + SLOT_FLAGS) & SLOT_PENDING) snapPending(i);
   stu(s + SLOT_FLAGS, ldu(s + SLOT_FLAGS) | SLOT_DIRTY);
   if (tracking) dirtyPush(i);
 }
 
-/** The hot path's part of change tracking: one test of the slot's flags (sp = slotAddr(i)). */
+/** The changes region's record of PENDING slot i (snapshot.ts). */
+// @ts-ignore: decorator
+@inline export function slotPendingRecord(i: u32): u32 { return ldu(pendingRecord + (<usize>i << 2)); }
+// @ts-ignore: decorator
+@inline export function slotPendingSet(i: u32, k: u32): void { stu(pendingRecord + (<usize>i << 2), k); }
+
+/** The hot path's part of change tracking, before a change: one test of the slot's flags (sp = slotAddr(i)). */
 // @ts-ignore: decorator
 @inline export function slotChanged(sp: usize, i: u32): void {
   if ((ldu(sp + SLOT_FLAGS) & SLOT_DIRTY) == 0) slotTouch(i);

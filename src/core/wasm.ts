@@ -11,9 +11,9 @@ export const Layout = {
   RES_LATE: 1,
   GONE_BYTES: 32,
   GONE: { AGG: 0, KEY: 4, START: 8, END: 16, SLOT: 24 },
-  /** Snapshot record: header, then LEN bytes of slot serialization, padded to 8. */
-  SNAP_HEADER: 32,
-  SNAP: { AGG: 0, KEY: 4, SLOT: 8, LEN: 12, START: 16, END: 24 },
+  /** Snapshot record header; BODY is its slot serialization's offset in the region's body area, LEN its length. */
+  SNAP_HEADER: 40,
+  SNAP: { AGG: 0, KEY: 4, SLOT: 8, LEN: 12, START: 16, END: 24, BODY: 32 },
   SER_VERSION: 1,
   NO_SLOT: 0xffffffff,
   EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
@@ -48,8 +48,11 @@ interface CoreExports {
   changedSlots(): number;
   serializeChanges(): number;
   serializeAll(): number;
+  snapFill(from: number, to: number): void;
   snapPtr(): number;
-  snapLen(): number;
+  snapCount(): number;
+  snapBodyPtr(): number;
+  snapBodyLen(): number;
   restoreWindow(a: number, keyId: number, start: number, end: number, w: number, ptr: number, len: number): number;
   openWindows(a: number): number;
   nextFire(a: number): number;
@@ -86,11 +89,19 @@ function wasmModule(): WebAssembly.Module {
   return compiled;
 }
 
-/** SNAP records (Layout.SNAP) a serialize call wrote: `length` bytes from `base`. */
+/**
+ * What a serialize call wrote: `count` SNAP headers (Layout.SNAP_HEADER bytes each)
+ * from `base`, and their bodies (slot serializations) in `bodyLength` bytes from
+ * `body`. A body is there once fill() covered its record.
+ */
 export interface SnapRegion {
   count: number;
   base: number;
-  length: number;
+  body: number;
+  /** Bytes reserved for the bodies: at least what they take. */
+  bodyLength: number;
+  /** Writes the bodies of records [from, to) not written yet (it may grow memory). */
+  fill(from: number, to: number): void;
   /** Every record's slot is below this (the core's slot capacity). */
   slots: number;
   memory(): { bytes: Uint8Array; f64: Float64Array; u32: Uint32Array };
@@ -248,14 +259,26 @@ export class WasmCore {
   }
 
   /**
-   * Writes the windows changed since the last call (or, `all`, every live window) to a
-   * snap region. The changes region stays as written until the next serialize(false),
-   * whatever the core does in between (serialize(true) writes a region of its own);
-   * `memory()` gives views of it valid until the next call into the core.
+   * Takes the windows changed since the last call (or, `all`, every live window) into a
+   * snap region. serialize(all) writes every record whole. serialize(false), the
+   * checkpoint's barrier, writes the headers only: a window's body is written by
+   * fill(), or by the core before the window next changes or goes, as it was at the
+   * call (copy on write). The changes region stays where it is until the next
+   * serialize(false), whatever the core does in between (serialize(true) writes a
+   * region of its own); `memory()` gives views valid until the next call into the core.
    */
   serialize(all: boolean): SnapRegion {
     const count = all ? this.x.serializeAll() : this.x.serializeChanges();
-    return { count, base: this.x.snapPtr(), length: this.x.snapLen(), slots: this.x.slotCapacity(), memory: () => this.memory() };
+    const x = this.x;
+    return {
+      count,
+      base: x.snapPtr(),
+      body: x.snapBodyPtr(),
+      bodyLength: x.snapBodyLen(),
+      slots: x.slotCapacity(),
+      fill: all ? () => {} : (from, to) => x.snapFill(from, to),
+      memory: () => this.memory(),
+    };
   }
 
   /** Views of all of linear memory, valid until the next call into the core. */

@@ -4,12 +4,13 @@
 // while processing goes on, straight into a change batch (bytes, src/state/batch.ts)
 // that the state thread stages: no object per window.
 //
-// The barrier handles numbers only. The core serializes the changed windows into its
-// changes region (assembly/snapshot.ts), which stays as written until the next
-// barrier; one pass over the records' headers (aggregation, key id, slot, window
-// bounds) finds the persisted windows they replace. No byte is copied and no string
-// touched: the change set reads the records, and turns key ids into key strings,
-// when it is encoded. Until then the operator frees no key id (WindowOperator: no key
+// The barrier handles numbers only. The core writes a header per changed window into
+// its changes region (assembly/snapshot.ts), which stays until the next barrier; one
+// pass over the headers (aggregation, key id, slot, window bounds) finds the persisted
+// windows they replace. No state byte is copied and no string touched: the core
+// writes each window's bytes (its body) later, copy on write (when the change set is
+// encoded, or first thing when the window changes again before that), and the change
+// set turns key ids into key strings when it is encoded. Until then the operator frees no key id (WindowOperator: no key
 // sweep while a change set is not encoded), so an id the change set names cannot be
 // given to another key in between.
 import { Layout, type SnapRegion } from '../core/wasm';
@@ -17,15 +18,12 @@ import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
 
 const { SNAP, SNAP_HEADER } = Layout;
 // Field offsets of a snap record in u32 words and f64 slots from its start.
-const SNAP_AGG_W = SNAP.AGG / 4, SNAP_KEY_W = SNAP.KEY / 4, SNAP_LEN_W = SNAP.LEN / 4, SNAP_SLOT_W = SNAP.SLOT / 4;
+const SNAP_AGG_W = SNAP.AGG / 4, SNAP_KEY_W = SNAP.KEY / 4, SNAP_LEN_W = SNAP.LEN / 4, SNAP_SLOT_W = SNAP.SLOT / 4, SNAP_BODY_W = SNAP.BODY / 4;
 const SNAP_START_D = SNAP.START / 8, SNAP_END_D = SNAP.END / 8;
+/** Header words and doubles per snap record. */
+const HEAD_W = SNAP_HEADER / 4, HEAD_D = SNAP_HEADER / 8;
 /** No window persisted from the slot (PersistedWindows), or a legacy key string instead of a key id (MovedWindows). */
 const NONE = 0xffffffff;
-
-/** Bytes a snap record takes in its region: its header, then its slot serialization padded to 8. */
-function recordBytes(len: number): number {
-  return SNAP_HEADER + ((len + 7) & ~7);
-}
 
 /** Changes of the window state since the last drain, at the level of state keys. */
 export interface StateChanges {
@@ -140,10 +138,6 @@ export interface KeyTables {
 export class ChangeSet {
   /** Whether every record has been encoded: the key ids it names may be freed. */
   encoded: boolean;
-  /** The next put encode() would write, and its byte offset in the region: slices follow one another. */
-  private next = 0;
-  private nextOffset = 0;
-
   constructor(
     /** The aggregations' names, UTF-8. */
     private readonly names: readonly Buffer[],
@@ -166,7 +160,7 @@ export class ChangeSet {
 
   /** A first guess of the encoded size in bytes (the writer grows past it if need be). */
   get bytesHint(): number {
-    return this.region.length + 128 * this.size;
+    return this.region.bodyLength + 128 * this.size;
   }
 
   /**
@@ -196,19 +190,16 @@ export class ChangeSet {
     w.endDelete();
   }
 
-  /** Puts [first, last): the region's records in order. */
+  /** Puts [first, last): the region's records in order, their bodies written first. */
   private encodePuts(w: ChangeBatchWriter, first: number, last: number): void {
+    const region = this.region;
+    region.fill(first, last);
     // Views of memory as it is now (it may have grown since the barrier; the region has not moved).
-    const { bytes, u32, f64 } = this.region.memory();
-    const base = this.region.base;
-    let off = this.nextOffset;
-    if (first !== this.next) {
-      off = 0;
-      for (let k = 0; k < first; k++) off += recordBytes(u32[((base + off) >>> 2) + SNAP_LEN_W]!);
-    }
+    const { bytes, u32, f64 } = region.memory();
     const names = this.names, headers = this.headers, keysOf = this.tables.keys, valuesOf = this.tables.values;
+    const hw = region.base >>> 2, hd = region.base >>> 3, body = region.body;
     for (let k = first; k < last; k++) {
-      const r = base + off, rw = r >>> 2, rd = r >>> 3;
+      const rw = hw + k * HEAD_W, rd = hd + k * HEAD_D;
       const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!, len = u32[rw + SNAP_LEN_W]!;
       const start = f64[rd + SNAP_START_D]!, end = f64[rd + SNAP_END_D]!;
       const name = names[a]!, key = keysOf[a]![id]!, vals = valuesOf[a]![id]!;
@@ -225,13 +216,10 @@ export class ChangeSet {
       b.writeDoubleLE(end, p + 8);
       p += 16;
       // A plain Uint8Array view: Buffer.subarray costs twice as much per window.
-      b.set(new Uint8Array(bytes.buffer, r + SNAP_HEADER, len), p);
+      b.set(new Uint8Array(bytes.buffer, body + u32[rw + SNAP_BODY_W]!, len), p);
       w.pos = p + len;
       w.endPut();
-      off += recordBytes(len);
     }
-    this.next = last;
-    this.nextOffset = off;
   }
 
   /**
@@ -452,10 +440,9 @@ function persist(
   moved: MovedWindows,
 ): number {
   let added = 0;
-  let off = 0;
   const anyLegacy = legacy.size > 0;
   for (let k = 0; k < n; k++) {
-    const r = base + off, rw = r >>> 2, rd = r >>> 3;
+    const r = base + k * SNAP_HEADER, rw = r >>> 2, rd = r >>> 3;
     const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!, slot = u32[rw + SNAP_SLOT_W]!;
     const start = f64[rd + SNAP_START_D]!, end = f64[rd + SNAP_END_D]!;
     const old = pKey[slot]!;
@@ -469,7 +456,6 @@ function persist(
     pKey[slot] = id;
     pStart[slot] = start;
     pEnd[slot] = end;
-    off += recordBytes(u32[rw + SNAP_LEN_W]!);
   }
   return added;
 }

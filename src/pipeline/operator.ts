@@ -386,11 +386,11 @@ export class WindowOperator {
   }
 
   /**
-   * The changes since the last take (a checkpoint's barrier): the core serializes the
-   * changed windows into a region of its own, and a pass over their headers, numbers
-   * only, finds the persisted windows they replace. Building the state keys and
-   * values is left to ChangeSet.encode(), which must run before the next take; until
-   * it has encoded every record, no key id is freed.
+   * The changes since the last take (a checkpoint's barrier): the core writes a header
+   * per changed window into a region of its own, and a pass over them, numbers only,
+   * finds the persisted windows they replace. The windows' bytes (written by the core
+   * copy on write) and the state keys are left to ChangeSet.encode(), which must run
+   * before the next take; until it has encoded every record, no key id is freed.
    */
   takeChanges(): ChangeSet {
     if (!this.tracking) throw new Error('takeChanges() needs trackChanges() first');
