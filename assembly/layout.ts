@@ -56,6 +56,8 @@ export const SLOT_LIVE: u32 = 4; // allocated
 // took holds a record whose body waits for this slot's bytes as they were then. The
 // first change or free after that writes them first (copy on write; snapshot.ts).
 export const SLOT_PENDING: u32 = 32;
+// Kept by a compaction of the dirty list, while it runs (slots.ts).
+export const SLOT_LISTED: u32 = 64;
 export const NO_SLOT: u32 = 0xffffffff;
 
 // ─── Sketch header (inside a slot) ────────────────────────────────────────────

@@ -1,5 +1,5 @@
 // Slots: the state of one window of one key, in one growable pool.
-import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_PENDING, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
+import { SLOT_BYTES, SLOT_NEXT, SLOT_FLAGS, SLOT_SKETCH, SLOT_LIVE, SLOT_DIRTY, SLOT_PENDING, SLOT_LISTED, SLOT_KEY, SLOT_AGG, NO_SLOT } from './layout';
 import { ldu, stu, zeroSmall } from './mem';
 import { sketchFree } from './sketch';
 import { snapPending } from './snapshot';
@@ -22,7 +22,9 @@ let pendingRecord: usize = 0;
 // ─── Change tracking (checkpoints) ────────────────────────────────────────────
 // With tracking on, the first change of a slot since the last serializeChanges sets
 // SLOT_DIRTY and appends the slot's index to the dirty list; later changes see the
-// flag and do nothing more. The test comes before the change: a slot that a
+// flag and do nothing more. Windows opened and purged between two barriers would
+// make the list grow with every window of the interval: it is compacted instead of
+// grown once it is over twice the live slots. The test comes before the change: a slot that a
 // checkpoint's change set still has to serialize (SLOT_PENDING) is written out
 // first, as it was at the barrier. The list may name a slot twice (freed and reused) or a
 // slot since freed: the serializer skips what is no longer LIVE and DIRTY.
@@ -140,6 +142,10 @@ export function slotTouch(i: u32): void {
 }
 
 function dirtyPush(i: u32): void {
+  // Full, and more than twice as long as the live slots: windows opened and purged since
+  // the barrier fill it. Compacted rather than grown, it stays in step with the open
+  // windows (a barrier walks it), not with the windows made in a checkpoint interval.
+  if (dirtyCount == dirtyCap && dirtyCount > liveSlots << 1) dirtyCompact();
   if (dirtyCount == dirtyCap) {
     const c = dirtyCap ? dirtyCap << 1 : 1024;
     dirtyBase = dirtyCap ? heap.realloc(dirtyBase, <usize>c << 2) : heap.alloc(<usize>c << 2);
@@ -147,6 +153,28 @@ function dirtyPush(i: u32): void {
   }
   stu(dirtyBase + (<usize>dirtyCount << 2), i);
   dirtyCount++;
+}
+
+/**
+ * Keeps only the entries a barrier would take: each slot that is live and DIRTY, once
+ * (a slot freed and handed out again may be listed twice). SLOT_LISTED marks the kept.
+ */
+function dirtyCompact(): void {
+  let n: u32 = 0;
+  for (let k: u32 = 0; k < dirtyCount; k++) {
+    const i = ldu(dirtyBase + (<usize>k << 2));
+    const s = slotAddr(i);
+    const f = ldu(s + SLOT_FLAGS);
+    if ((f & (SLOT_LIVE | SLOT_DIRTY | SLOT_LISTED)) != (SLOT_LIVE | SLOT_DIRTY)) continue;
+    stu(s + SLOT_FLAGS, f | SLOT_LISTED);
+    stu(dirtyBase + (<usize>n << 2), i);
+    n++;
+  }
+  for (let k: u32 = 0; k < n; k++) {
+    const s = slotAddr(ldu(dirtyBase + (<usize>k << 2)));
+    stu(s + SLOT_FLAGS, ldu(s + SLOT_FLAGS) & ~SLOT_LISTED);
+  }
+  dirtyCount = n;
 }
 
 /**
