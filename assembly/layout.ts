@@ -120,11 +120,15 @@ export const WIN_SESSION: i32 = 2;
 //   ┌─────────┬──────────────────┬───────┬─────────┬────────┬─────────┬─────────┬────────┬─────────┐
 //   │ version │ 7 × f64 acc      │ zeros │ pos min │ pos n  │ pos u32…│ neg min │ neg n  │ neg u32…│
 //   └─────────┴──────────────────┴───────┴─────────┴────────┴─────────┴─────────┴────────┴─────────┘
-//     u32 (=1)  count..m2          u32     i32       u32                i32       u32
+//     u32 (=2)  count..m2          u32     i32       u32                i32       u32
 // Little-endian, unaligned. A store holds only its occupied bucket range (n may be 0).
+// Version 2 (written) sets SPARSE (the top bit) in n when the range's counts follow
+// as (empty buckets skipped, count) varint pairs of its occupied buckets instead of
+// n × u32, whichever is shorter (sketch.ts); version 1 (read) is always dense.
 // Window bounds, key and aggregation are not in it: they travel in the snapshot
 // record header below, and restoreWindow takes them as arguments.
-export const SER_VERSION: u32 = 1;
+export const SER_VERSION: u32 = 2;
+export const SER_VERSION_DENSE: u32 = 1;
 export const SER_ACC: usize = 4; // SLOT_COUNT..SLOT_M2, 56 bytes
 export const SER_SKETCH: usize = 60;
 export const SER_MIN_BYTES: usize = 60 + 4 + 8 + 8; // empty sketch

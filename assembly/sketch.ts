@@ -273,7 +273,54 @@ export function sketchSerializedBytes(sk: usize): usize {
   return 4 + 8 + (<usize>ldu(sk + SK_POS + ST_CAP) << 2) + 8 + (<usize>ldu(sk + SK_NEG + ST_CAP) << 2);
 }
 
-/** Writes the occupied bucket range of a store: min i32, n u32, n × u32. */
+// Serialized stores (layout.ts, slot serialization). A store is its occupied bucket
+// range: i32 lo (its first index), u32 n (buckets from lo to the last occupied one),
+// then, in format 1 and in format 2 without SPARSE in n, the n counts as u32 (dense);
+// in format 2 with SPARSE, only the occupied buckets, each as two LEB128 varints: the
+// empty buckets skipped since the last one, then its count, up to the last (n - 1).
+// Format 2 writes whichever of the two is shorter: a session of a few values spread
+// over some hundred buckets takes a few bytes per value, not four per bucket.
+const SPARSE: u32 = 0x80000000;
+
+/** Bytes of v as a LEB128 varint. */
+// @ts-ignore: decorator
+@inline function varLen(v: u32): usize {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Writes v as a LEB128 varint at q; the end. */
+// @ts-ignore: decorator
+@inline function varPut(q: usize, v: u32): usize {
+  while (v >= 0x80) {
+    store<u8>(q++, <u8>(v | 0x80));
+    v >>= 7;
+  }
+  store<u8>(q, <u8>v);
+  return q + 1;
+}
+
+// varGet's results: the value read and the end of its bytes (0: malformed or past `end`).
+let varValue: u32 = 0;
+let varEnd: usize = 0;
+
+/** Reads a LEB128 varint of at most 5 bytes from [q, end) into varValue/varEnd. */
+function varGet(q: usize, end: usize): void {
+  let v: u32 = 0;
+  for (let k: u32 = 0; k < 5; k++) {
+    if (q >= end) break;
+    const b = <u32>load<u8>(q++);
+    if (k == 4 && b > 0x0f) break; // past 32 bits
+    v |= (b & 0x7f) << (7 * k);
+    if (b < 0x80) {
+      varValue = v;
+      varEnd = q;
+      return;
+    }
+  }
+  varEnd = 0;
+}
+
+/** Writes the occupied bucket range of a store (above), dense or sparse, whichever is shorter. */
 function storeWrite(st: usize, out: usize): usize {
   const p = <usize>ldu(st + ST_PTR);
   const cap = ldu(st + ST_CAP);
@@ -285,47 +332,116 @@ function storeWrite(st: usize, out: usize): usize {
   }
   const n = hi - lo;
   sti(out, n ? ldi(st + ST_MIN) + <i32>lo : 0);
-  stu(out + 4, n);
-  if (n) copyWords(out + 8, p + (<usize>lo << 2), <usize>n << 2);
-  return out + 8 + (<usize>n << 2);
-}
-
-function storeRead(st: usize, inp: usize): usize {
-  const lo = ldi(inp);
-  const cap = ldu(inp + 4);
-  if (cap) {
-    const p = heap.alloc(<usize>cap << 2);
-    memory.copy(p, inp + 8, <usize>cap << 2);
-    stu(st + ST_PTR, <u32>p);
-    sti(st + ST_MIN, lo);
-    stu(st + ST_CAP, cap);
+  if (n == 0) {
+    stu(out + 4, 0);
+    return out + 8;
   }
-  return inp + 8 + (<usize>cap << 2);
+  const dense = <usize>n << 2;
+  let sparse: usize = 0;
+  let last = lo; // the bucket after the last occupied one
+  for (let j = lo; j < hi && sparse < dense; j++) {
+    const c = load<u32>(p + (<usize>j << 2));
+    if (c == 0) continue;
+    sparse += varLen(j - last) + varLen(c);
+    last = j + 1;
+  }
+  if (sparse >= dense) {
+    stu(out + 4, n);
+    copyWords(out + 8, p + (<usize>lo << 2), dense);
+    return out + 8 + dense;
+  }
+  stu(out + 4, n | SPARSE);
+  let q = out + 8;
+  last = lo;
+  for (let j = lo; j < hi; j++) {
+    const c = load<u32>(p + (<usize>j << 2));
+    if (c == 0) continue;
+    q = varPut(varPut(q, j - last), c);
+    last = j + 1;
+  }
+  return q;
 }
 
-/** Writes the sketch at `out`; returns the end pointer. */
+/** Reads a store (checked by storeCheck) of serialization format `version` into `st`; the end of its bytes. */
+function storeRead(st: usize, inp: usize, version: u32): usize {
+  const lo = ldi(inp);
+  const nf = ldu(inp + 4);
+  const n = version >= 2 ? nf & ~SPARSE : nf;
+  if (n == 0) return inp + 8;
+  stu(st + ST_MIN, <u32>lo);
+  stu(st + ST_CAP, n);
+  if (version < 2 || (nf & SPARSE) == 0) {
+    const p = heap.alloc(<usize>n << 2);
+    memory.copy(p, inp + 8, <usize>n << 2);
+    stu(st + ST_PTR, <u32>p);
+    return inp + 8 + (<usize>n << 2);
+  }
+  const p = zalloc(<usize>n << 2);
+  stu(st + ST_PTR, <u32>p);
+  let q = inp + 8;
+  let j: u32 = 0;
+  const end = <usize>u32.MAX_VALUE;
+  while (true) {
+    varGet(q, end);
+    j += varValue;
+    varGet(varEnd, end);
+    q = varEnd;
+    store<u32>(p + (<usize>j << 2), varValue);
+    if (j == n - 1) return q;
+    j++;
+  }
+  return q;
+}
+
+/**
+ * Bytes the store at `inp` occupies if it fits in [inp, end) and is well formed, else
+ * 0: its indices within the range a double's buckets take, and, sparse, each varint
+ * whole and each bucket inside [0, n), the last one at n - 1.
+ */
+function storeCheck(inp: usize, end: usize, version: u32): usize {
+  if (inp + 8 > end) return 0;
+  const nf = ldu(inp + 4);
+  const sparse = version >= 2 && (nf & SPARSE) != 0;
+  const n = <usize>(version >= 2 ? nf & ~SPARSE : nf);
+  const lo = <i64>ldi(inp);
+  // Bucket indices of finite doubles (bits >> 46, subnormals shifted down by 4096) stay within ±2^18.
+  if (lo + <i64>n > (1 << 18) || lo < -(1 << 18)) return 0;
+  if (!sparse) return n > (end - inp - 8) >> 2 ? 0 : 8 + (n << 2);
+  if (n == 0) return 0;
+  let q = inp + 8;
+  let j: usize = 0;
+  while (true) {
+    varGet(q, end);
+    if (varEnd == 0) return 0;
+    j += <usize>varValue;
+    varGet(varEnd, end);
+    if (varEnd == 0 || j >= n) return 0;
+    q = varEnd;
+    if (j == n - 1) return q - inp;
+    j++;
+  }
+  return 0;
+}
+
+/** Writes the sketch at `out` (serialization format 2); returns the end pointer. */
 export function sketchWrite(sk: usize, out: usize): usize {
   stu(out, ldu(sk + SK_ZEROS));
   return storeWrite(sk + SK_NEG, storeWrite(sk + SK_POS, out + 4));
 }
 
-/** Bytes a serialized sketch at `inp` occupies if it fits in `avail` bytes and is well formed, else 0. */
-export function sketchCheck(inp: usize, avail: usize): usize {
-  let off: usize = 4;
-  for (let k = 0; k < 2; k++) {
-    if (off + 8 > avail) return 0;
-    const n = <usize>ldu(inp + off + 4);
-    const lo = <i64>ldi(inp + off);
-    // Bucket indices of finite doubles (bits >> 46, subnormals shifted down by 4096) stay within ±2^18.
-    if (n > (avail - off - 8) >> 2 || lo + <i64>n > (1 << 18) || lo < -(1 << 18)) return 0;
-    off += 8 + (n << 2);
-  }
-  return off;
+/** Bytes a serialized sketch of format `version` at `inp` occupies if it fits in `avail` bytes and is well formed, else 0. */
+export function sketchCheck(inp: usize, avail: usize, version: u32): usize {
+  if (avail < 4) return 0;
+  const end = inp + avail;
+  const pos = storeCheck(inp + 4, end, version);
+  if (pos == 0) return 0;
+  const neg = storeCheck(inp + 4 + pos, end, version);
+  return neg == 0 ? 0 : 4 + pos + neg;
 }
 
-/** Reads a sketch written by sketchWrite into a freshly initialised header. */
-export function sketchRead(sk: usize, inp: usize): usize {
+/** Reads a sketch of format `version`, checked by sketchCheck, into a freshly initialised header. */
+export function sketchRead(sk: usize, inp: usize, version: u32): usize {
   sketchInit(sk);
   stu(sk + SK_ZEROS, ldu(inp));
-  return storeRead(sk + SK_NEG, storeRead(sk + SK_POS, inp + 4));
+  return storeRead(sk + SK_NEG, storeRead(sk + SK_POS, inp + 4, version), version);
 }

@@ -13,7 +13,7 @@
 // it was at the barrier. The region stays where it is until the next
 // serializeChanges (a full snapshot in between does not touch it).
 import {
-  SER_VERSION, SER_ACC, SER_SKETCH, SER_MIN_BYTES,
+  SER_VERSION, SER_VERSION_DENSE, SER_ACC, SER_SKETCH, SER_MIN_BYTES,
   SNAP_AGG, SNAP_KEY, SNAP_SLOT, SNAP_LEN, SNAP_START, SNAP_END, SNAP_BODY, SNAP_HEADER, SNAP_UNWRITTEN,
   SLOT_COUNT, SLOT_M2, SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_SKETCH, SLOT_FLAGS, SLOT_LIVE, SLOT_DIRTY, SLOT_PENDING,
 } from './layout';
@@ -176,15 +176,16 @@ export function serializeAll(): u32 {
   return n;
 }
 
-/** Whether `len` bytes at `ptr` are one well-formed slot serialization of this version. */
+/** Whether `len` bytes at `ptr` are one well-formed slot serialization of a version this build reads (1 or 2). */
 export function serialValid(ptr: usize, len: usize): bool {
-  if (len < SER_MIN_BYTES || ldu(ptr) != SER_VERSION) return false;
-  return sketchCheck(ptr + SER_SKETCH, len - SER_SKETCH) == len - SER_SKETCH;
+  const version: u32 = len < SER_MIN_BYTES ? 0 : ldu(ptr);
+  if (version < SER_VERSION_DENSE || version > SER_VERSION) return false;
+  return sketchCheck(ptr + SER_SKETCH, len - SER_SKETCH, version) == len - SER_SKETCH;
 }
 
 /** Loads a slot serialization (checked by serialValid) into slot i's accumulators and sketch. */
 export function slotLoad(i: u32, ptr: usize): void {
   const s = slotAddr(i);
   memory.copy(s + SLOT_COUNT, ptr + SER_ACC, SLOT_M2 + 8 - SLOT_COUNT);
-  sketchRead(s + SLOT_SKETCH, ptr + SER_SKETCH);
+  sketchRead(s + SLOT_SKETCH, ptr + SER_SKETCH, ldu(ptr));
 }

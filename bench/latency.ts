@@ -34,6 +34,7 @@
 //   WEIR_LATENCY_NODE_ARGS="--trace-gc ..."     more node options for Weir's process
 //   WEIR_LATENCY_WEIR_OUT=<file>                append Weir's stdout and stderr to <file> (with --trace-gc: its collections)
 //   WEIR_LATENCY_CONFIG='{"changelog":{"enabled":false}}'   top-level config sections replacing the benchmark's
+//   WEIR_LATENCY_DUMP=<file>                    append each measured result as "arrival ms, latency ms, aggregation" lines
 //   WEIR_BENCH_NO_KAFKA=1                       skip
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -75,6 +76,9 @@ export interface LatencyRun {
   maxMs: number;
   /** Results later than 250 ms. */
   over250: number;
+  /** Share of on-time results later than 50 ms, here and in Weir's own `result_latency_seconds` (when handed to its sinks): where the tail comes from. */
+  over50: number;
+  handedOver50: number;
   /** Events in the topic not yet read by Weir: means over the first and the last 3 s of the measurement window, and the most seen. */
   lagStart: number;
   lagEnd: number;
@@ -171,6 +175,8 @@ const extraNodeArgs = (process.env['WEIR_LATENCY_NODE_ARGS'] ?? '').split(' ').f
 const outFile = process.env['WEIR_LATENCY_WEIR_OUT'];
 /** Config sections that replace the benchmark's own (a JSON object of top-level keys), to try a setting side by side. */
 const configPatch = JSON.parse(process.env['WEIR_LATENCY_CONFIG'] ?? '{}') as Record<string, unknown>;
+/** Where each measured result's arrival and latency go (WEIR_LATENCY_DUMP), to line them up with Weir's log. */
+const dumpFile = process.env['WEIR_LATENCY_DUMP'];
 
 async function runRate(rate: number, users: number, warmupS: number, measureS: number, profileDir: string | undefined): Promise<LatencyRun> {
   const kafka = new Kafka({ clientId: 'weir-bench-latency', brokers: BROKERS, logLevel: logLevel.NOTHING });
@@ -234,10 +240,14 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
       eachBatch: async ({ batch }) => {
         const now = Date.now();
         if (!measuring) return;
+        let dump = '';
         for (const m of batch.messages) {
-          const r = JSON.parse(m.value!.toString()) as { late: boolean; window: { end: number } };
-          if (!r.late) lat.push(now - (r.window.end + MAX_OOO_MS));
+          const r = JSON.parse(m.value!.toString()) as { late: boolean; window: { end: number }; aggregation: string };
+          if (r.late) continue;
+          lat.push(now - (r.window.end + MAX_OOO_MS));
+          if (dumpFile !== undefined) dump += `${now},${now - (r.window.end + MAX_OOO_MS)},${r.aggregation}\n`;
         }
+        if (dump !== '') appendFileSync(dumpFile!, dump);
       },
     });
 
@@ -259,6 +269,9 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
     if (weir.exitCode !== null) throw weirFailed();
     if (producer.exitCode !== null) throw new Error(`producer exited: ${Buffer.concat(prodErr).toString()}`);
     const lags = [await lagNow()];
+    // Weir's own latency histogram: results handed to its sinks, and those later than 50 ms.
+    const handed = (page: string): [number, number] => [metricSum(page, 'result_latency_seconds_count'), metricSum(page, 'result_latency_seconds_bucket', 'le="0.05"')];
+    const handed0 = handed(await scrape(port));
     const cpu0 = cpuSeconds(weir.pid), acked0 = acked, t0 = Date.now();
     measuring = true;
     while (Date.now() - t0 < measureS * 1000) {
@@ -269,6 +282,8 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
     measuring = false;
     const seconds = (Date.now() - t0) / 1000;
     const cpu1 = cpuSeconds(weir.pid), acked1 = acked;
+    const handed1 = handed(await scrape(port));
+    const handedCount = handed1[0] - handed0[0];
     // Lag swings with batches and checkpoints: the start and the end are means over
     // the first and the last SPAN samples (a second apart), longer than a checkpoint interval.
     const span = Math.min(SPAN, Math.floor(lags.length / 2));
@@ -293,6 +308,8 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
       p99Ms: quantile(sorted, 0.99),
       maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
       over250: sorted.filter((x) => x > 250).length,
+      over50: sorted.filter((x) => x > 50).length / Math.max(1, sorted.length),
+      handedOver50: (handedCount - (handed1[1] - handed0[1])) / Math.max(1, handedCount),
       lagStart,
       lagEnd,
       lagMax,
@@ -356,11 +373,12 @@ export function printLatency(l: LatencyBenchResult): void {
   console.log(
     `${l.users.toLocaleString('en-US')} users, ${l.partitions} partitions, warm-up ${l.warmupSeconds} s, measured ${l.measureSeconds} s per rate; load average at start ${l.loadAverage.map((x) => x.toFixed(1)).join(' ')}`,
   );
-  console.log('| target events/s | produced events/s | on-time results/s | p50 ms | p99 ms | max ms | > 250 ms | lag start / end / max (events) | weir CPU (cores) | sustained |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| target events/s | produced events/s | on-time results/s | p50 ms | p99 ms | max ms | > 250 ms | > 50 ms: read / handed to sinks | lag start / end / max (events) | weir CPU (cores) | sustained |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   for (const r of l.runs)
     console.log(
-      `| ${fmt(r.rate)} | ${fmt(r.producedPerSecond)} | ${fmt(r.resultsPerSecond)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ${r.over250} | ${fmt(r.lagStart)} / ${fmt(r.lagEnd)} / ${fmt(r.lagMax)} | ${r.weirCpuCores.toFixed(2)} | ${r.sustained ? 'yes' : 'no'} |`,
+      `| ${fmt(r.rate)} | ${fmt(r.producedPerSecond)} | ${fmt(r.resultsPerSecond)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ${r.over250} | ${pct(r.over50)} / ${pct(r.handedOver50)} | ${fmt(r.lagStart)} / ${fmt(r.lagEnd)} / ${fmt(r.lagMax)} | ${r.weirCpuCores.toFixed(2)} | ${r.sustained ? 'yes' : 'no'} |`,
     );
   console.log(`\nhighest rate sustained: ${l.highestSustained === null ? 'none' : `${fmt(l.highestSustained)} events/s`}`);
   if (l.target !== null) console.log(`20,000 events/s: p99 < 50 ms ${l.target.p99Ok ? 'met' : 'NOT met'}; no result later than 250 ms ${l.target.maxOk ? 'met' : 'NOT met'}`);

@@ -154,15 +154,45 @@ test('many keys: tumbling and sliding windows (K = 1, 2, 3, 4, 6 and uneven) wit
   for (const [key, value] of op.snapshot()) {
     const core = Buffer.from(decodeStateValue(key, value).core);
     const count = core.readDoubleLE(4);
-    let o = 60, total = core.readUInt32LE(o);
-    o += 4;
-    for (let store = 0; store < 2; store++) {
-      const n = core.readUInt32LE(o + 4);
-      for (let j = 0; j < n; j++) total += core.readUInt32LE(o + 8 + 4 * j);
-      o += 8 + 4 * n;
-    }
+    const { total, end } = sketchTotal(core);
+    assert.equal(end, core.length, `${key}: the serialization ends with its sketch`);
     assert.equal(total, count, `${key}: sketch counts add up to ${total}, the window holds ${count} values`);
     windows++;
   }
   assert.ok(windows > 300, `${windows} live windows checked`);
 });
+
+/**
+ * The sum of a serialized sketch's counts (format 2, assembly/layout.ts): zeros, then
+ * per store its first index, n (top bit: sparse) and n u32 counts, or sparse, (empty
+ * buckets skipped, count) LEB128 pairs up to bucket n - 1. Also where it ends.
+ */
+function sketchTotal(core: Buffer): { total: number; end: number } {
+  assert.equal(core.readUInt32LE(0), 2, 'serialization format 2');
+  let o = 60, total = core.readUInt32LE(o);
+  o += 4;
+  const varint = (): number => {
+    let v = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = core[o++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+    }
+  };
+  for (let store = 0; store < 2; store++) {
+    const nf = core.readUInt32LE(o + 4);
+    const n = nf & 0x7fffffff;
+    o += 8;
+    if ((nf & 0x80000000) === 0) {
+      for (let j = 0; j < n; j++) total += core.readUInt32LE(o + 4 * j);
+      o += 4 * n;
+      continue;
+    }
+    for (let j = varint(); ; j += 1 + varint()) {
+      total += varint();
+      assert.ok(j < n, `bucket ${j} of ${n}`);
+      if (j === n - 1) break;
+    }
+  }
+  return { total, end: o };
+}

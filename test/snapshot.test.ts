@@ -3,6 +3,8 @@
 // at any batch boundary, goes on exactly as one that never stopped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import type { RefAggregation } from './reference/reference';
 import { testConfig } from './helpers/run';
@@ -419,6 +421,79 @@ test('windows opened and purged between two checkpoints do not pile up in the ch
   const puts = op.takeChanges().materialize().puts.map(([k]) => k).sort();
   assert.deepEqual(puts, op.snapshot().map(([k]) => k).sort());
   assert.ok(puts.length > 0);
+});
+
+test('a sketch is stored sparse when that is shorter: a few values far apart take bytes per value, not per bucket between them', () => {
+  const valueOf = (values: number[]): Buffer => {
+    const op = single({ type: 'tumbling', sizeMs: 10 });
+    const lines = values.map((v, i) => ev(i % 10, v));
+    for (let i = 0; i < lines.length; i += 4096) op.process(batchOfLines(lines.slice(i, i + 4096), 0, i));
+    const [[, value]] = op.snapshot() as [[string, Buffer]];
+    return value;
+  };
+  const core = (value: Buffer): Buffer => Buffer.from(decodeStateValue('agg:k=a:0_10', value).core);
+  // 1 and 4,000 are 11.97 octaves apart: 767 buckets of 64 per octave, 3 occupied.
+  const few = core(valueOf([1, 2, 4000]));
+  assert.equal(few.readUInt32LE(0), 2, 'serialization format 2');
+  assert.ok(few.length < 60 + 4 + 8 + 20 + 8, `${few.length} bytes for three values`);
+  // Every bucket of a range occupied once: two bytes each (no gap, a count below 128).
+  const range = Array.from({ length: 64 }, (_, i) => 64 + i);
+  assert.equal(core(valueOf(range)).length, 60 + 4 + 8 + 64 * 2 + 8);
+  // Counts of 2^14 take 3 bytes, and a bucket 4 sparse: dense is no longer, and chosen.
+  const heavy = Array.from({ length: 1 << 15 }, (_, i) => 100 + (i & 1));
+  assert.equal(core(valueOf(heavy)).length, 60 + 4 + 8 + 2 * 4 + 8, 'dense: four bytes per bucket');
+  // All come back as they went: restored, serialized again, the same bytes.
+  for (const values of [[1, 2, 4000], range, heavy, [-3, 0, 5e-300, 7e300, -1e-200, 0.5, 0.5, 12]]) {
+    const value = valueOf(values);
+    const b = single({ type: 'tumbling', sizeMs: 10 });
+    b.restore([['agg:k=a:0_10', value]], -Infinity);
+    assert.ok(b.snapshot()[0]![1].equals(value), `values ${values.slice(0, 8).join(', ')}`);
+  }
+});
+
+test('state written in serialization format 1 (dense stores) restores: the same results as the run that wrote it', () => {
+  // State of three aggregations (values wide apart, negative and zero) after the
+  // first 300 lines, written by the build before format 2, and the lines.
+  const fx = JSON.parse(readFileSync(join(__dirname, '..', '..', 'test', 'data', 'state-format-1.json'), 'utf8')) as {
+    watermark: number;
+    maxEventTime: number;
+    lines: string[];
+    state: Array<[string, string]>;
+  };
+  const cfg = testConfig({
+    eventTime: { maxOutOfOrdernessMs: 50, allowedLatenessMs: 100 },
+    aggregations: [
+      { name: 't', groupBy: ['k'], value: 'v', window: { type: 'tumbling', sizeMs: 1000 } },
+      { name: 'w', groupBy: ['k'], value: 'v', window: { type: 'sliding', sizeMs: 2000, slideMs: 500 } },
+      { name: 's', groupBy: ['k'], value: 'v', window: { type: 'session', gapMs: 300 } },
+    ],
+  });
+  const state = fx.state.map(([k, v]): [string, Buffer] => [k, Buffer.from(v, 'base64')]);
+  assert.ok(state.every(([k, v]) => Buffer.from(decodeStateValue(k, v).core).readUInt32LE(0) === 1), 'the fixture is format 1');
+  const a = new WindowOperator(cfg, { clock: () => 0 });
+  a.process(batchOfLines(fx.lines.slice(0, 300), 0, 0));
+  assert.equal(a.watermarks.current, fx.watermark);
+  const b = new WindowOperator(cfg, { clock: () => 0 });
+  b.restore(state, fx.watermark);
+  b.watermarks.register(0, 0, fx.maxEventTime);
+  b.watermarks.current = fx.watermark;
+  // The same windows, rewritten in format 2.
+  const byKey = (xs: Array<[string, Buffer]>): string[] => xs.map(([k]) => k).sort();
+  assert.deepEqual(byKey(b.snapshot()), byKey(a.snapshot()));
+  for (const [k, v] of b.snapshot()) assert.ok(v.equals(new Map(a.snapshot()).get(k)!), k);
+  const rest = batchOfLines(fx.lines.slice(300), 0, 300);
+  const results = (o: Output): string[] => o.results.toObjects().map((r) => JSON.stringify(r)).sort();
+  const want = results(a.process(rest)), got = results(b.process(rest));
+  assert.ok(want.length > 20, `${want.length} results`);
+  assert.deepEqual(got, want);
+  assert.deepEqual(results(b.finish()), results(a.finish()));
+});
+
+test('a batch larger than processing.batchSize is refused, not written past the core\'s batch arrays', () => {
+  const op = single({ type: 'tumbling', sizeMs: 10 });
+  assert.throws(() => op.process(batchOfLines(Array.from({ length: 4097 }, (_, i) => ev(i, 1)))), /a batch of 4097 records: this operator takes at most processing.batchSize \(4096\)/);
+  op.process(batchOfLines([ev(1, 2)]));
+  assert.equal(op.snapshot().length, 1);
 });
 
 test('a change set cannot be encoded after the next take: the core has rewritten its records', () => {

@@ -14,7 +14,7 @@ export const Layout = {
   /** Snapshot record header; BODY is its slot serialization's offset in the region's body area, LEN its length. */
   SNAP_HEADER: 40,
   SNAP: { AGG: 0, KEY: 4, SLOT: 8, LEN: 12, START: 16, END: 24, BODY: 32 },
-  SER_VERSION: 1,
+  SER_VERSION: 2,
   NO_SLOT: 0xffffffff,
   EV: { OK: 0, INVALID: 1, PARTLY_LATE: 2, LATE: 3 },
   WIN: { tumbling: 0, sliding: 1, session: 2 },

@@ -298,6 +298,8 @@ export class WindowOperator {
   process(batch: RecordBatch, nowMs = this.clock()): Output {
     const n = batch.n;
     const core = this.core;
+    // The core's batch arrays hold batchSize events: past them, its memory would be overwritten.
+    if (n > core.capacity) throw new RangeError(`a batch of ${n} records: this operator takes at most processing.batchSize (${core.capacity})`);
     const out = this.emptyOutput(n);
     if (n === 0) return out;
     this.fed = true;
