@@ -454,7 +454,7 @@ test('a sketch is stored sparse when that is shorter: a few values far apart tak
 test('state written in serialization format 1 (dense stores) restores: the same results as the run that wrote it', () => {
   // State of three aggregations (values wide apart, negative and zero) after the
   // first 300 lines, written by the build before format 2, and the lines.
-  const fx = JSON.parse(readFileSync(join(__dirname, '..', '..', 'test', 'data', 'state-format-1.json'), 'utf8')) as {
+  const fx = JSON.parse(readFileSync(join(__dirname, '..', '..', 'test', 'fixtures', 'state-format-1.json'), 'utf8')) as {
     watermark: number;
     maxEventTime: number;
     lines: string[];
