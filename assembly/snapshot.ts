@@ -62,6 +62,15 @@ function room(p: usize, cap: usize, n: usize): usize {
   return (SER_SKETCH + sketchSerializedBytes(s + SLOT_SKETCH) + 7) & ~7;
 }
 
+/** Makes `n` headers at `heads` and their bodies (`bodyLength` bytes at `body`) the region last written; n. */
+function written(heads: usize, n: u32, body: usize, bodyLength: usize): u32 {
+  snapBase = heads;
+  snapRecords = n;
+  snapBody = body;
+  snapBodyLength = bodyLength;
+  return n;
+}
+
 /** Writes slot `s`'s serialization at `out`; its length. */
 function bodyWrite(s: usize, out: usize): u32 {
   stu(out, SER_VERSION);
@@ -132,11 +141,7 @@ export function serializeChanges(): u32 {
   chBody = room(chBody, chBodyCap, body);
   chBodyCap = roomCap;
   chCount = n;
-  snapBase = chHeads;
-  snapRecords = n;
-  snapBody = chBody;
-  snapBodyLength = body;
-  return n;
+  return written(chHeads, n, chBody, body);
 }
 
 /** Writes the bodies of the changes region's records [from, to) not written yet. */
@@ -169,11 +174,7 @@ export function serializeAll(): u32 {
     off += (<usize>len + 7) & ~7;
     n++;
   }
-  snapBase = allHeads;
-  snapRecords = n;
-  snapBody = allBody;
-  snapBodyLength = off;
-  return n;
+  return written(allHeads, n, allBody, off);
 }
 
 /** Whether `len` bytes at `ptr` are one well-formed slot serialization of a version this build reads (1 or 2). */
