@@ -451,6 +451,51 @@ test('a sketch is stored sparse when that is shorter: a few values far apart tak
   }
 });
 
+test('sparse stores made by hand: counts up to 2^32 - 1 restore; a malformed one is refused, not read past its bytes', () => {
+  // A real window's value, its positive store replaced: lo, n | SPARSE, then (gap, count) varints.
+  const a = single({ type: 'tumbling', sizeMs: 10 });
+  a.process(batchOfLines([ev(1, 5)]));
+  const [[key, value]] = a.snapshot() as [[string, Buffer]];
+  const core = Buffer.from(decodeStateValue(key, value).core);
+  const head = value.subarray(0, value.length - core.length);
+  const varint = (v: number): number[] => {
+    const out: number[] = [];
+    for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v % 128) | 0x80);
+    return [...out, v];
+  };
+  const withPos = (lo: number, nf: number, bytes: number[]): Buffer => {
+    const store = Buffer.alloc(8 + bytes.length);
+    store.writeInt32LE(lo, 0);
+    store.writeUInt32LE(nf >>> 0, 4);
+    Buffer.from(bytes).copy(store, 8);
+    // accumulators and zeros as they were, the new positive store, an empty negative one
+    return Buffer.concat([head, core.subarray(0, 64), store, Buffer.alloc(8)]);
+  };
+  const restore = (v: Buffer): Buffer => {
+    const b = single({ type: 'tumbling', sizeMs: 10 });
+    b.restore([[key, v]], -Infinity);
+    return Buffer.from(decodeStateValue(key, b.snapshot()[0]![1]).core);
+  };
+  const SPARSE = 0x80000000;
+  // Buckets 0 and 3 of 4: counts 2^32 - 1 (a 5-byte varint) and 7; written back as they came (8 bytes, dense 16).
+  const given = withPos(4000, SPARSE | 4, [...varint(0), ...varint(0xffffffff), ...varint(2), ...varint(7)]);
+  assert.ok(restore(given).equals(given.subarray(head.length)), 'sparse, the same bytes');
+  // Both buckets of 2 at 2^32 - 1: 12 bytes sparse, 8 dense; written back dense, same counts.
+  const back = restore(withPos(4000, SPARSE | 2, [...varint(0), ...varint(0xffffffff), ...varint(0), ...varint(0xffffffff)]));
+  assert.equal(back.readUInt32LE(64 + 4), 2, 'dense, 2 buckets');
+  assert.deepEqual([back.readInt32LE(64), back.readUInt32LE(64 + 8), back.readUInt32LE(64 + 12)], [4000, 0xffffffff, 0xffffffff]);
+  const refused = (bytes: number[], nf: number, why: string): void => {
+    assert.throws(() => restore(withPos(4000, nf, bytes)), /core rejected it/, why);
+  };
+  refused([0, 1, 5, 1], SPARSE | 4, 'a bucket past n');
+  refused([0, 1, 0, 1], SPARSE | 4, 'ends before bucket n - 1');
+  refused([0, 0x80, 0x80], SPARSE | 1, 'a varint cut short');
+  refused([0, 0xff, 0xff, 0xff, 0xff, 0x1f], SPARSE | 1, 'a varint past 32 bits');
+  refused([0, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], SPARSE | 1, 'a varint of six bytes');
+  refused([], SPARSE, 'sparse and empty');
+  refused([0, 1], SPARSE | (1 << 19), 'a range past the buckets a double has');
+});
+
 test('state written in serialization format 1 (dense stores) restores: the same results as the run that wrote it', () => {
   // State of three aggregations (values wide apart, negative and zero) after the
   // first 300 lines, written by the build before format 2, and the lines.
