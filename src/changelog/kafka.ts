@@ -124,12 +124,18 @@ export class ChangelogKafka {
       let have = await this.partitionsOf(admin, this.o.changelog);
       if (have === undefined) {
         if (!this.o.create) throw new WeirError(`changelog.topic: "${this.o.changelog}" does not exist (create it compacted with ${input} partitions, or set changelog.create: true)`, { domain: 'user' });
+        // Its leaders are waited for here, in short steps: kafkajs's own wait (waitForLeaders)
+        // looks every 100 ms, and the first restore needs them.
+        let created: unknown;
         try {
-          await admin.createTopics({ waitForLeaders: true, topics: [{ topic: this.o.changelog, numPartitions: input, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] });
+          await admin.createTopics({ waitForLeaders: false, topics: [{ topic: this.o.changelog, numPartitions: input, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] });
         } catch (e) {
-          // Created, but slow to show in the metadata with its leaders (many partitions, a busy broker): wait for it a while.
-          if ((e as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && !(await this.appears(admin, this.o.changelog, input)))
-            throw new WeirError(`changelog: cannot create topic "${this.o.changelog}": ${messageOf(e)}`, { domain: 'external', cause: e });
+          created = e;
+        }
+        // Created (by this instance or, at the same time, another), but slow to show in the metadata with its leaders (many partitions, a busy broker): wait for it a while.
+        if (!(await this.appears(admin, this.o.changelog, input))) {
+          const why = created === undefined ? 'it has no leader after 30 s' : messageOf(created);
+          throw new WeirError(`changelog: cannot create topic "${this.o.changelog}": ${why}`, { domain: 'external', ...(created === undefined ? {} : { cause: created }) });
         }
         have = await this.partitionsOf(admin, this.o.changelog);
       }
@@ -151,9 +157,10 @@ export class ChangelogKafka {
     }
   }
 
-  /** Whether `topic` shows in the metadata with `partitions` partitions, all with a leader, within 30 s. */
+  /** Whether `topic` shows in the metadata with `partitions` partitions, all with a leader, within 30 s (looked for after 0, 5, 10, 20, ... ms, then every 500). */
   private async appears(admin: Admin, topic: string, partitions: number): Promise<boolean> {
-    for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 500))) {
+    let wait = 5;
+    for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, wait)), wait = Math.min(500, 2 * wait)) {
       const m = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
       const ps = m?.topics[0]?.partitions;
       if (ps !== undefined && ps.length === partitions && ps.every((x) => x.leader >= 0)) return true;
