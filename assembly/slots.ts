@@ -22,12 +22,12 @@ let pendingRecord: usize = 0;
 // ─── Change tracking (checkpoints) ────────────────────────────────────────────
 // With tracking on, the first change of a slot since the last serializeChanges sets
 // SLOT_DIRTY and appends the slot's index to the dirty list; later changes see the
-// flag and do nothing more. Windows opened and purged between two barriers would
-// make the list grow with every window of the interval: it is compacted instead of
-// grown once it is over twice the live slots. The test comes before the change: a slot that a
-// checkpoint's change set still has to serialize (SLOT_PENDING) is written out
-// first, as it was at the barrier. The list may name a slot twice (freed and reused) or a
-// slot since freed: the serializer skips what is no longer LIVE and DIRTY.
+// flag and do nothing more. The test comes before the change: a slot that a
+// checkpoint's change set still has to serialize (SLOT_PENDING) is written out first,
+// as it was at the barrier. The list may name a slot twice (freed and reused) or a
+// slot since freed: the serializer skips what is no longer LIVE and DIRTY. Windows
+// opened and purged between two barriers would make it grow with every window of the
+// interval: it is compacted instead of grown once it is over twice the live slots.
 // With tracking off, slots are born DIRTY, so the hot path's test never calls.
 export let tracking: bool = false;
 export let dirtyBase: usize = 0; // u32[dirtyCap]
