@@ -10,9 +10,9 @@
 // windows they replace. No state byte is copied and no string touched: the core
 // writes each window's bytes (its body) later, copy on write (when the change set is
 // encoded, or first thing when the window changes again before that), and the change
-// set turns key ids into key strings when it is encoded. Until then the operator frees no key id (WindowOperator: no key
-// sweep while a change set is not encoded), so an id the change set names cannot be
-// given to another key in between.
+// set turns key ids into key strings when it is encoded. Until then the operator frees
+// no key id (WindowOperator: no key sweep while a change set is not encoded), so an id
+// the change set names cannot be given to another key in between.
 import { Layout, type SnapRegion } from '../core/wasm';
 import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
 
@@ -267,32 +267,15 @@ class MovedWindows {
   /** By index: the key strings of legacy keys. */
   legacy = new Map<number, string>();
 
-  push(agg: number, key: number, start: number, end: number): void {
-    if (this.n === this.agg.length) this.grow();
-    const i = this.n++;
-    this.agg[i] = agg;
-    this.key[i] = key;
-    this.start[i] = start;
-    this.end[i] = end;
-  }
-
-  pushLegacy(agg: number, key: string, start: number, end: number): void {
-    this.legacy.set(this.n, key);
-    this.push(agg, NONE, start, end);
-  }
-
   clear(): void {
     this.n = 0;
     if (this.legacy.size > 0) this.legacy = new Map();
   }
 
-  /** Room for `cap` entries. */
+  /** Room for `cap` entries: persist() writes them in place, then sets n. */
   reserve(cap: number): void {
-    while (this.agg.length < cap) this.grow();
-  }
-
-  private grow(): void {
-    const cap = 2 * this.agg.length;
+    if (cap <= this.agg.length) return;
+    cap = Math.max(cap, 2 * this.agg.length);
     const agg = new Uint32Array(cap), key = new Uint32Array(cap), start = new Float64Array(cap), end = new Float64Array(cap);
     agg.set(this.agg);
     key.set(this.key);
@@ -463,24 +446,22 @@ function persist(
     const otherKey = old !== id, otherStart = oldStart !== start, otherEnd = oldEnd !== end, otherAgg = oldAgg !== a;
     const fresh = old === NONE;
     added += fresh ? 1 : 0;
-    if (anyLegacy && !fresh && legacy.has(slot)) {
+    const legacyKey = anyLegacy && !fresh ? legacy.get(slot) : undefined;
+    mAgg[m] = oldAgg;
+    mKey[m] = legacyKey === undefined ? old : NONE;
+    mStart[m] = oldStart;
+    mEnd[m] = oldEnd;
+    if (legacyKey !== undefined) {
       // Stored under a legacy key string: that key goes, the window is put under its key now.
-      moved.n = m;
-      moved.pushLegacy(oldAgg, legacy.get(slot)!, oldStart, oldEnd);
-      m = moved.n;
+      moved.legacy.set(m++, legacyKey);
       legacy.delete(slot);
-    } else {
-      mAgg[m] = oldAgg;
-      mKey[m] = old;
-      mStart[m] = oldStart;
-      mEnd[m] = oldEnd;
-      m += !fresh && (otherKey || otherStart || otherEnd || otherAgg) ? 1 : 0;
-    }
+    } else m += !fresh && (otherKey || otherStart || otherEnd || otherAgg) ? 1 : 0;
+    // In the loop, not after it (see above).
+    moved.n = m;
     pAgg[slot] = a;
     pKey[slot] = id;
     pStart[slot] = start;
     pEnd[slot] = end;
   }
-  moved.n = m;
   return added;
 }
