@@ -34,7 +34,7 @@
 //   WEIR_LATENCY_NODE_ARGS="--trace-gc ..."     more node options for Weir's process
 //   WEIR_LATENCY_WEIR_OUT=<file>                append Weir's stdout and stderr to <file> (with --trace-gc: its collections)
 //   WEIR_LATENCY_CONFIG='{"changelog":{"enabled":false}}'   top-level config sections replacing the benchmark's
-//   WEIR_LATENCY_DUMP=<file>                    append each measured result as "arrival ms, latency ms, aggregation" lines
+//   WEIR_LATENCY_DUMP=<file>                    append each measured result as "arrival ms, latency ms, aggregation name" lines
 //   WEIR_BENCH_NO_KAFKA=1                       skip
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -242,10 +242,11 @@ async function runRate(rate: number, users: number, warmupS: number, measureS: n
         if (!measuring) return;
         let dump = '';
         for (const m of batch.messages) {
-          const r = JSON.parse(m.value!.toString()) as { late: boolean; window: { end: number }; aggregation: string };
+          const r = JSON.parse(m.value!.toString()) as { name: string; late: boolean; window: { end: number } };
           if (r.late) continue;
-          lat.push(now - (r.window.end + MAX_OOO_MS));
-          if (dumpFile !== undefined) dump += `${now},${now - (r.window.end + MAX_OOO_MS)},${r.aggregation}\n`;
+          const latency = now - (r.window.end + MAX_OOO_MS);
+          lat.push(latency);
+          if (dumpFile !== undefined) dump += `${now},${latency},${r.name}\n`;
         }
         if (dump !== '') appendFileSync(dumpFile!, dump);
       },
