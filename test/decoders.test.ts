@@ -50,3 +50,17 @@ test('scan decoder == JSON.parse decoder on awkward JSON', () => {
     { numRuns: 400 },
   );
 });
+
+test('scan decoder: a value spelled plainly first and another way later is one key, in one batch or across batches', () => {
+  // The registry skips its key-string lookup while every key came as a plain ASCII
+  // string; the first other spelling must still find the plain key registered before it.
+  const v = ['"a"', '"\\u0061"', '"true"', 'true', '"5"', '5.0', '5', '"null"', null, '"é"', '"\\u00e9"'];
+  const lines = v.map((k, i) => `{"meta":{"ts":${i}},"g":{${k === null ? '' : `"k":${k},`}"n":1},"d":{"v":${i},"w":${i}}}`);
+  for (const batch of [1, 2, 3, lines.length]) {
+    const scan = runLines(cfg, lines, batch, 'scan');
+    assert.deepEqual(scan.results, runLines(cfg, lines, batch, 'json').results);
+    // One session per key: the spellings of a value add up in one window.
+    const sessions = scan.results.filter((r) => r.name === 'b');
+    assert.deepEqual(sessions.map((r) => [r.key, r.results.count]).sort(), [['k=5', 3], ['k=a', 2], ['k=null', 2], ['k=true', 2], ['k=é', 2]]);
+  }
+});

@@ -42,7 +42,13 @@ export function keyValue(value: string): string {
  * open windows, not every key ever seen.
  */
 export class KeyRegistry {
-  private readonly ids = new Map<string, number>();
+  /**
+   * Key string to id, made when first needed (indexed()): while every key came from
+   * idOf() as `unique`, no two can share a key string, and a run over many new keys
+   * (sessions per user) skips a lookup and an insert per key.
+   */
+  private ids: Map<string, number> | undefined;
+  private count = 0;
   /** By id; undefined: released (on the free list). */
   readonly keys: Array<string | undefined> = [];
   /**
@@ -66,18 +72,21 @@ export class KeyRegistry {
   /**
    * Id of the key made of these value strings (one per group-by field, in order).
    * A new key gets `preferred` when that id is not in use (the scan decoder's raw
-   * id: then it needs no remapping), else a released id or the next one.
+   * id: then it needs no remapping), else a released id or the next one. `unique`:
+   * the caller knows that no key registered as unique has these values unless it is
+   * this very one (the scan decoder: a raw key spelled only one way, interned once).
    */
-  idOf(values: readonly string[], preferred?: number): number {
+  idOf(values: readonly string[], preferred?: number, unique = false): number {
     const fields = this.fields;
     let key = values.length === 0 ? '' : fields[0] + '=' + keyValue(values[0]!);
     for (let j = 1; j < values.length; j++) key += ':' + fields[j] + '=' + keyValue(values[j]!);
-    return this.ids.get(key) ?? this.add(key, values.slice(), preferred);
+    if (unique && this.ids === undefined) return this.register(key, values.slice(), preferred);
+    return this.indexed().get(key) ?? this.register(key, values.slice(), preferred);
   }
 
   /** The id of key string `key`, if it is registered. */
   known(key: string): number | undefined {
-    return this.ids.get(key);
+    return this.indexed().get(key);
   }
 
   /**
@@ -85,11 +94,27 @@ export class KeyRegistry {
    * registered yet; its id. The registry keeps `values` as they are.
    */
   add(key: string, values: string[], preferred?: number): number {
+    this.indexed();
+    return this.register(key, values, preferred);
+  }
+
+  private register(key: string, values: string[], preferred: number | undefined): number {
     const id = this.newId(preferred);
-    this.ids.set(key, id);
+    this.ids?.set(key, id);
     this.keys[id] = key;
     this.values[id] = values;
+    this.count++;
     return id;
+  }
+
+  /** The key-string index, made from the registered keys the first time it is asked for. */
+  private indexed(): Map<string, number> {
+    if (this.ids === undefined) {
+      const ids = new Map<string, number>();
+      this.keys.forEach((k, id) => k !== undefined && ids.set(k, id));
+      this.ids = ids;
+    }
+    return this.ids;
   }
 
   /** Whether `key` is the key string of these group values (what idOf() would build), without building it. */
@@ -118,7 +143,8 @@ export class KeyRegistry {
   release(id: number): void {
     const key = this.keys[id];
     if (key === undefined) return;
-    this.ids.delete(key);
+    this.ids?.delete(key);
+    this.count--;
     this.keys[id] = undefined;
     this.values[id] = undefined;
     this.groups[id] = undefined;
@@ -138,7 +164,7 @@ export class KeyRegistry {
 
   /** Keys registered now. */
   get size(): number {
-    return this.ids.size;
+    return this.count;
   }
 
   /** Every id in use is below this. */

@@ -347,6 +347,26 @@ export function resultPrefix(name: string, key: string, group: Record<string, st
   return '{"name":' + jsonString(name) + ',"key":' + jsonString(key) + ',"group":' + g + '},"window":{"start":';
 }
 
+const GROUP_OPEN = ',"group":{';
+const PREFIX_TAIL = '},"window":{"start":';
+const GROUP_OPEN_BYTES = Buffer.from(GROUP_OPEN);
+const PREFIX_TAIL_BYTES = Buffer.from(PREFIX_TAIL);
+
+/**
+ * JSON.stringify(s) at `p` when s is printable ASCII without '"' or '\\' (0x20 to
+ * 0x7e: JSON writes those as they are); returns the end, or -1 for any other string.
+ */
+function asciiString(b: Buffer, p: number, s: string): number {
+  b[p++] = 0x22;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return -1;
+    b[p++] = c;
+  }
+  b[p++] = 0x22;
+  return p;
+}
+
 /** Characters JSON.stringify writes other than as themselves (any surrogate: a lone one is escaped). */
 const JSON_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
 
@@ -361,12 +381,19 @@ function jsonString(s: string): string {
  * u32), and mirrored here in dense arrays.
  */
 class Prefixes {
+  /** head, UTF-8. */
+  readonly headBytes: Buffer;
+  /** fieldHeads, UTF-8 (empty without them). */
+  readonly fieldHeadBytes: Buffer[];
   constructor(
     /** The prefix up to the key's value. */
     readonly head: string,
     /** Per group-by field, the text before its value (prefixParts). */
     readonly fieldHeads: string[] | undefined,
-  ) {}
+  ) {
+    this.headBytes = Buffer.from(head, 'utf8');
+    this.fieldHeadBytes = (fieldHeads ?? []).map((h) => Buffer.from(h, 'utf8'));
+  }
   /** The ResultKey the results of each key get (undefined: no prefix). */
   entry: Array<ResultKey | undefined> = [];
   ptr = new Uint32Array(0);
@@ -391,6 +418,8 @@ export class ResultEncoder {
   /** The slab batches are carved from now, and retired slabs that no batch holds any more. */
   private slab: Slab;
   private readonly spare: Slab[] = [];
+  /** Where asciiPrefix() writes. */
+  private scratch = Buffer.allocUnsafe(256);
   private readonly recycle = (slab: Slab): void => {
     if (slab.buf.length !== this.slabBytes || this.spare.length >= SPARE_SLABS) return;
     slab.used = 0;
@@ -501,23 +530,56 @@ export class ResultEncoder {
     const key = reg.keys[id]!, values = reg.values[id]!, name = this.names[a]!;
     const t = this.prefixes[a]!;
     if (id >= t.ptr.length) this.grow(a, t, id + 1);
-    let text: string;
-    const fieldHeads = t.fieldHeads;
-    if (fieldHeads === undefined) text = resultPrefix(name, key, reg.groupOf(id));
-    else {
-      // resultPrefix() of the same group, its fields in group-by order (see prefixParts).
-      text = t.head + jsonString(key) + ',"group":{';
-      for (let j = 0; j < fieldHeads.length; j++) text += fieldHeads[j]! + jsonString(values[j]!);
-      text += '},"window":{"start":';
+    // Most keys are printable ASCII that JSON writes as it is: their prefix is written as
+    // bytes, without a string (a new key per few events, as sessions per user have, makes
+    // this a good part of the results' cost).
+    let len = t.fieldHeads === undefined ? -1 : this.asciiPrefix(t, key, values);
+    let ptr: number;
+    if (len >= 0) {
+      // Read in 32-byte steps: the block is rounded up.
+      ptr = this.core.alloc((len + 31) & ~31);
+      this.core.bytes().set(this.scratch.subarray(0, len), ptr);
+    } else {
+      let text: string;
+      const fieldHeads = t.fieldHeads;
+      if (fieldHeads === undefined) text = resultPrefix(name, key, reg.groupOf(id));
+      else {
+        // resultPrefix() of the same group, its fields in group-by order (see prefixParts).
+        text = t.head + jsonString(key) + GROUP_OPEN;
+        for (let j = 0; j < fieldHeads.length; j++) text += fieldHeads[j]! + jsonString(values[j]!);
+        text += PREFIX_TAIL;
+      }
+      len = Buffer.byteLength(text, 'utf8');
+      ptr = this.core.alloc((len + 31) & ~31);
+      this.core.writeUtf8(ptr, text);
     }
-    const len = Buffer.byteLength(text, 'utf8');
-    // Read in 32-byte steps: the block is rounded up.
-    const ptr = this.core.alloc((len + 31) & ~31);
-    this.core.writeUtf8(ptr, text);
     const e = new EncodedKey(a, name, key, reg.fields, values);
     t.entry[id] = e;
     this.setPrefix(t, id, ptr, len);
     return e;
+  }
+
+  /**
+   * The prefix of a key whose key string and group values are all printable ASCII
+   * other than '"' and '\\' (JSON.stringify writes them as they are), written to
+   * this.scratch as the string path writes it; its length, or -1 for any other key.
+   */
+  private asciiPrefix(t: Prefixes, key: string, values: readonly string[]): number {
+    const heads = t.fieldHeadBytes;
+    let need = t.headBytes.length + key.length + GROUP_OPEN_BYTES.length + PREFIX_TAIL_BYTES.length + 2;
+    for (let j = 0; j < values.length; j++) need += heads[j]!.length + values[j]!.length + 2;
+    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(Math.max(need, 2 * this.scratch.length));
+    const b = this.scratch;
+    let p = t.headBytes.copy(b, 0);
+    p = asciiString(b, p, key);
+    if (p < 0) return -1;
+    p += GROUP_OPEN_BYTES.copy(b, p);
+    for (let j = 0; j < values.length; j++) {
+      p += heads[j]!.copy(b, p);
+      p = asciiString(b, p, values[j]!);
+      if (p < 0) return -1;
+    }
+    return p + PREFIX_TAIL_BYTES.copy(b, p);
   }
 
   /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */

@@ -131,7 +131,8 @@ export class ScanDecoder implements Decoder {
     for (const r of core.takeFreshKeys(a)) {
       let id: number;
       try {
-        id = this.registries[a]!.idOf(decodeKey(core.keyBytes(a, r)), r);
+        const values = decodeKey(core.keyBytes(a, r));
+        id = this.registries[a]!.idOf(values, r, decodedUnique);
       } catch (e) {
         // The same bytes intern to the same raw id again: every record with them fails alike.
         id = -1;
@@ -182,17 +183,32 @@ export class ScanDecoder implements Decoder {
   }
 }
 
+/**
+ * Whether the key decodeKey() read last is spelled only one way: every value a JSON
+ * string of ASCII without an escape. Two such raw keys never give the same values, so
+ * the registry needs no lookup for them (KeyRegistry.idOf). Any other token can name
+ * the same value as another (`1` and `1.0`, `"a"` and `"\u0061"`, `true` and
+ * `"true"`, a missing field and `"null"`), and invalid UTF-8 reads as U+FFFD.
+ */
+let decodedUnique = false;
+
 /** Value strings of an interned key: per field a kind byte, the raw token, a 0 byte. */
 function decodeKey(bytes: Buffer): string[] {
   const values: string[] = [];
   let pos = 0;
+  decodedUnique = true;
   while (pos < bytes.length) {
     const kind = bytes[pos]!;
     // A raw token holds no 0 byte: JSON text has none outside strings, and none raw inside one.
     let end = pos + 1;
     while (bytes[end] !== 0) end++;
+    if (kind !== KIND_STRING) decodedUnique = false;
     if (kind === KIND_MISSING) values.push('null');
-    else if (kind === KIND_STRING) values.push(plainString(bytes, pos + 1, end) ?? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))));
+    else if (kind === KIND_STRING) {
+      const plain = plainString(bytes, pos + 1, end);
+      if (plain === undefined || !asciiToken) decodedUnique = false;
+      values.push(plain ?? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))));
+    }
     else if (kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(bytes.toString('latin1', pos + 1, end))));
     else if (kind === KIND_TRUE) values.push('true');
     else if (kind === KIND_FALSE) values.push('false');
@@ -214,5 +230,9 @@ function plainString(bytes: Buffer, start: number, end: number): string | undefi
     if (c === 0x5c) return undefined;
     if (c >= 0x80) ascii = false;
   }
+  asciiToken = ascii;
   return bytes.toString(ascii ? 'latin1' : 'utf8', start + 1, end - 1);
 }
+
+/** Whether the last token plainString() read was ASCII. */
+let asciiToken = false;
