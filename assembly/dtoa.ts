@@ -17,6 +17,7 @@ import { POW10_128 } from './dtoa-tables';
 import {
   RES_AGG, RES_KEY, RES_FLAGS, RES_START, RES_END, RES_COUNT, RES_SUM, RES_MIN, RES_MAX, RES_AVG, RES_STDDEV,
   RES_P50, RES_P95, RES_P99, RES_BYTES, RES_LATE,
+  SNAP_AGG, SNAP_KEY, SNAP_LEN, SNAP_START, SNAP_END, SNAP_BODY, SNAP_HEADER,
 } from './layout';
 import { ldf, ldu, stu, stb } from './mem';
 
@@ -625,3 +626,48 @@ export function encodeResults(res: usize, n: u32, prefixes: usize, emittedAt: f6
 
 /** Most bytes of a line besides its prefix: 12 numbers, the literals, the tail. */
 export const RESULT_LINE_MAX: usize = 12 * NUMBER_MAX + 7 + 21 + 7 * 7 + 10 + 27 + 2;
+
+// ─── State records ───────────────────────────────────────────────────────────
+//
+// A checkpoint's puts as change-batch records (src/state/batch.ts), from the changes
+// region's headers and bodies (layout.ts, snap records) and per-key parts that TS
+// writes once per (aggregation, key id):
+//   u32 keyLen | u32 valueLen + 1 | key = `name:key:` start `_` end | 0x00 | value
+// where value = the key's state header, f64 start, f64 end, the window's body
+// (src/pipeline/changes.ts, state value format).
+// Key parts: per aggregation a table, per key id (ptr u32, key part length u32, header
+// length u32), the key part (`name:key:`, UTF-8) then the header at ptr; the tables'
+// addresses in `tables`, u32 per aggregation.
+
+/**
+ * Writes the records of snap records [first, last) (headers from `heads`, bodies from
+ * `bodies`, every body written) from `out`; returns the bytes written. `out` needs, per
+ * record, 8 + its key part and header + 2 × NUMBER_MAX + 18 + its body, and ENCODE_SLACK.
+ */
+export function encodeStatePuts(heads: usize, first: u32, last: u32, bodies: usize, tables: usize, out: usize): u32 {
+  let p = out;
+  for (let k = first; k < last; k++) {
+    const r = heads + <usize>k * SNAP_HEADER;
+    const e = <usize>ldu(tables + (<usize>ldu(r + SNAP_AGG) << 2)) + <usize>ldu(r + SNAP_KEY) * 12;
+    const parts = <usize>ldu(e), keyLen = <usize>ldu(e + 4), headLen = <usize>ldu(e + 8);
+    const start = ldf(r + SNAP_START), end = ldf(r + SNAP_END);
+    const rec = p;
+    p += 8;
+    memory.copy(p, parts, keyLen);
+    p = writeNumber(p + keyLen, start);
+    stb(p, 95); // '_'
+    p = writeNumber(p + 1, end);
+    stu(rec, <u32>(p - rec - 8));
+    stb(p, 0);
+    const value = p + 1;
+    memory.copy(value, parts + keyLen, headLen);
+    p = value + headLen;
+    store<f64>(p, start);
+    store<f64>(p, end, 8);
+    const len = <usize>ldu(r + SNAP_LEN);
+    memory.copy(p + 16, bodies + <usize>ldu(r + SNAP_BODY), len);
+    p += 16 + len;
+    stu(rec + 4, <u32>(p - value + 1));
+  }
+  return <u32>(p - out);
+}

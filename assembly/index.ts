@@ -102,6 +102,8 @@ export function snapBodyLen(): u32 { return <u32>snapBodyLength; }
  * Numbers and result records as JSON text (dtoa.ts). formatDoubles reads f64[n] at
  * src and writes the numbers and their u32 ends to TS-owned blocks; encodeResults
  * reads n result records (the out region, or a copy) and the prefix references TS
- * wrote, and writes the lines and their u32 (start, end) pairs to TS-owned blocks.
+ * wrote, and writes the lines and their u32 (start, end) pairs to TS-owned blocks;
+ * encodeStatePuts writes a checkpoint's puts as change-batch records from the changes
+ * region and the key parts TS wrote.
  */
-export { formatDoubles, encodeResults } from './dtoa';
+export { formatDoubles, encodeResults, encodeStatePuts } from './dtoa';

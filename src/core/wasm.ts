@@ -71,6 +71,7 @@ interface CoreExports {
   internLen(t: number, id: number): number;
   formatDoubles(src: number, n: number, out: number, bounds: number): number;
   encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number;
+  encodeStatePuts(heads: number, first: number, last: number, bodies: number, tables: number, out: number): number;
   internRemove(t: number, id: number): number;
   internFresh(t: number): number;
   internFreshCount(t: number): number;
@@ -400,6 +401,15 @@ export class WasmCore {
    */
   encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number {
     return this.x.encodeResults(res, n, prefixes, emittedAt, out, bounds);
+  }
+
+  /**
+   * Writes snap records [first, last) of a changes region (every body written) as
+   * change-batch puts from `out`, with the key parts that the per-aggregation tables at
+   * `tables` reference (assembly/dtoa.ts, State records); returns the bytes written.
+   */
+  encodeStatePuts(region: SnapRegion, first: number, last: number, tables: number, out: number): number {
+    return this.x.encodeStatePuts(region.base, first, last, region.body, tables, out) >>> 0;
   }
 
   /** Raw key ids of aggregation a in use. */

@@ -13,15 +13,16 @@
 // set turns key ids into key strings when it is encoded. Until then the operator frees
 // no key id (WindowOperator: no key sweep while a change set is not encoded), so an id
 // the change set names cannot be given to another key in between.
-import { Layout, type SnapRegion } from '../core/wasm';
+import { Layout, type SnapRegion, type WasmCore } from '../core/wasm';
 import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
+import type { KeyRegistry } from './keys';
 
-const { SNAP, SNAP_HEADER } = Layout;
+const { SNAP, SNAP_HEADER, ENCODE } = Layout;
 // Field offsets of a snap record in u32 words and f64 slots from its start.
-const SNAP_AGG_W = SNAP.AGG / 4, SNAP_KEY_W = SNAP.KEY / 4, SNAP_LEN_W = SNAP.LEN / 4, SNAP_SLOT_W = SNAP.SLOT / 4, SNAP_BODY_W = SNAP.BODY / 4;
+const SNAP_AGG_W = SNAP.AGG / 4, SNAP_KEY_W = SNAP.KEY / 4, SNAP_LEN_W = SNAP.LEN / 4, SNAP_SLOT_W = SNAP.SLOT / 4;
 const SNAP_START_D = SNAP.START / 8, SNAP_END_D = SNAP.END / 8;
-/** Header words and doubles per snap record. */
-const HEAD_W = SNAP_HEADER / 4, HEAD_D = SNAP_HEADER / 8;
+/** Header words per snap record. */
+const HEAD_W = SNAP_HEADER / 4;
 /** No window persisted from the slot (PersistedWindows), or a legacy key string instead of a key id (MovedWindows). */
 const NONE = 0xffffffff;
 
@@ -145,8 +146,8 @@ export class ChangeSet {
     private readonly tables: KeyTables,
     private readonly gone: GoneWindows,
     private readonly moved: MovedWindows,
-    /** The encoded head of a state value per group-values array (one per key), shared by the change sets of one operator. */
-    private readonly headers: WeakMap<readonly string[], Buffer>,
+    /** The start of each key's state keys and the head of its state values, shared by the change sets of one operator. */
+    private readonly parts: StateKeyParts,
     private readonly owner: PersistedWindows,
     private readonly take: number,
   ) {
@@ -192,34 +193,8 @@ export class ChangeSet {
 
   /** Puts [first, last): the region's records in order, their bodies written first. */
   private encodePuts(w: ChangeBatchWriter, first: number, last: number): void {
-    const region = this.region;
-    region.fill(first, last);
-    // Views of memory as it is now (it may have grown since the barrier; the region has not moved).
-    const { bytes, u32, f64 } = region.memory();
-    const names = this.names, headers = this.headers, keysOf = this.tables.keys, valuesOf = this.tables.values;
-    const hw = region.base >>> 2, hd = region.base >>> 3, body = region.body;
-    for (let k = first; k < last; k++) {
-      const rw = hw + k * HEAD_W, rd = hd + k * HEAD_D;
-      const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!, len = u32[rw + SNAP_LEN_W]!;
-      const start = f64[rd + SNAP_START_D]!, end = f64[rd + SNAP_END_D]!;
-      const name = names[a]!, key = keysOf[a]![id]!, vals = valuesOf[a]![id]!;
-      let head = headers.get(vals);
-      if (head === undefined) headers.set(vals, (head = stateHeader(name, vals)));
-      w.start(name.length + 3 * key.length + 3 + 2 * NUMBER_MAX + head.length + 16 + len);
-      const b = w.buf;
-      w.pos = writeStateKey(b, w.pos, name, key, start, end);
-      w.endKey();
-      let p = w.pos;
-      b.set(head, p);
-      p += head.length;
-      b.writeDoubleLE(start, p);
-      b.writeDoubleLE(end, p + 8);
-      p += 16;
-      // A plain Uint8Array view: Buffer.subarray costs twice as much per window.
-      b.set(new Uint8Array(bytes.buffer, body + u32[rw + SNAP_BODY_W]!, len), p);
-      w.pos = p + len;
-      w.endPut();
-    }
+    this.region.fill(first, last);
+    this.parts.encode(this.region, w, first, last);
   }
 
   /**
@@ -317,8 +292,8 @@ export class PersistedWindows {
   constructor(
     names: readonly string[],
     private readonly tables: KeyTables,
-    /** Caches the encoded head of a state value per group-values array (see ChangeSet). */
-    private readonly headers = new WeakMap<readonly string[], Buffer>(),
+    /** Each key's state key start and state value head (see ChangeSet). */
+    private readonly parts: StateKeyParts,
   ) {
     this.names = names.map((n) => Buffer.from(n, 'utf8'));
   }
@@ -404,7 +379,7 @@ export class PersistedWindows {
     }
     const gone = this.gone;
     this.gone = new GoneWindows();
-    return new ChangeSet(this.names, region, this.tables, gone, moved, this.headers, this, ++this.takes);
+    return new ChangeSet(this.names, region, this.tables, gone, moved, this.parts, this, ++this.takes);
   }
 }
 
@@ -464,4 +439,117 @@ function persist(
     pEnd[slot] = end;
   }
   return added;
+}
+
+/**
+ * Per (aggregation, key id), in the core's memory: the start of the key's state keys
+ * (`name:key:`) and the head of its state values (stateHeader), written once per key,
+ * from which the core writes a checkpoint's puts (WasmCore.encodeStatePuts): the main
+ * thread's share of a checkpoint, a few hundred nanoseconds per changed window. A
+ * key's parts go when its registry releases the id.
+ */
+export class StateKeyParts {
+  /** Per aggregation, per key id: bytes of its parts, 0 when it has none. */
+  private readonly lens: Uint32Array[];
+  /** Per aggregation: its table's address in the core (3 × u32 per key id: ptr, key part length, header length). */
+  private readonly table: number[];
+  /** The tables' addresses, u32 per aggregation, in the core. */
+  private readonly tables: number;
+  /** Work block in the core's memory the records are written to. */
+  private block = 0;
+  private blockBytes = 0;
+
+  constructor(
+    private readonly core: WasmCore,
+    /** The aggregations' names, UTF-8. */
+    private readonly names: readonly Buffer[],
+    private readonly keys: KeyTables,
+    registries: readonly KeyRegistry[],
+  ) {
+    this.lens = names.map(() => new Uint32Array(0));
+    this.table = names.map(() => 0);
+    this.tables = core.alloc(Math.max(1, names.length) * 4);
+    registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
+  }
+
+  /** Writes records [first, last) of `region` (their bodies written) as puts to `w`. */
+  encode(region: SnapRegion, w: ChangeBatchWriter, first: number, last: number): void {
+    if (first >= last) return;
+    // Every key's parts first (allocating may grow memory: views are taken again), and the room the records need.
+    let u32 = region.memory().u32;
+    const hw = region.base >>> 2;
+    let bound = ENCODE.SLACK;
+    for (let k = first; k < last; k++) {
+      const rw = hw + k * HEAD_W;
+      const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!;
+      let parts = this.lens[a]![id] ?? 0;
+      if (parts === 0) {
+        parts = this.install(a, id);
+        u32 = region.memory().u32;
+      }
+      bound += 8 + parts + 2 * ENCODE.NUMBER_MAX + 18 + u32[rw + SNAP_LEN_W]!;
+    }
+    const out = this.reserve(bound);
+    const n = this.core.encodeStatePuts(region, first, last, this.tables, out);
+    w.append(this.core.bytes().subarray(out, out + n), last - first);
+  }
+
+  private install(a: number, id: number): number {
+    const name = this.names[a]!, key = this.keys.keys[a]![id]!, values = this.keys.values[a]![id]!;
+    const head = stateHeader(name, values);
+    const keyPart = Buffer.concat([name, Buffer.from(':' + key + ':', 'utf8')]);
+    const len = keyPart.length + head.length;
+    if (id >= this.lens[a]!.length) this.grow(a, id + 1);
+    const ptr = this.core.alloc(len);
+    const bytes = this.core.bytes();
+    bytes.set(keyPart, ptr);
+    bytes.set(head, ptr + keyPart.length);
+    this.setEntry(a, id, ptr, keyPart.length, head.length);
+    return len;
+  }
+
+  /** Drops the parts of a key id (its registry released it). */
+  private forget(a: number, id: number): void {
+    if ((this.lens[a]![id] ?? 0) === 0) return;
+    const u32 = this.core.words();
+    this.core.free(u32[(this.table[a]! >>> 2) + 3 * id]!);
+    this.setEntry(a, id, 0, 0, 0);
+  }
+
+  private setEntry(a: number, id: number, ptr: number, keyLen: number, headLen: number): void {
+    this.lens[a]![id] = keyLen + headLen;
+    const u32 = this.core.words(), e = (this.table[a]! >>> 2) + 3 * id;
+    u32[e] = ptr;
+    u32[e + 1] = keyLen;
+    u32[e + 2] = headLen;
+  }
+
+  /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */
+  private grow(a: number, cap: number): void {
+    const old = this.lens[a]!;
+    const size = Math.max(cap, 2 * old.length, 256);
+    const lens = new Uint32Array(size);
+    lens.set(old);
+    this.lens[a] = lens;
+    const from = this.table[a]!;
+    const table = this.core.alloc(size * 12);
+    const u32 = this.core.words();
+    u32.fill(0, table >>> 2, (table >>> 2) + 3 * size);
+    if (from !== 0) {
+      u32.copyWithin(table >>> 2, from >>> 2, (from >>> 2) + 3 * old.length);
+      this.core.free(from);
+    }
+    this.table[a] = table;
+    this.core.words()[(this.tables >>> 2) + a] = table;
+  }
+
+  /** The work block, at least `bytes` long. */
+  private reserve(bytes: number): number {
+    if (bytes > this.blockBytes) {
+      if (this.block !== 0) this.core.free(this.block);
+      this.blockBytes = Math.max(bytes, 2 * this.blockBytes, 64 * 1024);
+      this.block = this.core.alloc(this.blockBytes);
+    }
+    return this.block;
+  }
 }

@@ -13,7 +13,7 @@ import { ScanDecoder } from './scandecoder';
 import { offsetOf, stateKey, type DeadLetter, type RecordBatch } from './types';
 import { ResultBatch, ResultEncoder } from './results';
 import { ChangeBatchWriter, type ChangeBatch } from '../state/batch';
-import { ChangeSet, PersistedWindows, STATE_MAGIC, STATE_VALUE_VERSION, type KeyTables, type StateChanges } from './changes';
+import { ChangeSet, PersistedWindows, StateKeyParts, STATE_MAGIC, STATE_VALUE_VERSION, type KeyTables, type StateChanges } from './changes';
 
 export { STATE_VALUE_VERSION, type StateChanges } from './changes';
 
@@ -230,8 +230,8 @@ export class WindowOperator {
   private readonly persisted: PersistedWindows;
   /** The last change set taken: until it is encoded, no key id is freed (it names keys by id). */
   private changes: ChangeSet | undefined;
-  /** The encoded head of a state value per group-values array (one per key). */
-  private readonly headers = new WeakMap<readonly string[], Buffer>();
+  /** Each key's state key start and state value head, in the core's memory. */
+  private readonly keyParts: StateKeyParts;
   /** Per aggregation: the registry size at which keys without open windows are released next. */
   private readonly sweepAt: number[];
   private readonly keySweepMin: number;
@@ -265,7 +265,6 @@ export class WindowOperator {
     this.registries = aggregations.map((a) => new KeyRegistry(a.groupBy));
     aggregations.forEach((a, i) => this.aggIndex.set(a.name, i));
     this.nameBytes = aggregations.map((a) => Buffer.from(a.name, 'utf8'));
-    this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.keyTables, this.headers);
     this.keySweepMin = opts.keySweepMin ?? KEY_SWEEP_MIN;
     this.listGone = opts.gone ?? true;
     this.sweepAt = aggregations.map(() => this.keySweepMin);
@@ -286,6 +285,8 @@ export class WindowOperator {
         ? new JsonDecoder(eventTime.field, aggregations, this.registries)
         : new ScanDecoder(this.core, eventTime.field, aggregations, this.registries);
     this.encoder = new ResultEncoder(this.core, aggregations.map((a) => a.name), this.registries);
+    this.keyParts = new StateKeyParts(this.core, this.nameBytes, this.keyTables, this.registries);
+    this.persisted = new PersistedWindows(aggregations.map((a) => a.name), this.keyTables, this.keyParts);
     this.rec = new Uint8Array(processing.batchSize);
     this.watermarks = opts.watermarks ?? watermarksFor(cfg);
   }
@@ -401,7 +402,7 @@ export class WindowOperator {
 
   /** Every live window's (state key, value), as drainChanges would put them; changes nothing. */
   snapshot(): Array<[string, Buffer]> {
-    return new PersistedWindows(this.aggs.map((a) => a.name), this.keyTables, this.headers).take(this.core.serialize(true)).materialize().puts;
+    return new PersistedWindows(this.aggs.map((a) => a.name), this.keyTables, this.keyParts).take(this.core.serialize(true)).materialize().puts;
   }
 
   /** Per aggregation, its key strings and group values by key id (the registries' own arrays, which stay the same arrays). */

@@ -69,6 +69,14 @@ export class ChangeBatchWriter {
     this.count++;
   }
 
+  /** Appends `count` whole records, encoded elsewhere in this format. */
+  append(records: Uint8Array, count: number): void {
+    this.reserve(records.length);
+    this.buf.set(records, this.pos);
+    this.pos += records.length;
+    this.count += count;
+  }
+
   put(key: string, value: Uint8Array): void {
     this.start(3 * key.length + value.length);
     this.pos += this.buf.write(key, this.pos, 'utf8');
