@@ -671,3 +671,26 @@ export function encodeStatePuts(heads: usize, first: u32, last: u32, bodies: usi
   }
   return <u32>(p - out);
 }
+
+/**
+ * Writes n deletes as change-batch records from `out`; returns the bytes written. Each
+ * is given at `recs` as (u32 aggregation, u32 key id, f64 start, f64 end), 24 bytes,
+ * its key's parts in `tables` (see encodeStatePuts). `out` needs, per record, 8 + its
+ * key part + 2 × NUMBER_MAX + 1, and ENCODE_SLACK.
+ */
+export function encodeStateDeletes(recs: usize, n: u32, tables: usize, out: usize): u32 {
+  let p = out;
+  for (let j: u32 = 0; j < n; j++) {
+    const r = recs + <usize>j * 24;
+    const e = <usize>ldu(tables + (<usize>ldu(r) << 2)) + <usize>ldu(r + 4) * 12;
+    const keyLen = <usize>ldu(e + 4);
+    const rec = p;
+    memory.copy(p + 8, <usize>ldu(e), keyLen);
+    p = writeNumber(p + 8 + keyLen, ldf(r + 8));
+    stb(p, 95); // '_'
+    p = writeNumber(p + 1, ldf(r + 16));
+    stu(rec, <u32>(p - rec - 8));
+    stu(rec + 4, 0);
+  }
+  return <u32>(p - out);
+}

@@ -103,7 +103,8 @@ export function snapBodyLen(): u32 { return <u32>snapBodyLength; }
  * src and writes the numbers and their u32 ends to TS-owned blocks; encodeResults
  * reads n result records (the out region, or a copy) and the prefix references TS
  * wrote, and writes the lines and their u32 (start, end) pairs to TS-owned blocks;
- * encodeStatePuts writes a checkpoint's puts as change-batch records from the changes
- * region and the key parts TS wrote.
+ * encodeStatePuts and encodeStateDeletes write a checkpoint's puts and deletes as
+ * change-batch records from the changes region (or the deletes TS lists) and the key
+ * parts TS wrote.
  */
-export { formatDoubles, encodeResults, encodeStatePuts } from './dtoa';
+export { formatDoubles, encodeResults, encodeStatePuts, encodeStateDeletes } from './dtoa';

@@ -72,6 +72,7 @@ interface CoreExports {
   formatDoubles(src: number, n: number, out: number, bounds: number): number;
   encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number;
   encodeStatePuts(heads: number, first: number, last: number, bodies: number, tables: number, out: number): number;
+  encodeStateDeletes(recs: number, n: number, tables: number, out: number): number;
   internRemove(t: number, id: number): number;
   internFresh(t: number): number;
   internFreshCount(t: number): number;
@@ -410,6 +411,15 @@ export class WasmCore {
    */
   encodeStatePuts(region: SnapRegion, first: number, last: number, tables: number, out: number): number {
     return this.x.encodeStatePuts(region.base, first, last, region.body, tables, out) >>> 0;
+  }
+
+  /**
+   * Writes n deletes, listed at `recs` as (u32 aggregation, u32 key id, f64 start, f64
+   * end), as change-batch records from `out`, with the key parts of `tables`; returns
+   * the bytes written.
+   */
+  encodeStateDeletes(recs: number, n: number, tables: number, out: number): number {
+    return this.x.encodeStateDeletes(recs, n, tables, out) >>> 0;
   }
 
   /** Raw key ids of aggregation a in use. */

@@ -175,10 +175,12 @@ export class ChangeSet {
     if (!this.owner.holds(this.take)) throw new Error('a change set must be encoded before the next take of changes');
     const names = this.names, g = this.gone, nGone = g.key.length;
     for (let i = from; i < Math.min(to, nGone); i++) this.writeDelete(w, names[g.agg[i]!]!, g.key[i]!, g.start[i]!, g.end[i]!);
-    const m = this.moved, keysOf = this.tables.keys, nDeletes = nGone + m.n;
-    for (let i = Math.max(from, nGone); i < Math.min(to, nDeletes); i++) {
-      const j = i - nGone, a = m.agg[j]!, id = m.key[j]!;
-      this.writeDelete(w, names[a]!, id === NONE ? m.legacy.get(j)! : keysOf[a]![id]!, m.start[j]!, m.end[j]!);
+    const m = this.moved, nDeletes = nGone + m.n;
+    const j0 = Math.max(from, nGone) - nGone, j1 = Math.min(to, nDeletes) - nGone;
+    if (j0 < j1) {
+      // Windows restored from a legacy key string are deleted under that string.
+      if (m.legacy.size > 0) for (let j = j0; j < j1; j++) if (m.key[j] === NONE) this.writeDelete(w, names[m.agg[j]!]!, m.legacy.get(j)!, m.start[j]!, m.end[j]!);
+      this.parts.encodeDeletes(m, j0, j1, w);
     }
     const first = Math.max(from, nDeletes) - nDeletes, last = to - nDeletes;
     if (first < last) this.encodePuts(w, first, last);
@@ -470,6 +472,34 @@ export class StateKeyParts {
     this.table = names.map(() => 0);
     this.tables = core.alloc(Math.max(1, names.length) * 4);
     registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
+  }
+
+  /** Writes the deletes of moved windows [j0, j1) to `w`, those under a legacy key string (NONE) left out. */
+  encodeDeletes(m: MovedWindows, j0: number, j1: number, w: ChangeBatchWriter): void {
+    let n = 0, bound = ENCODE.SLACK;
+    for (let j = j0; j < j1; j++) {
+      const a = m.agg[j]!, id = m.key[j]!;
+      if (id === NONE) continue;
+      let parts = this.lens[a]![id] ?? 0;
+      if (parts === 0) parts = this.install(a, id);
+      bound += 24 + 8 + parts + 2 * ENCODE.NUMBER_MAX + 1;
+      n++;
+    }
+    if (n === 0) return;
+    const recs = this.reserve(bound), out = recs + 24 * n;
+    const u32 = this.core.words(), f64 = this.core.doubles();
+    let r = recs;
+    for (let j = j0; j < j1; j++) {
+      const id = m.key[j]!;
+      if (id === NONE) continue;
+      u32[r >>> 2] = m.agg[j]!;
+      u32[(r >>> 2) + 1] = id;
+      f64[(r >>> 3) + 1] = m.start[j]!;
+      f64[(r >>> 3) + 2] = m.end[j]!;
+      r += 24;
+    }
+    const bytes = this.core.encodeStateDeletes(recs, n, this.tables, out);
+    w.append(this.core.bytes().subarray(out, out + bytes), n);
   }
 
   /** Writes records [first, last) of `region` (their bodies written) as puts to `w`. */
