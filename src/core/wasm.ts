@@ -116,6 +116,31 @@ export interface AggViews {
   status: Uint8Array;
 }
 
+/**
+ * A block of the core's heap for work space (the encoders' output), reused, and
+ * replaced by a larger one (double, 64 KB at least) when asked for more.
+ */
+export class WorkBlock {
+  private ptr = 0;
+  private size = 0;
+  constructor(private readonly core: WasmCore) {}
+
+  /** Its address, at least `bytes` long (what it held is gone when it grows). */
+  reserve(bytes: number): number {
+    if (bytes > this.size) {
+      if (this.ptr !== 0) this.core.free(this.ptr);
+      this.size = Math.max(bytes, 2 * this.size, 64 * 1024);
+      this.ptr = this.core.alloc(this.size);
+    }
+    return this.ptr;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.size;
+  }
+}
+
 /** One instance of the WebAssembly core: the working state of every window. */
 export class WasmCore {
   readonly capacity: number;

@@ -13,7 +13,7 @@
 // set turns key ids into key strings when it is encoded. Until then the operator frees
 // no key id (WindowOperator: no key sweep while a change set is not encoded), so an id
 // the change set names cannot be given to another key in between.
-import { Layout, type SnapRegion, type WasmCore } from '../core/wasm';
+import { Layout, WorkBlock, type SnapRegion, type WasmCore } from '../core/wasm';
 import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
 import type { KeyRegistry } from './keys';
 
@@ -457,9 +457,8 @@ export class StateKeyParts {
   private readonly table: number[];
   /** The tables' addresses, u32 per aggregation, in the core. */
   private readonly tables: number;
-  /** Work block in the core's memory the records are written to. */
-  private block = 0;
-  private blockBytes = 0;
+  /** Where the records are written, in the core's memory. */
+  private readonly block: WorkBlock;
 
   constructor(
     private readonly core: WasmCore,
@@ -471,6 +470,7 @@ export class StateKeyParts {
     this.lens = names.map(() => new Uint32Array(0));
     this.table = names.map(() => 0);
     this.tables = core.alloc(Math.max(1, names.length) * 4);
+    this.block = new WorkBlock(core);
     registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
   }
 
@@ -486,7 +486,7 @@ export class StateKeyParts {
       n++;
     }
     if (n === 0) return;
-    const recs = this.reserve(bound), out = recs + 24 * n;
+    const recs = this.block.reserve(bound), out = recs + 24 * n;
     const u32 = this.core.words(), f64 = this.core.doubles();
     let r = recs;
     for (let j = j0; j < j1; j++) {
@@ -519,7 +519,7 @@ export class StateKeyParts {
       }
       bound += 8 + parts + 2 * ENCODE.NUMBER_MAX + 18 + u32[rw + SNAP_LEN_W]!;
     }
-    const out = this.reserve(bound);
+    const out = this.block.reserve(bound);
     const n = this.core.encodeStatePuts(region, first, last, this.tables, out);
     w.append(this.core.bytes().subarray(out, out + n), last - first);
   }
@@ -571,15 +571,5 @@ export class StateKeyParts {
     }
     this.table[a] = table;
     this.core.words()[(this.tables >>> 2) + a] = table;
-  }
-
-  /** The work block, at least `bytes` long. */
-  private reserve(bytes: number): number {
-    if (bytes > this.blockBytes) {
-      if (this.block !== 0) this.core.free(this.block);
-      this.blockBytes = Math.max(bytes, 2 * this.blockBytes, 64 * 1024);
-      this.block = this.core.alloc(this.blockBytes);
-    }
-    return this.block;
   }
 }

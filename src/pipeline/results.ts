@@ -5,7 +5,7 @@
 // byte for byte what JSON.stringify gives for the same WindowResult. The parts that
 // are the same for every window of a key (name, key, group) are encoded once per
 // (aggregation, key id) and cached; the numbers are written per result.
-import { Layout, type WasmCore } from '../core/wasm';
+import { Layout, WorkBlock, type WasmCore } from '../core/wasm';
 import { groupObject, type KeyRegistry } from './keys';
 import { stateKey, type DeadLetter, type WindowResult } from './types';
 
@@ -413,8 +413,7 @@ export class ResultEncoder {
   /** The tables' addresses, per aggregation (u32), in the core's memory. */
   private readonly tables: number;
   /** Work block in the core's memory: line bounds (n × 8), then the lines. */
-  private block = 0;
-  private blockBytes = 0;
+  private readonly block: WorkBlock;
   /** The slab batches are carved from now, and retired slabs that no batch holds any more. */
   private slab: Slab;
   private readonly spare: Slab[] = [];
@@ -441,6 +440,7 @@ export class ResultEncoder {
       return new Prefixes(head, fieldHeads);
     });
     this.tables = core.alloc(Math.max(1, names.length) * 4);
+    this.block = new WorkBlock(core);
     registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
   }
 
@@ -466,7 +466,7 @@ export class ResultEncoder {
       keys[k] = e;
       prefixBytes += t.len[id]!;
     }
-    const bounds = this.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
+    const bounds = this.block.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
     const out = bounds + n * 8;
     const total = core.encodeResults(res.base, n, this.tables, emittedAtMs, out, bounds);
     // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
@@ -517,7 +517,7 @@ export class ResultEncoder {
 
   /** Bytes of the core's memory held for prefixes, their tables and the work block. */
   memoryBytes(): number {
-    let total = this.blockBytes;
+    let total = this.block.bytes;
     for (const t of this.prefixes) {
       total += t.ptr.length * 8;
       for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += (t.len[id]! + 31) & ~31;
@@ -608,16 +608,6 @@ export class ResultEncoder {
     const u32 = this.core.words();
     u32[(t.table >>> 2) + 2 * id] = ptr;
     u32[(t.table >>> 2) + 2 * id + 1] = len;
-  }
-
-  /** The work block, at least `bytes` long. */
-  private reserve(bytes: number): number {
-    if (bytes > this.blockBytes) {
-      if (this.block !== 0) this.core.free(this.block);
-      this.blockBytes = Math.max(bytes, 2 * this.blockBytes, 64 * 1024);
-      this.block = this.core.alloc(this.blockBytes);
-    }
-    return this.block;
   }
 }
 
