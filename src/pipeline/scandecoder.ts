@@ -205,9 +205,10 @@ function decodeKey(bytes: Buffer): string[] {
     if (kind !== KIND_STRING) decodedUnique = false;
     if (kind === KIND_MISSING) values.push('null');
     else if (kind === KIND_STRING) {
-      const plain = plainString(bytes, pos + 1, end);
-      if (plain === undefined || !asciiToken) decodedUnique = false;
-      values.push(plain ?? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))));
+      // Without an escape, the bytes between the quotes are the value, as JSON.parse reads them (the scanner has checked the token).
+      const form = stringForm(bytes, pos + 1, end);
+      if (form !== PLAIN_ASCII) decodedUnique = false;
+      values.push(form === ESCAPED ? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))) : bytes.toString(form === PLAIN_ASCII ? 'latin1' : 'utf8', pos + 2, end - 1));
     }
     else if (kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(bytes.toString('latin1', pos + 1, end))));
     else if (kind === KIND_TRUE) values.push('true');
@@ -218,21 +219,15 @@ function decodeKey(bytes: Buffer): string[] {
   return values;
 }
 
-/**
- * The value of the JSON string token [start, end) (quotes included) when it has no
- * escape: its bytes between the quotes, as JSON.parse reads them (the scanner has
- * checked the token); undefined when it has one.
- */
-function plainString(bytes: Buffer, start: number, end: number): string | undefined {
-  let ascii = true;
+const ESCAPED = 0, PLAIN_ASCII = 1, PLAIN_UTF8 = 2;
+
+/** Whether the JSON string token [start, end) (quotes included) has an escape, else whether it is ASCII. */
+function stringForm(bytes: Buffer, start: number, end: number): number {
+  let form = PLAIN_ASCII;
   for (let i = start + 1; i < end - 1; i++) {
     const c = bytes[i]!;
-    if (c === 0x5c) return undefined;
-    if (c >= 0x80) ascii = false;
+    if (c === 0x5c) return ESCAPED;
+    if (c >= 0x80) form = PLAIN_UTF8;
   }
-  asciiToken = ascii;
-  return bytes.toString(ascii ? 'latin1' : 'utf8', start + 1, end - 1);
+  return form;
 }
-
-/** Whether the last token plainString() read was ASCII. */
-let asciiToken = false;
