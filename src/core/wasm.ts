@@ -141,6 +141,80 @@ export class WorkBlock {
   }
 }
 
+/**
+ * Per aggregation and key id, an entry of `words` u32 whose first is the address of a
+ * block of the core's heap that the entry owns (0: no entry), in per-aggregation tables
+ * in the core's memory that the core reads (their addresses at `tables`, u32 per
+ * aggregation), mirrored here for TypeScript. Tables grow by doubling as ids do; a
+ * registry's release hook drops its id's entry and frees the block.
+ */
+export class KeyBlockTables {
+  /** The tables' addresses, u32 per aggregation, in the core's memory. */
+  readonly tables: number;
+  /** Per aggregation: its entries, `words` per key id. */
+  private readonly mirror: Uint32Array[];
+  /** Per aggregation: its table's address (0: none yet). */
+  private readonly table: number[];
+
+  constructor(
+    private readonly core: WasmCore,
+    aggregations: number,
+    private readonly words: number,
+  ) {
+    this.mirror = Array.from({ length: aggregations }, () => new Uint32Array(0));
+    this.table = Array.from({ length: aggregations }, () => 0);
+    this.tables = core.alloc(Math.max(1, aggregations) * 4);
+  }
+
+  /** Word k of key id `id`'s entry (0 without one). */
+  word(a: number, id: number, k: number): number {
+    return this.mirror[a]![id * this.words + k] ?? 0;
+  }
+
+  /** Ids aggregation a's table has room for. */
+  capacity(a: number): number {
+    return this.mirror[a]!.length / this.words;
+  }
+
+  /** Sets key id `id`'s entry: its block's address, then the other words. */
+  set(a: number, id: number, ...entry: number[]): void {
+    if (id >= this.capacity(a)) this.grow(a, id + 1);
+    this.write(a, id, entry);
+  }
+
+  /** Drops key id `id`'s entry and frees its block, if it has one. */
+  drop(a: number, id: number): void {
+    const ptr = this.word(a, id, 0);
+    if (ptr === 0) return;
+    this.core.free(ptr);
+    this.write(a, id, []);
+  }
+
+  /** Writes an entry (words it leaves out: 0) here and in the core's table. */
+  private write(a: number, id: number, entry: readonly number[]): void {
+    const at = id * this.words, u32 = this.core.words(), t = (this.table[a]! >>> 2) + at;
+    for (let k = 0; k < this.words; k++) {
+      this.mirror[a]![at + k] = entry[k] ?? 0;
+      u32[t + k] = entry[k] ?? 0;
+    }
+  }
+
+  /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */
+  private grow(a: number, cap: number): void {
+    const old = this.mirror[a]!;
+    const size = Math.max(cap, 2 * this.capacity(a), 256) * this.words;
+    const mirror = new Uint32Array(size);
+    mirror.set(old);
+    this.mirror[a] = mirror;
+    const from = this.table[a]!, table = this.core.alloc(size * 4);
+    if (from !== 0) this.core.free(from);
+    this.table[a] = table;
+    const u32 = this.core.words();
+    u32.set(mirror, table >>> 2);
+    u32[(this.tables >>> 2) + a] = table;
+  }
+}
+
 /** One instance of the WebAssembly core: the working state of every window. */
 export class WasmCore {
   readonly capacity: number;

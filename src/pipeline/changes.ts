@@ -13,7 +13,7 @@
 // set turns key ids into key strings when it is encoded. Until then the operator frees
 // no key id (WindowOperator: no key sweep while a change set is not encoded), so an id
 // the change set names cannot be given to another key in between.
-import { Layout, WorkBlock, type SnapRegion, type WasmCore } from '../core/wasm';
+import { KeyBlockTables, Layout, WorkBlock, type SnapRegion, type WasmCore } from '../core/wasm';
 import { ChangeBatchWriter, readChangeBatch } from '../state/batch';
 import type { KeyRegistry } from './keys';
 
@@ -451,12 +451,8 @@ function persist(
  * key's parts go when its registry releases the id.
  */
 export class StateKeyParts {
-  /** Per aggregation, per key id: bytes of its parts, 0 when it has none. */
-  private readonly lens: Uint32Array[];
-  /** Per aggregation: its table's address in the core (3 × u32 per key id: ptr, key part length, header length). */
-  private readonly table: number[];
-  /** The tables' addresses, u32 per aggregation, in the core. */
-  private readonly tables: number;
+  /** Per key id: its parts' block, the key part's length, the header's length. */
+  private readonly parts: KeyBlockTables;
   /** Where the records are written, in the core's memory. */
   private readonly block: WorkBlock;
 
@@ -467,11 +463,9 @@ export class StateKeyParts {
     private readonly keys: KeyTables,
     registries: readonly KeyRegistry[],
   ) {
-    this.lens = names.map(() => new Uint32Array(0));
-    this.table = names.map(() => 0);
-    this.tables = core.alloc(Math.max(1, names.length) * 4);
+    this.parts = new KeyBlockTables(core, names.length, 3);
     this.block = new WorkBlock(core);
-    registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
+    registries.forEach((reg, a) => reg.onRelease((id) => this.parts.drop(a, id)));
   }
 
   /** Writes the deletes of moved windows [j0, j1) to `w`, those under a legacy key string (NONE) left out. */
@@ -480,8 +474,7 @@ export class StateKeyParts {
     for (let j = j0; j < j1; j++) {
       const a = m.agg[j]!, id = m.key[j]!;
       if (id === NONE) continue;
-      let parts = this.lens[a]![id] ?? 0;
-      if (parts === 0) parts = this.install(a, id);
+      const parts = this.partsOf(a, id);
       bound += 24 + 8 + parts + 2 * ENCODE.NUMBER_MAX + 1;
       n++;
     }
@@ -498,7 +491,7 @@ export class StateKeyParts {
       f64[(r >>> 3) + 2] = m.end[j]!;
       r += 24;
     }
-    const bytes = this.core.encodeStateDeletes(recs, n, this.tables, out);
+    const bytes = this.core.encodeStateDeletes(recs, n, this.parts.tables, out);
     w.append(this.core.bytes().subarray(out, out + bytes), n);
   }
 
@@ -512,64 +505,27 @@ export class StateKeyParts {
     for (let k = first; k < last; k++) {
       const rw = hw + k * HEAD_W;
       const a = u32[rw + SNAP_AGG_W]!, id = u32[rw + SNAP_KEY_W]!;
-      let parts = this.lens[a]![id] ?? 0;
-      if (parts === 0) {
-        parts = this.install(a, id);
-        u32 = region.memory().u32;
-      }
+      const installed = this.parts.word(a, id, 0) !== 0;
+      const parts = this.partsOf(a, id);
+      if (!installed) u32 = region.memory().u32;
       bound += 8 + parts + 2 * ENCODE.NUMBER_MAX + 18 + u32[rw + SNAP_LEN_W]!;
     }
     const out = this.block.reserve(bound);
-    const n = this.core.encodeStatePuts(region, first, last, this.tables, out);
+    const n = this.core.encodeStatePuts(region, first, last, this.parts.tables, out);
     w.append(this.core.bytes().subarray(out, out + n), last - first);
   }
 
-  private install(a: number, id: number): number {
+  /** Bytes of key id `id`'s parts, written first if it has none. */
+  private partsOf(a: number, id: number): number {
+    if (this.parts.word(a, id, 0) !== 0) return this.parts.word(a, id, 1) + this.parts.word(a, id, 2);
     const name = this.names[a]!, key = this.keys.keys[a]![id]!, values = this.keys.values[a]![id]!;
     const head = stateHeader(name, values);
     const keyPart = Buffer.concat([name, Buffer.from(':' + key + ':', 'utf8')]);
-    const len = keyPart.length + head.length;
-    if (id >= this.lens[a]!.length) this.grow(a, id + 1);
-    const ptr = this.core.alloc(len);
+    const ptr = this.core.alloc(keyPart.length + head.length);
     const bytes = this.core.bytes();
     bytes.set(keyPart, ptr);
     bytes.set(head, ptr + keyPart.length);
-    this.setEntry(a, id, ptr, keyPart.length, head.length);
-    return len;
-  }
-
-  /** Drops the parts of a key id (its registry released it). */
-  private forget(a: number, id: number): void {
-    if ((this.lens[a]![id] ?? 0) === 0) return;
-    const u32 = this.core.words();
-    this.core.free(u32[(this.table[a]! >>> 2) + 3 * id]!);
-    this.setEntry(a, id, 0, 0, 0);
-  }
-
-  private setEntry(a: number, id: number, ptr: number, keyLen: number, headLen: number): void {
-    this.lens[a]![id] = keyLen + headLen;
-    const u32 = this.core.words(), e = (this.table[a]! >>> 2) + 3 * id;
-    u32[e] = ptr;
-    u32[e + 1] = keyLen;
-    u32[e + 2] = headLen;
-  }
-
-  /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */
-  private grow(a: number, cap: number): void {
-    const old = this.lens[a]!;
-    const size = Math.max(cap, 2 * old.length, 256);
-    const lens = new Uint32Array(size);
-    lens.set(old);
-    this.lens[a] = lens;
-    const from = this.table[a]!;
-    const table = this.core.alloc(size * 12);
-    const u32 = this.core.words();
-    u32.fill(0, table >>> 2, (table >>> 2) + 3 * size);
-    if (from !== 0) {
-      u32.copyWithin(table >>> 2, from >>> 2, (from >>> 2) + 3 * old.length);
-      this.core.free(from);
-    }
-    this.table[a] = table;
-    this.core.words()[(this.tables >>> 2) + a] = table;
+    this.parts.set(a, id, ptr, keyPart.length, head.length);
+    return keyPart.length + head.length;
   }
 }

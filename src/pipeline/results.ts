@@ -5,7 +5,7 @@
 // byte for byte what JSON.stringify gives for the same WindowResult. The parts that
 // are the same for every window of a key (name, key, group) are encoded once per
 // (aggregation, key id) and cached; the numbers are written per result.
-import { Layout, WorkBlock, type WasmCore } from '../core/wasm';
+import { KeyBlockTables, Layout, WorkBlock, type WasmCore } from '../core/wasm';
 import { groupObject, type KeyRegistry } from './keys';
 import { stateKey, type DeadLetter, type WindowResult } from './types';
 
@@ -376,9 +376,8 @@ function jsonString(s: string): string {
 }
 
 /**
- * The prefixes of one aggregation's keys, by key id: where each is in the core's
- * memory, in a table there that encodeResults reads (per id, address and length as
- * u32), and mirrored here in dense arrays.
+ * What the prefixes of one aggregation's keys are made of, and each key id's ResultKey;
+ * the prefixes themselves are in the core's memory (ResultEncoder.blocks).
  */
 class Prefixes {
   /** head, UTF-8. */
@@ -396,10 +395,6 @@ class Prefixes {
   }
   /** The ResultKey the results of each key get (undefined: no prefix). */
   entry: Array<ResultKey | undefined> = [];
-  ptr = new Uint32Array(0);
-  len = new Uint32Array(0);
-  /** The table's address in the core's memory (0: none yet). */
-  table = 0;
 }
 
 /**
@@ -410,8 +405,8 @@ class Prefixes {
  */
 export class ResultEncoder {
   private readonly prefixes: Prefixes[];
-  /** The tables' addresses, per aggregation (u32), in the core's memory. */
-  private readonly tables: number;
+  /** Per aggregation, per key id: its prefix's block and length, in the core's memory. */
+  private readonly blocks: KeyBlockTables;
   /** Work block in the core's memory: line bounds (n × 8), then the lines. */
   private readonly block: WorkBlock;
   /** The slab batches are carved from now, and retired slabs that no batch holds any more. */
@@ -439,7 +434,7 @@ export class ResultEncoder {
       const { head, fieldHeads } = prefixParts(name, registries[a]!.fields);
       return new Prefixes(head, fieldHeads);
     });
-    this.tables = core.alloc(Math.max(1, names.length) * 4);
+    this.blocks = new KeyBlockTables(core, names.length, 2);
     this.block = new WorkBlock(core);
     registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
   }
@@ -464,11 +459,11 @@ export class ResultEncoder {
         u32 = core.words(); // allocating may have grown memory
       }
       keys[k] = e;
-      prefixBytes += t.len[id]!;
+      prefixBytes += this.blocks.word(a, id, 1);
     }
     const bounds = this.block.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
     const out = bounds + n * 8;
-    const total = core.encodeResults(res.base, n, this.tables, emittedAtMs, out, bounds);
+    const total = core.encodeResults(res.base, n, this.blocks.tables, emittedAtMs, out, bounds);
     // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
     // line bounds, the lines.
     const recBytes = n * RES_BYTES;
@@ -510,18 +505,17 @@ export class ResultEncoder {
   forget(agg: number, keyId: number): void {
     const t = this.prefixes[agg];
     if (t === undefined || t.entry[keyId] === undefined) return;
-    this.core.free(t.ptr[keyId]!);
     t.entry[keyId] = undefined;
-    this.setPrefix(t, keyId, 0, 0);
+    this.blocks.drop(agg, keyId);
   }
 
   /** Bytes of the core's memory held for prefixes, their tables and the work block. */
   memoryBytes(): number {
     let total = this.block.bytes;
-    for (const t of this.prefixes) {
-      total += t.ptr.length * 8;
-      for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += (t.len[id]! + 31) & ~31;
-    }
+    this.prefixes.forEach((t, a) => {
+      total += this.blocks.capacity(a) * 8;
+      for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += (this.blocks.word(a, id, 1) + 31) & ~31;
+    });
     return total;
   }
 
@@ -529,7 +523,6 @@ export class ResultEncoder {
     const reg = this.registries[a]!;
     const key = reg.keys[id]!, values = reg.values[id]!, name = this.names[a]!;
     const t = this.prefixes[a]!;
-    if (id >= t.ptr.length) this.grow(a, t, id + 1);
     // Most keys are printable ASCII that JSON writes as it is: their prefix is written as
     // bytes, without a string (a new key per few events, as sessions per user have, makes
     // this a good part of the results' cost).
@@ -553,9 +546,11 @@ export class ResultEncoder {
       ptr = this.core.alloc((len + 31) & ~31);
       this.core.writeUtf8(ptr, text);
     }
+    this.blocks.set(a, id, ptr, len);
+    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
+    while (t.entry.length < this.blocks.capacity(a)) t.entry.push(undefined);
     const e = new EncodedKey(a, name, key, reg.fields, values);
     t.entry[id] = e;
-    this.setPrefix(t, id, ptr, len);
     return e;
   }
 
@@ -580,34 +575,6 @@ export class ResultEncoder {
       if (p < 0) return -1;
     }
     return p + PREFIX_TAIL_BYTES.copy(b, p);
-  }
-
-  /** Grows aggregation a's table to at least `cap` ids (the core's copy moves). */
-  private grow(a: number, t: Prefixes, cap: number): void {
-    const size = Math.max(cap, 2 * t.ptr.length, 256);
-    const ptr = new Uint32Array(size), len = new Uint32Array(size);
-    ptr.set(t.ptr);
-    len.set(t.len);
-    t.ptr = ptr;
-    t.len = len;
-    // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
-    while (t.entry.length < size) t.entry.push(undefined);
-    if (t.table !== 0) this.core.free(t.table);
-    t.table = this.core.alloc(size * 8);
-    const u32 = this.core.words();
-    for (let id = 0; id < size; id++) {
-      u32[(t.table >>> 2) + 2 * id] = ptr[id]!;
-      u32[(t.table >>> 2) + 2 * id + 1] = len[id]!;
-    }
-    u32[(this.tables >>> 2) + a] = t.table;
-  }
-
-  private setPrefix(t: Prefixes, id: number, ptr: number, len: number): void {
-    t.ptr[id] = ptr;
-    t.len[id] = len;
-    const u32 = this.core.words();
-    u32[(t.table >>> 2) + 2 * id] = ptr;
-    u32[(t.table >>> 2) + 2 * id + 1] = len;
   }
 }
 
