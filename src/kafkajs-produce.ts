@@ -43,7 +43,48 @@ export interface ProduceMessage {
   value?: Bytes;
   timestamp?: unknown;
   headers?: unknown;
+  [RECORDS]?: RecordRun | null;
 }
+// ─── Runs of change records ──────────────────────────────────────────────────
+//
+// A checkpoint's changelog records arrive as a change batch (src/state/batch.ts): an
+// object, a key Buffer and a value view per record would be most of the changelog
+// thread's work and garbage. A send carries each run of a batch's records as `count`
+// messages instead: the first holds the run, the others are one shared placeholder
+// (kafkajs counts a partition's messages for the idempotent producer's sequence
+// numbers), and encodeProduce writes the records straight from the batch's bytes. Only
+// this encoder can write them: a request it does not take is refused, not sent empty.
+
+/** The property of a message that carries a run (null: a placeholder of the run before it). */
+export const RECORDS = Symbol('weir.records');
+
+/** Records [start, end) of a change batch's bytes, `count` of them. */
+export interface RecordRun {
+  readonly buf: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+  readonly count: number;
+}
+
+export interface RunMessage {
+  key: null;
+  value: null;
+  partition: number;
+  [RECORDS]: RecordRun | null;
+}
+
+/** Appends to `messages` the `run.count` messages that send `run` to `partition`. */
+export function pushRun(messages: unknown[], run: RecordRun, partition: number): void {
+  messages.push({ key: null, value: null, partition, [RECORDS]: run } satisfies RunMessage);
+  const placeholder: RunMessage = { key: null, value: null, partition, [RECORDS]: null };
+  for (let k = 1; k < run.count; k++) messages.push(placeholder);
+}
+
+/** Whether a run's messages can be sent: the encoder is in place in this thread. */
+export function runsSupported(): boolean {
+  return installFastProduce();
+}
+
 export interface ProduceArgs {
   acks: number;
   timeout: number;
@@ -151,6 +192,68 @@ export function fastEncodes(args: ProduceArgs): boolean {
 }
 
 /**
+ * The bytes of the records of the run that starts at message i of `ms`, the first at
+ * offset delta i; checks that its placeholders follow it and that its records end
+ * where it says.
+ */
+function runSize(ms: readonly ProduceMessage[], i: number): number {
+  const run = ms[i]![RECORDS];
+  if (run === null || run === undefined) throw new Error(`produce request: message ${i} is a placeholder of a run of change records without its run`);
+  if (run.count < 1 || i + run.count > ms.length) throw new Error(`produce request: a run of ${run.count} change records from message ${i} of ${ms.length}`);
+  for (let k = 1; k < run.count; k++) if (ms[i + k]![RECORDS] !== null) throw new Error(`produce request: message ${i + k} is not a placeholder of the run from message ${i}`);
+  const b = run.buf;
+  let size = 0;
+  let p = run.start;
+  for (let k = 0; k < run.count; k++) {
+    if (p + 8 > run.end) throw new Error(`produce request: a run of ${run.count} change records ends at byte ${run.end}, before record ${k}`);
+    const kl = u32le(b, p), v = u32le(b, p + 4);
+    const vl = v - 1; // -1: a delete, whose value is null
+    const body = 3 + varintSize(i + k) + varintSize(kl) + kl + varintSize(vl) + Math.max(vl, 0);
+    size += varintSize(body) + body;
+    p += 8 + kl + v;
+  }
+  if (p !== run.end) throw new Error(`produce request: a run of ${run.count} change records ends at byte ${p}, not ${run.end}`);
+  return size;
+}
+
+/** Writes the records of `run` at `pos` of `buf`, the first at offset delta `first`; returns the end. */
+function writeRun(buf: Buffer, pos: number, run: RecordRun, first: number): number {
+  const b = run.buf;
+  let p = run.start;
+  for (let k = 0; k < run.count; k++) {
+    const kl = u32le(b, p), v = u32le(b, p + 4);
+    const vl = v - 1;
+    const body = 3 + varintSize(first + k) + varintSize(kl) + kl + varintSize(vl) + Math.max(vl, 0);
+    pos = writeVarint(buf, pos, body);
+    buf[pos++] = 0; // attributes
+    buf[pos++] = 0; // timestamp delta
+    pos = writeVarint(buf, pos, first + k); // offset delta
+    pos = writeVarint(buf, pos, kl);
+    copyRange(b, p + 8, p + 8 + kl, buf, pos);
+    pos += kl;
+    pos = writeVarint(buf, pos, vl);
+    if (vl > 0) copyRange(b, p + 9 + kl, p + 8 + kl + v, buf, pos);
+    pos += Math.max(vl, 0);
+    buf[pos++] = 0; // no headers
+    p += 8 + kl + v;
+  }
+  return pos;
+}
+
+function u32le(b: Uint8Array, p: number): number {
+  return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16) | (b[p + 3]! << 24)) >>> 0;
+}
+
+/** Copies src[from, to) to dst at `at`: short ranges byte by byte (a view per copy costs more). */
+function copyRange(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): void {
+  if (to - from > 64) {
+    dst.set(src.subarray(from, to), at);
+    return;
+  }
+  for (let i = from; i < to; i++) dst[at++] = src[i]!;
+}
+
+/**
  * The body of a Produce request (versions 3 to 7) as kafkajs's encoder writes it,
  * for a request fastEncodes() takes: every batch's timestamps are `now`, as kafkajs
  * gives messages without one.
@@ -174,6 +277,13 @@ export function encodeProduce(args: ProduceArgs, Long: LongClass, now = Date.now
       const ms = p.messages;
       for (let i = 0; i < ms.length; i++, j += 2) {
         const m = ms[i]!;
+        const run = m[RECORDS];
+        if (run !== undefined) {
+          size += runSize(ms, i);
+          i += run!.count - 1;
+          j += 2 * (run!.count - 1);
+          continue;
+        }
         const kl = (lens[j] = byteLength(m.key));
         const vl = (lens[j + 1] = byteLength(m.value));
         const body = 3 + varintSize(i) + varintSize(kl) + Math.max(kl, 0) + varintSize(vl) + Math.max(vl, 0);
@@ -228,6 +338,13 @@ export function encodeProduce(args: ProduceArgs, Long: LongClass, now = Date.now
       pos = buf.writeInt32BE(ms.length, pos);
       for (let i = 0; i < ms.length; i++, j += 2) {
         const m = ms[i]!;
+        const run = m[RECORDS];
+        if (run !== undefined) {
+          pos = writeRun(buf, pos, run!, i);
+          i += run!.count - 1;
+          j += 2 * (run!.count - 1);
+          continue;
+        }
         const kl = lens[j]!, vl = lens[j + 1]!;
         const body = 3 + varintSize(i) + varintSize(kl) + Math.max(kl, 0) + varintSize(vl) + Math.max(vl, 0);
         pos = writeVarint(buf, pos, body);
@@ -250,7 +367,12 @@ export function encodeProduce(args: ProduceArgs, Long: LongClass, now = Date.now
 /** The module's replacement: kafkajs's request, with encode() ours where fastEncodes(). */
 function fastFactory(theirs: RequestFactory, Long: LongClass, Encoder: new () => EncoderLike): RequestFactory {
   const factory: RequestFactory = (args) => {
-    if (!fastEncodes(args)) return theirs(args);
+    if (!fastEncodes(args)) {
+      if (args.topicData.some((t) => t.partitions.some((p) => p.messages.some((m) => m[RECORDS] !== undefined)))) {
+        throw new Error('produce request: runs of change records need an uncompressed request without timestamps or headers');
+      }
+      return theirs(args);
+    }
     return {
       apiKey: PRODUCE_API_KEY,
       apiVersion: 3,

@@ -17,7 +17,7 @@
 // Produce request encoder that writes one buffer per request (see there); and a filter
 // of aborted transactions' records that handles interleaved transactions (see there).
 import '../kafkajs-grouping';
-import '../kafkajs-produce';
+import { pushRun, runsSupported, type RunMessage } from '../kafkajs-produce';
 import '../kafkajs-aborted';
 import { JavaCompatiblePartitioner } from '../sinks/partitioner';
 import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
@@ -264,7 +264,8 @@ export class ChangelogKafka {
     final?: { key: Buffer; value: Buffer },
     lastOffset?: (offset: string) => void,
   ): Promise<void> {
-    type Msg = { key: Buffer; value: Buffer | null; partition?: number };
+    type Plain = { key: Buffer; value: Buffer | null; partition?: number };
+    type Msg = Plain | RunMessage;
     let chunk: Msg[] = [];
     let bytes = 0;
     const flush = async (): Promise<void> => {
@@ -274,9 +275,33 @@ export class ChangelogKafka {
       chunk = [];
       bytes = 0;
     };
+    if (partition !== undefined && runsSupported()) {
+      // The records as runs of the batch's bytes (kafkajs-produce.ts), cut where a send is full.
+      for (const b of batches) {
+        const buf = new Uint8Array(b.buffer, 0, b.length);
+        const words = new DataView(b.buffer, 0, b.length);
+        let start = 0, p = 0, n = 0;
+        for (let i = 0; i < b.count; i++) {
+          const size = 8 + words.getUint32(p, true) + words.getUint32(p + 4, true);
+          p += size;
+          n++;
+          bytes += size + 8;
+          if (bytes >= SEND_BYTES) {
+            pushRun(chunk, { buf, start, end: p, count: n }, partition);
+            start = p;
+            n = 0;
+            await flush();
+          }
+        }
+        if (n > 0) pushRun(chunk, { buf, start, end: p, count: n }, partition);
+      }
+      if (final !== undefined) chunk.push({ ...final, partition });
+      await flush();
+      return;
+    }
     const at = partition === undefined ? {} : { partition };
     for (const b of batches) {
-      const msgs: Msg[] = [];
+      const msgs: Plain[] = [];
       // Values are views of the batch's buffer: kafkajs copies them into its request.
       readChangeBatch(b, (key, value) => msgs.push({ key: Buffer.from(key, 'utf8'), value, ...at }));
       for (const m of msgs) {

@@ -2,7 +2,8 @@
 // writes, and Weir's producers load it in place of kafkajs's; a real broker takes what
 // it writes (it checks each batch's CRC) and gives the same messages back.
 // First: it must come before anything loads kafkajs's producer.
-import { crc32c, encodeProduce, fastEncodes, installFastProduce, type ProduceArgs, type ProduceRequest } from '../../src/kafkajs-produce';
+import { crc32c, encodeProduce, fastEncodes, installFastProduce, pushRun, RECORDS, type ProduceArgs, type ProduceMessage, type ProduceRequest } from '../../src/kafkajs-produce';
+import { ChangeBatchWriter, readChangeBatch } from '../../src/state/batch';
 import '../../src/sinks/kafka';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,6 +106,90 @@ test("requests it does not encode (compressed, timestamps, headers) are kafkajs'
     const now = 1_767_225_600_000;
     assert.deepEqual(await bytesOf(ours(args), now), await bytesOf(theirs(args), now));
   }
+});
+
+/** A change batch of `n` records (puts with values across the varint sizes, empty ones, deletes), as a writer makes it. */
+function changeBatch(r: () => number, n: number): { buf: Uint8Array; count: number; plain: ProduceMessage[] } {
+  const w = new ChangeBatchWriter(64);
+  const sizes = [0, 1, 62, 63, 64, 65, 200, 8190, 8191, 8192, 9000];
+  for (let i = 0; i < n; i++) {
+    const key = `agg:${text(r, 1 + Math.floor(r() * 12))}:${i}`;
+    if (r() < 0.2) w.delete(key);
+    else w.put(key, randomBytes(sizes[Math.floor(r() * sizes.length)]!));
+  }
+  const b = w.finish();
+  const plain: ProduceMessage[] = [];
+  readChangeBatch(b, (key, value) => plain.push({ key: Buffer.from(key, 'utf8'), value: value === null ? null : Buffer.from(value) }));
+  return { buf: new Uint8Array(b.buffer, 0, b.length), count: b.count, plain };
+}
+
+/** The byte offset of record `i` of a change batch. */
+function recordAt(buf: Uint8Array, i: number): number {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  let p = 0;
+  for (let k = 0; k < i; k++) p += 8 + v.getUint32(p, true) + v.getUint32(p + 4, true);
+  return p;
+}
+
+test('runs of change records: the same request bytes as their records sent one message each, among other messages', () => {
+  const r = rng(11);
+  for (let i = 0; i < 60; i++) {
+    const { buf, count, plain } = changeBatch(r, 1 + Math.floor(r() * 150));
+    // The batch cut into runs at random records, with plain messages between some of them.
+    const runs: unknown[] = [];
+    const want: ProduceMessage[] = [];
+    for (let from = 0; from < count; ) {
+      const to = Math.min(count, from + 1 + Math.floor(r() * 60));
+      pushRun(runs, { buf, start: recordAt(buf, from), end: recordAt(buf, to), count: to - from }, 5);
+      want.push(...plain.slice(from, to));
+      if (r() < 0.3) {
+        const m = { key: text(r, 3), value: randomBytes(Math.floor(r() * 100)) };
+        runs.push({ ...m, partition: 5 });
+        want.push(m);
+      }
+      from = to;
+    }
+    const args = (messages: ProduceMessage[]): ProduceArgs => ({
+      acks: -1,
+      timeout: 30_000,
+      transactionalId: 'weir-g:t:5',
+      producerId: Long.fromValue(4_000_000_123),
+      producerEpoch: 3,
+      topicData: [{ topic: 'weir-changelog', partitions: [{ partition: 5, firstSequence: 77, messages }] }],
+    });
+    const runArgs = args(runs as ProduceMessage[]);
+    assert.equal(runArgs.topicData[0]!.partitions[0]!.messages.length, want.length, 'a message per record');
+    assert.ok(fastEncodes(runArgs));
+    const now = 1_767_225_600_000 + i;
+    assert.deepEqual(encodeProduce(runArgs, Long as never, now), encodeProduce(args(want), Long as never, now), `request ${i}`);
+  }
+});
+
+test('runs of change records: refused when broken or when the request is not one this encoder writes', () => {
+  const r = rng(12);
+  const { buf, count } = changeBatch(r, 10);
+  const base = (messages: unknown[], compression = 0): ProduceArgs => ({ acks: -1, timeout: 30_000, compression, topicData: [{ topic: 't', partitions: [{ partition: 0, messages: messages as ProduceMessage[] }] }] });
+  const whole = { buf, start: 0, end: buf.length, count };
+  const ok: unknown[] = [];
+  pushRun(ok, whole, 0);
+  encodeProduce(base(ok), Long as never);
+  // A placeholder without its run, a run missing placeholders, a run whose records end elsewhere.
+  const noHead = ok.slice(1);
+  assert.throws(() => encodeProduce(base(noHead), Long as never), /placeholder of a run of change records without its run/);
+  assert.throws(() => encodeProduce(base(ok.slice(0, count - 1)), Long as never), /a run of 10 change records from message 0 of 9/);
+  const short: unknown[] = [];
+  pushRun(short, { ...whole, end: recordAt(buf, 9) }, 0);
+  assert.throws(() => encodeProduce(base(short), Long as never), /a run of 10 change records ends at byte \d+, before record 9/);
+  const mixed = [...ok];
+  mixed[3] = { key: 'k', value: 'v' };
+  assert.throws(() => encodeProduce(base(mixed), Long as never), /message 3 is not a placeholder/);
+  // kafkajs's encoder would write them as empty records: refused instead.
+  const ours = load(path) as (args: ProduceArgs) => ProduceRequest;
+  assert.throws(() => ours(base(ok, 1)), /runs of change records need an uncompressed request/);
+  const long: unknown[] = [];
+  pushRun(long, { ...whole, count: 9 }, 0);
+  assert.throws(() => encodeProduce(base(long), Long as never), /a run of 9 change records ends at byte \d+, not \d+/);
+  assert.equal((ok[0] as ProduceMessage)[RECORDS], whole);
 });
 
 test('a real broker takes the requests it writes and gives the messages back, idempotent and in a transaction', async () => {
