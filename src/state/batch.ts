@@ -120,3 +120,28 @@ export function readChangeBatch(batch: ChangeBatch, each: (key: string, value: B
     p = end;
   }
 }
+
+/**
+ * The key of every record of `batch`, in order, with where its record starts in the
+ * batch's bytes (for putAt()) and whether it is a put: what staging needs, without a
+ * view per record.
+ */
+export function readChangeKeys(batch: ChangeBatch, each: (key: string, at: number, put: boolean) => void): void {
+  const b = Buffer.from(batch.buffer, 0, batch.length);
+  let p = 0;
+  for (let i = 0; i < batch.count; i++) {
+    if (p + HEADER > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
+    const keyLen = b.readUInt32LE(p), v = b.readUInt32LE(p + 4);
+    const k = p + HEADER, end = k + keyLen + v;
+    if (end > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
+    each(b.toString('utf8', k, k + keyLen), p, v !== 0);
+    p = end;
+  }
+}
+
+/** The value of the put whose record starts at `at` of `bytes` and the bytes key ‖ 0x00 ‖ value, as views. */
+export function putAt(bytes: Buffer, at: number): { value: Buffer; hashed: Buffer } {
+  const keyLen = bytes.readUInt32LE(at), v = bytes.readUInt32LE(at + 4);
+  const k = at + HEADER, end = k + keyLen + v;
+  return { value: bytes.subarray(k + keyLen + 1, end), hashed: bytes.subarray(k, end) };
+}

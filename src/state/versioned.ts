@@ -27,7 +27,7 @@
 import { classify } from '../errors/classify';
 import { WeirError } from '../errors/errors';
 import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, termsOfBatch, type DigestAlgorithm, type PartitionStore, type StateSummary } from './backend';
-import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
+import { ChangeBatchWriter, putAt, readChangeBatch, readChangeKeys, type ChangeBatch } from './batch';
 
 /** The largest version id (RocksDB stores 0xffffffff - id in 4 bytes, and 0xffffffff means "none"). */
 export const MAX_STATE_ID = 0xfffffffe;
@@ -224,6 +224,8 @@ interface Staged {
   hashed: Buffer | undefined;
 }
 
+/** A staged batch's index times this, plus a record's offset in it: a staged put's reference. */
+const BATCH_REF = 2 ** 32;
 const PRUNE_CHUNK = 5000;
 /**
  * Entries per batch a restore hands out: the first reaches its user while the next is
@@ -239,7 +241,13 @@ function checkId(id: number, what: string, min: number): void {
 }
 
 export class VersionedStore implements PartitionStore {
-  private staged = new Map<string, Staged | null>();
+  /**
+   * Per key, its staged change: null for a delete, a put, or a number for a put staged
+   * from a change batch: record `ref % 2^32` of stagedBatches[floor(ref / 2^32)],
+   * made into views only if it is still the key's last change when written.
+   */
+  private staged = new Map<string, Staged | null | number>();
+  private stagedBatches: Buffer[] = [];
   private readonly index = new KeyIndex();
   private readonly sum = new DigestSum();
   private bytes = 0;
@@ -287,8 +295,10 @@ export class VersionedStore implements PartitionStore {
   stage(batch: ChangeBatch): void {
     this.open('stage');
     const st = this.staged;
+    const base = this.stagedBatches.length * BATCH_REF;
     try {
-      readChangeBatch(batch, (key, value, hashed) => st.set(key, value === null ? null : { value, hashed: hashed! }));
+      this.stagedBatches.push(Buffer.from(batch.buffer, 0, batch.length));
+      readChangeKeys(batch, (key, at, put) => st.set(key, put ? base + at : null));
     } catch (e) {
       throw new StateError(`${this.engine.where}: stage(): ${(e as Error).message}`, { domain: 'internal' });
     }
@@ -296,7 +306,10 @@ export class VersionedStore implements PartitionStore {
 
   checkpoint(id: number): Promise<StateSummary> {
     const staged = this.staged;
+    const batches = this.stagedBatches;
     this.staged = new Map();
+    this.stagedBatches = [];
+    const resolved = (s: Staged | null | number): Staged | null => (typeof s === 'number' ? putAt(batches[Math.floor(s / BATCH_REF)]!, s % BATCH_REF) : s);
     return this.run('checkpoint', async () => {
       try {
         this.loaded('checkpoint');
@@ -308,7 +321,8 @@ export class VersionedStore implements PartitionStore {
         // Each key, its slot now (-1: not live) and its entry after (undefined: deleted).
         // Nothing else runs on the store meanwhile, so the slots stay as they are.
         const next: Array<[string, number, IndexEntry | undefined]> = [];
-        for (const [key, s] of staged) {
+        for (const [key, staging] of staged) {
+          const s = resolved(staging);
           const i = index.slotOf(key);
           const prev = i < 0 ? 0 : index.ver[i]!;
           if (s === null) {
@@ -341,7 +355,7 @@ export class VersionedStore implements PartitionStore {
         return this.summary();
       } catch (e) {
         // Not written (or not known to be): stage the changes again, unless staged anew since.
-        for (const [k, v] of staged) if (!this.staged.has(k)) this.staged.set(k, v);
+        for (const [k, v] of staged) if (!this.staged.has(k)) this.staged.set(k, resolved(v));
         throw e;
       }
     });
@@ -355,6 +369,7 @@ export class VersionedStore implements PartitionStore {
 
   restoreBatches(id: number, each: (batch: ChangeBatch) => void, digest: DigestAlgorithm = 'xxh64', chunk = RESTORE_CHUNK): Promise<StateSummary> {
     this.staged = new Map();
+    this.stagedBatches = [];
     return this.run('restore', async () => {
       checkId(id, `${this.engine.where}: restore`, 0);
       this.reset();
@@ -446,6 +461,7 @@ export class VersionedStore implements PartitionStore {
 
   clear(): Promise<void> {
     this.staged = new Map();
+    this.stagedBatches = [];
     return this.run('clear', async () => {
       await this.engine.clear();
       this.reset();
