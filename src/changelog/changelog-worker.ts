@@ -8,7 +8,7 @@
 //   worker -> main   ready {partitions, deleteRetentionMs} | failed {error} (once, first) | reply {id, result?, error?}
 import { parentPort, workerData } from 'node:worker_threads';
 import { lowerThisThread } from '../priority';
-import type { ChangeBatch } from '../state/batch';
+import { transferable, type ChangeBatch } from '../state/batch';
 import { plainStateError, type PlainStateError } from '../state/state-worker';
 import { ChangelogKafka, type ChangelogKafkaOptions } from './kafka';
 
@@ -51,7 +51,7 @@ async function serve(o: ChangelogKafkaOptions): Promise<void> {
         return { result: await kafka.commit(m.partition, m.batches, m.record, m.offset, m.results, m.resultTopics) };
       case 'restore': {
         const r = await kafka.restore(m.partition, m.from);
-        return { result: r, transfer: [r.batch.buffer] };
+        return { result: r, transfer: transferable([r.batch]) };
       }
       case 'shutdown':
         await kafka.shutdown();

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { WeirError } from '../errors/errors';
-import type { ChangeBatch } from '../state/batch';
+import { transferable, type ChangeBatch } from '../state/batch';
 import { revive } from '../state/thread';
 import type { ChangelogOp, FromChangelogWorker } from './changelog-worker';
 import { FencedError } from './errors';
@@ -79,7 +79,7 @@ export class Changelog {
    * changelog offset after it.
    */
   commit(p: number, batches: ChangeBatch[], record: string, offset: string, results: ChangeBatch[] = [], resultTopics: string[] = []): Promise<string> {
-    return this.request({ op: 'commit', partition: p, batches, record, offset, results, resultTopics }, [...batches, ...results].map((b) => b.buffer)) as Promise<string>;
+    return this.request({ op: 'commit', partition: p, batches, record, offset, results, resultTopics }, transferable([...batches, ...results])) as Promise<string>;
   }
 
   shutdown(): Promise<void> {

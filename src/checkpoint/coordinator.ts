@@ -537,7 +537,8 @@ export class Checkpointer {
       // Keys and values are encoded here, out of the barrier, a slice at a time, letting
       // batches in between (before the first too: complete() runs on from the barrier
       // without a break otherwise); the store takes the bytes as they are (to its thread).
-      const w = new ChangeBatchWriter(x.changes.bytesHint);
+      // With a changelog two threads read the batch: it is written shared, not copied.
+      const w = new ChangeBatchWriter(x.changes.bytesHint, this.changelog !== undefined);
       const size = x.changes.size;
       for (let from = 0; from < size; ) {
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -550,8 +551,7 @@ export class Checkpointer {
       }
       changes += w.count;
       const batch = w.finish();
-      // Both threads take their batch by transfer: the changelog gets a copy.
-      if (this.changelog !== undefined) forChangelog.push({ buffer: batch.buffer.slice(0, batch.length), length: batch.length, count: batch.count });
+      if (this.changelog !== undefined) forChangelog.push(batch);
       x.ps.stage(batch);
     }
     // 2. State, durably, as version `id`.

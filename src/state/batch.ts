@@ -12,7 +12,8 @@
 
 /** An encoded batch: `length` bytes of `buffer` from 0 hold `count` records. */
 export interface ChangeBatch {
-  buffer: ArrayBuffer;
+  /** Shared when more than one thread reads the batch (ChangeBatchWriter's `shared`). */
+  buffer: ArrayBuffer | SharedArrayBuffer;
   length: number;
   count: number;
 }
@@ -29,14 +30,25 @@ export class ChangeBatchWriter {
   private rec = 0;
   private keyEnd = 0;
 
-  constructor(capacity = 1 << 16) {
-    this.buf = Buffer.allocUnsafeSlow(Math.max(capacity, 64));
+  /**
+   * `shared`: the batches are written in SharedArrayBuffers, which any number of threads
+   * can be handed at once without a copy (a batch is not written once finished).
+   */
+  constructor(
+    capacity = 1 << 16,
+    private readonly shared = false,
+  ) {
+    this.buf = this.alloc(Math.max(capacity, 64));
+  }
+
+  private alloc(bytes: number): Buffer {
+    return this.shared ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafeSlow(bytes);
   }
 
   /** Room for `n` more bytes from `pos`. */
   reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafeSlow(Math.max(this.pos + n, 2 * this.buf.length));
+    const next = this.alloc(Math.max(this.pos + n, 2 * this.buf.length));
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
   }
@@ -94,8 +106,8 @@ export class ChangeBatchWriter {
 
   /** The batch; the writer starts empty again (on a new buffer). */
   finish(): ChangeBatch {
-    const b: ChangeBatch = { buffer: this.buf.buffer as ArrayBuffer, length: this.pos, count: this.count };
-    this.buf = Buffer.allocUnsafeSlow(64);
+    const b: ChangeBatch = { buffer: this.buf.buffer, length: this.pos, count: this.count };
+    this.buf = this.alloc(64);
     this.pos = 0;
     this.count = 0;
     return b;
@@ -144,4 +156,11 @@ export function putAt(bytes: Buffer, at: number): { value: Buffer; hashed: Buffe
   const keyLen = bytes.readUInt32LE(at), v = bytes.readUInt32LE(at + 4);
   const k = at + HEADER, end = k + keyLen + v;
   return { value: bytes.subarray(k + keyLen + 1, end), hashed: bytes.subarray(k, end) };
+}
+
+/** The buffers of `batches` that a postMessage can transfer (a shared one is handed over as it is). */
+export function transferable(batches: readonly ChangeBatch[]): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  for (const b of batches) if (!(b.buffer instanceof SharedArrayBuffer)) out.push(b.buffer);
+  return out;
 }

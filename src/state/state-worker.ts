@@ -19,7 +19,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { lowerThisThread, lowerThreadsNamed } from '../priority';
 import type { DigestAlgorithm, PartitionStore, StateBackend, StateBackendConfig } from './backend';
-import type { ChangeBatch } from './batch';
+import { transferable, type ChangeBatch } from './batch';
 import type { RecordCounts } from './versioned';
 
 export interface StateWorkerInit {
@@ -119,7 +119,7 @@ async function serve(init: StateWorkerInit): Promise<void> {
       case 'restore':
         stageFailures.delete(m.store);
         return storeOf(m.store)
-          .restoreBatches(m.n, (batch) => post({ type: 'chunk', id: m.id, batch }, [batch.buffer]), m.digest)
+          .restoreBatches(m.n, (batch) => post({ type: 'chunk', id: m.id, batch }, transferable([batch])), m.digest)
           .then((summary) => ({ result: summary }));
       case 'clear':
         stageFailures.delete(m.store);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ConfigError, InputError, WeirError } from '../errors/errors';
 import { StateCorrupt, StateError, type DigestAlgorithm, type PartitionStore, type StateBackend, type StateBackendConfig, type StateBackendKind, type StateSummary } from './backend';
-import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
+import { ChangeBatchWriter, readChangeBatch, transferable, type ChangeBatch } from './batch';
 import type { FromStateWorker, PlainStateError, StateOp, StateWorkerInit, ToStateWorker } from './state-worker';
 import type { RecordCounts } from './versioned';
 
@@ -122,7 +122,7 @@ export class ThreadStateBackend implements StateBackend {
   /** @internal */
   stage(store: number, batch: ChangeBatch): void {
     if (this.gone !== undefined) return; // the store's next request fails with it
-    this.worker.postMessage({ type: 'stage', store, batch } satisfies ToStateWorker, [batch.buffer]);
+    this.worker.postMessage({ type: 'stage', store, batch } satisfies ToStateWorker, transferable([batch]));
   }
 
   private onMessage(m: FromStateWorker): void {
