@@ -285,6 +285,36 @@ test('results: every line is JSON.stringify of the same WindowResult, for any na
   );
 });
 
+test('results: keys from one byte to tens of kilobytes, alone and mixed in batches of 1,024, encode as JSON.stringify', () => {
+  const core = newCore();
+  const names = ['sessions', 'per_model'];
+  const regs = [new KeyRegistry(['user']), new KeyRegistry(['model', 'region'])];
+  const enc = new ResultEncoder(core, names, regs);
+  const r = (() => {
+    let x = 7;
+    return (): number => ((x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  })();
+  // Around where the encoder stops reserving for n of the longest prefix (512 bytes) and sums them instead.
+  const lengths = [1, 12, 200, 300, 450, 480, 490, 500, 511, 512, 513, 520, 700, 2_000, 30_000];
+  const fire = (len: number, i: number): Fired => {
+    const agg = i % 2;
+    const v = (c: string): string => c.repeat(len) + String(i);
+    return { agg, values: agg === 0 ? [v('u')] : [v('m'), v('é')], flags: i % 7 === 0 ? RES_LATE : 0, nums: [1_767_225_600_000 + i, 1_767_225_660_000 + i, 3, 812.4 + i, 270.8, 12.5, 799.9, 256.5, 768.5, 792.5, 363.01] };
+  };
+  const check = (fired: Fired[]): void => {
+    const batch = enc.encode(writeRecords(core, regs, fired), 1_767_225_700_000);
+    const want = fired.map((f) => JSON.stringify(expected(names, regs, f, 1_767_225_700_000)) + '\n').join('');
+    assert.equal(batch.json.toString('utf8'), want);
+    batch.release();
+  };
+  // Short keys only, then keys up to just below the limit, 1,024 of each length in a batch.
+  for (const len of lengths.filter((l) => l <= 500)) check(Array.from({ length: 1024 }, (_, i) => fire(len, i)));
+  // Every length mixed, in random order, batch after batch (the longest seen is kilobytes from the first).
+  for (let b = 0; b < 4; b++) check(Array.from({ length: 1024 }, (_, i) => fire(lengths[Math.floor(r() * lengths.length)]!, i + b * 1024)));
+  // Then short keys again: the reservation stays large enough.
+  check(Array.from({ length: 1024 }, (_, i) => fire(12, i)));
+});
+
 test('results: slice and concat keep every line, its bounds and its record', () => {
   const core = newCore();
   fc.assert(

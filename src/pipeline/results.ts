@@ -347,6 +347,9 @@ export function resultPrefix(name: string, key: string, group: Record<string, st
   return '{"name":' + jsonString(name) + ',"key":' + jsonString(key) + ',"group":' + g + '},"window":{"start":';
 }
 
+/** Prefixes up to this long are reserved for at their longest; beyond, at their sum. */
+const LONG_PREFIX = 512;
+
 const GROUP_OPEN = ',"group":{';
 const PREFIX_TAIL = '},"window":{"start":';
 const GROUP_OPEN_BYTES = Buffer.from(GROUP_OPEN);
@@ -414,6 +417,8 @@ export class ResultEncoder {
   private readonly spare: Slab[] = [];
   /** Where asciiPrefix() writes. */
   private scratch = Buffer.allocUnsafe(256);
+  /** Bytes of the longest prefix installed so far (the output block is reserved for n of them). */
+  private longestPrefix = 0;
   private readonly recycle = (slab: Slab): void => {
     if (slab.buf.length !== this.slabBytes || this.spare.length >= SPARE_SLABS) return;
     slab.used = 0;
@@ -449,18 +454,18 @@ export class ResultEncoder {
     const core = this.core;
     const keys: ResultKey[] = new Array<ResultKey>(n);
     let u32 = core.words();
-    let prefixBytes = 0;
     for (let k = 0, w = res.base >>> 2; k < n; k++, w += U32S) {
       const a = u32[w + RES.AGG / 4]!, id = u32[w + RES.KEY / 4]!;
-      const t = this.prefixes[a]!;
-      let e = t.entry[id];
+      let e = this.prefixes[a]!.entry[id];
       if (e === undefined) {
         e = this.install(a, id);
         u32 = core.words(); // allocating may have grown memory
       }
       keys[k] = e;
-      prefixBytes += this.blocks.word(a, id, 1);
     }
+    // Room for n of the longest prefix any key has had (no sum over the batch's keys),
+    // unless some key is long enough for that to reserve far more than needed.
+    const prefixBytes = this.longestPrefix <= LONG_PREFIX ? n * this.longestPrefix : this.prefixBytesOf(res.base, n);
     const bounds = this.block.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
     const out = bounds + n * 8;
     const total = core.encodeResults(res.base, n, this.blocks.tables, emittedAtMs, out, bounds);
@@ -499,6 +504,14 @@ export class ResultEncoder {
     const at = slab.used;
     slab.used += (bytes + 7) & ~7;
     return at;
+  }
+
+  /** Bytes of the prefixes of the n records from `base` (each installed). */
+  private prefixBytesOf(base: number, n: number): number {
+    const u32 = this.core.words();
+    let bytes = 0;
+    for (let k = 0, w = base >>> 2; k < n; k++, w += U32S) bytes += this.blocks.word(u32[w + RES.AGG / 4]!, u32[w + RES.KEY / 4]!, 1);
+    return bytes;
   }
 
   /** Drops the prefix of a key id (its registry released it: called by the registry). */
@@ -547,6 +560,7 @@ export class ResultEncoder {
       this.core.writeUtf8(ptr, text);
     }
     this.blocks.set(a, id, ptr, len);
+    if (len > this.longestPrefix) this.longestPrefix = len;
     // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
     while (t.entry.length < this.blocks.capacity(a)) t.entry.push(undefined);
     const e = new EncodedKey(a, name, key, reg.fields, values);

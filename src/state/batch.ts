@@ -120,17 +120,11 @@ export class ChangeBatchWriter {
  */
 export function readChangeBatch(batch: ChangeBatch, each: (key: string, value: Buffer | null, hashed: Buffer | null) => void): void {
   const b = Buffer.from(batch.buffer, 0, batch.length);
-  let p = 0;
-  for (let i = 0; i < batch.count; i++) {
-    if (p + HEADER > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
-    const keyLen = b.readUInt32LE(p), v = b.readUInt32LE(p + 4);
-    const k = p + HEADER, end = k + keyLen + v;
-    if (end > b.length) throw new Error(`a change batch ends inside record ${i} of ${batch.count}`);
-    const key = b.toString('utf8', k, k + keyLen);
-    if (v === 0) each(key, null, null);
-    else each(key, b.subarray(k + keyLen + 1, end), b.subarray(k, end));
-    p = end;
-  }
+  readChangeKeys(batch, (key, at, put) => {
+    if (!put) return each(key, null, null);
+    const keyLen = b.readUInt32LE(at), k = at + HEADER, end = k + keyLen + b.readUInt32LE(at + 4);
+    each(key, b.subarray(k + keyLen + 1, end), b.subarray(k, end));
+  });
 }
 
 /**
