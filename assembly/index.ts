@@ -22,6 +22,12 @@ export { internTableNew, intern, internRemove, internCount, internLive, internBy
 // Exported for the scanner's own tests, which run against this release build.
 export { scanRecords } from './scan';
 export { parseIsoMs } from './isotime';
+// Exported for the timer queue's own tests.
+export { timersNew, timersPush, timersPop } from './timers';
+import { timersNext, poppedSlot, poppedSerial } from './timers';
+export function timersEarliest(q: usize): f64 { return timersNext(q); }
+export function timersPoppedSlot(): u32 { return poppedSlot; }
+export function timersPoppedSerial(): u32 { return poppedSerial; }
 import { fixBase } from './decode';
 
 /** Fixup list of the last decodeBatch: decodeBatch's result × FIX_BYTES from fixPtr(). */

@@ -9,11 +9,13 @@
 //
 // Timers (fire at end, purge at end + lateness) are armed once per session and
 // re-armed when they pop early because the session grew. A stale timer (its session
-// merged away, its slot reused) is recognised by the serial and ignored. Fire timers
-// live in a min-heap. A purge timer is armed when its session first fires, and
-// sessions fire in order of end, so purge timers come almost in order: they go into
-// a queue kept sorted by inserting from its tail, and only one that would move more
-// than a few entries goes into a min-heap (both are read, earliest first).
+// merged away, its slot reused) is recognised by the serial and ignored (timers.ts
+// holds both kinds of timer structure). Fire timers are set for a time after W and
+// taken out as W passes them: they live in a timer queue. A purge timer is armed
+// when its session first fires, and sessions fire in order of end, so purge timers
+// come almost in order: they go into a queue kept sorted by inserting from its tail,
+// and only one that would move more than a few entries goes into a min-heap (both
+// are read, earliest first).
 import {
   EV_OK, EV_INVALID, EV_LATE, NO_SLOT,
   SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
@@ -24,38 +26,33 @@ import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
 import { slotAlloc, slotFree, slotAddr, slotPool, slotTouch } from './slots';
 import { emitResult, emitGone } from './output';
+import {
+  E_AT, E_SLOT, E_SERIAL, E_BYTES, HEAP_BYTES, copyEntry, poppedSlot, poppedSerial, takeOut,
+  heapInit, heapNext, heapDue, heapPush, heapPop, timersNew, timersPush, timersNext, timersDue, timersPop,
+} from './timers';
 
 // ─── Session state of one aggregation ─────────────────────────────────────────
-//   ┌─────┬──────────┬──────────┬─────────┬─────────────────────┬──────────────────────┬─────────────────────────────┐
-//   │ gap │ lateness │ live ptr │ heads   │ fire heap ptr/n/cap │ purge heap ptr/n/cap │ purge queue ptr/head/n/cap  │
-//   │ f64 │ f64      │ u32      │ ptr/cap │                     │                      │                             │
-//   └─────┴──────────┴──────────┴─────────┴─────────────────────┴──────────────────────┴─────────────────────────────┘
+//   ┌─────┬──────────┬──────────┬─────────┬────────────────┬──────────────────────┬─────────────────────────────┐
+//   │ gap │ lateness │ live ptr │ heads   │ fire timers    │ purge heap ptr/n/cap │ purge queue ptr/head/n/cap  │
+//   │ f64 │ f64      │ u32      │ ptr/cap │ (timers.ts) ptr│                      │                             │
+//   └─────┴──────────┴──────────┴─────────┴────────────────┴──────────────────────┴─────────────────────────────┘
 // heads: i32[cap] key id -> first session slot (NO_SLOT = none).
-// heap and queue entry: ┌──────────┬──────┬────────┐
-//             │ at (f64) │ slot │ serial │   16 bytes
-//             └──────────┴──────┴────────┘
+// Queue entries are timer entries (timers.ts).
 const S_GAP: usize = 0;
 const S_LATENESS: usize = 8;
 const S_LIVE: usize = 16; // pointer to the aggregation's live-slot counter
 const S_HEADS: usize = 20;
 const S_HEADCAP: usize = 24;
-const S_FIRE: usize = 28; // heap: ptr, n, cap
-const S_PURGE: usize = 40;
-const S_QUEUE: usize = 52; // purge queue: ptr, head, n, cap (a ring of entries, cap a power of two)
-const S_BYTES: usize = 68;
+const S_FIRE: usize = 28; // pointer to a timer queue
+const S_PURGE: usize = 32; // heap
+const S_QUEUE: usize = S_PURGE + HEAP_BYTES; // purge queue: ptr, head, n, cap (a ring of entries, cap a power of two)
+const S_BYTES: usize = S_QUEUE + 16;
 const Q_PTR: usize = 0;
 const Q_HEAD: usize = 4;
 const Q_N: usize = 8;
 const Q_CAP: usize = 12;
 /** A purge timer that would move more queued ones than this goes into the purge heap. */
 const QUEUE_SHIFTS: u32 = 8;
-const H_PTR: usize = 0;
-const H_N: usize = 4;
-const H_CAP: usize = 8;
-const E_AT: usize = 0;
-const E_SLOT: usize = 8;
-const E_SERIAL: usize = 12;
-const E_BYTES: usize = 16;
 
 const ARMED: u32 = 8; // slot flag: a fire timer is pending (SLOT_FIRED = 1, SLOT_DIRTY = 2, SLOT_LIVE = 4)
 const PURGE_ARMED: u32 = 16; // slot flag: a purge timer is pending
@@ -67,131 +64,22 @@ export function sessionsNew(gapMs: f64, latenessMs: f64, live: usize): usize {
   stf(s + S_GAP, gapMs);
   stf(s + S_LATENESS, latenessMs);
   stu(s + S_LIVE, <u32>live);
-  heapInit(s + S_FIRE);
+  stu(s + S_FIRE, <u32>timersNew());
   heapInit(s + S_PURGE);
   stu(s + S_QUEUE + Q_PTR, <u32>heap.alloc(64 * E_BYTES));
   stu(s + S_QUEUE + Q_CAP, 64);
   return s;
 }
 
-// ─── Timer heaps ──────────────────────────────────────────────────────────────
-// 4-ary min-heaps on `at`. With a session open per user the heaps hold as many
-// timers as users, far more than the caches: a pop walks from the root to a leaf,
-// one cache miss per level deep down. Four children per node halve the levels, and
-// the array is placed so that the four children of a node fill one 64-byte line
-// (entry k at base + (k + 3) * 16, base 64-aligned: children 4k+1..4k+4 start at
-// base + 64 (k + 1)), so a level costs one miss, not two.
-
-function heapInit(h: usize): void {
-  stu(h + H_PTR, <u32>heap.alloc(heapBytes(64)));
-  stu(h + H_N, 0);
-  stu(h + H_CAP, 64);
-}
-
-/** Bytes to allocate for `cap` entries: the 3 entries before the root, and room to align. */
+/** The fire timers of the sessions `s`. */
 // @ts-ignore: decorator
-@inline function heapBytes(cap: u32): usize {
-  return (<usize>cap + 3) * E_BYTES + 63;
-}
-
-/** Where entry 0 of the heap whose allocation starts at `raw` is. */
-// @ts-ignore: decorator
-@inline function heapRoot(raw: usize): usize {
-  return ((raw + 63) & ~63) + 3 * E_BYTES;
-}
-
-// @ts-ignore: decorator
-@inline function heapEntry(root: usize, k: u32): usize {
-  return root + (<usize>k << 4);
-}
-
-/** When the earliest timer of `h` is due (+inf for none). */
-// @ts-ignore: decorator
-@inline function heapNext(h: usize): f64 {
-  return ldu(h + H_N) != 0 ? ldf(heapRoot(<usize>ldu(h + H_PTR)) + E_AT) : Infinity;
+@inline function fireTimers(s: usize): usize {
+  return <usize>ldu(s + S_FIRE);
 }
 
 /** The earliest pending fire timer of the sessions `s` (+inf for none). */
 export function sessionsNextFire(s: usize): f64 {
-  return heapNext(s + S_FIRE);
-}
-
-/** Whether the earliest timer is due at w (never for an empty heap, even at w = +inf). */
-// @ts-ignore: decorator
-@inline function heapDue(h: usize, w: f64): bool {
-  return ldu(h + H_N) != 0 && heapNext(h) <= w;
-}
-
-/**
- * Copies one heap entry: a 16-byte load and store. memory.copy is a call out of the
- * generated code in V8, which costs more than the copy itself at this size, and a
- * sift does one per level.
- */
-// @ts-ignore: decorator
-@inline function copyEntry(dst: usize, src: usize): void {
-  v128.store(dst, v128.load(src));
-}
-
-function heapPush(h: usize, at: f64, slot: u32, serial: u32): void {
-  let n = ldu(h + H_N);
-  if (n == ldu(h + H_CAP)) {
-    // A new block rather than realloc: the entries must keep their alignment.
-    const old = <usize>ldu(h + H_PTR);
-    const raw = heap.alloc(heapBytes(n << 1));
-    memory.copy(heapRoot(raw), heapRoot(old), <usize>n * E_BYTES);
-    heap.free(old);
-    stu(h + H_PTR, <u32>raw);
-    stu(h + H_CAP, n << 1);
-  }
-  const e = heapRoot(<usize>ldu(h + H_PTR));
-  let i = n;
-  while (i > 0) {
-    const parent = (i - 1) >> 2;
-    const pe = heapEntry(e, parent);
-    if (ldf(pe + E_AT) <= at) break;
-    copyEntry(heapEntry(e, i), pe);
-    i = parent;
-  }
-  const d = heapEntry(e, i);
-  stf(d + E_AT, at);
-  stu(d + E_SLOT, slot);
-  stu(d + E_SERIAL, serial);
-  stu(h + H_N, n + 1);
-}
-
-// The entry popped last (heapPop's result fields).
-let poppedSlot: u32 = 0;
-let poppedSerial: u32 = 0;
-
-function heapPop(h: usize): void {
-  const e = heapRoot(<usize>ldu(h + H_PTR));
-  poppedSlot = ldu(e + E_SLOT);
-  poppedSerial = ldu(e + E_SERIAL);
-  const n = ldu(h + H_N) - 1;
-  stu(h + H_N, n);
-  if (n == 0) return;
-  const last = heapEntry(e, n);
-  const at = ldf(last + E_AT);
-  let i: u32 = 0;
-  while (true) {
-    const first: u32 = 4 * i + 1;
-    if (first >= n) break;
-    // The earliest of the (up to) four children.
-    let c = first;
-    let cAt = ldf(heapEntry(e, c) + E_AT);
-    const end = min(first + 4, n);
-    for (let k = first + 1; k < end; k++) {
-      const kAt = ldf(heapEntry(e, k) + E_AT);
-      if (kAt < cAt) {
-        c = k;
-        cAt = kAt;
-      }
-    }
-    if (cAt >= at) break;
-    copyEntry(heapEntry(e, i), heapEntry(e, c));
-    i = c;
-  }
-  copyEntry(heapEntry(e, i), last);
+  return timersNext(fireTimers(s));
 }
 
 // ─── Purge queue ──────────────────────────────────────────────────────────────
@@ -256,8 +144,7 @@ function purgePop(s: usize): void {
   const n = ldu(q + Q_N);
   if (n != 0 && ldf(queueEntry(q, 0) + E_AT) <= heapNext(s + S_PURGE)) {
     const e = queueEntry(q, 0);
-    poppedSlot = ldu(e + E_SLOT);
-    poppedSerial = ldu(e + E_SERIAL);
+    takeOut(e);
     stu(q + Q_HEAD, (ldu(q + Q_HEAD) + 1) & (ldu(q + Q_CAP) - 1));
     stu(q + Q_N, n - 1);
   } else heapPop(s + S_PURGE);
@@ -309,9 +196,9 @@ function headOf(s: usize, key: u32): usize {
 
 /** Fires every session with end <= w once, then purges those with end + lateness <= w. */
 export function sessionsAdvance(a: u32, s: usize, w: f64): void {
-  const fire = s + S_FIRE;
-  while (heapDue(fire, w)) {
-    heapPop(fire);
+  const fire = fireTimers(s);
+  while (timersDue(fire, w)) {
+    timersPop(fire);
     const slot = poppedSlot;
     if (!current(slot, poppedSerial)) continue;
     const sp = slotAddr(slot);
@@ -320,7 +207,7 @@ export function sessionsAdvance(a: u32, s: usize, w: f64): void {
     if (flags & SLOT_FIRED) continue;
     if (ldf(sp + SLOT_END) > w) {
       stu(sp + SLOT_FLAGS, flags | ARMED);
-      heapPush(fire, ldf(sp + SLOT_END), slot, poppedSerial);
+      timersPush(fire, ldf(sp + SLOT_END), slot, poppedSerial);
     } else fireSession(a, s, slot, false);
   }
   const lateness = ldf(s + S_LATENESS);
@@ -392,7 +279,7 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
   // The common case in bulk (sessionRun); every other event one at a time below.
   for (let i = sessionRun(s, 0, n, ts, wm, vals, keys); i < n; i = sessionRun(s, i + 1, n, ts, wm, vals, keys)) {
     const w = ldf(wm + (<usize>i << 3));
-    if (heapDue(s + S_FIRE, w) || purgeDue(s, w)) sessionsAdvance(a, s, w);
+    if (timersDue(fireTimers(s), w) || purgeDue(s, w)) sessionsAdvance(a, s, w);
     const t = ldf(ts + (<usize>i << 3));
     const x = ldf(vals + (<usize>i << 3));
     if (isNaN(t) || isNaN(x)) {
@@ -465,7 +352,7 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
     if (w >= mEnd) fireSession(a, s, slot, true); // late but allowed: fire again at once
     else if ((flags & (SLOT_FIRED | ARMED)) == 0) {
       stu(sp + SLOT_FLAGS, flags | ARMED);
-      heapPush(s + S_FIRE, mEnd, slot, ldu(sp + SLOT_SID));
+      timersPush(fireTimers(s), mEnd, slot, ldu(sp + SLOT_SID));
     }
   }
   return notOk;
@@ -516,7 +403,7 @@ function touchSessions(s: usize, n: u32, keys: usize): void {
 function sessionRun(s: usize, i: u32, n: u32, ts: usize, wm: usize, vals: usize, keys: usize): u32 {
   const gap = ldf(s + S_GAP);
   // No min(): V8 lowers f64 min to a NaN- and sign-aware branch chain it does not hoist.
-  let limit = heapNext(s + S_FIRE);
+  let limit = timersNext(fireTimers(s));
   const purge = purgeNext(s);
   if (purge < limit) limit = purge;
   const heads = <usize>ldu(s + S_HEADS), cap = ldu(s + S_HEADCAP);
@@ -582,7 +469,7 @@ export function sessionsRestore(a: u32, s: usize, key: u32, start: f64, end: f64
     purgePush(s, end + ldf(s + S_LATENESS), slot, serials);
   } else {
     stu(sp + SLOT_FLAGS, flags | ARMED);
-    heapPush(s + S_FIRE, end, slot, serials);
+    timersPush(fireTimers(s), end, slot, serials);
   }
   return slot;
 }
