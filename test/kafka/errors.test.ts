@@ -17,8 +17,8 @@ import { assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLine
 
 // Enough records before the bad one that checkpoints complete while they are read: a
 // checkpoint completes in the background while the loop goes on (tens of batches).
-const N = 24_000;
-const BAD_OFFSET = 20_000;
+const N = 44_000;
+const BAD_OFFSET = 40_000;
 const NO_STACK = /^\s+at \S+ \(|^\s+at \//m;
 
 function config(dir: string, topic: string, group: string, deadLetterPath: string): string {
@@ -28,8 +28,10 @@ function config(dir: string, topic: string, group: string, deadLetterPath: strin
       eventTime: { maxOutOfOrdernessMs: 0, allowedLatenessMs: 0 },
       aggregations: [{ name: 'lat', groupBy: ['data.model'], value: 'data.latency_ms', window: { type: 'tumbling', sizeMs: 1000 } }],
       deadLetter: { type: 'file', path: deadLetterPath },
-      // A checkpoint as soon as the one before completes, so that some are taken before the failure.
+      // A checkpoint as soon as the one before completes, so that some are taken before the
+      // failure, each in the local cache (checkpointOffsets reads them there).
       checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 1, retain: 1000 },
+      changelog: { cacheIntervalMs: 0 },
       processing: { batchSize: 8, instanceId: 'weir-test' },
     }),
   );
