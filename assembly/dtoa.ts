@@ -447,16 +447,17 @@ export function writeNumber(p: usize, x: f64): usize {
   if (<u32>(s - 10) <= 53) {
     // At most 3 decimals (measured values): m, the integer closest to 1000|x|, and
     // whether m / 1000 reads back as |x|, that is lies within half a unit in the last
-    // place of it (a quarter below a power of two), ends included for an even fc:
-    // from r = 1000 fc - m 2^s, exact in 64 bits as 1000 fc < 2^63. For s >= 10 any
+    // place of it: |r| <= 500 for r = 1000 fc - m 2^s, exact in 64 bits as 1000 fc <
+    // 2^63. No tie to break and no narrower interval to mind: r is a multiple of 8 (so
+    // never ±500), and below a power of two (fc = 2^52, where the interval reaches only
+    // half as far down) a multiple of 2^min(s, 52), so 0 if |r| <= 500. For s >= 10 any
     // such decimal is m / 1000 (the interval is narrower than a thousandth), and no
     // shorter decimal reads back as |x| (a decimal of at most 15 digits is the only
     // one of its length that reads back as its double).
     const d = fc * 1000;
     const m = (d + (<u64>1 << <u64>(s - 1))) >> <u64>s;
     const r = <i64>(d - (m << <u64>s));
-    const below = select<i64>(250, 500, fc == <u64>1 << 52);
-    if (m < 1000000000000000 && (r < below && -r < 500 || (r == below || -r == 500) && (fc & 1) == 0)) {
+    if (<u64>(r + 500) <= 1000 && m < 1000000000000000) {
       return m < 100000000 ? writeMilli8(p, <u32>m) : writeDecimal(p, m, -3);
     }
   }
