@@ -82,7 +82,8 @@ let decExp: i32 = 0;
  * with these bits, the closest of them to it (ties to even). The result may end in
  * zeros (the printer drops them).
  */
-function toDecimal(bits: u64): u64 {
+// @ts-ignore: decorator
+@inline function toDecimal(bits: u64): u64 {
   const mant = bits & 0xfffffffffffff;
   const ebits = <i32>(bits >> 52);
   let twoFc = mant << 1;
@@ -323,6 +324,22 @@ function writeExponent(p: usize, x10: i32): usize {
 
 /** Number::toString of sig × 10^exp10, sig in [1, 10^17), at p; returns the end. */
 function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
+  return decimalText(p, sig, exp10);
+}
+
+/**
+ * The shortest digits of a positive finite double (its bits) at p; returns the end.
+ * Dragonbox and the printer in one function: the numbers that need the full algorithm
+ * (2 to 3 per result line) pay one call, not two.
+ */
+function writeShortest(p: usize, abits: u64): usize {
+  const sig = toDecimal(abits);
+  return decimalText(p, sig, decExp);
+}
+
+/** writeDecimal, inlined where it is called. */
+// @ts-ignore: decorator
+@inline function decimalText(p: usize, sig: u64, exp10: i32): usize {
   const len = decimalLength17(sig);
   if (len <= 8) return writeDecimal8(p, <u32>sig, len, exp10);
   // The 17 digits with leading zeros: the first, then the other 16 in low16.
@@ -373,6 +390,26 @@ function writeDecimal(p: usize, sig: u64, exp10: i32): usize {
 }
 
 /**
+ * m / 1000 at p, for m in [1, 10^8) not a multiple of 1000: the integer part (0 below 1),
+ * the point, the fraction without its zeros at the end. Returns the end. (Numbers with at
+ * most 3 decimals below 10^5, as measured values are: the whole of writeDecimal's job
+ * for them, in one word and without a call.) m is never a multiple of 1000: an integer
+ * reads as one before (formatNumber).
+ */
+// @ts-ignore: decorator
+@inline function writeMilli8(p: usize, m: u32): usize {
+  const w = ascii8(m); // 5 digits of the integer part (leading zeros kept), then 3 of the fraction
+  const x = w ^ ZEROS; // a zero byte for each digit 0
+  // The integer part's leading zeros, all but its last digit (0.5 keeps its 0).
+  const lead = min<u64>(ctz(x) >> 3, 4);
+  const n = <usize>(5 - lead); // its digits
+  store<u64>(p, w >> (lead << 3));
+  // Over the integer part's last digit and on: the point, then the fraction's 3 digits.
+  store<u32>(p + n, (<u32>(w >> 32) & 0xffffff00) | 46);
+  return p + n + 4 - <usize>(clz(x) >> 3); // less the fraction's zeros at the end
+}
+
+/**
  * JSON.stringify(x) at p: ECMAScript Number::toString for finite x (-0 as `0`), `null`
  * otherwise. Returns the end. Writes at most NUMBER_MAX bytes plus slack.
  */
@@ -410,21 +447,21 @@ export function writeNumber(p: usize, x: f64): usize {
   if (<u32>(s - 10) <= 53) {
     // At most 3 decimals (measured values): m, the integer closest to 1000|x|, and
     // whether m / 1000 reads back as |x|, that is lies within half a unit in the last
-    // place of it (a quarter below a power of two), ends included for an even fc:
-    // from r = 1000 fc - m 2^s, exact in 64 bits as 1000 fc < 2^63. For s >= 10 any
+    // place of it: |r| <= 500 for r = 1000 fc - m 2^s, exact in 64 bits as 1000 fc <
+    // 2^63. No tie to break and no narrower interval to mind: r is a multiple of 8 (so
+    // never ±500), and below a power of two (fc = 2^52, where the interval reaches only
+    // half as far down) a multiple of 2^min(s, 52), so 0 if |r| <= 500. For s >= 10 any
     // such decimal is m / 1000 (the interval is narrower than a thousandth), and no
     // shorter decimal reads back as |x| (a decimal of at most 15 digits is the only
     // one of its length that reads back as its double).
     const d = fc * 1000;
     const m = (d + (<u64>1 << <u64>(s - 1))) >> <u64>s;
     const r = <i64>(d - (m << <u64>s));
-    const below = select<i64>(250, 500, fc == <u64>1 << 52);
-    if (m < 1000000000000000 && (r < below && -r < 500 || (r == below || -r == 500) && (fc & 1) == 0)) {
-      return writeDecimal(p, m, -3);
+    if (<u64>(r + 500) <= 1000 && m < 1000000000000000) {
+      return m < 100000000 ? writeMilli8(p, <u32>m) : writeDecimal(p, m, -3);
     }
   }
-  const sig = toDecimal(abits);
-  return writeDecimal(p, sig, decExp);
+  return writeShortest(p, abits);
 }
 
 // ─── A cache of printed numbers ──────────────────────────────────────────────

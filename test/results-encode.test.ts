@@ -139,6 +139,23 @@ test('numbers: 10 million random doubles print as String(x)', () => {
   assert.equal(first, undefined);
 });
 
+test('numbers: every decimal with at most 3 digits after the point up to 1000, and samples up to 10^5 and past, print as String(x)', () => {
+  // The short path for m / 1000 below 10^5 (writeMilli8): each length of the integer
+  // part, each count of the fraction's zeros at the end, both signs, and the first
+  // values past it (10^5 and up take writeDecimal).
+  const f = new Formatter(newCore());
+  const xs: number[] = [];
+  for (let m = 1; m <= 1_000_000; m++) xs.push(m / 1000);
+  let s = 12345;
+  for (let i = 0; i < 200_000; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    const m = s % 100_000_000;
+    xs.push(m / 1000, -m / 100, m / 10);
+  }
+  for (const x of [0.001, 0.01, 0.1, 0.5, 9.999, 10.001, 99.99, 100.5, 999.999, 1000.1, 9999.999, 10000.001, 12345.6, 99999.999, 100000.001, 100000.5, 123456.789]) xs.push(x, -x);
+  assert.deepEqual(f.mismatches(Float64Array.from(xs)), []);
+});
+
 /** The double `steps` representable doubles away from x (negative: towards -Infinity for positive x). */
 function neighbour(x: number, steps: number): number {
   const f = new Float64Array([x]);
