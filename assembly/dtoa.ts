@@ -552,8 +552,12 @@ const LIT_LATE_TRUE: usize = memory.data<u8>([
   125, 44, 34, 108, 97, 116, 101, 34, 58, 116, 114, 117, 101, 44, 34, 101, 109, 105, 116, 116, 101, 100, 65, 116, 34, 58,
 ]); // },"late":true,"emittedAt":    (26 bytes)
 
-/** The two tails of this batch's lines (late false / true), at 0 and 64; their lengths. */
-const tails: usize = memory.data(128, 16);
+/**
+ * The two tails of this batch's lines (late false / true), at 0 and 64; their lengths.
+ * writeNumber may store up to ENCODE_SLACK bytes past the second one's end: the data
+ * has that much room after them, or the writes would land in the next static data.
+ */
+const tails: usize = memory.data(128 + ENCODE_SLACK, 16);
 
 // @ts-ignore: decorator
 @inline function lit(p: usize, src: usize, len: usize): usize {
