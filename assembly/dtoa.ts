@@ -557,7 +557,7 @@ const LIT_LATE_TRUE: usize = memory.data<u8>([
  * writeNumber may store up to ENCODE_SLACK bytes past the second one's end: the data
  * has that much room after them, or the writes would land in the next static data.
  */
-const tails: usize = memory.data(128 + ENCODE_SLACK, 16);
+const tails: usize = memory.data(128 + <i32>ENCODE_SLACK, 16);
 
 // @ts-ignore: decorator
 @inline function lit(p: usize, src: usize, len: usize): usize {
