@@ -70,7 +70,7 @@ interface CoreExports {
   internBytes(t: number, id: number): number;
   internLen(t: number, id: number): number;
   formatDoubles(src: number, n: number, out: number, bounds: number): number;
-  encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number;
+  encodeResults(res: number, n: number, prefixes: number, heads: number, emittedAt: number, out: number, bounds: number): number;
   encodeStatePuts(heads: number, first: number, last: number, bodies: number, tables: number, out: number): number;
   encodeStateDeletes(recs: number, n: number, tables: number, out: number): number;
   internRemove(t: number, id: number): number;
@@ -494,13 +494,15 @@ export class WasmCore {
   /**
    * Writes the JSON lines of n result records at `res` (each followed by '\n') from
    * `out`, and the line starts (u32[n]) then ends (u32[n]) relative to out at `bounds`.
-   * Returns the bytes written. `prefixes` holds per aggregation (u32) the address of its
-   * table of prefixes: per key id, the prefix's address and length (u32 each), for every
-   * key id in the records. `out` needs the prefixes' lengths + n × ENCODE.LINE_MAX +
-   * ENCODE.SLACK bytes.
+   * Returns the bytes written. A prefix is its aggregation's head, its key's middle and
+   * a fixed tail (assembly/dtoa.ts, Result lines): `heads` holds per aggregation its
+   * head's address and length (u32 each), `prefixes` per aggregation (u32) the address
+   * of its table of middles: per key id, the middle's address and length (u32 each),
+   * for every key id in the records. `out` needs the prefixes' lengths + n ×
+   * ENCODE.LINE_MAX + ENCODE.SLACK bytes.
    */
-  encodeResults(res: number, n: number, prefixes: number, emittedAt: number, out: number, bounds: number): number {
-    return this.x.encodeResults(res, n, prefixes, emittedAt, out, bounds);
+  encodeResults(res: number, n: number, prefixes: number, heads: number, emittedAt: number, out: number, bounds: number): number {
+    return this.x.encodeResults(res, n, prefixes, heads, emittedAt, out, bounds);
   }
 
   /**

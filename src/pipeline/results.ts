@@ -353,7 +353,11 @@ const LONG_PREFIX = 512;
 const GROUP_OPEN = ',"group":{';
 const PREFIX_TAIL = '},"window":{"start":';
 const GROUP_OPEN_BYTES = Buffer.from(GROUP_OPEN);
-const PREFIX_TAIL_BYTES = Buffer.from(PREFIX_TAIL);
+
+/** Bytes a block of `len` bytes takes: the core reads it in 32-byte steps. */
+function blockBytes(len: number): number {
+  return (len + 31) & ~31;
+}
 
 /**
  * JSON.stringify(s) at `p` when s is printable ASCII without '"' or '\\' (0x20 to
@@ -379,15 +383,25 @@ function jsonString(s: string): string {
 }
 
 /**
- * What the prefixes of one aggregation's keys are made of, and each key id's ResultKey;
- * the prefixes themselves are in the core's memory (ResultEncoder.blocks).
+ * One aggregation's part of its prefixes, and each key id's ResultKey. A prefix is
+ * the aggregation's head, the key's middle and a tail the same for every prefix
+ * (assembly/dtoa.ts, Result lines):
+ *   `{"name":"N","key":` + `"K","group":{"f":"v"` + `},"window":{"start":`
+ * Per key only its middle is kept (ResultEncoder.blocks): the head and tail are ~half
+ * of a prefix, and thousands of whole prefixes did not stay in the cache.
  */
-class Prefixes {
+class Template {
   /** head, UTF-8. */
   readonly headBytes: Buffer;
   /** fieldHeads, UTF-8 (empty without them). */
   readonly fieldHeadBytes: Buffer[];
+  /** The head in the core's memory. */
+  readonly headPtr: number;
+  /** The ResultKey the results of each key get (undefined: no middle). */
+  entry: Array<ResultKey | undefined> = [];
+
   constructor(
+    core: WasmCore,
     /** The prefix up to the key's value. */
     readonly head: string,
     /** Per group-by field, the text before its value (prefixParts). */
@@ -395,27 +409,29 @@ class Prefixes {
   ) {
     this.headBytes = Buffer.from(head, 'utf8');
     this.fieldHeadBytes = (fieldHeads ?? []).map((h) => Buffer.from(h, 'utf8'));
+    this.headPtr = core.alloc(blockBytes(this.headBytes.length));
+    core.bytes().set(this.headBytes, this.headPtr);
   }
-  /** The ResultKey the results of each key get (undefined: no prefix). */
-  entry: Array<ResultKey | undefined> = [];
 }
 
 /**
  * Encodes the core's result records into ResultBatches. One per WasmCore: the records
  * are read and the lines written in that core's memory, where the encoder also keeps
- * each (aggregation, key id)'s JSON prefix. A key's prefix goes when its registry
- * releases the id.
+ * each aggregation's head and each (aggregation, key id)'s middle of the JSON prefix
+ * (Template). A key's middle goes when its registry releases the id.
  */
 export class ResultEncoder {
-  private readonly prefixes: Prefixes[];
-  /** Per aggregation, per key id: its prefix's block and length, in the core's memory. */
+  private readonly templates: Template[];
+  /** Per aggregation, its head's address and length (u32 each), in the core's memory. */
+  private readonly heads: number;
+  /** Per aggregation, per key id: its middle's address and length, in the core's memory. */
   private readonly blocks: KeyBlockTables;
   /** Work block in the core's memory: line bounds (n × 8), then the lines. */
   private readonly block: WorkBlock;
   /** The slab batches are carved from now, and retired slabs that no batch holds any more. */
   private slab: Slab;
   private readonly spare: Slab[] = [];
-  /** Where asciiPrefix() writes. */
+  /** Where asciiMiddle() writes. */
   private scratch = Buffer.allocUnsafe(256);
   /** Bytes of the longest prefix installed so far (the output block is reserved for n of them). */
   private longestPrefix = 0;
@@ -435,9 +451,15 @@ export class ResultEncoder {
     private readonly slabBytes = SLAB_BYTES,
   ) {
     this.slab = new Slab(Buffer.alloc(0), this.recycle);
-    this.prefixes = names.map((name, a) => {
+    this.templates = names.map((name, a) => {
       const { head, fieldHeads } = prefixParts(name, registries[a]!.fields);
-      return new Prefixes(head, fieldHeads);
+      return new Template(core, head, fieldHeads);
+    });
+    this.heads = core.alloc(Math.max(1, names.length) * 8);
+    const u32 = core.words();
+    this.templates.forEach((t, a) => {
+      u32[(this.heads >>> 2) + 2 * a] = t.headPtr;
+      u32[(this.heads >>> 2) + 2 * a + 1] = t.headBytes.length;
     });
     this.blocks = new KeyBlockTables(core, names.length, 2);
     this.block = new WorkBlock(core);
@@ -456,7 +478,7 @@ export class ResultEncoder {
     let u32 = core.words();
     for (let k = 0, w = res.base >>> 2; k < n; k++, w += U32S) {
       const a = u32[w + RES.AGG / 4]!, id = u32[w + RES.KEY / 4]!;
-      let e = this.prefixes[a]!.entry[id];
+      let e = this.templates[a]!.entry[id];
       if (e === undefined) {
         e = this.install(a, id);
         u32 = core.words(); // allocating may have grown memory
@@ -468,7 +490,7 @@ export class ResultEncoder {
     const prefixBytes = this.longestPrefix <= LONG_PREFIX ? n * this.longestPrefix : this.prefixBytesOf(res.base, n);
     const bounds = this.block.reserve(n * 8 + prefixBytes + n * ENCODE.LINE_MAX + ENCODE.SLACK);
     const out = bounds + n * 8;
-    const total = core.encodeResults(res.base, n, this.blocks.tables, emittedAtMs, out, bounds);
+    const total = core.encodeResults(res.base, n, this.blocks.tables, this.heads, emittedAtMs, out, bounds);
     // The batch's parts, carved from one slab: records and emittedAt (8-aligned), the
     // line bounds, the lines.
     const recBytes = n * RES_BYTES;
@@ -506,28 +528,33 @@ export class ResultEncoder {
     return at;
   }
 
+  /** Bytes of the prefix of key id `id` of aggregation a (installed): head, middle, tail. */
+  private prefixLength(a: number, id: number): number {
+    return this.templates[a]!.headBytes.length + this.blocks.word(a, id, 1) + PREFIX_TAIL.length;
+  }
+
   /** Bytes of the prefixes of the n records from `base` (each installed). */
   private prefixBytesOf(base: number, n: number): number {
     const u32 = this.core.words();
     let bytes = 0;
-    for (let k = 0, w = base >>> 2; k < n; k++, w += U32S) bytes += this.blocks.word(u32[w + RES.AGG / 4]!, u32[w + RES.KEY / 4]!, 1);
+    for (let k = 0, w = base >>> 2; k < n; k++, w += U32S) bytes += this.prefixLength(u32[w + RES.AGG / 4]!, u32[w + RES.KEY / 4]!);
     return bytes;
   }
 
-  /** Drops the prefix of a key id (its registry released it: called by the registry). */
+  /** Drops the middle of a key id (its registry released it: called by the registry). */
   forget(agg: number, keyId: number): void {
-    const t = this.prefixes[agg];
+    const t = this.templates[agg];
     if (t === undefined || t.entry[keyId] === undefined) return;
     t.entry[keyId] = undefined;
     this.blocks.drop(agg, keyId);
   }
 
-  /** Bytes of the core's memory held for prefixes, their tables and the work block. */
+  /** Bytes of the core's memory held for heads, middles, their tables and the work block. */
   memoryBytes(): number {
-    let total = this.block.bytes;
-    this.prefixes.forEach((t, a) => {
-      total += this.blocks.capacity(a) * 8;
-      for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += (this.blocks.word(a, id, 1) + 31) & ~31;
+    let total = this.block.bytes + this.templates.length * 8;
+    this.templates.forEach((t, a) => {
+      total += blockBytes(t.headBytes.length) + this.blocks.capacity(a) * 8;
+      for (let id = 0; id < t.entry.length; id++) if (t.entry[id] !== undefined) total += blockBytes(this.blocks.word(a, id, 1));
     });
     return total;
   }
@@ -535,32 +562,34 @@ export class ResultEncoder {
   private install(a: number, id: number): ResultKey {
     const reg = this.registries[a]!;
     const key = reg.keys[id]!, values = reg.values[id]!, name = this.names[a]!;
-    const t = this.prefixes[a]!;
-    // Most keys are printable ASCII that JSON writes as it is: their prefix is written as
+    const t = this.templates[a]!;
+    // Most keys are printable ASCII that JSON writes as it is: their middle is written as
     // bytes, without a string (a new key per few events, as sessions per user have, makes
     // this a good part of the results' cost).
-    let len = t.fieldHeads === undefined ? -1 : this.asciiPrefix(t, key, values);
+    let len = t.fieldHeads === undefined ? -1 : this.asciiMiddle(t, key, values);
     let ptr: number;
     if (len >= 0) {
-      // Read in 32-byte steps: the block is rounded up.
-      ptr = this.core.alloc((len + 31) & ~31);
+      ptr = this.core.alloc(blockBytes(len));
       this.core.bytes().set(this.scratch.subarray(0, len), ptr);
     } else {
       let text: string;
       const fieldHeads = t.fieldHeads;
-      if (fieldHeads === undefined) text = resultPrefix(name, key, reg.groupOf(id));
-      else {
-        // resultPrefix() of the same group, its fields in group-by order (see prefixParts).
-        text = t.head + jsonString(key) + GROUP_OPEN;
+      if (fieldHeads === undefined) {
+        // The group written from its object: resultPrefix() without its head and tail.
+        const prefix = resultPrefix(name, key, reg.groupOf(id));
+        text = prefix.slice(t.head.length, prefix.length - PREFIX_TAIL.length);
+      } else {
+        // The same middle as asciiMiddle(), its fields in group-by order (see prefixParts).
+        text = jsonString(key) + GROUP_OPEN;
         for (let j = 0; j < fieldHeads.length; j++) text += fieldHeads[j]! + jsonString(values[j]!);
-        text += PREFIX_TAIL;
       }
       len = Buffer.byteLength(text, 'utf8');
-      ptr = this.core.alloc((len + 31) & ~31);
+      ptr = this.core.alloc(blockBytes(len));
       this.core.writeUtf8(ptr, text);
     }
     this.blocks.set(a, id, ptr, len);
-    if (len > this.longestPrefix) this.longestPrefix = len;
+    const prefix = this.prefixLength(a, id);
+    if (prefix > this.longestPrefix) this.longestPrefix = prefix;
     // Dense: ids come in any order, and an array written far past its end turns into a slow dictionary.
     while (t.entry.length < this.blocks.capacity(a)) t.entry.push(undefined);
     const e = new EncodedKey(a, name, key, reg.fields, values);
@@ -569,18 +598,17 @@ export class ResultEncoder {
   }
 
   /**
-   * The prefix of a key whose key string and group values are all printable ASCII
+   * The middle of a key whose key string and group values are all printable ASCII
    * other than '"' and '\\' (JSON.stringify writes them as they are), written to
    * this.scratch as the string path writes it; its length, or -1 for any other key.
    */
-  private asciiPrefix(t: Prefixes, key: string, values: readonly string[]): number {
+  private asciiMiddle(t: Template, key: string, values: readonly string[]): number {
     const heads = t.fieldHeadBytes;
-    let need = t.headBytes.length + key.length + GROUP_OPEN_BYTES.length + PREFIX_TAIL_BYTES.length + 2;
+    let need = key.length + GROUP_OPEN_BYTES.length + 2;
     for (let j = 0; j < values.length; j++) need += heads[j]!.length + values[j]!.length + 2;
     if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(Math.max(need, 2 * this.scratch.length));
     const b = this.scratch;
-    let p = t.headBytes.copy(b, 0);
-    p = asciiString(b, p, key);
+    let p = asciiString(b, 0, key);
     if (p < 0) return -1;
     p += GROUP_OPEN_BYTES.copy(b, p);
     for (let j = 0; j < values.length; j++) {
@@ -588,7 +616,7 @@ export class ResultEncoder {
       p = asciiString(b, p, values[j]!);
       if (p < 0) return -1;
     }
-    return p + PREFIX_TAIL_BYTES.copy(b, p);
+    return p;
   }
 }
 
