@@ -51,6 +51,7 @@ import '../kafkajs-grouping';
 import '../kafkajs-aborted';
 import type { TransferListItem } from 'node:worker_threads';
 import { KafkaRecord } from './kafka-decode';
+import { wakeSleepers } from '../kafkajs-sleep';
 import { Kafka, logLevel as LogLevel, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry, type SASLOptions } from 'kafkajs';
 
 export type LogLevelName = 'error' | 'warn' | 'info' | 'debug';
@@ -315,6 +316,12 @@ class ConsumerSide {
    */
   private readonly spare: ArrayBuffer[] = [];
   private paused = false;
+  /**
+   * Partitions a bounded read has read to their end offset: paused in kafkajs, so that
+   * it does not keep a fetch waiting at the broker for records past the end (a stop
+   * waits for that fetch).
+   */
+  private readonly atEnd = new Set<number>();
   private closed = false;
   private starting: Promise<void> | undefined;
   /** The topic's offsets, asked for while the consumer joins (the first lookup's ends). */
@@ -434,6 +441,7 @@ class ConsumerSide {
         break;
       case 'seek':
         this.epochs.set(m.partition, m.epoch);
+        if (this.atEnd.delete(m.partition)) this.applyPause();
         try {
           this.consumer.seek({ topic: this.topic, partition: m.partition, offset: m.offset });
         } catch (e) {
@@ -484,7 +492,10 @@ class ConsumerSide {
         this.changed();
         await this.starting;
         try {
-          await this.consumer.stop();
+          // A fetch loop asleep (every partition paused) would be waited for.
+          const stopped = this.consumer.stop();
+          wakeSleepers();
+          await stopped;
           await this.consumer.disconnect();
         } finally {
           await this.admin.disconnect();
@@ -524,6 +535,8 @@ class ConsumerSide {
   private onJoin(partitions: readonly number[], real: boolean, memberId?: string): void {
     this.generation++;
     this.owned = new Set(partitions);
+    // The new owner of a partition positions it again (and a read to its end pauses it again).
+    this.atEnd.clear();
     // kafkajs's pause state does not survive its restarts.
     this.applyPause();
     this.post({ type: 'join', generation: this.generation, partitions: [...partitions], real, ...(memberId === undefined ? {} : { memberId }) });
@@ -533,10 +546,21 @@ class ConsumerSide {
   private applyPause(): void {
     try {
       if (this.paused || this.closed) this.consumer.pause([{ topic: this.topic }]);
-      else this.consumer.resume([{ topic: this.topic }]);
+      else {
+        this.consumer.resume([{ topic: this.topic }]);
+        // Pausing some partitions ends kafkajs's pause of the whole topic: only now.
+        if (this.atEnd.size > 0) this.consumer.pause([{ topic: this.topic, partitions: [...this.atEnd] }]);
+      }
     } catch {
       // Not running yet, or between a crash and kafkajs's restart: start() or the next join applies it.
     }
+  }
+
+  /** A bounded read is done with partition `p`: kafkajs fetches it no more (until a seek or a join). */
+  private pauseAtEnd(p: number): void {
+    if (this.atEnd.has(p)) return;
+    this.atEnd.add(p);
+    this.applyPause();
   }
 
   private postAdvance(partition: number, next: bigint): void {
@@ -580,6 +604,7 @@ class ConsumerSide {
           j = k;
           if (j === i) {
             this.postAdvance(p, end);
+            this.pauseAtEnd(p);
             return;
           }
         }
@@ -595,7 +620,10 @@ class ConsumerSide {
         payload.resolveOffset(last);
         await payload.heartbeat();
         i = j;
-        if (end !== undefined && next >= end) return;
+        if (end !== undefined && next >= end) {
+          this.pauseAtEnd(p);
+          return;
+        }
       }
     } catch (e) {
       // kafkajs's own errors (a heartbeat that found the group rebalancing) are for kafkajs.

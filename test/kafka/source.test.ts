@@ -380,3 +380,28 @@ test('a retriable kafkajs crash: kafkajs restarts the consumer by itself and the
     await source.close();
   }
 });
+
+test("closing after a bounded read does not wait out kafkajs's fetch wait", async () => {
+  const topic = unique('weir-src-wait');
+  await createTopic(topic, 1);
+  await produce(topic, Array.from({ length: 400 }, (_, i) => ({ value: `{"i":${i}}` })));
+  // A fetch wait far longer than what is asserted below. A fetch at the end of the
+  // records waits that long at the broker, and while every partition is paused kafkajs
+  // sleeps it instead of fetching: a stop would wait for either.
+  const WAIT_MS = 8000;
+  const source = new KafkaSource(sourceConfig(topic, unique('g')), {
+    batchSize: 10,
+    tickIntervalMs: 100,
+    consumer: { ...FAST, maxWaitTimeInMs: WAIT_MS, maxBytesPerPartition: 1024 },
+  });
+  const r = new Reader(source, 10);
+  try {
+    await r.toEnd(15_000);
+    assert.equal(r.records.length, 400);
+  } finally {
+    const closing = performance.now();
+    await source.close();
+    const closed = performance.now() - closing;
+    assert.ok(closed < WAIT_MS / 2, `closed after ${closed.toFixed(0)} ms`);
+  }
+});
