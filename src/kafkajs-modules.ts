@@ -1,9 +1,9 @@
 // Putting Weir's code in place of one of kafkajs's modules, in this thread's module
 // cache, before kafkajs loads it: nothing in node_modules changes. Used for the
-// consumer's record decoder (sources/kafka-decode.ts) and its filter of aborted
-// transactions (kafkajs-aborted.ts), the producer's grouping per partition
-// (kafkajs-grouping.ts) and its Produce request encoder (kafkajs-produce.ts), each
-// written against kafkajs 2.2.
+// consumer's record decoder (sources/kafka-decode.ts), its filter of aborted
+// transactions (kafkajs-aborted.ts) and its sleep (kafkajs-sleep.ts), the
+// producer's grouping per partition (kafkajs-grouping.ts) and its Produce request
+// encoder (kafkajs-produce.ts), each written against kafkajs 2.2.
 import Module from 'node:module';
 import { dirname, join } from 'node:path';
 

@@ -116,11 +116,11 @@ export interface KafkaSourceOptions {
   /**
    * kafkajs consumer settings (timeouts, fetch sizes, retry). groupId comes from the
    * config. Defaults as kafkajs's except maxWaitTimeInMs (100 instead of 5000): while
-   * every partition is paused (the end of a bounded read, a checkpoint barrier),
-   * kafkajs's fetch loop sleeps maxWaitTimeInMs instead of fetching, and stopping the
-   * consumer waits for that sleep (kafkajs src/consumer/consumerGroup.js, fetch()); so
-   * does the first fetch after a resume. With 1000 ms a bounded run ended ~1 s after
-   * its last record (bench/kafka.ts); an idle consumer pays ~10 fetch requests a second.
+   * every partition is paused (backpressure, a checkpoint barrier), kafkajs's fetch
+   * loop sleeps maxWaitTimeInMs instead of fetching (kafkajs src/consumer/consumerGroup.js,
+   * fetch()), and the first fetch after a resume waits for that sleep; an idle consumer
+   * pays ~10 fetch requests a second. (Stopping the consumer wakes the sleep, and a
+   * partition a bounded read has finished is paused in kafkajs: kafka-worker.ts.)
    *
    * A function among these or the client settings (partitionAssigners,
    * retry.restartOnFailure) cannot be posted to a worker thread: with one, kafkajs
