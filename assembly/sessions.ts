@@ -19,7 +19,7 @@
 import {
   EV_OK, EV_INVALID, EV_LATE, NO_SLOT,
   SLOT_START, SLOT_END, SLOT_KEY, SLOT_AGG, SLOT_NEXT, SLOT_SID, SLOT_SKETCH, SLOT_FLAGS, SLOT_FIRED, SLOT_LIVE,
-  SLOT_DIRTY, SLOT_BYTES, SK_POS, ST_PTR,
+  SLOT_DIRTY, SLOT_BYTES, SK_POS, ST_PTR, ST_CAP,
 } from './layout';
 import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
@@ -386,8 +386,9 @@ function touchSessions(s: usize, n: u32, keys: usize): void {
     if (key >= cap) continue;
     const cur = ldu(heads + (<usize>key << 2));
     if (cur == NO_SLOT) continue;
-    const b = <usize>ldu(pool + <usize>cur * SLOT_BYTES + SLOT_SKETCH + SK_POS + ST_PTR);
-    if (b != 0) acc ^= load<u64>(b);
+    // An inline sketch (cap 0) has no array: its pointer word holds a bucket.
+    const st = pool + <usize>cur * SLOT_BYTES + SLOT_SKETCH + SK_POS;
+    if (ldu(st + ST_CAP) != 0) acc ^= load<u64>(<usize>ldu(st + ST_PTR));
   }
   if (touchBox == 0) touchBox = heap.alloc(8);
   store<u64>(touchBox, acc);

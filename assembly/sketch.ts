@@ -11,6 +11,12 @@
 // window) and bounded by the double range (2112 octaves' worth: 528 KiB per sign)
 // whatever the count. Subnormal magnitudes are scaled by 2^64 into indices below the
 // normal range so that they keep the same accuracy. Zeros are counted apart.
+//
+// A sketch of a few values (a session of a user holds two or three) keeps up to four
+// positive buckets inline, in its own header (layout.ts), and gets a bucket array
+// only at its fifth bucket or first negative value: no allocation, and no array to
+// zero, grow, scan and free per window. Answers and serialized bytes are the same
+// either way.
 import { SK_ZEROS, SK_POS, SK_NEG, ST_PTR, ST_MIN, ST_CAP } from './layout';
 import { ldu, stu, ldi, sti, zalloc, zeroSmall, copyWords } from './mem';
 
@@ -36,6 +42,10 @@ export function sketchInit(sk: usize): void {
 }
 
 export function sketchFree(sk: usize): void {
+  if (isInline(sk)) {
+    zeroSmall(sk, 28);
+    return;
+  }
   let p = <usize>ldu(sk + SK_POS + ST_PTR);
   if (p) storeDrop(p, ldu(sk + SK_POS + ST_CAP));
   p = <usize>ldu(sk + SK_NEG + ST_PTR);
@@ -143,11 +153,103 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
   store<u32>(b, load<u32>(b) + count);
 }
 
+// ─── Inline buckets ───────────────────────────────────────────────────────────
+// Four words of the header (INLINE_AT), each 0 or one bucket: (index + INLINE_BIAS)
+// << INLINE_COUNT_BITS | count. Indices of finite doubles lie in [-3264, 131071], so
+// biased they take 18 bits; a count reaching INLINE_COUNT_MAX moves to a bucket array.
+// Words fill in order: the first 0 ends the list.
+const INLINE_BIAS: i32 = 4096;
+const INLINE_COUNT_BITS: u32 = 14;
+const INLINE_COUNT_MAX: u32 = (1 << INLINE_COUNT_BITS) - 1;
+const INLINE_N: u32 = 4;
+/** Serialized bytes of an inline sketch at most: zeros, the positive store sparse (4 buckets of at most 3 + 2 varint bytes), an empty negative store. */
+const INLINE_SERIALIZED: usize = 4 + 8 + INLINE_N * 5 + 8;
+
+/** The header word of inline bucket k (k < INLINE_N): pos ptr, pos min, neg ptr, neg min. */
 // @ts-ignore: decorator
-@inline export function sketchAdd(sk: usize, x: f64): void {
-  if (x > 0) storeAdd(sk + SK_POS, bucketIndex(x), 1);
-  else if (x < 0) storeAdd(sk + SK_NEG, bucketIndex(-x), 1);
-  else stu(sk + SK_ZEROS, ldu(sk + SK_ZEROS) + 1);
+@inline function inlineAt(sk: usize, k: u32): usize {
+  return sk + SK_POS + (<usize>(k >> 1) * (SK_NEG - SK_POS)) + (<usize>(k & 1) << 2);
+}
+
+// @ts-ignore: decorator
+@inline function inlineIndex(e: u32): i32 {
+  return <i32>(e >> INLINE_COUNT_BITS) - INLINE_BIAS;
+}
+
+/** Whether the sketch has no bucket array (inline or empty): both caps are 0. */
+// @ts-ignore: decorator
+@inline function noArrays(sk: usize): bool {
+  return (ldu(sk + SK_POS + ST_CAP) | ldu(sk + SK_NEG + ST_CAP)) == 0;
+}
+
+/** Whether the sketch holds inline buckets. */
+// @ts-ignore: decorator
+@inline function isInline(sk: usize): bool {
+  return noArrays(sk) && ldu(sk + SK_POS + ST_PTR) != 0;
+}
+
+/**
+ * Adds `count` to positive bucket `index` of a sketch without arrays, inline; false,
+ * with nothing changed, when that takes a fifth bucket or a count past the inline maximum.
+ */
+function inlineAdd(sk: usize, index: i32, count: u32): bool {
+  const tag = <u32>(index + INLINE_BIAS);
+  for (let k: u32 = 0; k < INLINE_N; k++) {
+    const at = inlineAt(sk, k);
+    const e = ldu(at);
+    if (e == 0) {
+      if (count > INLINE_COUNT_MAX) return false;
+      stu(at, (tag << INLINE_COUNT_BITS) | count);
+      return true;
+    }
+    if (e >> INLINE_COUNT_BITS == tag) {
+      if ((e & INLINE_COUNT_MAX) + count > INLINE_COUNT_MAX) return false;
+      stu(at, e + count);
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Moves an inline sketch's buckets into a bucket array (a no-op for any other sketch). */
+function toArrays(sk: usize): void {
+  if (!isInline(sk)) return;
+  let lo = i32.MAX_VALUE, hi = i32.MIN_VALUE;
+  let m: u32 = 0;
+  for (; m < INLINE_N; m++) {
+    const e = ldu(inlineAt(sk, m));
+    if (e == 0) break;
+    const j = inlineIndex(e);
+    if (j < lo) lo = j;
+    if (j > hi) hi = j;
+  }
+  const e0 = ldu(inlineAt(sk, 0)), e1 = ldu(inlineAt(sk, 1)), e2 = ldu(inlineAt(sk, 2)), e3 = ldu(inlineAt(sk, 3));
+  zeroSmall(sk + SK_POS, 24);
+  const st = sk + SK_POS;
+  const p = storeEnsure(st, lo, hi);
+  const min = ldi(st + ST_MIN);
+  for (let k: u32 = 0; k < m; k++) {
+    const e = k == 0 ? e0 : k == 1 ? e1 : k == 2 ? e2 : e3;
+    const b = p + (<usize>(inlineIndex(e) - min) << 2);
+    store<u32>(b, load<u32>(b) + (e & INLINE_COUNT_MAX));
+  }
+}
+
+/** Adds `count` to positive bucket `index`: inline while that can be, else to the bucket array. */
+function addPositive(sk: usize, index: i32, count: u32): void {
+  if (noArrays(sk)) {
+    if (inlineAdd(sk, index, count)) return;
+    toArrays(sk);
+  }
+  storeAdd(sk + SK_POS, index, count);
+}
+
+export function sketchAdd(sk: usize, x: f64): void {
+  if (x > 0) addPositive(sk, bucketIndex(x), 1);
+  else if (x < 0) {
+    toArrays(sk);
+    storeAdd(sk + SK_NEG, bucketIndex(-x), 1);
+  } else stu(sk + SK_ZEROS, ldu(sk + SK_ZEROS) + 1);
 }
 
 /**
@@ -155,7 +257,8 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
  * should leave x to sketchAdd: x is NaN, infinite or subnormal, or its bucket is not
  * in the store yet. Changes nothing: a kernel's call-free fast path asks first, then
  * commits. One unsigned compare tests "normal and finite" (NaN x fails it too), and
- * a store never allocated has cap 0, so its range test fails without a pointer test.
+ * a store never allocated (or an inline sketch's) has cap 0, so its range test fails
+ * without a pointer test.
  */
 // @ts-ignore: decorator
 @inline export function sketchCounter(sk: usize, x: f64): usize {
@@ -188,6 +291,16 @@ function storeMerge(dst: usize, src: usize): void {
 
 export function sketchMerge(dst: usize, src: usize): void {
   stu(dst + SK_ZEROS, ldu(dst + SK_ZEROS) + ldu(src + SK_ZEROS));
+  if (isInline(src)) {
+    for (let k: u32 = 0; k < INLINE_N; k++) {
+      const e = ldu(inlineAt(src, k));
+      if (e == 0) break;
+      addPositive(dst, inlineIndex(e), e & INLINE_COUNT_MAX);
+    }
+    return;
+  }
+  if (noArrays(src)) return;
+  toArrays(dst);
   storeMerge(dst + SK_POS, src + SK_POS);
   storeMerge(dst + SK_NEG, src + SK_NEG);
 }
@@ -207,6 +320,34 @@ export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): v
   const ra = Math.floor(qa * (n - 1)), rb = Math.floor(qb * (n - 1)), rc = Math.floor(qc * (n - 1));
   let want: i32 = 0; // how many of the three ranks are answered
   let seen: f64 = 0;
+  if (isInline(sk)) {
+    // Zeros, then the positive buckets in order of index (sorted here: at most four).
+    const z = ldu(sk + SK_ZEROS);
+    if (z) {
+      seen += <f64>z;
+      want = answer(want, seen, ra, rb, rc, 0);
+      if (want == 3) return;
+    }
+    let e0 = ldu(inlineAt(sk, 0)), e1 = ldu(inlineAt(sk, 1)), e2 = ldu(inlineAt(sk, 2)), e3 = ldu(inlineAt(sk, 3));
+    // Empty words (0) sort last as all ones; a sorting network of five compare-exchanges.
+    e1 = e1 == 0 ? u32.MAX_VALUE : e1;
+    e2 = e2 == 0 ? u32.MAX_VALUE : e2;
+    e3 = e3 == 0 ? u32.MAX_VALUE : e3;
+    let t: u32;
+    if (e0 > e1) { t = e0; e0 = e1; e1 = t; }
+    if (e2 > e3) { t = e2; e2 = e3; e3 = t; }
+    if (e0 > e2) { t = e0; e0 = e2; e2 = t; }
+    if (e1 > e3) { t = e1; e1 = e3; e3 = t; }
+    if (e1 > e2) { t = e1; e1 = e2; e2 = t; }
+    for (let k: u32 = 0; k < INLINE_N; k++) {
+      const e = k == 0 ? e0 : k == 1 ? e1 : k == 2 ? e2 : e3;
+      if (e == u32.MAX_VALUE) return;
+      seen += <f64>(e & INLINE_COUNT_MAX);
+      want = answer(want, seen, ra, rb, rc, bucketValue(inlineIndex(e)));
+      if (want == 3) return;
+    }
+    return;
+  }
   // Negative values, most negative first: the negative store from its highest index down.
   const np = <usize>ldu(sk + SK_NEG + ST_PTR);
   if (np) {
@@ -270,6 +411,7 @@ export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): v
 
 /** Upper bound of the serialized size in bytes of the sketch (see layout.ts, slot serialization). */
 export function sketchSerializedBytes(sk: usize): usize {
+  if (isInline(sk)) return INLINE_SERIALIZED;
   return 4 + 8 + (<usize>ldu(sk + SK_POS + ST_CAP) << 2) + 8 + (<usize>ldu(sk + SK_NEG + ST_CAP) << 2);
 }
 
@@ -426,7 +568,41 @@ function storeCheck(inp: usize, end: usize, version: u32): usize {
 /** Writes the sketch at `out` (serialization format 2); returns the end pointer. */
 export function sketchWrite(sk: usize, out: usize): usize {
   stu(out, ldu(sk + SK_ZEROS));
+  if (isInline(sk)) return storeWrite(sk + SK_NEG, inlineWrite(sk, out + 4));
   return storeWrite(sk + SK_NEG, storeWrite(sk + SK_POS, out + 4));
+}
+
+/**
+ * Writes an inline sketch's positive buckets as storeWrite() writes the same buckets
+ * from an array: sparse, which is always the shorter here. Each bucket takes a count
+ * below 2^14 (2 varint bytes) and a skip g below 2^21 (at most 3, and 1 for g < 128)
+ * against 4·(g + 1) bytes dense.
+ */
+function inlineWrite(sk: usize, out: usize): usize {
+  // Sorted by index (insertion: at most four); n: how many.
+  const e = memory.data(<i32>INLINE_N * 4);
+  let n: u32 = 0;
+  for (; n < INLINE_N; n++) {
+    const x = ldu(inlineAt(sk, n));
+    if (x == 0) break;
+    let i = n;
+    while (i > 0 && ldu(e + (<usize>(i - 1) << 2)) > x) {
+      stu(e + (<usize>i << 2), ldu(e + (<usize>(i - 1) << 2)));
+      i--;
+    }
+    stu(e + (<usize>i << 2), x);
+  }
+  const lo = inlineIndex(ldu(e)), hi = inlineIndex(ldu(e + (<usize>(n - 1) << 2)));
+  sti(out, lo);
+  stu(out + 4, <u32>(hi - lo + 1) | SPARSE);
+  let q = out + 8;
+  let last = lo;
+  for (let k: u32 = 0; k < n; k++) {
+    const x = ldu(e + (<usize>k << 2));
+    q = varPut(varPut(q, <u32>(inlineIndex(x) - last)), x & INLINE_COUNT_MAX);
+    last = inlineIndex(x) + 1;
+  }
+  return q;
 }
 
 /** Bytes a serialized sketch of format `version` at `inp` occupies if it fits in `avail` bytes and is well formed, else 0. */
