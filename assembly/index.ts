@@ -11,7 +11,7 @@
 // snapBodyPtr; their bodies written by snapFill or before the window next changes),
 // and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, aggNextFire, tsBase, wmBase, batchCap } from './windows';
-import { outputInit, outputReset, outBase, outCount, goneBase, goneCount } from './output';
+import { outputInit, outputReset, outBase, outCount, goneBase, goneCount, goneRecords } from './output';
 import { slotsLive, slotsCapacity, slotsReserve, setTracking, dirtyCount, slotsMarkKeys } from './slots';
 import { snapBase, snapRecords, snapBody, snapBodyLength } from './snapshot';
 import { SLOT_BYTES } from './layout';
@@ -64,6 +64,8 @@ export function outLength(): u32 { return outCount; }
 export function gonePtr(): usize { return goneBase; }
 export function goneLength(): u32 { return goneCount; }
 export function resetOutput(): void { outputReset(); }
+/** Whether purged windows go to the gone region (on at start). */
+export function recordGone(on: u32): void { goneRecords(on != 0); }
 
 /** Open windows (tumbling/sliding: key-window slots; sessions: live sessions). */
 export function openWindows(a: u32): u32 { return aggOpenWindows(a); }

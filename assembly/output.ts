@@ -18,6 +18,12 @@ let outCap: u32 = 0;
 export let goneBase: usize = 0;
 export let goneCount: u32 = 0;
 let goneCap: u32 = 0;
+/** Whether purged windows are recorded (TS reads them only to list them or to track checkpointed state). */
+let goneOn: bool = true;
+
+export function goneRecords(on: bool): void {
+  goneOn = on;
+}
 
 export function outputInit(): void {
   outCap = 1024;
@@ -76,6 +82,7 @@ export function emitResult(agg: u32, i: u32, late: bool): void {
 
 /** Records that the state of slot `i` is gone (purged), for the state backend. */
 export function emitGone(agg: u32, i: u32): void {
+  if (!goneOn) return;
   if (goneCount == goneCap) {
     goneCap <<= 1;
     goneBase = heap.realloc(goneBase, <usize>goneCap * GONE_BYTES);

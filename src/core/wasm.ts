@@ -40,6 +40,7 @@ interface CoreExports {
   gonePtr(): number;
   goneLength(): number;
   resetOutput(): void;
+  recordGone(on: number): void;
   computeWatermarks(n: number, maxBefore: number, oooMs: number, otherMin: number, floorW: number): number;
   processWindows(a: number, n: number): number;
   processSessions(a: number, n: number): number;
@@ -322,6 +323,11 @@ export class WasmCore {
 
   resetOutput(): void {
     this.x.resetOutput();
+  }
+
+  /** Whether purged windows are recorded for gone() (on at start). */
+  recordGone(on: boolean): void {
+    this.x.recordGone(on ? 1 : 0);
   }
 
   openWindows(a: number): number {

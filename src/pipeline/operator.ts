@@ -279,6 +279,8 @@ export class WindowOperator {
         return { kind, sizeMs, slideMs, latenessMs: eventTime.allowedLatenessMs };
       }),
     );
+    // Purged windows are read only to be listed or to track checkpointed state (trackChanges()).
+    this.core.recordGone(this.listGone);
     this.isSession = aggregations.map((a) => a.window.type === 'session');
     this.decoder =
       opts.decoder === 'json'
@@ -373,6 +375,7 @@ export class WindowOperator {
   trackChanges(): void {
     if (this.tracking) return;
     this.tracking = true;
+    this.core.recordGone(true);
     this.core.trackChanges(true, this.fed);
   }
 
@@ -670,8 +673,11 @@ export class WindowOperator {
   /** Dead letters in input order: malformed once per record, invalid and late per aggregation. */
   private deadLetter(batch: RecordBatch, bad: Array<[number, number, number]>, out: Output, nowMs: number): void {
     const rec = this.rec;
+    // Once per event: the constants in locals (each import is a property load on its module).
+    const malformed = REC_MALFORMED, failed = REC_FAILED, blank = batch.messages === true ? REC_BLANK : -1, ok = REC_OK;
     for (let i = 0; i < batch.n; i++) {
-      if (rec[i] === REC_MALFORMED || rec[i] === REC_FAILED || (rec[i] === REC_BLANK && batch.messages === true)) bad.push([i, -1, EV.INVALID]);
+      const r = rec[i]!;
+      if (r !== ok && (r === malformed || r === failed || r === blank)) bad.push([i, -1, EV.INVALID]);
     }
     if (bad.length === 0) return;
     const stamp = new Date(nowMs).toISOString();
