@@ -25,6 +25,12 @@ export interface ResultKey {
   readonly name: string;
   readonly key: string;
   readonly group: Record<string, string>;
+  /**
+   * Set once PartitionedOperator has noted which partition this key's results come
+   * from: an encoder's key lives as long as its registry entry, so that is once per
+   * key per partition (it looks again after the key is released and comes back).
+   */
+  homeNoted?: boolean;
 }
 
 /** The WindowResult of the result record whose floats start at `f[d]` (Layout.RES). */
@@ -311,6 +317,7 @@ export class ResultBatch {
  */
 class EncodedKey implements ResultKey {
   private made: Record<string, string> | undefined;
+  homeNoted = false;
 
   constructor(
     readonly agg: number,
