@@ -12,7 +12,7 @@ import type { CheckpointScheduler } from './checkpoint/scheduler';
 import type { Checkpointer } from './checkpoint/coordinator';
 import type { Instrumentation } from './metrics/events';
 import { instrumentOperator, instrumentOutput } from './metrics';
-import type { Output } from './pipeline/operator';
+import { resultParts, type Output } from './pipeline/operator';
 import type { PartitionedOperator } from './pipeline/partitioned';
 import { offsetOf, type RecordBatch, type StreamMessage } from './pipeline/types';
 import { NO_POSITION, type Delivery, type InputPosition } from './sinks/delivery';
@@ -181,18 +181,21 @@ export class OperatorLoop {
   private async hand(out: Output, at: InputPosition, live = true): Promise<void> {
     const c = this.counts;
     c.records += out.records;
-    const results = out.results;
-    c.results += results.n;
+    // One batch per partition that fired, as they came (joined they would be copied).
+    const parts = resultParts(out);
+    let n = 0;
+    for (const r of parts) n += r.n;
+    c.results += n;
     for (const l of out.late) c.lateEvents += l;
-    if (live && results.n > 0 && this.o.bus.listening('results.handed')) {
+    if (live && n > 0 && this.o.bus.listening('results.handed')) {
       const now = this.o.clock(), ooo = this.o.maxOutOfOrdernessMs;
       const latenciesSeconds: number[] = [];
-      for (let i = 0; i < results.n; i++) if (!results.isLate(i)) latenciesSeconds.push((now - (results.endOf(i) + ooo)) / 1000);
+      for (const r of parts) for (let i = 0; i < r.n; i++) if (!r.isLate(i)) latenciesSeconds.push((now - (r.endOf(i) + ooo)) / 1000);
       this.o.bus.emit('results.handed', { latenciesSeconds });
     }
-    if (results.n === 0 && out.deadLetters.length === 0) return;
-    await this.o.delivery.deliver(out.results, out.deadLetters, at);
-    results.release(); // the sinks' queues hold it now
+    if (n === 0 && out.deadLetters.length === 0) return;
+    await this.o.delivery.deliver(parts, out.deadLetters, at);
+    for (const r of parts) r.release(); // the sinks' queues hold them now
   }
 
   private report(): void {

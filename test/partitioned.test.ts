@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PartitionedOperator } from '../src/pipeline/partitioned';
+import { resultParts } from '../src/pipeline/operator';
 import { batchOfLines } from '../src/sources/lines';
 import { testConfig } from './helpers/run';
 
@@ -45,4 +46,21 @@ test('a key from two partitions is reported once per aggregation, naming both; k
   send(1, ['p0-8', 'p0-7'], 14_000);
   for (const p of [0, 1]) send(p, mine(p), 16_000);
   assert.equal(reports.length, 2);
+});
+
+test('results of a step from several partitions come as one batch per partition, and joined when read as one', () => {
+  const op = new PartitionedOperator(cfg, { clock: () => 0 });
+  const a = ['a1', 'a2', 'a3'], b = ['b1', 'b2'];
+  op.process(batchOfLines(lines(a, 0), 0, 0));
+  op.process(batchOfLines(lines(b, 0), 1, 0));
+  op.process(batchOfLines(lines(a, 5_000), 0, 3));
+  // Partition 1 moves W past both partitions' first windows: each fires its own.
+  const out = op.process(batchOfLines(lines(b, 5_000), 1, 2));
+  const parts = resultParts(out);
+  assert.equal(parts.length, 2, 'one batch per partition that fired');
+  const texts = parts.flatMap((r) => Array.from({ length: r.n }, (_, i) => r.textOf(i)));
+  assert.deepEqual(texts.map((t) => (JSON.parse(t) as { key: string }).key).sort(), ['k=a1', 'k=a1', 'k=a2', 'k=a2', 'k=a3', 'k=a3', 'k=b1', 'k=b1', 'k=b2', 'k=b2']);
+  // Read as one batch, the same lines in the same order.
+  const joined = out.results;
+  assert.deepEqual(Array.from({ length: joined.n }, (_, i) => joined.textOf(i)), texts);
 });

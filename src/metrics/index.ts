@@ -1,6 +1,6 @@
 // Metrics: the instrumentation bus, the Prometheus registry fed by it, the HTTP
 // server, and the two helpers that turn one operator step into bus events.
-import type { Output, WindowOperator } from '../pipeline/operator';
+import { resultParts, type Output, type WindowOperator } from '../pipeline/operator';
 import type { Instrumentation } from './events';
 
 export * from './events';
@@ -18,8 +18,11 @@ export function instrumentOutput(bus: Instrumentation, out: Output, names: reado
   if (bus.listening('batch.processed')) {
     bus.emit('batch.processed', { aggregationNames: names, records: out.records, durationSeconds, late: out.late, deadLetters: out.deadLetters, partition });
   }
-  if (out.results.n > 0 && bus.listening('window.fired')) {
-    out.results.countsByAggregation(names.length).forEach((count, a) => {
+  const parts = resultParts(out);
+  if (bus.listening('window.fired') && parts.some((r) => r.n > 0)) {
+    const counts = new Array<number>(names.length).fill(0);
+    for (const r of parts) if (r.n > 0) r.countsByAggregation(names.length).forEach((c, a) => (counts[a]! += c));
+    counts.forEach((count, a) => {
       if (count > 0) bus.emit('window.fired', { aggregation: names[a]!, count });
     });
   }

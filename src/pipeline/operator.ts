@@ -189,6 +189,17 @@ export interface Output {
   late: number[];
   /** Records consumed (blank lines included). */
   records: number;
+  /**
+   * The same results as one batch per partition, when windows of more than one fired
+   * in the step (PartitionedOperator): `results` then joins them, a copy, when first
+   * read. Read one or the other: whoever hands the results on takes resultParts().
+   */
+  parts?: ResultBatch[];
+}
+
+/** A step's results as the batches they came in (Output.parts), without joining them. */
+export function resultParts(out: Output): readonly ResultBatch[] {
+  return out.parts ?? [out.results];
 }
 
 export interface OperatorOptions {
