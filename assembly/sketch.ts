@@ -156,14 +156,18 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
 // ─── Inline buckets ───────────────────────────────────────────────────────────
 // Four words of the header (INLINE_AT), each 0 or one bucket: (index + INLINE_BIAS)
 // << INLINE_COUNT_BITS | count. Indices of finite doubles lie in [-3264, 131071], so
-// biased they take 18 bits; a count reaching INLINE_COUNT_MAX moves to a bucket array.
+// biased they take 18 bits. A window of more than INLINE_VALUES values moves them to a
+// bucket array: the kernels' fast loops add to arrays only (sketchCounter), and each
+// value added inline takes the general loop.
 // Words fill in order: the first 0 ends the list.
 const INLINE_BIAS: i32 = 4096;
 const INLINE_COUNT_BITS: u32 = 14;
-const INLINE_COUNT_MAX: u32 = (1 << INLINE_COUNT_BITS) - 1;
+const INLINE_COUNT_MASK: u32 = (1 << INLINE_COUNT_BITS) - 1;
+/** Values a sketch holds inline at most. */
+const INLINE_VALUES: u32 = 8;
 const INLINE_N: u32 = 4;
-/** Serialized bytes of an inline sketch at most: zeros, the positive store sparse (4 buckets of at most 3 + 2 varint bytes), an empty negative store. */
-const INLINE_SERIALIZED: usize = 4 + 8 + INLINE_N * 5 + 8;
+/** Serialized bytes of an inline sketch at most: zeros, the positive store sparse (4 buckets of at most 3 + 1 varint bytes), an empty negative store. */
+const INLINE_SERIALIZED: usize = 4 + 8 + INLINE_N * 4 + 8;
 
 /** The header word of inline bucket k (k < INLINE_N): pos ptr, pos min, neg ptr, neg min. */
 // @ts-ignore: decorator
@@ -190,25 +194,27 @@ const INLINE_SERIALIZED: usize = 4 + 8 + INLINE_N * 5 + 8;
 
 /**
  * Adds `count` to positive bucket `index` of a sketch without arrays, inline; false,
- * with nothing changed, when that takes a fifth bucket or a count past the inline maximum.
+ * with nothing changed, when that takes a fifth bucket or more than INLINE_VALUES
+ * values in all.
  */
 function inlineAdd(sk: usize, index: i32, count: u32): bool {
   const tag = <u32>(index + INLINE_BIAS);
+  let total = count;
+  let at: usize = 0; // the word of the bucket, or the first empty one
   for (let k: u32 = 0; k < INLINE_N; k++) {
-    const at = inlineAt(sk, k);
-    const e = ldu(at);
+    const w = inlineAt(sk, k);
+    const e = ldu(w);
     if (e == 0) {
-      if (count > INLINE_COUNT_MAX) return false;
-      stu(at, (tag << INLINE_COUNT_BITS) | count);
-      return true;
+      if (at == 0) at = w;
+      break;
     }
-    if (e >> INLINE_COUNT_BITS == tag) {
-      if ((e & INLINE_COUNT_MAX) + count > INLINE_COUNT_MAX) return false;
-      stu(at, e + count);
-      return true;
-    }
+    total += e & INLINE_COUNT_MASK;
+    if (e >> INLINE_COUNT_BITS == tag) at = w;
   }
-  return false;
+  if (at == 0 || total > INLINE_VALUES) return false;
+  const e = ldu(at);
+  stu(at, e == 0 ? (tag << INLINE_COUNT_BITS) | count : e + count);
+  return true;
 }
 
 /** Moves an inline sketch's buckets into a bucket array (a no-op for any other sketch). */
@@ -231,7 +237,7 @@ function toArrays(sk: usize): void {
   for (let k: u32 = 0; k < m; k++) {
     const e = k == 0 ? e0 : k == 1 ? e1 : k == 2 ? e2 : e3;
     const b = p + (<usize>(inlineIndex(e) - min) << 2);
-    store<u32>(b, load<u32>(b) + (e & INLINE_COUNT_MAX));
+    store<u32>(b, load<u32>(b) + (e & INLINE_COUNT_MASK));
   }
 }
 
@@ -258,7 +264,8 @@ export function sketchAdd(sk: usize, x: f64): void {
  * in the store yet. Changes nothing: a kernel's call-free fast path asks first, then
  * commits. One unsigned compare tests "normal and finite" (NaN x fails it too), and
  * a store never allocated (or an inline sketch's) has cap 0, so its range test fails
- * without a pointer test.
+ * without a pointer test. An inline sketch's values all take the general loop: at
+ * most INLINE_VALUES of them, in four buckets at most.
  */
 // @ts-ignore: decorator
 @inline export function sketchCounter(sk: usize, x: f64): usize {
@@ -295,7 +302,7 @@ export function sketchMerge(dst: usize, src: usize): void {
     for (let k: u32 = 0; k < INLINE_N; k++) {
       const e = ldu(inlineAt(src, k));
       if (e == 0) break;
-      addPositive(dst, inlineIndex(e), e & INLINE_COUNT_MAX);
+      addPositive(dst, inlineIndex(e), e & INLINE_COUNT_MASK);
     }
     return;
   }
@@ -342,7 +349,7 @@ export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): v
     for (let k: u32 = 0; k < INLINE_N; k++) {
       const e = k == 0 ? e0 : k == 1 ? e1 : k == 2 ? e2 : e3;
       if (e == u32.MAX_VALUE) return;
-      seen += <f64>(e & INLINE_COUNT_MAX);
+      seen += <f64>(e & INLINE_COUNT_MASK);
       want = answer(want, seen, ra, rb, rc, bucketValue(inlineIndex(e)));
       if (want == 3) return;
     }
@@ -575,7 +582,8 @@ export function sketchWrite(sk: usize, out: usize): usize {
 /**
  * Writes an inline sketch's positive buckets as storeWrite() writes the same buckets
  * from an array: sparse, which is always the shorter here. Each bucket takes a count
- * below 2^14 (2 varint bytes) and a skip g below 2^21 (at most 3, and 1 for g < 128)
+ * of at most INLINE_VALUES (1 varint byte) and a skip g below 2^21 (at most 3 bytes,
+ * 1 for g < 128)
  * against 4·(g + 1) bytes dense.
  */
 function inlineWrite(sk: usize, out: usize): usize {
@@ -599,7 +607,7 @@ function inlineWrite(sk: usize, out: usize): usize {
   let last = lo;
   for (let k: u32 = 0; k < n; k++) {
     const x = ldu(e + (<usize>k << 2));
-    q = varPut(varPut(q, <u32>(inlineIndex(x) - last)), x & INLINE_COUNT_MAX);
+    q = varPut(varPut(q, <u32>(inlineIndex(x) - last)), x & INLINE_COUNT_MASK);
     last = inlineIndex(x) + 1;
   }
   return q;

@@ -2,7 +2,7 @@
 // its header, a larger one in bucket arrays (assembly/sketch.ts). Whichever it holds,
 // p50/p95/p99 and the serialized sketch must be, bit for bit, what a plain model of the
 // bucket scheme gives: here, sessions of chosen values cross every move between the two
-// (a fifth bucket, a negative value, a count past the inline maximum, merges of
+// (a fifth bucket, a negative value, more values than it holds inline, merges of
 // sessions of either kind), and a restore from the serialized state answers the same.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,8 +101,10 @@ const CASES: Record<string, number[]> = {
   'negative third': [4, 8, -3],
   subnormal: [5e-324, 1e-310, 1],
   huge: [1e300, 1.7976931348623157e308, 2],
-  'count at the inline maximum': many(16383, 42),
-  'count past it': [...many(16383, 42), 42, 7],
+  'values at the inline maximum': many(8, 42),
+  'one past it': [...many(8, 42), 7],
+  'many in one bucket': many(300, 42),
+  'three buckets, busy': Array.from({ length: 900 }, (_, i) => [3, 7, 50][i % 3]!),
   'count far past it': many(20000, 42),
 };
 
@@ -113,7 +115,7 @@ const MERGES: Record<string, [number[], number[], number]> = {
   'inline + arrays': [[10], [1, 2, 4, 8, 16, 32], 10],
   'arrays + inline': [[1, 2, 4, 8, 16, 32], [10], 10],
   'inline + negative': [[10, 20], [-5], 0],
-  'counts that add past the inline maximum': [many(9000, 3), many(9000, 3), 3],
+  'inline + inline, past the inline maximum of values': [many(4, 3), many(4, 3), 3],
 };
 
 function lines(): { lines: string[]; want: Map<string, number[]> } {
