@@ -67,6 +67,8 @@ test('exactlyOnce: 20+ kills while results are written, and a read_committed con
   const chunk = Math.ceil(events.length / CHUNKS);
   let produced = 0;
   let kills = 0;
+  // When each run went, and how it ended: a window seen twice names the runs that wrote it.
+  const runs: Array<{ from: number; to: number; how: string }> = [];
   for (let attempt = 0; produced < events.length; attempt++) {
     await produce(topic, events.slice(produced, produced + chunk));
     produced += chunk;
@@ -86,11 +88,14 @@ test('exactlyOnce: 20+ kills while results are written, and a read_committed con
     }
     run.child.kill('SIGKILL');
     const e = await run.exit;
+    runs.push({ from: started, to: Date.now(), how: fault ?? 'killed at a random moment' });
     assert.equal(e.signal, 'SIGKILL', `a live run ended by itself (${fault ?? 'no fault'}): ${e.stderr.slice(-3000)}`);
     kills++;
   }
   assert.ok(kills >= 20, `${kills} kills`);
+  const lastFrom = Date.now();
   const last = await spawnWeir(bounded).exit;
+  runs.push({ from: lastFrom, to: Date.now(), how: 'the last, bounded' });
   assert.equal(last.code, 0, last.stderr.slice(-3000));
 
   // The uninterrupted run over the same input, to a file (no window fires twice in this data).
@@ -107,7 +112,12 @@ test('exactlyOnce: 20+ kills while results are written, and a read_committed con
   const twice = [...copies].filter(([, xs]) => xs.length > 1);
   // Each copy whole (count, late flag, emittedAt): a second copy equal to the first is a
   // result written twice; a different one is a window that fired again.
-  const show = ([w, xs]: [string, Array<{ at: string; r: WindowResult }>]): string => `${w}: ${xs.map((x) => `at ${x.at} ${JSON.stringify({ count: x.r.results.count, late: x.r.late, emittedAt: x.r.emittedAt })}`).join(', ')}`;
+  const runOf = (t: number): string => {
+    const i = runs.findIndex((x) => t >= x.from && t <= x.to);
+    return i < 0 ? 'no run' : `run ${i + 1} (${runs[i]!.how})`;
+  };
+  const show = ([w, xs]: [string, Array<{ at: string; r: WindowResult }>]): string =>
+    `${w}: ${xs.map((x) => `at ${x.at} by ${runOf(x.r.emittedAt)} ${JSON.stringify({ count: x.r.results.count, late: x.r.late, emittedAt: x.r.emittedAt })}`).join(', ')}`;
   assert.equal(twice.length, 0, `${twice.length} windows more than once, e.g. ${twice.slice(0, 5).map(show).join('; ')}`);
   const got = read.map((x) => x.r);
   assertSameFinals(finalResults(got), want, `exactly once after ${kills} kills`);
