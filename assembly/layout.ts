@@ -66,9 +66,9 @@ export const NO_SLOT: u32 = 0xffffffff;
 //   │ zeros u32│ pos ptr  │ pos min  │ pos cap  │ neg ptr  │ neg min  │ cap │
 //   └──────────┴──────────┴──────────┴──────────┴──────────┴──────────┴─────┘
 //   Each store is a dense u32 array of bucket counts; bucket j holds index min + j.
-//   Inline (sketch.ts): while a sketch holds at most four positive buckets and no
-//   negative one, both caps are 0 and the words at pos ptr, pos min, neg ptr and neg
-//   min hold one bucket each, index and count packed (no bucket array at all).
+//   Inline (sketch.ts): while a sketch holds at most four positive buckets, eight
+//   values and no negative one, both caps are 0 and the words at pos ptr, pos min,
+//   neg ptr and neg min hold one bucket each, index and count packed (no array).
 export const SK_ZEROS: usize = 0;
 export const SK_POS: usize = 4; // store: ptr u32, min i32, cap u32
 export const SK_NEG: usize = 16;

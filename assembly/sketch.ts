@@ -13,10 +13,10 @@
 // normal range so that they keep the same accuracy. Zeros are counted apart.
 //
 // A sketch of a few values (a session of a user holds two or three) keeps up to four
-// positive buckets inline, in its own header (layout.ts), and gets a bucket array
-// only at its fifth bucket or first negative value: no allocation, and no array to
-// zero, grow, scan and free per window. Answers and serialized bytes are the same
-// either way.
+// positive buckets and eight values inline, in its own header (layout.ts), and gets a
+// bucket array only at its fifth bucket, ninth value or first negative value: no
+// allocation, and no array to zero, grow, scan and free per window. Answers and
+// serialized bytes are the same either way.
 import { SK_ZEROS, SK_POS, SK_NEG, ST_PTR, ST_MIN, ST_CAP } from './layout';
 import { ldu, stu, ldi, sti, zalloc, zeroSmall, copyWords } from './mem';
 
@@ -154,7 +154,7 @@ function storeEnsure(st: usize, lo: i32, hi: i32): usize {
 }
 
 // ─── Inline buckets ───────────────────────────────────────────────────────────
-// Four words of the header (INLINE_AT), each 0 or one bucket: (index + INLINE_BIAS)
+// Four words of the header (inlineAt), each 0 or one bucket: (index + INLINE_BIAS)
 // << INLINE_COUNT_BITS | count. Indices of finite doubles lie in [-3264, 131071], so
 // biased they take 18 bits. A window of more than INLINE_VALUES values moves them to a
 // bucket array: the kernels' fast loops add to arrays only (sketchCounter), and each
@@ -217,27 +217,42 @@ function inlineAdd(sk: usize, index: i32, count: u32): bool {
   return true;
 }
 
+/** The inline words in order of index, from sortInline(). */
+const SORTED = memory.data(<i32>INLINE_N * 4);
+
+/** Sorts an inline sketch's words by index into SORTED (insertion: at most four); how many. */
+function sortInline(sk: usize): u32 {
+  let n: u32 = 0;
+  for (; n < INLINE_N; n++) {
+    const x = ldu(inlineAt(sk, n));
+    if (x == 0) break;
+    let i = n;
+    while (i > 0 && ldu(SORTED + (<usize>(i - 1) << 2)) > x) {
+      stu(SORTED + (<usize>i << 2), ldu(SORTED + (<usize>(i - 1) << 2)));
+      i--;
+    }
+    stu(SORTED + (<usize>i << 2), x);
+  }
+  return n;
+}
+
+/** The k-th word of SORTED. */
+// @ts-ignore: decorator
+@inline function sorted(k: u32): u32 {
+  return ldu(SORTED + (<usize>k << 2));
+}
+
 /** Moves an inline sketch's buckets into a bucket array (a no-op for any other sketch). */
 function toArrays(sk: usize): void {
   if (!isInline(sk)) return;
-  let lo = i32.MAX_VALUE, hi = i32.MIN_VALUE;
-  let m: u32 = 0;
-  for (; m < INLINE_N; m++) {
-    const e = ldu(inlineAt(sk, m));
-    if (e == 0) break;
-    const j = inlineIndex(e);
-    if (j < lo) lo = j;
-    if (j > hi) hi = j;
-  }
-  const e0 = ldu(inlineAt(sk, 0)), e1 = ldu(inlineAt(sk, 1)), e2 = ldu(inlineAt(sk, 2)), e3 = ldu(inlineAt(sk, 3));
+  const n = sortInline(sk);
   zeroSmall(sk + SK_POS, 24);
   const st = sk + SK_POS;
-  const p = storeEnsure(st, lo, hi);
+  const p = storeEnsure(st, inlineIndex(sorted(0)), inlineIndex(sorted(n - 1)));
   const min = ldi(st + ST_MIN);
-  for (let k: u32 = 0; k < m; k++) {
-    const e = k == 0 ? e0 : k == 1 ? e1 : k == 2 ? e2 : e3;
-    const b = p + (<usize>(inlineIndex(e) - min) << 2);
-    store<u32>(b, load<u32>(b) + (e & INLINE_COUNT_MASK));
+  for (let k: u32 = 0; k < n; k++) {
+    const b = p + (<usize>(inlineIndex(sorted(k)) - min) << 2);
+    store<u32>(b, load<u32>(b) + (sorted(k) & INLINE_COUNT_MASK));
   }
 }
 
@@ -328,29 +343,17 @@ export function sketchQuantiles(sk: usize, n: f64, qa: f64, qb: f64, qc: f64): v
   let want: i32 = 0; // how many of the three ranks are answered
   let seen: f64 = 0;
   if (isInline(sk)) {
-    // Zeros, then the positive buckets in order of index (sorted here: at most four).
+    // Zeros, then the positive buckets in order of index.
     const z = ldu(sk + SK_ZEROS);
     if (z) {
       seen += <f64>z;
       want = answer(want, seen, ra, rb, rc, 0);
       if (want == 3) return;
     }
-    let e0 = ldu(inlineAt(sk, 0)), e1 = ldu(inlineAt(sk, 1)), e2 = ldu(inlineAt(sk, 2)), e3 = ldu(inlineAt(sk, 3));
-    // Empty words (0) sort last as all ones; a sorting network of five compare-exchanges.
-    e1 = e1 == 0 ? u32.MAX_VALUE : e1;
-    e2 = e2 == 0 ? u32.MAX_VALUE : e2;
-    e3 = e3 == 0 ? u32.MAX_VALUE : e3;
-    let t: u32;
-    if (e0 > e1) { t = e0; e0 = e1; e1 = t; }
-    if (e2 > e3) { t = e2; e2 = e3; e3 = t; }
-    if (e0 > e2) { t = e0; e0 = e2; e2 = t; }
-    if (e1 > e3) { t = e1; e1 = e3; e3 = t; }
-    if (e1 > e2) { t = e1; e1 = e2; e2 = t; }
-    for (let k: u32 = 0; k < INLINE_N; k++) {
-      const e = k == 0 ? e0 : k == 1 ? e1 : k == 2 ? e2 : e3;
-      if (e == u32.MAX_VALUE) return;
-      seen += <f64>(e & INLINE_COUNT_MASK);
-      want = answer(want, seen, ra, rb, rc, bucketValue(inlineIndex(e)));
+    const m = sortInline(sk);
+    for (let k: u32 = 0; k < m; k++) {
+      seen += <f64>(sorted(k) & INLINE_COUNT_MASK);
+      want = answer(want, seen, ra, rb, rc, bucketValue(inlineIndex(sorted(k))));
       if (want == 3) return;
     }
     return;
@@ -583,32 +586,18 @@ export function sketchWrite(sk: usize, out: usize): usize {
  * Writes an inline sketch's positive buckets as storeWrite() writes the same buckets
  * from an array: sparse, which is always the shorter here. Each bucket takes a count
  * of at most INLINE_VALUES (1 varint byte) and a skip g below 2^21 (at most 3 bytes,
- * 1 for g < 128)
- * against 4·(g + 1) bytes dense.
+ * 1 for g < 128) against 4·(g + 1) bytes dense.
  */
 function inlineWrite(sk: usize, out: usize): usize {
-  // Sorted by index (insertion: at most four); n: how many.
-  const e = memory.data(<i32>INLINE_N * 4);
-  let n: u32 = 0;
-  for (; n < INLINE_N; n++) {
-    const x = ldu(inlineAt(sk, n));
-    if (x == 0) break;
-    let i = n;
-    while (i > 0 && ldu(e + (<usize>(i - 1) << 2)) > x) {
-      stu(e + (<usize>i << 2), ldu(e + (<usize>(i - 1) << 2)));
-      i--;
-    }
-    stu(e + (<usize>i << 2), x);
-  }
-  const lo = inlineIndex(ldu(e)), hi = inlineIndex(ldu(e + (<usize>(n - 1) << 2)));
+  const n = sortInline(sk);
+  const lo = inlineIndex(sorted(0)), hi = inlineIndex(sorted(n - 1));
   sti(out, lo);
   stu(out + 4, <u32>(hi - lo + 1) | SPARSE);
   let q = out + 8;
   let last = lo;
   for (let k: u32 = 0; k < n; k++) {
-    const x = ldu(e + (<usize>k << 2));
-    q = varPut(varPut(q, <u32>(inlineIndex(x) - last)), x & INLINE_COUNT_MASK);
-    last = inlineIndex(x) + 1;
+    q = varPut(varPut(q, <u32>(inlineIndex(sorted(k)) - last)), sorted(k) & INLINE_COUNT_MASK);
+    last = inlineIndex(sorted(k)) + 1;
   }
   return q;
 }

@@ -684,7 +684,7 @@ export class WindowOperator {
   /** Dead letters in input order: malformed once per record, invalid and late per aggregation. */
   private deadLetter(batch: RecordBatch, bad: Array<[number, number, number]>, out: Output, nowMs: number): void {
     const rec = this.rec;
-    // Once per event: the constants in locals (each import is a property load on its module).
+    // The constants in locals, read once per batch: each import read in the loop is a property load on its module.
     const malformed = REC_MALFORMED, failed = REC_FAILED, blank = batch.messages === true ? REC_BLANK : -1, ok = REC_OK;
     for (let i = 0; i < batch.n; i++) {
       const r = rec[i]!;
