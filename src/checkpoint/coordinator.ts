@@ -408,7 +408,8 @@ export class Checkpointer {
       format: CHANGELOG_FORMAT,
       offset: pc.offset,
       maxEventTimeMs: pc.maxEventTimeMs,
-      watermarkMs: meta.watermarkMs,
+      // The partition's own W, as its changelog record has it (the instance's, in checkpoints written before it was kept).
+      watermarkMs: pc.watermarkMs ?? meta.watermarkMs,
       topic: this.cfg.source.type === 'kafka' ? this.cfg.source.topic : '',
       aggregations: aggregationFingerprints(this.cfg),
       eventTime: eventTimeFingerprint(this.cfg),
@@ -572,7 +573,10 @@ export class Checkpointer {
     const pcs: PartitionCheckpoint[] = parts.map((x, i) => {
       const pc: PartitionCheckpoint = { partition: x.p, offset: x.offset, maxEventTimeMs: toJsonTime(x.max), state: summaries[i]! };
       const co = this.changelogOffsets.get(x.p);
-      if (co !== undefined) pc.changelogOffset = co;
+      if (co !== undefined) {
+        pc.changelogOffset = co;
+        pc.watermarkMs = toJsonTime(x.w);
+      }
       return pc;
     });
     // 3. The commit point (with a changelog: of the local cache).

@@ -45,6 +45,12 @@ export interface PartitionCheckpoint {
   state: StateSummary;
   /** With a changelog: the changelog offset after this checkpoint's transaction (the local state is the changelog up to it). */
   changelogOffset?: string;
+  /**
+   * With a changelog: W as the partition's windows saw it (its changelog record's W:
+   * never below the W its restored state stood at, which may be above the instance's
+   * `watermarkMs`). Its windows with end <= this have fired.
+   */
+  watermarkMs?: JsonTime;
 }
 
 export interface CheckpointMetadata {

@@ -122,3 +122,65 @@ test('exactlyOnce: 20+ kills while results are written, and a read_committed con
   const got = read.map((x) => x.r);
   assertSameFinals(finalResults(got), want, `exactly once after ${kills} kills`);
 });
+
+test('exactlyOnce: a local cache written while another partition held W back restores the windows that had fired as fired', async () => {
+  // Every event is in partition 0; partition 1 never gets one. A restarted instance's W
+  // stays where partition 1 holds it (at the start) until that partition idles, while
+  // partition 0's windows that had fired stay fired by its own W. A local checkpoint
+  // written then, restored with nothing after it in the changelog, must say so too:
+  // restored with the instance's W instead, those windows fire again, and each is a
+  // second copy on the result topic.
+  const topic = unique('weir-eos-floor-in');
+  await createTopic(topic, 2);
+  const out = unique('weir-eos-floor-out');
+  await createTopic(out, 1);
+  const events = keyedEvents(3000).map((m) => ({ ...m, partition: 0 }));
+  await produce(topic, events.slice(0, 1500));
+  const dir = mkdtempSync(join(tmpdir(), 'weir-eos-floor-'));
+  const base = kafkaRunConfig(dir, topic, unique('eos-floor'), { aggregations: BY_MODEL_REGION, sinks: [{ type: 'kafka', topic: out, exactlyOnce: true }] });
+  // Fired windows stay in the state (nothing is purged before the end of the input).
+  base['eventTime'] = { maxOutOfOrdernessMs: 10_000, allowedLatenessMs: 3_600_000 };
+  // A run writes its local cache at its first checkpoint only: a restart restores from
+  // that plus the changelog, whose last record of each partition carries its own W.
+  base['changelog'] = { cacheIntervalMs: 600_000 };
+  const live = join(dir, 'live.json');
+  writeFileSync(live, JSON.stringify({ ...base, source: { ...(base['source'] as object), bounded: false, idleTimeoutMs: 1000 } }));
+  const bounded = writeConfig(dir, base);
+
+  // 1. Partition 1 idles, then partition 0 sends more: W moves on, windows of partition 0 fire and commit.
+  const first = spawnWeir(live);
+  let err = '';
+  first.child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const started = Date.now();
+  const done = (): number => (err.match(/checkpoint \d+ done/g) ?? []).length;
+  while (done() < 1 && Date.now() - started < 30_000) await sleep(50);
+  await sleep(1500);
+  await produce(topic, events.slice(1500));
+  const now = done();
+  while (done() < now + 2 && Date.now() - started < 30_000) await sleep(50);
+  first.child.kill('SIGKILL');
+  assert.equal((await first.exit).signal, 'SIGKILL', err.slice(-3000));
+  const fired = await readCommitted(out, 1500);
+  assert.ok(fired.length > 0, 'no window fired before the first kill: the test proves nothing');
+
+  // 2. Restored; its first checkpoint (a local one) is taken before partition 1 idles. Killed right after it.
+  const second = await spawnWeir(live, { WEIR_FAULT: 'metadata-written:1' }).exit;
+  assert.equal(second.signal, 'SIGKILL', second.stderr.slice(-3000));
+  assert.match(second.stderr, /partition 0 restored/);
+
+  // 3. Restored from that local checkpoint, to the end of the input.
+  const last = await spawnWeir(bounded).exit;
+  assert.equal(last.code, 0, last.stderr.slice(-3000));
+  assert.match(last.stderr, /partition 0 restored from checkpoint \d+ \(local cache\) and 0 changelog records/);
+
+  const read = await readCommitted(out);
+  const copies = new Map<string, number>();
+  for (const x of read) copies.set(windowId(x.r), (copies.get(windowId(x.r)) ?? 0) + 1);
+  const twice = [...copies].filter(([, n]) => n > 1).map(([w]) => w);
+  assert.equal(twice.length, 0, `${twice.length} of ${copies.size} windows on the result topic more than once (${fired.length} had fired before the first kill), e.g. ${twice.slice(0, 3).join('; ')}`);
+
+  const refDir = mkdtempSync(join(tmpdir(), 'weir-eos-floor-ref-'));
+  const ref = await spawnWeir(writeConfig(refDir, kafkaRunConfig(refDir, topic, unique('ref'), { aggregations: BY_MODEL_REGION }))).exit;
+  assert.equal(ref.code, 0, ref.stderr.slice(-2000));
+  assertSameFinals(finalResults(read.map((x) => x.r)), finalResults(readLines<WindowResult>(join(refDir, 'results.jsonl'))), 'after two restarts');
+});
