@@ -294,7 +294,7 @@ export class Checkpointer {
       }
       this.committedOffsets.set(p, rec.offset);
       restored.push({ p, rec });
-      const windows = this.op.openWindows(p);
+      const windows = this.op.windowsOf(p);
       const local = cached?.meta;
       const from = local === undefined ? 'changelog' : r.records > 0 ? 'local cache and changelog' : 'local cache';
       const what =

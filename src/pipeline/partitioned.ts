@@ -132,6 +132,14 @@ export class PartitionedOperator {
     return n;
   }
 
+  /** Open windows of partition `p`, every aggregation's. */
+  windowsOf(p: number): number {
+    const op = this.ops.get(p);
+    let n = 0;
+    if (op !== undefined) for (let a = 0; a < this.aggregations; a++) n += op.openWindows(a);
+    return n;
+  }
+
   /** End (ms) of the earliest unfired window of aggregation `a` over every partition, +Infinity for none. */
   nextFireMs(a: number): number {
     let m = Infinity;

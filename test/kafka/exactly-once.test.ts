@@ -172,6 +172,7 @@ test('exactlyOnce: a local cache written while another partition held W back res
   const last = await spawnWeir(bounded).exit;
   assert.equal(last.code, 0, last.stderr.slice(-3000));
   assert.match(last.stderr, /partition 0 restored from checkpoint \d+ \(local cache\) and 0 changelog records/);
+  assert.match(last.stderr, /partition 1 restored from checkpoint \d+ \(local cache\) and 0 changelog records from offset \d+ \(0 windows\)/);
 
   const read = await readCommitted(out);
   const copies = new Map<string, number>();
