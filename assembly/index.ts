@@ -12,6 +12,7 @@
 // and restoreWindow rebuilds a window in a fresh core (snapshot.ts).
 import { windowsInit, aggConfigure, aggValues, aggKeys, aggStatus, aggOpenWindows, aggNextFire, tsBase, wmBase, batchCap } from './windows';
 import { outputInit, outputReset, outBase, outCount, goneBase, goneCount, goneRecords } from './output';
+export { setFireLimit } from './output';
 import { slotsLive, slotsCapacity, slotsReserve, setTracking, dirtyCount, slotsMarkKeys } from './slots';
 import { snapBase, snapRecords, snapBody, snapBodyLength } from './snapshot';
 import { SLOT_BYTES } from './layout';

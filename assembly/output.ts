@@ -15,6 +15,15 @@ import { slotAddr } from './slots';
 export let outBase: usize = 0;
 export let outCount: u32 = 0;
 let outCap: u32 = 0;
+/**
+ * Results one advance call emits before it stops (firing the rest at its next call):
+ * the end of the input fires every open window, and in steps of a bounded number of
+ * results their records, lines and keys stay in the cache and in memory already used.
+ */
+export let fireLimit: u32 = u32.MAX_VALUE;
+export function setFireLimit(n: u32): void {
+  fireLimit = n;
+}
 export let goneBase: usize = 0;
 export let goneCount: u32 = 0;
 let goneCap: u32 = 0;

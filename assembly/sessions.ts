@@ -25,7 +25,7 @@ import { ldf, stf, ldu, stu, stb, zalloc } from './mem';
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
 import { slotAlloc, slotFree, slotAddr, slotPool, slotTouch } from './slots';
-import { emitResult, emitGone } from './output';
+import { emitResult, emitGone, outCount, fireLimit } from './output';
 import {
   E_AT, E_SLOT, E_SERIAL, E_BYTES, HEAP_BYTES, copyEntry, poppedSlot, poppedSerial, takeOut,
   heapInit, heapNext, heapDue, heapPush, heapPop, timersNew, timersPush, timersNext, timersDue, timersPop,
@@ -195,9 +195,11 @@ function headOf(s: usize, key: u32): usize {
 }
 
 /** Fires every session with end <= w once, then purges those with end + lateness <= w. */
-export function sessionsAdvance(a: u32, s: usize, w: f64): void {
+export function sessionsAdvance(a: u32, s: usize, w: f64): bool {
   const fire = fireTimers(s);
   while (timersDue(fire, w)) {
+    // At the limit: the rest fire, and then the purges run, at the next call.
+    if (outCount >= fireLimit) return true;
     timersPop(fire);
     const slot = poppedSlot;
     if (!current(slot, poppedSerial)) continue;
@@ -222,6 +224,7 @@ export function sessionsAdvance(a: u32, s: usize, w: f64): void {
       drop(a, s, slot);
     }
   }
+  return false;
 }
 
 /** Removes a session's slot from its key's list. */

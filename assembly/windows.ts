@@ -12,7 +12,7 @@ import { ldf, stf, ldu, stu, ldi, sti, ldb, stb, zalloc, zrealloc } from './mem'
 import { accInit, accAdd, accMerge } from './accumulator';
 import { sketchAdd, sketchMerge, sketchCounter } from './sketch';
 import { slotAlloc, slotFree, slotAddr, slotPool, slotChanged } from './slots';
-import { emitResult, emitGone } from './output';
+import { emitResult, emitGone, outCount, fireLimit } from './output';
 import { sessionsNew, sessionsAdvance, sessionsRestore, sessionsNextFire, processSessions as runSessions } from './sessions';
 import { serialValid, slotLoad } from './snapshot';
 
@@ -201,14 +201,17 @@ function groupInsert(p: usize, start: f64, end: f64, fired: bool): i32 {
 }
 
 /** Fires every unfired group with end <= w. */
-function fireDue(a: u32, p: usize, w: f64): void {
+function fireDue(a: u32, p: usize, w: f64): bool {
   const n = ldu(p + A_NGROUPS);
   let next = Infinity;
+  let limited = false;
   for (let i: u32 = 0; i < n; i++) {
     const e = <usize>ldu(p + A_GROUPS) + <usize>i * G_BYTES;
     if (ldu(e + G_FIRED)) continue;
     const end = ldf(e + G_END);
     if (end > w) { next = end; break; }
+    // At the limit: this group and the ones after it fire at the next call.
+    if (outCount >= fireLimit) { next = end; limited = true; break; }
     stu(e + G_FIRED, 1);
     let s = ldu(e + G_HEAD);
     while (s != NO_SLOT) {
@@ -217,6 +220,7 @@ function fireDue(a: u32, p: usize, w: f64): void {
     }
   }
   stf(p + A_NEXT_FIRE, next);
+  return limited;
 }
 
 /** Drops every group with end + lateness <= w (they have fired: fireDue runs first). */
@@ -245,15 +249,18 @@ function purgeDue(a: u32, p: usize, w: f64): void {
   stf(p + A_NEXT_PURGE, n - k > 0 ? ldf(g + G_END) + lateness : Infinity);
 }
 
-/** Fires and purges what W = w makes due, without new events (idle time, end of input). */
-export function advance(a: u32, w: f64): void {
+/**
+ * Fires and purges what W = w makes due, without new events (idle time, end of input).
+ * Returns true when it stopped at fireLimit results with more windows due: nothing is
+ * purged then (a window due to be purged may not have fired yet), and the next call
+ * with the same w goes on.
+ */
+export function advance(a: u32, w: f64): bool {
   const p = aggAddr(a);
-  if (ldi(p + A_TYPE) == WIN_SESSION) {
-    sessionsAdvance(a, <usize>ldu(p + A_SESSIONS), w);
-    return;
-  }
-  if (w >= ldf(p + A_NEXT_FIRE)) fireDue(a, p, w);
+  if (ldi(p + A_TYPE) == WIN_SESSION) return sessionsAdvance(a, <usize>ldu(p + A_SESSIONS), w);
+  if (w >= ldf(p + A_NEXT_FIRE) && fireDue(a, p, w)) return true;
   if (w >= ldf(p + A_NEXT_PURGE)) purgeDue(a, p, w);
+  return false;
 }
 
 // ─── The batch kernel ─────────────────────────────────────────────────────────

@@ -18,6 +18,9 @@ import { offsetOf, type RecordBatch, type StreamMessage } from './pipeline/types
 import { NO_POSITION, type Delivery, type InputPosition } from './sinks/delivery';
 import { progressEnd, progressLine } from './progress';
 
+/** Results per step when the end of the input fires the open windows. */
+const FINISH_STEP_RESULTS = 4096;
+
 /** What the loop counts; the runner's summary. */
 export interface LoopCounts {
   records: number;
@@ -137,8 +140,22 @@ export class OperatorLoop {
         if (this.o.progress) this.report();
       }
       // Only the end of the input fires the open windows; after a stop, the next run
-      // goes on with them from the checkpoint taken now.
-      if (!this.counts.stopped) await this.hand(this.step(0, () => op.finish()), NO_POSITION, false);
+      // goes on with them from the checkpoint taken now. In steps of a batch's worth of
+      // results, the sinks writing meanwhile.
+      if (!this.counts.stopped) {
+        for (let done = false; !done; ) {
+          if (performance.now() - lastYield >= 1) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            lastYield = performance.now();
+          }
+          const out = this.step(0, () => {
+            const s = op.finishStep(FINISH_STEP_RESULTS);
+            done = s.done;
+            return s.out;
+          });
+          await this.hand(out, NO_POSITION, false);
+        }
+      }
     } finally {
       this.o.setReady(false);
       signal?.removeEventListener('abort', onAbort);

@@ -44,7 +44,9 @@ interface CoreExports {
   computeWatermarks(n: number, maxBefore: number, oooMs: number, otherMin: number, floorW: number): number;
   processWindows(a: number, n: number): number;
   processSessions(a: number, n: number): number;
-  advance(a: number, w: number): void;
+  /** 1 when it stopped at the fire limit with windows still due (see setFireLimit). */
+  advance(a: number, w: number): number;
+  setFireLimit(n: number): void;
   trackChanges(on: boolean, listLive: boolean): void;
   changedSlots(): number;
   serializeChanges(): number;
@@ -302,8 +304,17 @@ export class WasmCore {
     return this.x.processWindows(a, n);
   }
 
-  advance(a: number, w: number): void {
-    this.x.advance(a, w);
+  /**
+   * Fires and purges what W = w makes due for aggregation `a`. False when done; true
+   * when it stopped at the fire limit with more due (nothing purged yet): call again.
+   */
+  advance(a: number, w: number): boolean {
+    return this.x.advance(a, w) !== 0;
+  }
+
+  /** Results one advance() emits at most before it stops (undefined: no limit). */
+  setFireLimit(n: number | undefined): void {
+    this.x.setFireLimit(n === undefined ? 0xffffffff : Math.max(1, n));
   }
 
   processSessions(a: number, n: number): number {

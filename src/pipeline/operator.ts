@@ -359,6 +359,26 @@ export class WindowOperator {
     return out;
   }
 
+  /**
+   * finish() in steps of about `maxResults` results (a tumbling or sliding window's
+   * keys all fire in one step): call until `done`. The steps' results together are
+   * finish()'s, in its order. In steps, their records, lines and keys stay in the
+   * cache, and the memory they are written to is the steps' before, not fresh.
+   */
+  finishStep(maxResults: number, nowMs = this.clock()): { out: Output; done: boolean } {
+    const out = this.emptyOutput(0);
+    this.watermarks.finish();
+    let done = true;
+    this.core.setFireLimit(maxResults);
+    try {
+      for (let a = 0; a < this.aggs.length && done; a++) done = !this.core.advance(a, Infinity);
+    } finally {
+      this.core.setFireLimit(undefined);
+    }
+    this.collect(out, nowMs);
+    return { out, done };
+  }
+
   /** Fires and purges what W = w makes due (W moved by another partition of the source). */
   advance(w: number, nowMs = this.clock()): Output {
     const out = this.emptyOutput(0);

@@ -126,6 +126,22 @@ export class PartitionedOperator {
     return out;
   }
 
+  /**
+   * finish() in steps of about `maxResults` results (WindowOperator.finishStep), one
+   * partition after the other: call until `done`.
+   */
+  finishStep(maxResults: number, nowMs = this.clock()): { out: Output; done: boolean } {
+    for (const [p, op] of this.ops) {
+      if (this.advanced.get(p) === Infinity) continue;
+      const { out, done } = op.finishStep(maxResults, nowMs);
+      this.handOut(p, out);
+      if (done) this.advanced.set(p, Infinity);
+      return { out, done: false };
+    }
+    this.watermarks.finish();
+    return { out: emptyOutput(this.aggregations, 0), done: true };
+  }
+
   openWindows(a: number): number {
     let n = 0;
     for (const op of this.ops.values()) n += op.openWindows(a);
