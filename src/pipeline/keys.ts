@@ -64,6 +64,8 @@ export class KeyRegistry {
   private readonly free = new Set<number>();
   /** Called with each id released, before it can name another key. */
   private readonly releaseHooks: Array<(id: number) => void> = [];
+  /** Called with each id registered, once its key and values are set. */
+  private readonly registerHooks: Array<(id: number) => void> = [];
 
   constructor(groupBy: readonly string[]) {
     this.fields = groupBy.map(fieldName);
@@ -104,6 +106,7 @@ export class KeyRegistry {
     this.keys[id] = key;
     this.values[id] = values;
     this.count++;
+    for (const hook of this.registerHooks) hook(id);
     return id;
   }
 
@@ -155,6 +158,14 @@ export class KeyRegistry {
   /** Has `hook` called with each id released from now on (what others keep per id goes with it). */
   onRelease(hook: (id: number) => void): void {
     this.releaseHooks.push(hook);
+  }
+
+  /**
+   * Has `hook` called with each id registered from now on, while the key's strings,
+   * just made, are still in the cache (what others derive from them costs least then).
+   */
+  onRegister(hook: (id: number) => void): void {
+    this.registerHooks.push(hook);
   }
 
   /** Whether `id` names a key now. */

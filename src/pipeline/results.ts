@@ -370,7 +370,7 @@ function blockBytes(len: number): number {
  * JSON.stringify(s) at `p` when s is printable ASCII without '"' or '\\' (0x20 to
  * 0x7e: JSON writes those as they are); returns the end, or -1 for any other string.
  */
-function asciiString(b: Buffer, p: number, s: string): number {
+function asciiString(b: Uint8Array, p: number, s: string): number {
   b[p++] = 0x22;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -438,8 +438,6 @@ export class ResultEncoder {
   /** The slab batches are carved from now, and retired slabs that no batch holds any more. */
   private slab: Slab;
   private readonly spare: Slab[] = [];
-  /** Where asciiMiddle() writes. */
-  private scratch = Buffer.allocUnsafe(256);
   /** Bytes of the longest prefix installed so far (the output block is reserved for n of them). */
   private longestPrefix = 0;
   private readonly recycle = (slab: Slab): void => {
@@ -470,7 +468,12 @@ export class ResultEncoder {
     });
     this.blocks = new KeyBlockTables(core, names.length, 2);
     this.block = new WorkBlock(core);
-    registries.forEach((reg, a) => reg.onRelease((id) => this.forget(a, id)));
+    registries.forEach((reg, a) => {
+      reg.onRelease((id) => this.forget(a, id));
+      // A key's middle is written when it is registered: its strings were just made and
+      // are in the cache, where at its first result, seconds later, each read missed it.
+      reg.onRegister((id) => this.install(a, id));
+    });
   }
 
   /**
@@ -570,15 +573,17 @@ export class ResultEncoder {
     const reg = this.registries[a]!;
     const key = reg.keys[id]!, values = reg.values[id]!, name = this.names[a]!;
     const t = this.templates[a]!;
-    // Most keys are printable ASCII that JSON writes as it is: their middle is written as
-    // bytes, without a string (a new key per few events, as sessions per user have, makes
-    // this a good part of the results' cost).
-    let len = t.fieldHeads === undefined ? -1 : this.asciiMiddle(t, key, values);
-    let ptr: number;
-    if (len >= 0) {
-      ptr = this.core.alloc(blockBytes(len));
-      this.core.bytes().set(this.scratch.subarray(0, len), ptr);
-    } else {
+    // Most keys are printable ASCII that JSON writes as it is: their middle is written
+    // as bytes straight into the core's memory, without a string (a new key per few
+    // events, as sessions per user have, makes this a good part of the results' cost).
+    let len = -1;
+    let ptr = 0;
+    if (t.fieldHeads !== undefined) {
+      ptr = this.core.alloc(blockBytes(asciiMiddleBytes(t, key, values)));
+      len = asciiMiddle(t, key, values, this.core.bytes(), ptr);
+      if (len < 0) this.core.free(ptr);
+    }
+    if (len < 0) {
       let text: string;
       const fieldHeads = t.fieldHeads;
       if (fieldHeads === undefined) {
@@ -603,28 +608,38 @@ export class ResultEncoder {
     t.entry[id] = e;
     return e;
   }
+}
 
-  /**
-   * The middle of a key whose key string and group values are all printable ASCII
-   * other than '"' and '\\' (JSON.stringify writes them as they are), written to
-   * this.scratch as the string path writes it; its length, or -1 for any other key.
-   */
-  private asciiMiddle(t: Template, key: string, values: readonly string[]): number {
-    const heads = t.fieldHeadBytes;
-    let need = key.length + GROUP_OPEN_BYTES.length + 2;
-    for (let j = 0; j < values.length; j++) need += heads[j]!.length + values[j]!.length + 2;
-    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(Math.max(need, 2 * this.scratch.length));
-    const b = this.scratch;
-    let p = asciiString(b, 0, key);
+/** Bytes of a key's middle (asciiMiddle) if every character of it is ASCII. */
+function asciiMiddleBytes(t: Template, key: string, values: readonly string[]): number {
+  const heads = t.fieldHeadBytes;
+  let n = key.length + GROUP_OPEN_BYTES.length + 2;
+  for (let j = 0; j < values.length; j++) n += heads[j]!.length + values[j]!.length + 2;
+  return n;
+}
+
+/** src at b[p]; returns the end. A loop: Buffer.copy costs more than the copy for a few bytes. */
+function putBytes(b: Uint8Array, p: number, src: Uint8Array): number {
+  for (let i = 0; i < src.length; i++) b[p + i] = src[i]!;
+  return p + src.length;
+}
+
+/**
+ * The middle of a key whose key string and group values are all printable ASCII
+ * other than '"' and '\\' (JSON.stringify writes them as they are), written at
+ * b[at] as the string path writes it; its length, or -1 for any other key.
+ */
+function asciiMiddle(t: Template, key: string, values: readonly string[], b: Uint8Array, at: number): number {
+  const heads = t.fieldHeadBytes;
+  let p = asciiString(b, at, key);
+  if (p < 0) return -1;
+  p = putBytes(b, p, GROUP_OPEN_BYTES);
+  for (let j = 0; j < values.length; j++) {
+    p = putBytes(b, p, heads[j]!);
+    p = asciiString(b, p, values[j]!);
     if (p < 0) return -1;
-    p += GROUP_OPEN_BYTES.copy(b, p);
-    for (let j = 0; j < values.length; j++) {
-      p += heads[j]!.copy(b, p);
-      p = asciiString(b, p, values[j]!);
-      if (p < 0) return -1;
-    }
-    return p;
   }
+  return p - at;
 }
 
 // ─── Dead letters ─────────────────────────────────────────────────────────────
