@@ -261,7 +261,9 @@ export class Checkpointer {
     type Restored = { p: number; rec: PartitionRecord };
     const restored: Restored[] = [];
     const empty: number[] = [];
-    for (const p of partitions) {
+    // The partitions restore side by side: one's reads (the changelog thread's fetches,
+    // the state thread's) go on while another's windows are rebuilt here.
+    const restoreOne = async (p: number): Promise<PartitionRecord | undefined> => {
       const t0 = performance.now();
       const ps = this.stores.get(p)!;
       this.op.drop(p);
@@ -288,12 +290,10 @@ export class Checkpointer {
       this.bus.emit('state.restored', { partition: p, seconds, records: r.records });
       this.changelogOffsets.set(p, r.end);
       if (rec === undefined) {
-        empty.push(p);
         this.log.info({ partition: p, state: 'empty', changelogEnd: r.end, ms: Math.round(seconds * 1000) }, `partition ${p}: no state in ${where}, starting empty`);
-        continue;
+        return undefined;
       }
       this.committedOffsets.set(p, rec.offset);
-      restored.push({ p, rec });
       const windows = this.op.windowsOf(p);
       const local = cached?.meta;
       const from = local === undefined ? 'changelog' : r.records > 0 ? 'local cache and changelog' : 'local cache';
@@ -305,7 +305,16 @@ export class Checkpointer {
         { partition: p, state: from, checkpoint: local?.id, changelogFrom: cached?.from ?? '0', changelogEnd: r.end, records: r.records, windows, offset: rec.offset, ms: Math.round(seconds * 1000) },
         `${what} in ${Math.round(seconds * 1000)} ms; reading from offset ${rec.offset}`,
       );
-    }
+      return rec;
+    };
+    const outcomes = await Promise.allSettled(partitions.map(restoreOne));
+    const failure = outcomes.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
+    outcomes.forEach((x, i) => {
+      const rec = (x as PromiseFulfilledResult<PartitionRecord | undefined>).value;
+      if (rec === undefined) empty.push(partitions[i]!);
+      else restored.push({ p: partitions[i]!, rec });
+    });
     const first = this.firstAssignment;
     this.firstAssignment = false;
     const wm = this.op.watermarks;
