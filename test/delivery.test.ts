@@ -69,7 +69,7 @@ function delivery(results: Array<RecordSink<WindowResult>>, dlq: RecordSink<Dead
 /** Hands one step to the sinks and waits until they hold it; the dead letters written by then. */
 async function send(d: Delivery, rs: readonly WindowResult[], dls: readonly DeadLetter[], at: InputPosition): Promise<number> {
   const before = d.deadLettersWritten;
-  await d.deliver(batch(rs), dls, at);
+  await d.deliver([batch(rs)], dls, at);
   await d.flush();
   return d.deadLettersWritten - before;
 }
@@ -168,7 +168,7 @@ test('a refused write of several steps, one result each: each result is tried al
   const { d } = delivery([slowThenPicky], dlq);
   // The first step's write waits at the gate; the next two queue up and go as one write.
   const rs = [result(0, 1), result(1000, 2), result(2000, 9)];
-  for (const r of rs) await d.deliver(batch([r]), [], NO_POSITION);
+  for (const r of rs) await d.deliver([batch([r])], [], NO_POSITION);
   open();
   await d.flush();
   assert.deepEqual(picky.got, [rs[0], rs[1]]);
@@ -278,7 +278,7 @@ test('a slow sink holds the loop back only once its queue is full; nothing is lo
   for (let i = 0; i < 4; i++) {
     const rs = [result(i * 2000, i + 1), result(i * 2000 + 1000, i + 1)];
     sent.push(...rs);
-    await d.deliver(batch(rs), [], NO_POSITION);
+    await d.deliver([batch(rs)], [], NO_POSITION);
   }
   assert.equal(slow.writes, 1, 'the first write is in flight, the rest queued behind it');
   assert.deepEqual(fast.got, sent, 'a slow sink does not hold the others back');
@@ -286,7 +286,7 @@ test('a slow sink holds the loop back only once its queue is full; nothing is lo
   const rs = [result(8000, 5), result(9000, 5)];
   sent.push(...rs);
   let returned = false;
-  const p = d.deliver(batch(rs), [], NO_POSITION).then(() => (returned = true));
+  const p = d.deliver([batch(rs)], [], NO_POSITION).then(() => (returned = true));
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(returned, false, 'back pressure: deliver() waits while the queue is full');
   slow.release();
@@ -307,11 +307,11 @@ test('flushUpTo waits for the steps up to a barrier only', async () => {
     bus: new Instrumentation(),
     instanceId: 'weir-1',
   });
-  const before = await d.deliver(batch([result(0)]), [], NO_POSITION);
+  const before = await d.deliver([batch([result(0)])], [], NO_POSITION);
   assert.equal(d.barrier, before);
   let flushed = false;
   const f = d.flushUpTo(before).then(() => (flushed = true));
-  await d.deliver(batch([result(1000)]), [], NO_POSITION);
+  await d.deliver([batch([result(1000)])], [], NO_POSITION);
   await new Promise((r) => setTimeout(r, 10));
   assert.equal(flushed, false);
   slow.release();
@@ -369,7 +369,7 @@ test("the encoder's batches go to every sink intact and their memory is reused o
     core.free(base);
     for (let i = 0; i < b.n; i++) want.push(b.textOf(i));
     slabs.add(b.json.buffer);
-    await d.deliver(b, [], { partition: 0, offset: String(step) });
+    await d.deliver([b], [], { partition: 0, offset: String(step) });
     b.release(); // as the loop does: the queues hold it now
   }
   await d.flush();

@@ -44,7 +44,7 @@ import { SinkQueue, type QueueLimits, type QueuedWrite } from './queue';
 import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
 import type { DeadLetter } from '../pipeline/types';
-import { ResultBatch } from '../pipeline/results';
+import type { ResultBatch } from '../pipeline/results';
 import type { RecordSink } from './jsonl';
 
 /** A sink, the name messages and dead letters give it (`sinks[1]`, `deadLetter`), and its queue's limits. */
@@ -137,17 +137,17 @@ export class Delivery {
   }
 
   /**
-   * Hands `results` (a batch, or one per partition: Output.parts) to every result
+   * Hands `results` (one batch per partition that fired: Output.parts) to every result
    * sink's queue and `deadLetters` to the dead-letter queue, and returns; it waits only
    * while a queue is full (back pressure). Each queue holds the batches (retain())
    * until its sink has taken them; the caller's own hold is the caller's to release. Throws
    * FatalError once a queue failed. Returns the sequence number of this step: a
    * barrier taken after it waits for it with flushUpTo().
    */
-  async deliver(results: ResultBatch | readonly ResultBatch[], deadLetters: readonly DeadLetter[], at: InputPosition): Promise<number> {
+  async deliver(results: readonly ResultBatch[], deadLetters: readonly DeadLetter[], at: InputPosition): Promise<number> {
     const seq = ++this.seq;
     // Each queue holds the batches until its sink has written them (see ResultBatch.release).
-    const batches = (results instanceof ResultBatch ? [results] : results).filter((b) => b.n > 0);
+    const batches = results.filter((b) => b.n > 0);
     let n = 0, bytes = 0;
     for (const b of batches) {
       n += b.n;
