@@ -1,13 +1,6 @@
 // The durable state backends (design: backend.ts; the shared multi-version logic:
 // versioned.ts; storage: memory.ts, rocksdb.ts, redis.ts; any of them on a thread of
 // its own: thread.ts).
-import { ConfigError } from '../errors/errors';
-import type { CorruptionPolicy, StateBackend, StateBackendConfig, StateBackendKind } from './backend';
-import { MemoryStateBackend } from './memory';
-import { RedisStateBackend } from './redis';
-import { RocksDbStateBackend } from './rocksdb';
-import { ThreadStateBackend } from './thread';
-
 export { StateError, StateCorrupt, summarize, xxh64, type DigestAlgorithm } from './backend';
 export type { CorruptionPolicy, PartitionStore, StateBackend, StateBackendConfig, StateBackendKind, StateSummary } from './backend';
 export { MAX_STATE_ID, VersionedStore, type RecordCounts } from './versioned';
@@ -16,48 +9,4 @@ export { RocksDbStateBackend } from './rocksdb';
 export { RedisStateBackend } from './redis';
 export { ThreadStateBackend } from './thread';
 export { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from './batch';
-
-/** The default key prefix of the Redis backend. */
-export const DEFAULT_REDIS_PREFIX = 'weir';
-
-/** The loose form the config file's `state` section has (src/config.ts): `backend` must be set, and its `dir` / `url`. */
-export interface StateBackendOptions {
-  backend?: StateBackendKind;
-  dir?: string;
-  url?: string;
-  prefix?: string;
-  onCorruption?: CorruptionPolicy;
-}
-
-/**
- * Opens the configured backend. `instance` namespaces the Redis keys
- * (`${prefix}:${instance}:partition-N:`; `weir run` passes the consumer group, whose
- * partitions they are); RocksDB uses `${dir}/partition-N/` as is.
- * Redis connects here (and fails naming the URL); RocksDB opens a partition's database in open().
- * `thread`: the backend runs on a thread of its own (thread.ts), as `weir run` has it,
- * at nice value `nice` (priority.ts; 0 or none leaves it).
- */
-export async function openStateBackend(cfg: StateBackendConfig | StateBackendOptions, instance: string, opts: { thread?: boolean; nice?: number } = {}): Promise<StateBackend> {
-  if (instance === '') throw new ConfigError('the state backend needs a non-empty instance name');
-  const need = (v: string | undefined, name: string): string => {
-    if (v === undefined || v === '') throw new ConfigError(`state.${name}: required for the ${cfg.backend} state backend`);
-    return v;
-  };
-  if (opts.thread === true) {
-    // Checked here, as below, so that a config error reads the same either way.
-    if (cfg.backend === 'rocksdb') need(cfg.dir, 'dir');
-    else if (cfg.backend === 'redis') need(cfg.url, 'url');
-    else if (cfg.backend !== 'memory') throw new ConfigError(`state.backend: ${String(cfg.backend)} is not a state backend (memory, rocksdb, redis)`);
-    return ThreadStateBackend.start(cfg as StateBackendConfig, instance, opts.nice);
-  }
-  switch (cfg.backend) {
-    case 'memory':
-      return new MemoryStateBackend(instance);
-    case 'rocksdb':
-      return new RocksDbStateBackend(need(cfg.dir, 'dir'), { onCorruption: (cfg as StateBackendOptions).onCorruption ?? 'fail' });
-    case 'redis':
-      return RedisStateBackend.connect(need(cfg.url, 'url'), cfg.prefix ?? DEFAULT_REDIS_PREFIX, instance);
-    default:
-      throw new ConfigError(`state.backend: ${String(cfg.backend)} is not a state backend (memory, rocksdb, redis)`);
-  }
-}
+export { DEFAULT_REDIS_PREFIX, openStateBackend, type StateBackendOptions } from './open';

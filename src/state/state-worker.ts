@@ -74,7 +74,7 @@ async function serve(init: StateWorkerInit): Promise<void> {
   const post = (m: FromStateWorker, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
   // Loaded here, not at the top: the main side imports this module for its types only.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { openStateBackend } = require('./index') as typeof import('./index');
+  const { openStateBackend } = require('./open') as typeof import('./open');
   let backend: StateBackend;
   try {
     backend = await openStateBackend(init.cfg, init.instance);
