@@ -16,6 +16,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { Checkpointer, type CheckpointSource } from '../src/checkpoint/coordinator';
 import { Changelog } from '../src/changelog/thread';
 import { ChangelogKafka } from '../src/changelog/kafka';
+import { ensureChangelogTopic } from '../src/changelog/topic';
 import { validateConfig, type Config } from '../src/config';
 import { createLogger } from '../src/log';
 import { Instrumentation } from '../src/metrics/events';
@@ -149,8 +150,9 @@ export async function benchRestore(windows = 100_000, rounds = 3): Promise<Resto
     // external memory are theirs.
     const many = `weir-bench-restore-many-${tag}`;
     await admin((a) => a.createTopics({ waitForLeaders: true, topics: [{ topic: many, numPartitions: PRODUCERS }] }));
-    const ck = new ChangelogKafka({ brokers: BROKERS, clientId: 'weir-bench', ssl: false, groupId: `g-${many}`, topic: many, changelog: `${many}-changelog`, create: true, transactionTimeoutMs: 60_000 });
-    await ck.ensureTopic();
+    const o = { brokers: BROKERS, clientId: 'weir-bench', ssl: false, groupId: `g-${many}`, topic: many, changelog: `${many}-changelog`, create: true, transactionTimeoutMs: 60_000 };
+    await ensureChangelogTopic(o);
+    const ck = new ChangelogKafka(o);
     const used = (): number => {
       collectGarbage();
       const m = process.memoryUsage();

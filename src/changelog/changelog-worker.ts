@@ -5,7 +5,7 @@
 // Protocol (one port; plain data, ArrayBuffers transferred):
 //   main -> worker   {id, op: 'open' | 'close', partition} | {id, op: 'commit', partition, batches, record, offset}
 //                    | {id, op: 'restore', partition, from} | {id, op: 'shutdown'}
-//   worker -> main   ready {partitions, deleteRetentionMs} | failed {error} (once, first) | reply {id, result?, error?}
+//   worker -> main   ready | failed {error} (once, first) | reply {id, result?, error?}
 import { parentPort, workerData } from 'node:worker_threads';
 import { lowerThisThread } from '../priority';
 import { transferable, type ChangeBatch } from '../state/batch';
@@ -19,7 +19,7 @@ export type ChangelogOp =
   | { op: 'shutdown' };
 
 export type FromChangelogWorker =
-  | { type: 'ready'; partitions: number; deleteRetentionMs: number }
+  | { type: 'ready' }
   | { type: 'failed'; error: PlainStateError & { fencedPartition?: number } }
   | { type: 'reply'; id: number; result?: unknown; error?: PlainStateError & { fencedPartition?: number } };
 
@@ -33,8 +33,8 @@ async function serve(o: ChangelogKafkaOptions): Promise<void> {
   const port = parentPort!;
   const kafka = new ChangelogKafka(o);
   try {
-    const partitions = await kafka.ensureTopic();
-    port.postMessage({ type: 'ready', partitions, deleteRetentionMs: kafka.deleteRetentionMs } satisfies FromChangelogWorker);
+    await kafka.connect();
+    port.postMessage({ type: 'ready' } satisfies FromChangelogWorker);
   } catch (e) {
     port.postMessage({ type: 'failed', error: plain(e) } satisfies FromChangelogWorker);
     return;

@@ -20,7 +20,7 @@ import '../kafkajs-grouping';
 import { pushRun, runsSupported, type RunMessage } from '../kafkajs-produce';
 import '../kafkajs-aborted';
 import { JavaCompatiblePartitioner } from '../sinks/partitioner';
-import { Kafka, logLevel, type Admin, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
+import { Kafka, logLevel, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from '../state/batch';
@@ -100,82 +100,20 @@ export class ChangelogKafka {
   /** Per partition, the change and result batches of transactions that failed: they go into the next one, first. */
   private readonly carry = new Map<number, { changes: ChangeBatch[]; results: ChangeBatch[] }>();
   private cluster: KafkaCluster | undefined;
-  /** The changelog topic's delete.retention.ms (tombstones older than this may be gone). */
-  deleteRetentionMs = 86_400_000;
+  /** Whether the changelog topic is among the cluster's target topics (its metadata kept). */
+  private targeted = false;
 
   constructor(private readonly o: ChangelogKafkaOptions) {
     this.kafka = new Kafka({ clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, ...(o.sasl === undefined ? {} : { sasl: o.sasl }), logLevel: logLevel.NOTHING });
   }
 
   /**
-   * Creates the changelog topic (compacted, one partition per input partition) when it
-   * is missing and allowed to; checks an existing one. Returns its partition count.
+   * Connects the restores' cluster now, while the group forms (and the topic is created
+   * on the main thread: topic.ts), not at the first assignment. If it cannot be, the
+   * first restore tries again (and says why).
    */
-  async ensureTopic(): Promise<number> {
-    const admin = this.kafka.admin();
-    try {
-      await admin.connect();
-    } catch (e) {
-      throw new WeirError(`kafka: cannot reach the brokers ${this.o.brokers.join(',')} for the changelog topic "${this.o.changelog}": ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
-    }
-    try {
-      const input = await this.partitionsOf(admin, this.o.topic);
-      if (input === undefined) throw new WeirError(`changelog: the input topic "${this.o.topic}" does not exist`, { domain: 'user' });
-      let have = await this.partitionsOf(admin, this.o.changelog);
-      if (have === undefined) {
-        if (!this.o.create) throw new WeirError(`changelog.topic: "${this.o.changelog}" does not exist (create it compacted with ${input} partitions, or set changelog.create: true)`, { domain: 'user' });
-        // Its leaders are waited for here, in short steps: kafkajs's own wait (waitForLeaders)
-        // looks every 100 ms, and the first restore needs them.
-        let created: unknown;
-        try {
-          await admin.createTopics({ waitForLeaders: false, topics: [{ topic: this.o.changelog, numPartitions: input, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] });
-        } catch (e) {
-          created = e;
-        }
-        // Created (by this instance or, at the same time, another), but slow to show in the metadata with its leaders (many partitions, a busy broker): wait for it a while.
-        if (!(await this.appears(admin, this.o.changelog, input))) {
-          const why = created === undefined ? 'it has no leader after 30 s' : messageOf(created);
-          throw new WeirError(`changelog: cannot create topic "${this.o.changelog}": ${why}`, { domain: 'external', ...(created === undefined ? {} : { cause: created }) });
-        }
-        have = await this.partitionsOf(admin, this.o.changelog);
-      }
-      if (have !== input)
-        throw new WeirError(`changelog.topic: "${this.o.changelog}" has ${have} partitions, the input topic "${this.o.topic}" ${input}: they must be equal (a partition's state is in the changelog partition with its number)`, { domain: 'user' });
-      const cfg = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: this.o.changelog, configNames: ['cleanup.policy', 'delete.retention.ms'] }] });
-      const entries = cfg.resources[0]?.configEntries ?? [];
-      const policy = entries.find((c) => c.configName === 'cleanup.policy')?.configValue ?? '';
-      if (!policy.split(',').includes('compact'))
-        throw new WeirError(`changelog.topic: "${this.o.changelog}" has cleanup.policy=${policy}; it must be compact (or the state of old windows is deleted with it)`, { domain: 'user' });
-      const retention = Number(entries.find((c) => c.configName === 'delete.retention.ms')?.configValue);
-      if (Number.isFinite(retention) && retention > 0) this.deleteRetentionMs = retention;
-      // The restores' connection is made now, while the group forms, not on the first
-      // assignment; if it cannot be, the first restore tries again (and says why).
-      await this.clusterOf().catch(() => undefined);
-      return input;
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
-  /** Whether `topic` shows in the metadata with `partitions` partitions, all with a leader, within 30 s (looked for after 0, 5, 10, 20, ... ms, then every 500). */
-  private async appears(admin: Admin, topic: string, partitions: number): Promise<boolean> {
-    let wait = 5;
-    for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, wait)), wait = Math.min(500, 2 * wait)) {
-      const m = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
-      const ps = m?.topics[0]?.partitions;
-      if (ps !== undefined && ps.length === partitions && ps.every((x) => x.leader >= 0)) return true;
-    }
-    return false;
-  }
-
-  private async partitionsOf(admin: Admin, topic: string): Promise<number | undefined> {
-    try {
-      const m = await admin.fetchTopicMetadata({ topics: [topic] });
-      return m.topics[0]?.partitions.length;
-    } catch (e) {
-      if ((e as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
-      throw new WeirError(`changelog: cannot read the metadata of topic "${topic}": ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
-    }
+  async connect(): Promise<void> {
+    await this.clusterOf().catch(() => undefined);
   }
 
   transactionalId(partition: number): string {
@@ -322,7 +260,6 @@ export class ChangelogKafka {
       const cluster = create({ isolationLevel: READ_COMMITTED, allowAutoTopicCreation: false, metadataMaxAge: 300_000 });
       try {
         await cluster.connect();
-        await cluster.addTargetTopic(this.o.changelog);
       } catch (e) {
         await cluster.disconnect().catch(() => undefined);
         throw e;
@@ -335,6 +272,11 @@ export class ChangelogKafka {
   /** Reads changelog partition `p` from offset `from` to its last stable offset. */
   async restore(p: number, from: string): Promise<RestoreResult> {
     const cluster = await this.clusterOf();
+    // The topic may have been created after the cluster connected: it is a target from the first restore on.
+    if (!this.targeted) {
+      await cluster.addTargetTopic(this.o.changelog);
+      this.targeted = true;
+    }
     await cluster.refreshMetadata();
     const offsetOf = async (fromBeginning: boolean): Promise<bigint> => {
       const [o] = await cluster.fetchTopicsOffset([{ topic: this.o.changelog, fromBeginning, partitions: [{ partition: p }] }]);
@@ -405,5 +347,6 @@ export class ChangelogKafka {
     this.producers.clear();
     await Promise.allSettled([...producers.map((x) => x.disconnect()), this.cluster?.disconnect()]);
     this.cluster = undefined;
+    this.targeted = false;
   }
 }

@@ -8,6 +8,7 @@ import { transferable, type ChangeBatch } from '../state/batch';
 import { revive } from '../state/thread';
 import type { ChangelogOp, FromChangelogWorker } from './changelog-worker';
 import { FencedError } from './errors';
+import { ensureChangelogTopic } from './topic';
 import type { ChangelogKafkaOptions, RestoreResult } from './kafka';
 
 interface Pending {
@@ -31,32 +32,53 @@ export class Changelog {
   ) {}
 
   /**
-   * Starts the thread (at nice value `nice`: priority.ts; 0 leaves it); it creates or
-   * checks the topic before it resolves. `signal` aborts a start not done yet: the
-   * thread ends at once (its connection attempts with it).
+   * Starts the thread (at nice value `nice`: priority.ts; 0 leaves it) and, meanwhile on
+   * this thread, creates or checks the topic (topic.ts); resolves when both are done.
+   * `signal` aborts a start not done yet: the thread ends at once (its connection
+   * attempts with it).
    */
   static start(o: ChangelogKafkaOptions, nice = 0, signal?: AbortSignal): Promise<Changelog> {
     const worker = new Worker(join(__dirname, 'changelog-worker.js'), { workerData: { changelogWorker: o, nice } });
-    return new Promise<Changelog>((resolve, reject) => {
-      let c: Changelog | undefined;
-      signal?.addEventListener('abort', () => {
-        if (c !== undefined) return;
-        void worker.terminate();
-        reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' }));
-      });
+    let c: Changelog | undefined;
+    /** How the thread ended before `c` existed, if it did. */
+    let ended: { how: string; cause?: Error } | undefined;
+    const started = new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromChangelogWorker) => {
-        if (m.type === 'ready') {
-          c = new Changelog(worker, o.changelog, m.partitions, m.deleteRetentionMs);
-          worker.unref();
-          resolve(c);
-        } else if (m.type === 'failed') {
-          void worker.terminate();
-          reject(revive(m.error));
-        } else c?.onReply(m);
+        if (m.type === 'ready') resolve();
+        else if (m.type === 'failed') reject(revive(m.error));
+        else c?.onReply(m);
       });
-      worker.on('error', (e) => (c === undefined ? reject(new WeirError(`the changelog thread failed to start: ${e.message}`, { domain: 'internal', cause: e })) : c.onGone(`failed: ${e.message}`, e)));
-      worker.on('exit', (code) => (c === undefined ? reject(new WeirError(`the changelog thread exited (code ${code}) before it started`, { domain: 'internal' })) : c.onGone(`exited (code ${code})`)));
+      worker.on('error', (e) => {
+        if (c !== undefined) return c.onGone(`failed: ${e.message}`, e);
+        ended ??= { how: `failed: ${e.message}`, cause: e };
+        reject(new WeirError(`the changelog thread failed to start: ${e.message}`, { domain: 'internal', cause: e }));
+      });
+      worker.on('exit', (code) => {
+        if (c !== undefined) return c.onGone(`exited (code ${code})`);
+        ended ??= { how: `exited (code ${code})` };
+        reject(new WeirError(`the changelog thread exited (code ${code}) before it started`, { domain: 'internal' }));
+      });
     });
+    const aborted = new Promise<never>((_, reject) => {
+      if (signal?.aborted) reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' }));
+      signal?.addEventListener('abort', () => reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' })));
+    });
+    // Whichever fails first is the error; the other's failure, if any, is not unhandled.
+    started.catch(() => undefined);
+    aborted.catch(() => undefined);
+    return Promise.race([Promise.all([started, ensureChangelogTopic(o, signal)]), aborted]).then(
+      ([, topic]) => {
+        c = new Changelog(worker, o.changelog, topic.partitions, topic.deleteRetentionMs);
+        // Ended after it was ready, before the topic was: its requests fail at once.
+        if (ended !== undefined) c.onGone(ended.how, ended.cause);
+        worker.unref();
+        return c;
+      },
+      async (e: unknown) => {
+        await worker.terminate();
+        throw e;
+      },
+    );
   }
 
   /** Opens partition `p`'s transactional producer: from now on, a previous owner is fenced. */
