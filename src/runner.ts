@@ -296,7 +296,8 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       starting.catch(() => undefined);
       let backend: StateBackend;
       try {
-        backend = await openStateBackend(cfg.state, src.groupId, { thread: true, nice });
+        // With a changelog, the backend's checkpoints are a cache of it: written without an fsync.
+        backend = await openStateBackend({ ...cfg.state, sync: !cfg.changelog.enabled }, src.groupId, { thread: true, nice });
       } catch (e) {
         stop.abort();
         void starting.then((c) => c?.shutdown(), () => undefined);

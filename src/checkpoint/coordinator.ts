@@ -131,7 +131,8 @@ export class Checkpointer {
     /** Where each partition's state and offsets are committed: a Kafka changelog, or local checkpoints alone. */
     private readonly changelog?: Changelog,
   ) {
-    this.store = new CheckpointStore(cfg.checkpoint.dir);
+    // With a changelog, local checkpoints are a cache of it: not fsynced (store.ts).
+    this.store = new CheckpointStore(cfg.checkpoint.dir, { sync: changelog === undefined });
     this.fingerprint = aggregationsFingerprint(cfg);
     this.clock = clock;
     this.lastAt = clock();

@@ -7,7 +7,11 @@
 // Atomicity: the metadata is written into a temporary directory (`.tmp-…`),
 // fsynced, renamed to `checkpoint-N`, and the parent directory is fsynced. A crash
 // at any instant leaves either no `checkpoint-N` or a complete one; leftovers of a
-// crash (temporary directories) are removed by `init()`. The metadata carries a
+// crash (temporary directories) are removed by `init()`. Where the checkpoints are a
+// cache of a durable copy elsewhere (a changelog), nothing is fsynced (`sync: false`):
+// a crash of the process loses nothing (the writes are in the kernel), one of the
+// machine may lose or tear the newest checkpoints, which are then skipped as below,
+// or fail to verify against their state. The metadata carries a
 // SHA-256 checksum of its own content, so a truncated or corrupted file is
 // recognised and skipped (readNewest tries the next older one).
 import { createHash } from 'node:crypto';
@@ -96,7 +100,11 @@ async function fsyncPath(path: string, flags = 'r'): Promise<void> {
 }
 
 export class CheckpointStore {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    /** Whether a checkpoint is fsynced before write() resolves (false: see the top of this file). */
+    private readonly opts: { sync?: boolean } = {},
+  ) {}
 
   /** Creates the directory and removes temporary directories a crash left behind. Returns their names. */
   async init(): Promise<string[]> {
@@ -177,6 +185,7 @@ export class CheckpointStore {
   private async writeUnchecked(content: CheckpointContent): Promise<CheckpointMetadata> {
     const base: Omit<CheckpointMetadata, 'checksum'> = { version: METADATA_VERSION, ...content };
     const meta: CheckpointMetadata = { ...base, checksum: checksumOf(base) };
+    const sync = this.opts.sync ?? true;
     const tmp = join(this.dir, `${TMP_PREFIX}${content.id}-${process.pid}`);
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp);
@@ -184,15 +193,15 @@ export class CheckpointStore {
     const fh = await open(file, 'wx');
     try {
       await fh.writeFile(JSON.stringify(meta, null, 2) + '\n');
-      await fh.sync();
+      if (sync) await fh.sync();
     } finally {
       await fh.close();
     }
-    await fsyncPath(tmp);
+    if (sync) await fsyncPath(tmp);
     faultPoint('metadata-staged');
     // rename(2) onto an existing non-empty directory fails: an id is never reused.
     await rename(tmp, join(this.dir, `checkpoint-${content.id}`));
-    await fsyncPath(this.dir);
+    if (sync) await fsyncPath(this.dir);
     return meta;
   }
 

@@ -42,7 +42,13 @@ export type CorruptionPolicy = 'fail' | 'rebuild';
 
 export type StateBackendConfig =
   | { backend: 'memory' }
-  | { backend: 'rocksdb'; dir: string; onCorruption?: CorruptionPolicy }
+  /**
+   * `sync: false` (the default is true): checkpoints are written without an fsync, for
+   * where they are a cache of another durable copy (a changelog): a crash of the
+   * process loses nothing, one of the machine may lose the newest, which then no
+   * longer verify and are skipped.
+   */
+  | { backend: 'rocksdb'; dir: string; onCorruption?: CorruptionPolicy; sync?: boolean }
   | { backend: 'redis'; url: string; prefix?: string };
 
 export interface StateBackend {

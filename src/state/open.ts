@@ -18,6 +18,8 @@ export interface StateBackendOptions {
   url?: string;
   prefix?: string;
   onCorruption?: CorruptionPolicy;
+  /** RocksDB: whether checkpoints are fsynced (backend.ts, StateBackendConfig). @default true */
+  sync?: boolean;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -50,7 +52,7 @@ export async function openStateBackend(cfg: StateBackendConfig | StateBackendOpt
     case 'memory':
       return new MemoryStateBackend(instance);
     case 'rocksdb':
-      return new (rocksdb())(need(cfg.dir, 'dir'), { onCorruption: (cfg as StateBackendOptions).onCorruption ?? 'fail' });
+      return new (rocksdb())(need(cfg.dir, 'dir'), { onCorruption: (cfg as StateBackendOptions).onCorruption ?? 'fail', sync: (cfg as StateBackendOptions).sync ?? true });
     case 'redis':
       return redis().connect(need(cfg.url, 'url'), cfg.prefix ?? DEFAULT_REDIS_PREFIX, instance);
     default:

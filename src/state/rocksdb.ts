@@ -17,7 +17,8 @@
 // atomic batch.
 //
 // A checkpoint is one WriteBatch of its versions and journal entries, written with
-// {sync: true} (fsync of the WAL): atomic and durable. restore()'s deletions and clear()
+// {sync: true} (fsync of the WAL): atomic and durable; with {sync: false} where the
+// backend's checkpoints are a cache of a durable copy elsewhere (backend.ts). restore()'s deletions and clear()
 // are synced too. prune()'s batches are not: they are atomic, the WAL recovers a prefix
 // of them, and a prune lost in a crash is redone by the next prune (its journal entries
 // are still there); the next synced checkpoint makes them durable anyway.
@@ -218,6 +219,8 @@ class RocksEngine implements Engine {
     private db: LevelDown,
     dir: string,
     private readonly onDamage: OnDamage,
+    /** Whether a checkpoint's batch is written with an fsync of the WAL. */
+    private readonly sync: boolean,
   ) {
     this.where = `RocksDB state in ${dir}`;
     this.checked = checkRecords(db, [{ lt: V_START }, { gte: V_END }]);
@@ -275,7 +278,7 @@ class RocksEngine implements Engine {
       batch.put(b.subarray(vk, vk + VK_EXTRA + len), b.subarray(vv, p));
       if (needsJournal(w)) batch.put(b.subarray(jk, jk + 5 + len), b.subarray(jv, jv + 5));
     }
-    return call((cb) => batch.write({ sync: true }, cb));
+    return call((cb) => batch.write({ sync: this.sync }, cb));
   }
 
   async read(key: string, id: number): Promise<Buffer | null | undefined> {
@@ -471,13 +474,15 @@ export class RocksDbStateBackend implements StateBackend {
   private readonly stores = new OpenStores();
   private readonly opening = new Set<number>();
   private readonly onCorruption: CorruptionPolicy;
+  private readonly sync: boolean;
   onWarning?: (message: string, fields: Record<string, unknown>) => void;
 
   constructor(
     readonly dir: string,
-    opts: { onCorruption?: CorruptionPolicy } = {},
+    opts: { onCorruption?: CorruptionPolicy; sync?: boolean } = {},
   ) {
     this.onCorruption = opts.onCorruption ?? 'fail';
+    this.sync = opts.sync ?? true;
   }
 
   async open(partition: number): Promise<PartitionStore> {
@@ -504,7 +509,7 @@ export class RocksDbStateBackend implements StateBackend {
         if (!isCorruption(e)) throw e;
         db = await onDamage(e, undefined);
       }
-      return this.stores.add(partition, new RocksEngine(db, dir, onDamage));
+      return this.stores.add(partition, new RocksEngine(db, dir, onDamage, this.sync));
     } catch (e) {
       if (e instanceof WeirError) throw e;
       throw new StateError(`cannot open the RocksDB state database in ${dir}: ${(e as Error).message}`, { domain: 'external', cause: e });
