@@ -167,7 +167,13 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 EOF
 
-JAVA_OPTS=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+# The heap and collector settings of Kafka's own start scripts (kafka-server-start.sh,
+# kafka-run-class.sh). With a smaller heap, its young collections come every few
+# hundred ms under a changelog's transactions, and each pauses every client of the
+# broker. Its collections go to logs/gc.log (wall-clock times).
+JAVA_OPTS=(-server -Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+  -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true
+  "-Xlog:gc:file=$RUN/logs/gc.log:time,uptime:filecount=2,filesize=10M"
   "-Dlog4j.configuration=file:$RUN/log4j.properties" "-Dkafka.logs.dir=$RUN/logs")
 
 if [ ! -f "$DATA/meta.properties" ]; then
