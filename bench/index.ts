@@ -122,10 +122,15 @@ async function main(): Promise<void> {
       printLatency(l);
     }
   }
-  // One part run alone replaces its own figures and keeps the others'.
+  // One part run alone replaces its own figures and keeps the others', and `started`
+  // stays the full run's: the part's own start goes into `partsStarted`.
   const file = join(__dirname, '..', '..', 'bench', 'results.json');
   const kept = !all && existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
-  writeFileSync(file, JSON.stringify({ ...kept, ...report }, null, 2) + '\n');
+  const parts = Object.keys(report).filter((k) => k !== 'started' && k !== 'node');
+  const merged = all
+    ? report
+    : { ...kept, ...report, started: kept['started'] ?? started, partsStarted: { ...(kept['partsStarted'] as Record<string, string> | undefined), ...Object.fromEntries(parts.map((k) => [k, started])) } };
+  writeFileSync(file, JSON.stringify(merged, null, 2) + '\n');
   console.log(`figures written to bench/results.json`);
 }
 
