@@ -93,15 +93,17 @@ export class OperatorLoop {
     this.lastReport = Date.now();
     try {
       this.o.setReady(true);
+      // While the source has batches ready, each pull resolves as a microtask and the
+      // loop would never let I/O callbacks run: the sinks' writes and a checkpoint's
+      // steps would wait until the source runs dry. Give them a turn every millisecond.
       let lastYield = performance.now();
+      const giveTurn = async (): Promise<void> => {
+        if (performance.now() - lastYield < 1) return;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        lastYield = performance.now();
+      };
       for (;;) {
-        // While the source has batches ready, each pull resolves as a microtask and the
-        // loop would never let I/O callbacks run: the sinks' writes and a checkpoint's
-        // steps would wait until the source runs dry. Give them a turn every millisecond.
-        if (performance.now() - lastYield >= 1) {
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          lastYield = performance.now();
-        }
+        await giveTurn();
         await this.runControl();
         scheduler?.maybe();
         if (signal?.aborted === true) {
@@ -144,10 +146,7 @@ export class OperatorLoop {
       // results, the sinks writing meanwhile.
       if (!this.counts.stopped) {
         for (let done = false; !done; ) {
-          if (performance.now() - lastYield >= 1) {
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            lastYield = performance.now();
-          }
+          await giveTurn();
           const out = this.step(0, () => {
             const s = op.finishStep(FINISH_STEP_RESULTS);
             done = s.done;

@@ -24,7 +24,7 @@ import { Kafka, logLevel, type Producer, type SASLOptions, type Transaction } fr
 import Module from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import { ChangeBatchWriter, readChangeBatch, type ChangeBatch } from '../state/batch';
-import { WeirError } from '../errors/errors';
+import { messageOf, WeirError } from '../errors/errors';
 import { FencedError } from './errors';
 import { PARTITION_KEY } from './format';
 
@@ -61,8 +61,6 @@ function isFenced(e: unknown): boolean {
   }
   return false;
 }
-
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 export interface RestoreResult {
   /** The last record of every key read (puts and deletes), as one change batch. */

@@ -60,8 +60,9 @@ export class Changelog {
       });
     });
     const aborted = new Promise<never>((_, reject) => {
-      if (signal?.aborted) reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' }));
-      signal?.addEventListener('abort', () => reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' })));
+      const stop = (): void => reject(new WeirError('the changelog thread was stopped before it started', { domain: 'internal' }));
+      if (signal?.aborted === true) stop();
+      else signal?.addEventListener('abort', stop, { once: true });
     });
     // Whichever fails first is the error; the other's failure, if any, is not unhandled.
     started.catch(() => undefined);

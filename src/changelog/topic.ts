@@ -4,7 +4,7 @@
 // and the broker's creation of the topic take a good part of a start each, and neither
 // needs the other.
 import { Kafka, logLevel, type Admin } from 'kafkajs';
-import { WeirError } from '../errors/errors';
+import { messageOf, WeirError } from '../errors/errors';
 import type { ChangelogKafkaOptions } from './kafka';
 
 export interface ChangelogTopic {
@@ -16,8 +16,6 @@ export interface ChangelogTopic {
 
 /** Kafka's default delete.retention.ms, taken when the topic's cannot be read. */
 const DEFAULT_DELETE_RETENTION_MS = 86_400_000;
-
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Waits before the attempts after the first (ms): kafkajs's default retries, about 9 s in all. */
 const RETRY_WAITS_MS = [300, 600, 1200, 2400, 4800];

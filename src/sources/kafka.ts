@@ -33,7 +33,7 @@ import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ConsumerConfig, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { SourceConfig } from '../config';
-import { ConfigError, WeirError, toWeirError } from '../errors/errors';
+import { ConfigError, WeirError, messageOf, toWeirError } from '../errors/errors';
 import type { Logger } from '../log';
 import { offsetOf, type RecordBatch, type StreamMessage } from '../pipeline/types';
 import { serve, type FromWorker, type KafkaLogEntry, type LookupResult, type PlainError, type Request, type ToWorker, type WorkerInit } from './kafka-worker';
@@ -172,10 +172,6 @@ interface Channel {
 function isRebalancing(e: { type?: unknown } | null | undefined): boolean {
   const type = e?.type;
   return type === 'REBALANCE_IN_PROGRESS' || type === 'NOT_COORDINATOR_FOR_GROUP' || type === 'ILLEGAL_GENERATION';
-}
-
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** An error that crossed from the worker, as the Error (or WeirError) it was there. */

@@ -18,10 +18,11 @@
 //
 // A checkpoint is one WriteBatch of its versions and journal entries, written with
 // {sync: true} (fsync of the WAL): atomic and durable; with {sync: false} where the
-// backend's checkpoints are a cache of a durable copy elsewhere (backend.ts). restore()'s deletions and clear()
-// are synced too. prune()'s batches are not: they are atomic, the WAL recovers a prefix
-// of them, and a prune lost in a crash is redone by the next prune (its journal entries
-// are still there); the next synced checkpoint makes them durable anyway.
+// backend's checkpoints are a cache of a durable copy elsewhere (backend.ts).
+// restore()'s deletions and clear() are synced too. prune()'s batches are not: they
+// are atomic, the WAL recovers a prefix of them, and a prune lost in a crash is redone
+// by the next prune (its journal entries are still there); the next synced checkpoint
+// makes them durable anyway.
 //
 // The `rocksdb` package (leveldown API, callbacks) has no types: the little used is declared here.
 import { constants } from 'node:fs';
