@@ -1,4 +1,6 @@
 // The `weir` command.
+// First: a Kafka consumer on this thread decodes with Weir's decoder (source.consumerThread).
+import './sources/consumer-on-main';
 import { loadConfig, maskSecrets, type Config } from './config';
 import { tuneHeap } from './heap';
 import { eachOption } from './options';

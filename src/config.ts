@@ -107,6 +107,15 @@ const kafkaSource = z.strictObject({
   sessionTimeoutMs: duration({ positive: true }).default(30_000),
   clientId: z.string().default('weir'),
   /**
+   * Where kafkajs's consumer (fetching and decoding records) runs. `own`: a thread of
+   * its own, which reads ahead while the operator loop works. `main`: the operator
+   * loop's thread, which then takes turns with it, but starts no thread and hands no
+   * batch over; on one core that costs less (docs/internals.md). `auto`: `main` when
+   * the process may use one core only (os.availableParallelism() is 1: a CPU limit of
+   * 1 or less on Kubernetes, `taskset -c 0`), `own` otherwise. @default "auto"
+   */
+  consumerThread: z.enum(['auto', 'own', 'main']).default('auto'),
+  /**
    * TLS to the brokers: `true` (the system's CAs), or PEM file paths, read at start:
    * `ca` (the brokers' CA, instead of the system's), and `cert` with `key` (a
    * client certificate, for clusters that authenticate clients by TLS). Kafka sinks

@@ -74,3 +74,14 @@ aggregations:
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.match(r.stderr, /aggregations\[0\]\.window\.slideMs: must be at least sizeMs \/ 1000/);
 });
+
+test('source.consumerThread: auto, own or main, named when it is anything else', () => {
+  const kafka = (over: Record<string, unknown> = {}) => base({ source: { type: 'kafka', brokers: ['127.0.0.1:9092'], topic: 't', ...over } });
+  const src = validateConfig(kafka()).source;
+  assert.equal(src.type === 'kafka' && src.consumerThread, 'auto', 'absent: auto');
+  for (const v of ['own', 'main'] as const) {
+    const s = validateConfig(kafka({ consumerThread: v })).source;
+    assert.equal(s.type === 'kafka' && s.consumerThread, v);
+  }
+  refused(kafka({ consumerThread: 'worker' }), /^config: source\.consumerThread: .*"auto".*"own".*"main"/);
+});

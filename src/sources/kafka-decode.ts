@@ -329,17 +329,30 @@ function makeBatch(k: Kafkajs, original: { prototype: object }): unknown {
 /** kafkajs modules that, once loaded, hold on to the ones replaced: installing after them would change nothing. */
 const HOLDERS = ['src/protocol/requests/fetch/v4/decodeMessages.js', 'src/consumer/batch.js', 'src/consumer/consumerGroup.js'];
 
+/** The decodeMessages this module put in place on this thread, if it did. */
+let installed: unknown;
+
 /**
- * Puts the decoder in place of kafkajs's in this thread's module cache. Returns false,
- * changing nothing, when kafkajs is not the version it was written for or when its
- * consumer was already loaded (kafkajs then decodes as it always did).
+ * Puts the decoder in place of kafkajs's in this thread's module cache. True when it is
+ * in place (now or before); false, changing nothing, when kafkajs is not the version
+ * it was written for or when its consumer was already loaded (kafkajs then decodes as
+ * it always did).
  */
 export function installFastDecoder(): boolean {
+  if (fastDecoderInPlace()) return true;
   const root = kafkajsRoot();
   if (root === undefined) return false;
   if (HOLDERS.some((h) => cachedKafkajs(root, h) !== undefined)) return false;
   const k = kafkajsParts(root);
   replaceKafkajs(root, HOLDERS[1]!, makeBatch(k, loadKafkajs<{ prototype: object }>(root, HOLDERS[1]!)));
-  replaceKafkajs(root, HOLDERS[0]!, makeDecodeMessages(k));
+  installed = makeDecodeMessages(k);
+  replaceKafkajs(root, HOLDERS[0]!, installed);
   return true;
+}
+
+/** Whether kafkajs decodes fetched records with this module's decoder on this thread. */
+export function fastDecoderInPlace(): boolean {
+  if (installed === undefined) return false;
+  const root = kafkajsRoot();
+  return root !== undefined && cachedKafkajs(root, HOLDERS[0]!)?.exports === installed;
 }

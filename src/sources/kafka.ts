@@ -3,7 +3,9 @@
 //
 // kafkajs runs in a worker thread (kafka-worker.ts, which documents the protocol):
 // fetching and decoding messages there overlaps with Weir's work per event instead
-// of adding to it (with a decoder of Weir's, kafka-decode.ts, in place of kafkajs's). This
+// of adding to it (with a decoder of Weir's, kafka-decode.ts, in place of kafkajs's).
+// On one core there is nothing to overlap, and the same worker code runs on this thread
+// instead, over a MessageChannel (source.consumerThread; consumer-on-main.ts). This
 // class keeps everything that decides what a record means: the assignment and its
 // generations, positions, the assignment hook, the end of a bounded read, ticks.
 //
@@ -29,6 +31,7 @@
 // the assignment hook) the worker heartbeats itself, every heartbeatInterval.
 import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ConsumerConfig, KafkaConfig, SASLOptions } from 'kafkajs';
@@ -36,6 +39,7 @@ import type { SourceConfig } from '../config';
 import { ConfigError, WeirError, messageOf, toWeirError } from '../errors/errors';
 import type { Logger } from '../log';
 import { offsetOf, type RecordBatch, type StreamMessage } from '../pipeline/types';
+import { fastDecoderInPlace } from './kafka-decode';
 import { serve, type FromWorker, type KafkaLogEntry, type LookupResult, type PlainError, type Request, type ToWorker, type WorkerInit } from './kafka-worker';
 
 export type { KafkaLogEntry } from './kafka-worker';
@@ -147,8 +151,10 @@ export interface KafkaSourceStats {
   batchesDropped: number;
   /** Most RecordBatches ever posted by the worker and not yet consumed or dropped (at most READ_AHEAD_BATCHES). */
   maxPostedAhead: number;
-  /** The consumer thread decodes fetched records with kafka-decode.ts (false: kafkajs's own decoder). */
+  /** The consumer decodes fetched records with kafka-decode.ts (false: kafkajs's own decoder). */
   fastDecoder: boolean;
+  /** The consumer runs on the thread that reads the source (source.consumerThread), not on a thread of its own. */
+  onMainThread: boolean;
   /** RecordBatches arrived but not yet pulled: now, and at most ever. */
   queued: number;
   maxQueued: number;
@@ -182,6 +188,17 @@ function revive(p: PlainError): Error {
   if (p.type !== undefined) Object.assign(e, { type: p.type });
   if (p.retriable !== undefined && p.weir === undefined) Object.assign(e, { retriable: p.retriable });
   return e;
+}
+
+/**
+ * Whether the consumer runs on the thread that reads the source (source.consumerThread).
+ * `auto` picks it when the process may use one core only, and only with Weir's decoder
+ * in place on this thread (consumer-on-main.ts): kafkajs's own costs more than the
+ * thread does.
+ */
+function consumerOnThisThread(where: KafkaSourceConfig['consumerThread'] | undefined): boolean {
+  if (where === 'main') return true;
+  return (where ?? 'auto') === 'auto' && availableParallelism() === 1 && fastDecoderInPlace();
 }
 
 function hasFunction(x: unknown, depth = 0): boolean {
@@ -249,6 +266,7 @@ export class KafkaSource {
     batchesDropped: 0,
     maxPostedAhead: 0,
     fastDecoder: false,
+    onMainThread: false,
     queued: 0,
     maxQueued: 0,
     records: 0,
@@ -264,7 +282,7 @@ export class KafkaSource {
   private readonly onOwnPartitionsRead: (() => void) | undefined;
   /** What the worker starts with; holds the SASL password, so never shown (see toJSON). */
   private readonly init: WorkerInit;
-  /** A consumer option is a function: kafkajs runs on this thread. */
+  /** kafkajs runs on this thread: source.consumerThread says so, or a consumer option is a function. */
   private readonly onThisThread: boolean;
   private channel: Channel | undefined;
   /** Set once the worker is gone (or never came up): nothing can be asked of it any more. */
@@ -366,7 +384,8 @@ export class KafkaSource {
       ...opts.consumer,
       groupId: cfg.groupId,
     };
-    this.onThisThread = hasFunction(opts.consumer) || hasFunction(opts.client);
+    this.onThisThread = hasFunction(opts.consumer) || hasFunction(opts.client) || consumerOnThisThread(cfg.consumerThread);
+    this.stats.onMainThread = this.onThisThread;
     this.init = {
       kind: 'weir-kafka-source',
       topic: cfg.topic,
@@ -557,10 +576,12 @@ export class KafkaSource {
   // ---- the worker ----
 
   private open(): Channel {
+    this.log?.info({ topic: this.topic, consumerThread: this.onThisThread ? 'main' : 'own' }, `kafka consumer of topic ${this.topic} on ${this.onThisThread ? 'the main thread' : 'a thread of its own'}`);
     if (this.onThisThread) {
       const { port1, port2 } = new MessageChannel();
       port1.on('message', (m: FromWorker) => this.onWorkerMessage(m));
-      serve(port2, this.init);
+      // kafkajs decodes with Weir's decoder if it is in place on this thread (consumer-on-main.ts).
+      serve(port2, this.init, fastDecoderInPlace());
       // As the worker: kafkajs's own sockets and timers decide whether the process stays.
       port1.unref();
       port2.unref();

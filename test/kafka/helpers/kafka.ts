@@ -57,6 +57,7 @@ export function sourceConfig(topic: string, groupId: string, over: Partial<Kafka
     sessionTimeoutMs: 6000,
     maxBytesPerPartition: 1_048_576,
     clientId: 'weir-test',
+    consumerThread: 'auto',
     ssl: false,
     ...over,
   };
