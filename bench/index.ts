@@ -1,4 +1,6 @@
 // `npm run bench`: every figure measured side by side in one run; also written to bench/results.json.
+// First, as `weir` does: a Kafka consumer on this thread decodes with Weir's decoder.
+import '../src/sources/consumer-on-main';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchCore } from './core';

@@ -3,7 +3,7 @@
 // region; then, alternating, in the same process:
 //   - a bare kafkajs consumer (its own group, fromBeginning, eachBatch, autoCommit off)
 //     that only counts messages until it has seen them all: the most a processor built
-//     on kafkajs can read;
+//     on kafkajs can read (bench/bare.ts, in a process of its own: plain kafkajs);
 //   - Weir: runEmbedded with a bounded Kafka source over the same topic, the
 //     aggregations of an end-to-end workload (bench/e2e.ts: four aggregations keyed by
 //     model and region, or sessions per user in a topic keyed by user), RocksDB state,
@@ -17,7 +17,9 @@
 // `node dist/bench/kafka.js` runs this bench alone (WEIR_BENCH_ROUNDS=n for n rounds).
 // WEIR_BENCH_NO_KAFKA=1 skips it. WEIR_BENCH_PARTITIONS=n reads a topic of n partitions
 // instead of 4 (n = 1: one consumer thread and one operator, nothing in parallel).
-import { spawnSync } from 'node:child_process';
+// First, as `weir` does: a Kafka consumer on this thread decodes with Weir's decoder (run alone).
+import '../src/sources/consumer-on-main';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -150,35 +152,18 @@ async function deleteGroups(groups: string[]): Promise<void> {
   }
 }
 
-/** A kafkajs consumer that counts the topic's messages and nothing else; its run ends when it has seen `count`. */
+/**
+ * The bare consumer (bench/bare.ts) in a process of its own, on the cores this one may
+ * use: this process decodes with Weir's decoder (bench/index.ts imports
+ * consumer-on-main.ts first), and the bare consumer is plain kafkajs.
+ */
 export async function bareConsume(topic: string, count: number, maxBytesPerPartition: number, groupId = unique('weir-bench-bare')): Promise<KafkaRun> {
-  const kafka = new Kafka({ clientId: 'weir-bench-bare', brokers: BROKERS, logLevel: logLevel.NOTHING });
-  // The same fetch settings as Weir's source (src/sources/kafka.ts): its maxWaitTimeInMs, the config's default fetch size.
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100, maxBytesPerPartition });
-  const t0 = performance.now();
-  let seen = 0, firstMs = 0, lastMs = 0;
-  let done!: () => void;
-  const all = new Promise<void>((res) => (done = res));
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        if (seen === 0) firstMs = performance.now() - t0;
-        seen += batch.messages.length;
-        if (seen >= count) {
-          lastMs = performance.now() - t0;
-          done();
-        }
-      },
-    });
-    await all;
-    if (seen !== count) throw new Error(`bare consumer saw ${seen} of ${count} messages`);
-    return { firstMs, lastMs, totalMs: lastMs };
-  } finally {
-    await consumer.disconnect();
-  }
+  const child = spawn(process.execPath, [join(__dirname, 'bare.js'), JSON.stringify({ topic, count, maxBytesPerPartition, groupId, brokers: BROKERS })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const code = await new Promise<number | null>((resolve, reject) => child.once('error', reject).once('exit', resolve));
+  if (code !== 0) throw new Error(`bench: the bare consumer exited with code ${code}`);
+  return JSON.parse(out) as KafkaRun;
 }
 
 /** Weir over the topic, from a fresh group, state and checkpoint directory; its run ends when runEmbedded resolves. */
