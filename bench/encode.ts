@@ -45,7 +45,8 @@ function bucketMidpoint(x: number): number {
 
 /**
  * Realistic result records: per-user sessions and per-model windows, latencies with
- * one decimal (812.4), their sums, means and standard deviations (17 significant
+ * one decimal (812.4), their sums as the core gives them (compensated: the exact sum,
+ * rounded once, so one decimal too), means and standard deviations (17 significant
  * digits), the sketch's quantiles (bucket midpoints), epoch-ms window bounds.
  */
 export function fillResults(core: WasmCore, regs: KeyRegistry[], steps: number, rand: () => number): number[] {
@@ -59,14 +60,17 @@ export function fillResults(core: WasmCore, regs: KeyRegistry[], steps: number, 
       const a = k % 4 === 0 ? 1 : 0;
       const id = a === 0 ? regs[0]!.idOf([`u-${Math.floor(rand() * 20_000)}`]) : regs[1]!.idOf([models[Math.floor(rand() * 5)]!, regions[Math.floor(rand() * 3)]!]);
       const count = 1 + Math.floor(rand() * 40);
-      let sum = 0, min = Infinity, max = -Infinity, sq = 0;
+      let tenths = 0, min = Infinity, max = -Infinity, sq = 0;
       for (let j = 0; j < count; j++) {
-        const v = Math.round(rand() * 40_000) / 10;
-        sum += v;
+        const t = Math.round(rand() * 40_000);
+        const v = t / 10;
+        tenths += t;
         sq += v * v;
         min = Math.min(min, v);
         max = Math.max(max, v);
       }
+      // A naive running sum drifts off the decimal (17 digits, as 0.1 + 0.2 has); the core's does not.
+      const sum = tenths / 10;
       const avg = sum / count;
       const stddev = Math.sqrt(Math.max(0, sq / count - avg * avg));
       const q = bucketMidpoint;
