@@ -18,10 +18,13 @@ import { kafkaRunConfig, keyedEvents } from './helpers/weir';
 test("an interval's checkpoint commits its partitions one at a time; the last one commits them at once", async () => {
   const topic = unique('weir-changelog-commits');
   await createTopic(topic, 4);
-  await produce(topic, keyedEvents(40_000));
+  await produce(topic, keyedEvents(100_000));
   const dir = mkdtempSync(join(tmpdir(), 'weir-changelog-commits-'));
+  const base = kafkaRunConfig(dir, topic, unique('g'));
   const cfg = validateConfig(
     kafkaRunConfig(dir, topic, unique('g'), {
+      // Small fetches and 100,000 events: the run lasts for several checkpoints even when each is slow (a busy machine: 3 of 40,000 were too few).
+      source: { ...(base['source'] as object), maxBytesPerPartition: 4096 },
       checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 50, retain: 3 },
       processing: { batchSize: 128, instanceId: 'weir-test' },
       log: { level: 'error' },
@@ -41,7 +44,7 @@ test("an interval's checkpoint commits its partitions one at a time; the last on
   };
   try {
     const s = await runEmbedded(cfg, { progress: false, bus });
-    assert.equal(s.records, 40_000);
+    assert.equal(s.records, 100_000);
   } finally {
     proto.commit = commit;
   }
