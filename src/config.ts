@@ -111,8 +111,8 @@ const kafkaSource = z.strictObject({
    * its own, which reads ahead while the operator loop works. `main`: the operator
    * loop's thread, which then takes turns with it, but starts no thread and hands no
    * batch over; on one core that costs less (docs/internals.md). `auto`: `main` when
-   * the process may use one core only (os.availableParallelism() is 1: a CPU limit of
-   * 1 or less on Kubernetes, `taskset -c 0`), `own` otherwise. @default "auto"
+   * the process may use one core only (a CPU limit under 2 cores on Kubernetes,
+   * `taskset -c 0`: src/cores.ts), `own` otherwise. @default "auto"
    */
   consumerThread: z.enum(['auto', 'own', 'main']).default('auto'),
   /**

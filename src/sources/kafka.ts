@@ -31,11 +31,11 @@
 // the assignment hook) the worker heartbeats itself, every heartbeatInterval.
 import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { ConsumerConfig, KafkaConfig, SASLOptions } from 'kafkajs';
 import type { SourceConfig } from '../config';
+import { usableCores } from '../cores';
 import { ConfigError, WeirError, messageOf, toWeirError } from '../errors/errors';
 import type { Logger } from '../log';
 import { offsetOf, type RecordBatch, type StreamMessage } from '../pipeline/types';
@@ -198,7 +198,7 @@ function revive(p: PlainError): Error {
  */
 function consumerOnThisThread(where: KafkaSourceConfig['consumerThread'] | undefined): boolean {
   if (where === 'main') return true;
-  return (where ?? 'auto') === 'auto' && availableParallelism() === 1 && fastDecoderInPlace();
+  return (where ?? 'auto') === 'auto' && usableCores() === 1 && fastDecoderInPlace();
 }
 
 function hasFunction(x: unknown, depth = 0): boolean {
