@@ -13,7 +13,7 @@ import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
 import { generateLines } from '../../src/sources/eventgen';
 import { KafkaSource } from '../../src/sources/kafka';
 import { FAST, Reader, byPartition, createTopic, produce, sourceConfig, unique, type Rec } from './helpers/kafka';
-import { assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, spawnWeir, writeConfig, type Exit } from './helpers/weir';
+import { assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, runThroughCrashes, spawnWeir, writeConfig, type CrashStep } from './helpers/weir';
 
 /** Every record of a bounded read of `topic`, and the source's stats. */
 async function readAll(topic: string, consumerThread: 'own' | 'main'): Promise<{ records: Rec[]; stats: KafkaSource['stats'] }> {
@@ -100,29 +100,9 @@ test('consumerThread main: kill -9 inside checkpoints and at random moments, and
     source: { ...(base['source'] as object), consumerThread: 'main', maxBytesPerPartition: 8192 },
     checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 },
   });
-  const plan: Array<{ fault?: string; killAfterMs?: number }> = [{ fault: 'state-written:2' }, { fault: 'metadata-written:2' }, { killAfterMs: 50 }, { killAfterMs: 150 }];
-  const exits: Exit[] = [];
-  for (let run = 0; ; run++) {
-    assert.ok(run < 20, 'the run never finished');
-    const step = plan[run] ?? {};
-    const { child, exit } = spawnWeir(cfg, step.fault === undefined ? {} : { WEIR_FAULT: step.fault });
-    let timer: NodeJS.Timeout | undefined;
-    if (step.killAfterMs !== undefined) {
-      const after = step.killAfterMs;
-      let armed = false;
-      child.stderr!.on('data', (d: Buffer) => {
-        if (armed || !/checkpoint \d+ done/.test(d.toString())) return;
-        armed = true;
-        timer = setTimeout(() => child.kill('SIGKILL'), after);
-      });
-    }
-    const e = await exit;
-    clearTimeout(timer);
-    exits.push(e);
-    assert.match(e.stderr, /kafka consumer of topic \S+ on the main thread/);
-    if (e.code === 0) break;
-    assert.ok(!e.hung && e.signal === 'SIGKILL', `run ${run} ended with ${e.code ?? e.signal}: ${e.stderr.slice(-2000)}`);
-  }
+  const plan: CrashStep[] = [{ fault: 'state-written:2' }, { fault: 'metadata-written:2' }, { killAfterMs: 50 }, { killAfterMs: 150 }];
+  const exits = await runThroughCrashes(cfg, plan, 20);
+  for (const e of exits) assert.match(e.stderr, /kafka consumer of topic \S+ on the main thread/);
   assert.ok(exits.length >= 3, `only ${exits.length - 1} runs were killed`);
   const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
   assertSameFinals(finalResults(results), want, 'consumer on the main thread, after crashes');

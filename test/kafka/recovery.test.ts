@@ -14,7 +14,7 @@ import { checksumOf, type CheckpointMetadata } from '../../src/checkpoint/store'
 import { openStateBackend } from '../../src/state';
 import { BROKERS, createTopic, produce, unique } from './helpers/kafka';
 import {
-  assertNeverHigher, assertSameFinals, deadLetterSet, dropSuperseded, finalResults, windowId, kafkaRunConfig, readLines, sleep, spawnWeir, writeConfig, type Exit,
+  assertNeverHigher, assertSameFinals, deadLetterSet, dropSuperseded, finalResults, windowId, kafkaRunConfig, readLines, runThroughCrashes, sleep, spawnWeir, writeConfig, type CrashStep,
 } from './helpers/weir';
 
 const PG_URL = process.env['WEIR_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -51,7 +51,7 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
   const cfg = writeConfig(dir, { ...base, sinks, source: { ...(base['source'] as object), maxBytesPerPartition: 8192 }, checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 } });
   // Crashes at every step of a checkpoint, then kills at random moments, then runs until one finishes.
   // The steps after a barrier run while batches after it are processed: a kill there finds state past the barrier in memory.
-  const plan: Array<{ fault?: string; killAfterMs?: number }> = [
+  const plan: CrashStep[] = [
     { fault: 'barrier-taken:2' },
     { fault: 'state-written:2' },
     { fault: 'sinks-flushed:2' },
@@ -60,29 +60,8 @@ test('kill -9 at random moments and inside checkpoints: the restarted runs toget
     // Random moments once the run is consuming (its first checkpoint is done): some land inside a checkpoint.
     ...[0, 1, 2].map(() => ({ killAfterMs: Math.floor(Math.random() * 300) })),
   ];
-  const exits: Exit[] = [];
-  let killed = 0;
-  for (let run = 0; ; run++) {
-    assert.ok(run < 30, 'the run never finished');
-    const step = plan[run] ?? {};
-    const { child, exit } = spawnWeir(cfg, step.fault === undefined ? {} : { WEIR_FAULT: step.fault });
-    let timer: NodeJS.Timeout | undefined;
-    if (step.killAfterMs !== undefined) {
-      const after = step.killAfterMs;
-      let armed = false;
-      child.stderr!.on('data', (d: Buffer) => {
-        if (armed || !/checkpoint \d+ done/.test(d.toString())) return;
-        armed = true;
-        timer = setTimeout(() => child.kill('SIGKILL'), after);
-      });
-    }
-    const e = await exit;
-    clearTimeout(timer);
-    exits.push(e);
-    if (e.code === 0) break;
-    assert.ok(!e.hung && e.signal === 'SIGKILL', `run ${run} ended with ${e.code ?? e.signal}: ${e.stderr.slice(-2000)}`);
-    killed++;
-  }
+  const exits = await runThroughCrashes(cfg, plan);
+  const killed = exits.length - 1;
   assert.ok(killed >= 5, `only ${killed} runs were killed`);
   // Every restart after the first resumed from a checkpoint, not from scratch.
   const resumed = exits.slice(1).filter((e) => /restored from checkpoint/.test(e.stderr)).length;

@@ -75,6 +75,41 @@ export function spawnWeir(configFile: string, env: Record<string, string> = {}):
   return { child, exit };
 }
 
+/** How one run of a crash plan ends: at a fault point (WEIR_FAULT), or killed with SIGKILL this long after its first completed checkpoint. */
+export interface CrashStep {
+  fault?: string;
+  killAfterMs?: number;
+}
+
+/**
+ * `weir run` on `configFile` again and again until a run exits 0, run i crashing as
+ * plan[i] says (runs past the plan run undisturbed). Every run before the last must
+ * have ended by SIGKILL, within `maxRuns` runs. Returns every run's exit.
+ */
+export async function runThroughCrashes(configFile: string, plan: readonly CrashStep[], maxRuns = 30): Promise<Exit[]> {
+  const exits: Exit[] = [];
+  for (let run = 0; ; run++) {
+    assert.ok(run < maxRuns, 'the run never finished');
+    const step = plan[run] ?? {};
+    const { child, exit } = spawnWeir(configFile, step.fault === undefined ? {} : { WEIR_FAULT: step.fault });
+    let timer: NodeJS.Timeout | undefined;
+    if (step.killAfterMs !== undefined) {
+      const after = step.killAfterMs;
+      let armed = false;
+      child.stderr!.on('data', (d: Buffer) => {
+        if (armed || !/checkpoint \d+ done/.test(d.toString())) return;
+        armed = true;
+        timer = setTimeout(() => child.kill('SIGKILL'), after);
+      });
+    }
+    const e = await exit;
+    clearTimeout(timer);
+    exits.push(e);
+    if (e.code === 0) return exits;
+    assert.ok(!e.hung && e.signal === 'SIGKILL', `run ${run} ended with ${e.code ?? e.signal}: ${e.stderr.slice(-2000)}`);
+  }
+}
+
 export function readLines<T>(file: string): T[] {
   if (!existsSync(file)) return [];
   const text = readFileSync(file, 'utf8');
