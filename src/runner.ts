@@ -1,7 +1,7 @@
 // The composition root: wires a source, the operator, sinks, the dead-letter queue
 // and metrics together. Everything else depends inward on pipeline/ and core/.
 import { maskSecrets, type Config } from './config';
-import { ConfigError, WeirError, isOutputClosed } from './errors/errors';
+import { ConfigError, WeirError, isOutputClosed, messageOf } from './errors/errors';
 import { classify } from './errors/classify';
 import { createLogger, type Logger } from './log';
 import { KafkaDeadLetterSink, KafkaResultSink, type KafkaSinkOptions } from './sinks/kafka';
@@ -185,7 +185,7 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     bus.emit('error', { kind });
     // A user's mistake gets its message, not a stack trace.
     const user = e instanceof WeirError && e.domain === 'user';
-    log.error(user ? { kind } : { err: e, kind }, `${msg}: ${e instanceof Error ? e.message : String(e)}`);
+    log.error(user ? { kind } : { err: e, kind }, `${msg}: ${messageOf(e)}`);
   };
   // The model behind GET /status and the page at GET /.
   const status = new StatusModel(bus, cfg, op, { clock });

@@ -49,12 +49,12 @@ export function isOutputClosed(e: unknown): boolean {
   return false;
 }
 
-/** Converts anything thrown into a WeirError, once, at the boundary that caught it. */
 /** What went wrong, in words: an Error's message, or anything else as a string. */
 export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** Converts anything thrown into a WeirError, once, at the boundary that caught it. */
 export function toWeirError(e: unknown): WeirError {
   if (e instanceof WeirError) return e;
   if (e instanceof Error) return new WeirError(e.message, { domain: 'internal', cause: e });

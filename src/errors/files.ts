@@ -5,7 +5,7 @@
 // the closest ancestor of the path that exists.
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { InputError, WeirError, type ErrorDomain } from './errors';
+import { InputError, WeirError, messageOf, type ErrorDomain } from './errors';
 
 function codeOf(e: unknown): string | undefined {
   const code = (e as { code?: unknown } | null)?.code;
@@ -81,7 +81,7 @@ export function describeFileError(e: unknown, path: string): { reason: string; d
  */
 export function fileError(e: unknown, what: string, path: string, fallback: ErrorDomain = 'internal'): WeirError {
   const d = describeFileError(e, path);
-  if (d === undefined) return new WeirError(`${what}: ${e instanceof Error ? e.message : String(e)}`, { domain: fallback, cause: e });
+  if (d === undefined) return new WeirError(`${what}: ${messageOf(e)}`, { domain: fallback, cause: e });
   const message = `${what}: ${d.reason}`;
   return d.domain === 'user' ? new InputError(message, e) : new WeirError(message, { domain: d.domain, cause: e });
 }

@@ -3,7 +3,7 @@
 // https://github.com/tulios/kafkajs/blob/master/src/retry/index.js).
 import { setTimeout as delay } from 'node:timers/promises';
 import { classify } from './classify';
-import { WeirError, toWeirError } from './errors';
+import { WeirError, messageOf, toWeirError } from './errors';
 
 export interface RetryOptions {
   /** Retries after the first attempt (so at most retries + 1 attempts). @default 3, or unbounded when maxElapsedMs is given */
@@ -61,7 +61,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
     } catch (e) {
       const kind = classify(e);
       // Converted once, keeping its kind: a foreign permanent error (a SyntaxError) stays permanent.
-      if (kind === 'permanent' && !(e instanceof WeirError)) throw new WeirError(e instanceof Error ? e.message : String(e), { domain: 'user', cause: e });
+      if (kind === 'permanent' && !(e instanceof WeirError)) throw new WeirError(messageOf(e), { domain: 'user', cause: e });
       if (kind !== 'transient') throw toWeirError(e);
       const err = toWeirError(e);
       const wait = Math.min(delayMs, maxDelayMs);

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { STATUS_PAGE } from './page';
-import { ConfigError, WeirError } from '../errors/errors';
+import { ConfigError, WeirError, messageOf } from '../errors/errors';
 
 export interface MetricsServerOptions {
   /** Interface to listen on, e.g. "127.0.0.1" or "0.0.0.0". */
@@ -73,7 +73,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
   };
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
-      if (!res.headersSent) send(res, 500, `${e instanceof Error ? e.message : String(e)}\n`);
+      if (!res.headersSent) send(res, 500, `${messageOf(e)}\n`);
       else res.destroy();
     });
   });

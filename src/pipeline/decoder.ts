@@ -3,6 +3,7 @@
 // rules decide the dead-letter messages (explain*).
 import type { AggregationConfig } from '../config';
 import type { WasmCore } from '../core/wasm';
+import { messageOf } from '../errors/errors';
 import { eventTimeOf, describeBadTimestamp } from '../time/timestamp';
 import { KeyRegistry, groupValueString } from './keys';
 import { compilePath, getPath, isPlainObject, jsonPreview, type Path } from './paths';
@@ -35,7 +36,7 @@ export interface Decoder {
 
 /** The dead-letter message of a record whose decoding threw. */
 export function failureMessage(e: unknown): string {
-  return `the record could not be decoded: ${e instanceof Error ? e.message : String(e)}`;
+  return `the record could not be decoded: ${messageOf(e)}`;
 }
 
 export class JsonDecoder implements Decoder {
@@ -134,7 +135,7 @@ export function explainInvalid(text: string, tsField: string, valuePath: string)
     return `value field '${valuePath}' is not finite: ${v}`;
   } catch (e) {
     // The record is dead-lettered all the same; only the explanation is lost.
-    return `invalid (timestamp field '${tsField}' or value field '${valuePath}'), and explaining it failed: ${e instanceof Error ? e.message : String(e)}`;
+    return `invalid (timestamp field '${tsField}' or value field '${valuePath}'), and explaining it failed: ${messageOf(e)}`;
   }
 }
 

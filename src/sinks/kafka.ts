@@ -4,7 +4,7 @@
 import '../kafkajs-grouping';
 import '../kafkajs-produce';
 import { Kafka, logLevel, type Message, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs';
-import { RecordsRejectedError, WeirError } from '../errors/errors';
+import { RecordsRejectedError, WeirError, messageOf } from '../errors/errors';
 import { deadLetterJson, type ResultBatch } from '../pipeline/results';
 import type { DeadLetter } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
@@ -44,7 +44,7 @@ const RECORD_ERRORS: ReadonlySet<string> = new Set(['MESSAGE_TOO_LARGE', 'INVALI
  * A broker refusing the records themselves (too large) is a RecordsRejectedError.
  */
 function kafkaError(what: string, opts: KafkaSinkOptions, e: unknown): WeirError {
-  const detail = e instanceof Error ? e.message : String(e);
+  const detail = messageOf(e);
   const message = `kafka ${what} (topic "${opts.topic}", brokers ${opts.brokers.join(',')}): ${detail}`;
   const cause = typeof e === 'object' && e !== null ? (e as { cause?: unknown }).cause : undefined;
   const type = (cause as { type?: unknown } | undefined)?.type ?? (e as { type?: unknown } | undefined)?.type;

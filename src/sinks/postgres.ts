@@ -1,6 +1,6 @@
 // PostgreSQL writer for results: one row per window, upserted, so the table holds each window's latest result.
 import { Pool, type PoolClient } from 'pg';
-import { RecordsRejectedError, WeirError } from '../errors/errors';
+import { RecordsRejectedError, WeirError, messageOf } from '../errors/errors';
 import type { ResultBatch } from '../pipeline/results';
 import { stateKey, type WindowResult } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
@@ -260,7 +260,7 @@ export class PostgresResultSink implements RecordSink<ResultBatch> {
       if (problem !== undefined) return new TableSchemaError(problem, e);
       if (SCHEMA_SQL_STATES.has(sqlState)) {
         const column = (e as { column?: unknown }).column;
-        const msg = e instanceof Error ? e.message : String(e);
+        const msg = messageOf(e);
         return new TableSchemaError(`${this.where}: ${typeof column === 'string' ? `column ${column}: ` : ''}${msg} (SQLSTATE ${sqlState})`, e);
       }
     }
@@ -270,7 +270,7 @@ export class PostgresResultSink implements RecordSink<ResultBatch> {
       return new WeirError(`${where}: ${doing}: cannot reach the server: ${msg}`, { domain: 'external', retriable: true, cause: e });
     }
     const code = errorCode(e);
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = messageOf(e);
     if (rows && code !== undefined && rowsRefused(code)) return new RecordsRejectedError(`${where}: ${doing}: ${msg} (SQLSTATE ${code})`, e);
     return new WeirError(`${where}: ${doing}: ${msg}${code !== undefined ? ` (SQLSTATE ${code})` : ''}`, {
       domain: 'external',

@@ -25,7 +25,7 @@
 // A store opened on existing data does not know which versions are committed: it must
 // be restore()d (or clear()ed) before get() and checkpoint().
 import { classify } from '../errors/classify';
-import { WeirError } from '../errors/errors';
+import { WeirError, messageOf } from '../errors/errors';
 import { DigestSum, StateCorrupt, StateError, termOf, termOfEntry, termsOfBatch, type DigestAlgorithm, type PartitionStore, type StateSummary } from './backend';
 import { ChangeBatchWriter, putAt, readChangeBatch, readChangeKeys, type ChangeBatch } from './batch';
 
@@ -527,7 +527,7 @@ export class VersionedStore implements PartitionStore {
 
   private wrap(op: string, e: unknown): WeirError {
     if (e instanceof WeirError) return e;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = messageOf(e);
     return new StateError(`${this.engine.where}: ${op} failed: ${msg}`, { domain: 'external', retriable: classify(e) === 'transient', cause: e });
   }
 
