@@ -1,6 +1,6 @@
 // Benchmark 3: end to end from a real Kafka broker (scripts/kafka-up.sh). One million
 // generated events are produced once into a topic of 4 partitions, keyed by model and
-// region; then, alternating, in the same process:
+// region; then, alternating:
 //   - a bare kafkajs consumer (its own group, fromBeginning, eachBatch, autoCommit off)
 //     that only counts messages until it has seen them all: the most a processor built
 //     on kafkajs can read (bench/bare.ts, in a process of its own: plain kafkajs);
