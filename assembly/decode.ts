@@ -67,6 +67,15 @@ function fixup(i: u32, p: u32, a: u32): void {
  */
 export function decodeBatch(bytes: usize, bounds: usize, n: u32, spec: usize, fields: usize, status: usize): u32 {
   scanRecords(bytes, bounds, <i32>n, spec, fields, status);
+  return decodeFields(bytes, n, fields, status);
+}
+
+/**
+ * decodeBatch after its scan: the fields and status of n records that scanRecords
+ * wrote (here, or in another thread's core with the same spec, from the same bytes)
+ * to the batch arrays and the fixup list. Returns the number of fixups.
+ */
+export function decodeFields(bytes: usize, n: u32, fields: usize, status: usize): u32 {
   fixCount = 0;
   const P = <usize>ldu(cfg);
   const tsPath = <usize>ldu(cfg + 4);

@@ -18,9 +18,10 @@ import { snapBase, snapRecords, snapBody, snapBodyLength } from './snapshot';
 import { SLOT_BYTES } from './layout';
 export { computeWatermarks, processWindows, processSessions, advance, restoreWindow } from './windows';
 export { serializeChanges, serializeAll, snapFill } from './snapshot';
-export { decodeInit, decodeBatch, keyTable } from './decode';
+export { decodeInit, decodeBatch, decodeFields, keyTable } from './decode';
 export { internTableNew, intern, internRemove, internCount, internLive, internBytes, internLen, internFresh, internFreshCount, internFreshReset, internFree } from './intern';
-// Exported for the scanner's own tests, which run against this release build.
+// For a thread that scans batches ahead of the core that decodes them (decodeFields),
+// and for the scanner's own tests, which run against this release build.
 export { scanRecords } from './scan';
 export { parseIsoMs } from './isotime';
 // Exported for the timer queue's own tests.

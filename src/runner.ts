@@ -23,6 +23,7 @@ import { openStateBackend } from './state';
 import type { StateBackend } from './state/backend';
 import type { DeadLetter, RecordBatch, StreamMessage } from './pipeline/types';
 import { RunDiagnostics } from './metrics/diagnostics';
+import { scanSpec } from './core/pathspec';
 import { Instrumentation, StatusModel, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
 
 export interface RunSummary {
@@ -147,7 +148,9 @@ function openSource(cfg: Config, batchSize: number, clock: () => number, onAssig
       return { messages: s.count === undefined ? withTicks(messages, EMBEDDED_TICK_INTERVAL_MS, clock) : messages, close: async () => {} };
     }
     case 'kafka': {
-      const source = new KafkaSource(s, { batchSize, clock, onAssignment, log, onOwnPartitionsRead });
+      // Its consumer's thread scans the records for the operator's decoder.
+      const scan = scanSpec(cfg.eventTime.field, cfg.aggregations);
+      const source = new KafkaSource(s, { batchSize, clock, onAssignment, log, onOwnPartitionsRead, scan });
       return { messages: source.messages(), close: () => source.close(), kafka: source };
     }
   }

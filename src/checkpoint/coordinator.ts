@@ -31,6 +31,7 @@ import type { Logger } from '../log';
 import type { Instrumentation } from '../metrics/events';
 import type { PartitionedOperator } from '../pipeline/partitioned';
 import { offsetOf, type RecordBatch } from '../pipeline/types';
+import { FIELD_BYTES } from '../core/pathspec';
 import { ChangeBatchWriter, StateCorrupt, type DigestAlgorithm, type PartitionStore, type StateBackend, type StateSummary } from '../state';
 import type { ChangeSet } from '../pipeline/changes';
 import type { ResultBatch } from '../pipeline/results';
@@ -189,6 +190,8 @@ export class Checkpointer {
       firstOffset: i < batch.n ? offsetOf(batch, i) : batch.firstOffset + i,
     };
     if (batch.offsets !== undefined) rest.offsets = batch.offsets.subarray(i);
+    const s = batch.scanned;
+    if (s !== undefined) rest.scanned = { ...s, fields: s.fields.subarray(i * s.paths * FIELD_BYTES), status: s.status.subarray(i) };
     return rest;
   }
 

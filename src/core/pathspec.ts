@@ -228,3 +228,36 @@ export function compilePathSpec(paths: string[]): Uint8Array {
 
 // ─── Running the scanner ──────────────────────────────────────────────────────
 
+
+/**
+ * What the records of a run are scanned for: the paths (event time first, then per
+ * aggregation its value and group-by fields, each path once) and the decode config
+ * words decodeInit reads (P, the event time's path index, then per aggregation its
+ * value's path index, its group-by count and their path indices).
+ */
+export function scanPlan(tsField: string, aggs: ReadonlyArray<{ value: string; groupBy: readonly string[] }>): { paths: string[]; words: number[] } {
+  const paths: string[] = [];
+  const indexOf = (p: string): number => {
+    let i = paths.indexOf(p);
+    if (i < 0) i = paths.push(p) - 1;
+    return i;
+  };
+  const words: number[] = [0, indexOf(tsField)];
+  for (const a of aggs) {
+    words.push(indexOf(a.value), a.groupBy.length);
+    for (const g of a.groupBy) words.push(indexOf(g));
+  }
+  words[0] = paths.length;
+  return { paths, words };
+}
+
+/** A scan plan's compiled spec and its path count: what a scanner of the records needs. */
+export interface ScanSpec {
+  spec: Uint8Array;
+  paths: number;
+}
+
+export function scanSpec(tsField: string, aggs: ReadonlyArray<{ value: string; groupBy: readonly string[] }>): ScanSpec {
+  const { paths } = scanPlan(tsField, aggs);
+  return { spec: compilePathSpec(paths), paths: paths.length };
+}

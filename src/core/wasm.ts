@@ -3,6 +3,7 @@
 // into the core may allocate.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { FIELD_BYTES, type ScanSpec } from './pathspec';
 
 /** Offsets and sizes mirrored from assembly/layout.ts. */
 export const Layout = {
@@ -66,6 +67,8 @@ interface CoreExports {
   free(ptr: number): void;
   decodeInit(config: number, aggregations: number): void;
   decodeBatch(bytes: number, bounds: number, n: number, spec: number, fields: number, status: number): number;
+  decodeFields(bytes: number, n: number, fields: number, status: number): number;
+  scanRecords(bytes: number, bounds: number, n: number, spec: number, fields: number, status: number): void;
   fixPtr(): number;
   keyTable(a: number): number;
   internCount(t: number): number;
@@ -85,13 +88,93 @@ interface CoreExports {
 
 let compiled: WebAssembly.Module | undefined;
 
-/** The compiled release build (or WEIR_WASM=debug for the debug build). */
+/** The release build's bytes (or WEIR_WASM=debug: the debug build's). */
+function wasmBytes(): Buffer {
+  const file = process.env['WEIR_WASM'] === 'debug' ? 'core.debug.wasm' : 'core.wasm';
+  return readFileSync(join(__dirname, '..', '..', '..', 'build', file));
+}
+
+/** The compiled core. */
 function wasmModule(): WebAssembly.Module {
-  if (compiled === undefined) {
-    const file = process.env['WEIR_WASM'] === 'debug' ? 'core.debug.wasm' : 'core.wasm';
-    compiled = new WebAssembly.Module(readFileSync(join(__dirname, '..', '..', '..', 'build', file)));
+  return (compiled ??= new WebAssembly.Module(wasmBytes()));
+}
+
+/** A fresh instance of the core; `what` names it in an abort's message. */
+function instantiate(what: string, module = wasmModule()): CoreExports {
+  const instance = new WebAssembly.Instance(module, {
+    env: {
+      abort(msg: number, file: number, line: number, col: number): never {
+        throw new Error(`wasm ${what} aborted at ${line}:${col} (msg ${msg}, file ${file})`);
+      },
+    },
+  });
+  return instance.exports as unknown as CoreExports;
+}
+
+/**
+ * The core's JSON scanner (assembly/scan.ts) in an instance of its own, for the Kafka
+ * consumer's thread: it scans each batch as the operator's ScanDecoder would, with the
+ * same spec, so that the operator thread only decodes the fields (decodeFields).
+ */
+export class BatchScanner {
+  private readonly x: CoreExports;
+  private readonly spec: number;
+  private input = 0;
+  private inputCap = 0;
+  private work = 0;
+  private workCap = 0;
+
+  private constructor(
+    private readonly plan: ScanSpec,
+    module: WebAssembly.Module,
+  ) {
+    this.x = instantiate('scanner', module);
+    this.spec = this.x.alloc(plan.spec.length);
+    new Uint8Array(this.x.memory.buffer).set(plan.spec, this.spec);
   }
-  return compiled;
+
+  /** A scanner of records by `plan`, the core compiled in the background (a thread's start does not wait for it). */
+  static async create(plan: ScanSpec): Promise<BatchScanner> {
+    return new BatchScanner(plan, compiled ?? (await WebAssembly.compile(wasmBytes())));
+  }
+
+  /** Bytes scan() writes for n records: their field records, then their status bytes. */
+  bytesFor(n: number): number {
+    return n * (this.plan.paths * FIELD_BYTES + 1);
+  }
+
+  /**
+   * Scans records buf[starts[k], ends[k]) (k < n, increasing and non-overlapping) with
+   * token offsets from starts[0], and writes their field records and then their status
+   * bytes (bytesFor(n) in all) to `into`.
+   */
+  scan(buf: Uint8Array, starts: Uint32Array, ends: Uint32Array, n: number, into: Uint8Array): void {
+    const x = this.x;
+    const base = starts[0]!;
+    const span = ends[n - 1]! - base;
+    if (span > this.inputCap) {
+      if (this.input !== 0) x.free(this.input);
+      this.inputCap = Math.max(span, 2 * this.inputCap, 1 << 20);
+      this.input = x.alloc(this.inputCap);
+    }
+    const fieldBytes = n * this.plan.paths * FIELD_BYTES;
+    const need = 8 * n + this.bytesFor(n);
+    if (need > this.workCap) {
+      if (this.work !== 0) x.free(this.work);
+      this.workCap = Math.max(need, 2 * this.workCap);
+      this.work = x.alloc(this.workCap);
+    }
+    const bounds = this.work, fields = bounds + 8 * n, status = fields + fieldBytes;
+    new Uint8Array(x.memory.buffer).set(buf.subarray(base, base + span), this.input);
+    const words = new Uint32Array(x.memory.buffer, bounds, 2 * n);
+    for (let k = 0; k < n; k++) {
+      words[2 * k] = starts[k]! - base;
+      words[2 * k + 1] = ends[k]! - base;
+    }
+    x.scanRecords(this.input, bounds, n, this.spec, fields, status);
+    // The scan may have grown memory: a view made after it.
+    into.set(new Uint8Array(x.memory.buffer, fields, fieldBytes + n));
+  }
 }
 
 /**
@@ -237,14 +320,7 @@ export class WasmCore {
   private markCap = 0;
 
   constructor(capacity: number, windows: ReadonlyArray<{ kind: number; sizeMs: number; slideMs: number; latenessMs: number }>) {
-    const instance = new WebAssembly.Instance(wasmModule(), {
-      env: {
-        abort(msg: number, file: number, line: number, col: number): never {
-          throw new Error(`wasm core aborted at ${line}:${col} (msg ${msg}, file ${file})`);
-        },
-      },
-    });
-    this.x = instance.exports as unknown as CoreExports;
+    this.x = instantiate('core');
     this.capacity = capacity;
     this.x.init(capacity, windows.length);
     windows.forEach((w, a) => this.x.configure(a, w.kind, w.sizeMs, w.slideMs, w.latenessMs));
@@ -486,6 +562,10 @@ export class WasmCore {
   /** Scans n records and fills ts, val[a], key[a] (raw ids); returns the fixup count. */
   decodeBatch(bytes: number, bounds: number, n: number, spec: number, fields: number, status: number): number {
     return this.x.decodeBatch(bytes, bounds, n, spec, fields, status);
+  }
+
+  decodeFields(bytes: number, n: number, fields: number, status: number): number {
+    return this.x.decodeFields(bytes, n, fields, status);
   }
 
   fixPtr(): number {

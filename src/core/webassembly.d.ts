@@ -11,4 +11,6 @@ declare namespace WebAssembly {
     readonly buffer: ArrayBuffer;
     grow(pages: number): number;
   }
+  /** Compiles in the background (off the calling thread). */
+  function compile(bytes: ArrayBufferView | ArrayBuffer): Promise<Module>;
 }

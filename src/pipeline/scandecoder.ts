@@ -5,7 +5,7 @@
 // with the same functions the JSON.parse path uses, so both agree bit for bit.
 import type { AggregationConfig } from '../config';
 import type { WasmCore } from '../core/wasm';
-import { compilePathSpec, FIELD_BYTES, KIND_MISSING, KIND_NUMBER, KIND_STRING, KIND_TRUE, KIND_FALSE } from '../core/pathspec';
+import { compilePathSpec, scanPlan, FIELD_BYTES, KIND_MISSING, KIND_NUMBER, KIND_STRING, KIND_TRUE, KIND_FALSE } from '../core/pathspec';
 import { eventTimeOf } from '../time/timestamp';
 import { failureMessage, REC_FAILED, REC_OK, type Decoder } from './decoder';
 import { KeyRegistry, groupValueString } from './keys';
@@ -41,18 +41,8 @@ export class ScanDecoder implements Decoder {
     private readonly aggs: readonly AggregationConfig[],
     private readonly registries: KeyRegistry[],
   ) {
-    const paths: string[] = [];
-    const indexOf = (p: string): number => {
-      let i = paths.indexOf(p);
-      if (i < 0) i = paths.push(p) - 1;
-      return i;
-    };
-    const words: number[] = [0, indexOf(tsField)];
-    for (const a of aggs) {
-      words.push(indexOf(a.value), a.groupBy.length);
-      for (const g of a.groupBy) words.push(indexOf(g));
-    }
-    words[0] = this.P = paths.length;
+    const { paths, words } = scanPlan(tsField, aggs);
+    this.P = paths.length;
     const spec = compilePathSpec(paths);
     this.spec = core.alloc(spec.length);
     core.write(this.spec, spec);
@@ -71,8 +61,11 @@ export class ScanDecoder implements Decoder {
 
   decode(batch: RecordBatch, core: WasmCore, rec: Uint8Array): void {
     const n = batch.n;
-    // Records of a batch are increasing, non-overlapping slices of one buffer.
-    const base = batch.starts[0]!;
+    // Scanned already (by the Kafka consumer's thread, with this spec): only decoded here.
+    const scanned = batch.scanned !== undefined && batch.scanned.paths === this.P ? batch.scanned : undefined;
+    // Records of a batch are increasing, non-overlapping slices of one buffer; the
+    // scanner's token offsets count from where the batch began when it was scanned.
+    const base = scanned?.base ?? batch.starts[0]!;
     const span = batch.ends[n - 1]! - base;
     if (span > this.inputCap) {
       if (this.input) core.free(this.input);
@@ -81,13 +74,20 @@ export class ScanDecoder implements Decoder {
     }
     const u8 = core.bytes();
     u8.set(batch.buf.subarray(base, base + span), this.input);
-    const words = core.words();
-    const b = this.bounds >>> 2;
-    for (let i = 0; i < n; i++) {
-      words[b + 2 * i] = batch.starts[i]! - base;
-      words[b + 2 * i + 1] = batch.ends[i]! - base;
+    let fixes: number;
+    if (scanned !== undefined) {
+      u8.set(scanned.fields.subarray(0, n * this.P * FIELD_BYTES), this.fields);
+      u8.set(scanned.status.subarray(0, n), this.status);
+      fixes = core.decodeFields(this.input, n, this.fields, this.status);
+    } else {
+      const words = core.words();
+      const b = this.bounds >>> 2;
+      for (let i = 0; i < n; i++) {
+        words[b + 2 * i] = batch.starts[i]! - base;
+        words[b + 2 * i + 1] = batch.ends[i]! - base;
+      }
+      fixes = core.decodeBatch(this.input, this.bounds, n, this.spec, this.fields, this.status);
     }
-    const fixes = core.decodeBatch(this.input, this.bounds, n, this.spec, this.fields, this.status);
     rec.set(core.bytes().subarray(this.status, this.status + n));
     this.rec = rec;
     this.failures.clear();

@@ -27,6 +27,20 @@ export interface RecordBatch {
    * absent when none was. Offsets, not indices, so that a batch cut at its front keeps them.
    */
   nullOffsets?: readonly number[];
+  /** Kafka: the records scanned already, on the consumer's thread (ScanDecoder then only decodes). */
+  scanned?: ScannedFields;
+}
+
+/**
+ * What the core's scanner (assembly/scan.ts) wrote for each record of a batch: `paths`
+ * field records of FIELD_BYTES per record, and a status byte per record, both from
+ * record 0 of the batch on. Token offsets count from byte `base` of the batch's buffer.
+ */
+export interface ScannedFields {
+  fields: Uint8Array;
+  status: Uint8Array;
+  base: number;
+  paths: number;
 }
 
 /** The offset of record i of `b`. */

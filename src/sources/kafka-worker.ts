@@ -51,6 +51,8 @@ import '../kafkajs-grouping';
 import '../kafkajs-aborted';
 import type { TransferListItem } from 'node:worker_threads';
 import { KafkaRecord } from './kafka-decode';
+import { BatchScanner } from '../core/wasm';
+import type { ScanSpec } from '../core/pathspec';
 import { wakeSleepers } from '../kafkajs-sleep';
 import { Kafka, logLevel as LogLevel, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry, type SASLOptions } from 'kafkajs';
 
@@ -76,6 +78,8 @@ export interface WorkerInit {
   logLevel: LogLevelName | undefined;
   client: KafkaConfig;
   consumer: ConsumerConfig;
+  /** Scan every batch's records with this spec before posting it (BatchMessage.scanAt). */
+  scan?: ScanSpec;
 }
 
 /** An error as data: what the main side needs to rebuild the WeirError it reports. */
@@ -141,6 +145,11 @@ export interface BatchMessage {
   /** Offsets of the records whose value was null (a tombstone); only when some was. */
   nullOffsets: number[] | undefined;
   highWatermark: string;
+  /**
+   * With init.scan: where in `buf` the scanner's output for the n records begins (after
+   * `bytes`): their field records, then their status bytes (BatchScanner.scan).
+   */
+  scanAt?: number;
 }
 
 export type FromWorker =
@@ -210,6 +219,8 @@ export function packValues(
   i: number,
   j: number,
   spare: ArrayBuffer | undefined,
+  /** Room to leave in `memory` after the values (for the scanner's output). */
+  extra = 0,
 ): { memory: ArrayBuffer; bytes: number; starts: Uint32Array<ArrayBuffer>; ends: Uint32Array<ArrayBuffer>; nulls: number[] | undefined } {
   const n = j - i;
   const starts = new Uint32Array(n);
@@ -254,7 +265,8 @@ export function packValues(
   bytes += to - from;
   // Not from Buffer's shared pool: the whole ArrayBuffer is transferred. Rounded up, so
   // that the next batches, of about the same size, fit in it.
-  const memory = spare !== undefined && spare.byteLength >= bytes ? spare : Buffer.allocUnsafeSlow(Math.ceil(bytes / MEMORY_STEP) * MEMORY_STEP).buffer;
+  const size = bytes + extra;
+  const memory = spare !== undefined && spare.byteLength >= size ? spare : Buffer.allocUnsafeSlow(Math.ceil(size / MEMORY_STEP) * MEMORY_STEP).buffer;
   const out = new Uint8Array(memory, 0, bytes);
   let pos = 0;
   for (let r = 0; r < runs.length; r += 3) {
@@ -315,6 +327,8 @@ class ConsumerSide {
    * into it, and its release is the main thread's work.
    */
   private readonly spare: ArrayBuffer[] = [];
+  /** With init.scan, once it is compiled: scans each batch's records before it is posted. */
+  private scanner: BatchScanner | undefined;
   private paused = false;
   /**
    * Partitions a bounded read has read to their end offset: paused in kafkajs, so that
@@ -337,6 +351,12 @@ class ConsumerSide {
   ) {
     this.stats = { fetches: 0, kafkaBatches: 0, kafkaBatchesInFlight: 0, maxKafkaBatchesInFlight: 0, batchesBuilt: 0, maxPostedAhead: 0, fastDecoder };
     this.topic = init.topic;
+    // Batches posted before it is ready are scanned on the operator's thread, as without it.
+    if (init.scan !== undefined)
+      BatchScanner.create(init.scan).then(
+        (s) => (this.scanner = s),
+        (e: unknown) => this.postLog({ level: 'warn', namespace: 'weir', message: `records are scanned on the operator's thread: ${plainError(e).message}`, extra: {} }),
+      );
     const threshold = init.logLevel === undefined ? undefined : LEVELS[init.logLevel];
     const sasl = init.client.sasl as SASLOptions | undefined;
     const secret = sasl !== undefined && 'password' in sasl ? sasl.password : undefined;
@@ -638,12 +658,15 @@ class ConsumerSide {
 
   /** Posts msgs[i, j) as one batch. */
   private postBatch(generation: number, partition: number, msgs: readonly KafkaMessage[], i: number, j: number, next: bigint, highWatermark: string): void {
-    const { memory, bytes, starts, ends, nulls } = packValues(msgs, i, j, this.spare.pop());
+    const scanned = this.scanner?.bytesFor(j - i) ?? 0;
+    const { memory, bytes, starts, ends, nulls } = packValues(msgs, i, j, this.spare.pop(), scanned);
+    // Scanned here, on the consumer's thread: the operator's thread then only decodes the fields.
+    this.scanner?.scan(new Uint8Array(memory, 0, bytes), starts, ends, j - i, new Uint8Array(memory, bytes, scanned));
     const { firstOffset, offsets } = packOffsets(msgs, i, j, () => `partition ${partition} of topic ${this.topic}`);
     const transfer: TransferListItem[] = [memory, starts.buffer, ends.buffer];
     if (offsets !== undefined) transfer.push(offsets.buffer);
     const epoch = this.epochs.get(partition) ?? 0;
-    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark, nullOffsets: nulls?.map((k) => Number(msgs[i + k]!.offset)) }, transfer);
+    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark, nullOffsets: nulls?.map((k) => Number(msgs[i + k]!.offset)), ...(this.scanner === undefined ? {} : { scanAt: bytes }) }, transfer);
     this.posted++;
     this.stats.batchesBuilt++;
     this.stats.maxPostedAhead = Math.max(this.stats.maxPostedAhead, this.posted);

@@ -40,6 +40,7 @@ import { ConfigError, WeirError, messageOf, toWeirError } from '../errors/errors
 import type { Logger } from '../log';
 import { offsetOf, type RecordBatch, type StreamMessage } from '../pipeline/types';
 import { fastDecoderInPlace } from './kafka-decode';
+import { FIELD_BYTES, type ScanSpec } from '../core/pathspec';
 import { serve, type FromWorker, type KafkaLogEntry, type LookupResult, type PlainError, type Request, type ToWorker, type WorkerInit } from './kafka-worker';
 
 export type { KafkaLogEntry } from './kafka-worker';
@@ -117,6 +118,12 @@ export interface KafkaSourceOptions {
   onOwnPartitionsRead?: () => void;
   /** Where sasl.passwordEnv is looked up. @default process.env */
   env?: Record<string, string | undefined>;
+  /**
+   * The spec the operator's decoder scans records with (scanSpec): a consumer on a
+   * thread of its own then scans each batch there (RecordBatch.scanned), beside the
+   * operator's work instead of in it. (On the main thread it would only add a copy.)
+   */
+  scan?: ScanSpec;
   /**
    * kafkajs consumer settings (timeouts, fetch sizes, retry). groupId comes from the
    * config. Defaults as kafkajs's except maxWaitTimeInMs (100 instead of 5000): while
@@ -397,6 +404,7 @@ export class KafkaSource {
       logLevel: this.logger === undefined ? undefined : (opts.logLevel ?? 'warn'),
       client: { ...opts.client, clientId: cfg.clientId, brokers: cfg.brokers, ssl: sslOptions(cfg.ssl), ...(sasl === undefined ? {} : { sasl }) },
       consumer,
+      ...(opts.scan === undefined || this.onThisThread ? {} : { scan: opts.scan }),
     };
   }
 
@@ -661,6 +669,11 @@ export class KafkaSource {
         };
         if (m.offsets !== undefined) batch.offsets = m.offsets;
         if (m.nullOffsets !== undefined) batch.nullOffsets = m.nullOffsets;
+        const paths = this.init.scan?.paths;
+        if (m.scanAt !== undefined && paths !== undefined && m.n > 0) {
+          const fieldBytes = m.n * paths * FIELD_BYTES;
+          batch.scanned = { fields: new Uint8Array(m.buf, m.scanAt, fieldBytes), status: new Uint8Array(m.buf, m.scanAt + fieldBytes, m.n), base: m.starts[0]!, paths };
+        }
         this.queue.push({ kind: 'batch', msg: { kind: 'batch', batch }, partition: p, next: BigInt(m.next), memory: m.buf });
         this.stats.queued++;
         this.stats.maxQueued = Math.max(this.stats.maxQueued, this.stats.queued);
