@@ -121,7 +121,7 @@ export type ToWorker =
   | { type: 'pause'; paused: boolean }
   | { type: 'seek'; partition: number; offset: string; epoch: number }
   | { type: 'open'; generation: number }
-  | { type: 'ack'; n: number; memory: ArrayBuffer[] }
+  | { type: 'ack'; n: number; memory: ArrayBuffer[]; behind?: boolean }
   | { type: 'request'; id: number; req: Request };
 
 export interface BatchMessage {
@@ -192,6 +192,7 @@ const MAX_GAP = 512;
 /** Batch buffers are allocated in multiples of this. */
 const MEMORY_STEP = 64 * 1024;
 const EMPTY = new ArrayBuffer(0);
+
 
 export function plainError(e: unknown): PlainError {
   if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
@@ -327,8 +328,10 @@ class ConsumerSide {
    * into it, and its release is the main thread's work.
    */
   private readonly spare: ArrayBuffer[] = [];
-  /** With init.scan, once it is compiled: scans each batch's records before it is posted. */
+  /** With init.scan, once it is compiled: scans batches' records before they are posted. */
   private scanner: BatchScanner | undefined;
+  /** Whether the operator's thread had batches waiting when it last took one. */
+  private operatorBehind = false;
   private paused = false;
   /**
    * Partitions a bounded read has read to their end offset: paused in kafkajs, so that
@@ -473,6 +476,7 @@ class ConsumerSide {
         break;
       case 'ack':
         this.posted -= m.n;
+        if (m.behind !== undefined) this.operatorBehind = m.behind;
         for (const b of m.memory) if (this.spare.length <= this.init.readAhead) this.spare.push(b);
         break;
       case 'request':
@@ -658,15 +662,18 @@ class ConsumerSide {
 
   /** Posts msgs[i, j) as one batch. */
   private postBatch(generation: number, partition: number, msgs: readonly KafkaMessage[], i: number, j: number, next: bigint, highWatermark: string): void {
-    const scanned = this.scanner?.bytesFor(j - i) ?? 0;
+    // Scanned here while the operator's thread is behind (batches wait for it): it then
+    // only decodes the fields. While it waits for batches, this thread is the slower
+    // one (it shares the cores with the broker too), and the operator's thread scans.
+    const scanner = this.operatorBehind ? this.scanner : undefined;
+    const scanned = scanner?.bytesFor(j - i) ?? 0;
     const { memory, bytes, starts, ends, nulls } = packValues(msgs, i, j, this.spare.pop(), scanned);
-    // Scanned here, on the consumer's thread: the operator's thread then only decodes the fields.
-    this.scanner?.scan(new Uint8Array(memory, 0, bytes), starts, ends, j - i, new Uint8Array(memory, bytes, scanned));
+    scanner?.scan(new Uint8Array(memory, 0, bytes), starts, ends, j - i, new Uint8Array(memory, bytes, scanned));
     const { firstOffset, offsets } = packOffsets(msgs, i, j, () => `partition ${partition} of topic ${this.topic}`);
     const transfer: TransferListItem[] = [memory, starts.buffer, ends.buffer];
     if (offsets !== undefined) transfer.push(offsets.buffer);
     const epoch = this.epochs.get(partition) ?? 0;
-    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark, nullOffsets: nulls?.map((k) => Number(msgs[i + k]!.offset)), ...(this.scanner === undefined ? {} : { scanAt: bytes }) }, transfer);
+    this.post({ type: 'batch', generation, epoch, partition, next: next.toString(), buf: memory, bytes, starts, ends, n: j - i, firstOffset, offsets, highWatermark, nullOffsets: nulls?.map((k) => Number(msgs[i + k]!.offset)), ...(scanner === undefined ? {} : { scanAt: bytes }) }, transfer);
     this.posted++;
     this.stats.batchesBuilt++;
     this.stats.maxPostedAhead = Math.max(this.stats.maxPostedAhead, this.posted);

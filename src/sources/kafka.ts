@@ -73,6 +73,15 @@ export type AssignmentHook = (assigned: number[], revoked: number[]) => Promise<
 export const READ_AHEAD_BATCHES = 8;
 
 /**
+ * Batches waiting for the operator when it takes one from which on it counts as behind:
+ * the consumer's thread then scans the records of the next ones (KafkaSourceOptions.scan).
+ * With fewer, a fetch's burst of batches would have it scan while the operator keeps
+ * up; it costs that thread more than it saves the operator's (the bench's four
+ * aggregations), and the broker shares the cores too.
+ */
+const BEHIND_BATCHES = 3;
+
+/**
  * The young generation of the worker's heap, in MB (V8's default: 48). kafkajs turns a
  * fetch response (4 partitions of 1 MiB: ~22k messages) into objects that live until
  * the last of its batches is posted; with the default many are promoted and collected
@@ -971,8 +980,8 @@ export class KafkaSource {
    * `n` batches left our hands (consumed or dropped): the worker may post as many
    * again, into `memory` (their buffers, given back: no longer ours to read).
    */
-  private release(n: number, memory: ArrayBuffer[] = []): void {
-    if (n > 0) this.post({ type: 'ack', n, memory }, memory);
+  private release(n: number, memory: ArrayBuffer[] = [], behind?: boolean): void {
+    if (n > 0) this.post(behind === undefined ? { type: 'ack', n, memory } : { type: 'ack', n, memory, behind }, memory);
   }
 
   private signal(): void {
@@ -987,7 +996,8 @@ export class KafkaSource {
     if (this.handed !== undefined) {
       const memory = this.handed;
       this.handed = undefined;
-      this.release(1, [memory]);
+      // Batches waiting now: the consumer's thread is ahead, and scans the next ones (init.scan).
+      this.release(1, [memory], this.queue.length >= BEHIND_BATCHES);
     }
     for (;;) {
       if (this.failure !== undefined) throw this.failure;
