@@ -68,7 +68,8 @@ export type AssignmentHook = (assigned: number[], revoked: number[]) => Promise<
  * over its first batch, so the read-ahead covers about one fetch (4 partitions of
  * 1 MiB is ~22k events of ~190 bytes: 6 to 8 batches of 4096): the worker then posts a
  * whole fetch without waiting and decodes the next one while Weir works on this one.
- * Memory: this many batches (up to ~1 MiB each at batchSize 4096) plus one fetch response.
+ * Memory: this many batches (up to ~1 MiB each at batchSize 4096, and 24 bytes per
+ * record and scanned path more when the consumer's thread scanned them) plus one fetch response.
  */
 export const READ_AHEAD_BATCHES = 8;
 
