@@ -228,7 +228,6 @@ export function compilePathSpec(paths: string[]): Uint8Array {
 
 // ─── Running the scanner ──────────────────────────────────────────────────────
 
-
 /**
  * What the records of a run are scanned for: the paths (event time first, then per
  * aggregation its value and group-by fields, each path once) and the decode config

@@ -17,17 +17,19 @@
 //     seek {partition, offset, epoch}
 //                                 position a partition; what is built from then on carries `epoch`
 //     open {generation}           the assignment hooks of that join ran: its batches may be built
-//     ack {n, memory}             n posted batches left the main side (consumed or dropped);
-//                                 memory: buffers of them given back (transferred) for reuse
+//     ack {n, memory, behind?}    n posted batches left the main side (consumed or dropped);
+//                                 memory: buffers of them given back (transferred) for reuse;
+//                                 behind: batches wait for the operator (init.scan: scan the next ones)
 //     request {id, req}           lookup | commit | close, answered by one reply of the same id
 //   worker -> main (FromWorker)
 //     join {generation, partitions, real}
 //                                 GROUP_JOIN (real), or a crash kafkajs recovers from (nothing owned)
-//     batch {generation, epoch, partition, next, buf, bytes, starts, ends, n, firstOffset, offsets?, highWatermark}
+//     batch {generation, epoch, partition, next, buf, bytes, starts, ends, n, firstOffset, offsets?, highWatermark, scanAt?}
 //                                 record k is buf[starts[k], ends[k]), within its first
 //                                 `bytes` (bytes between records are Kafka's framing, not
 //                                 records); offsets (a Float64Array) only when they are not
-//                                 firstOffset, firstOffset + 1, ...
+//                                 firstOffset, firstOffset + 1, ...; scanAt: the records'
+//                                 scan follows in buf from there
 //     advance {generation, epoch, partition, next}
 //                                 the partition's position moves past records never posted
 //                                 (control records, the end of a bounded read)
@@ -78,7 +80,7 @@ export interface WorkerInit {
   logLevel: LogLevelName | undefined;
   client: KafkaConfig;
   consumer: ConsumerConfig;
-  /** Scan every batch's records with this spec before posting it (BatchMessage.scanAt). */
+  /** Scan the records of batches with this spec before posting them, while the operator is behind (BatchMessage.scanAt). */
   scan?: ScanSpec;
 }
 

@@ -130,8 +130,9 @@ export interface KafkaSourceOptions {
   env?: Record<string, string | undefined>;
   /**
    * The spec the operator's decoder scans records with (scanSpec): a consumer on a
-   * thread of its own then scans each batch there (RecordBatch.scanned), beside the
-   * operator's work instead of in it. (On the main thread it would only add a copy.)
+   * thread of its own then scans batches there while the operator is behind
+   * (RecordBatch.scanned; BEHIND_BATCHES), beside the operator's work instead of in
+   * it. (On the main thread it would only add a copy.)
    */
   scan?: ScanSpec;
   /**
