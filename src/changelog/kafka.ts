@@ -90,11 +90,58 @@ interface KafkaCluster {
   findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
   findBroker(b: { nodeId: string }): Promise<{ fetch(req: object): Promise<{ responses: Array<{ partitions: Array<Record<string, unknown> & { partition: number }> }> }> }>;
   fetchTopicsOffset(t: Array<{ topic: string; fromBeginning: boolean; partitions: Array<{ partition: number }> }>): Promise<Array<{ partitions: Array<{ partition: number; offset: string }> }>>;
+  findGroupCoordinator(o: { groupId: string; coordinatorType?: number }): Promise<unknown>;
+}
+
+/** kafkajs's coordinator type of a transactional id. */
+const TRANSACTION_COORDINATOR = 1;
+
+/**
+ * Lookups of a producer's transaction coordinator, answered once per transaction.
+ * kafkajs asks the broker for it (a FindCoordinator request) before each of its
+ * transactional requests: AddPartitionsToTxn, AddOffsetsToTxn and EndTxn, 3 to 4 of
+ * a checkpoint transaction's 10 to 11 round trips. Within one transaction the answer
+ * is taken again; not across transactions, and not for the abort of one that failed
+ * (a coordinator that moved fails a request, the transaction is aborted, and the
+ * abort and the next transaction ask again). Group coordinator lookups go to the
+ * broker as before (kafkajs looks the group's up again when a commit finds it moved).
+ */
+class TransactionCoordinator {
+  private memo: Promise<unknown> | undefined;
+  private scoped = false;
+
+  constructor(cluster: KafkaCluster) {
+    const find = cluster.findGroupCoordinator.bind(cluster);
+    cluster.findGroupCoordinator = (o) => {
+      if (!this.scoped || o.coordinatorType !== TRANSACTION_COORDINATOR) return find(o);
+      if (this.memo === undefined) {
+        const p = (this.memo = find(o));
+        p.catch(() => {
+          if (this.memo === p) this.memo = undefined;
+        });
+      }
+      return this.memo;
+    };
+  }
+
+  /** From now until end(), one lookup is taken for all. */
+  begin(): void {
+    this.scoped = true;
+  }
+
+  end(): void {
+    this.scoped = false;
+    this.memo = undefined;
+  }
 }
 
 export class ChangelogKafka {
   private readonly kafka: Kafka;
   private readonly producers = new Map<number, Producer>();
+  /** Per partition: its producer's transaction coordinator lookups. */
+  private readonly coordinators = new Map<number, TransactionCoordinator>();
+  /** Per partition: its producer's metadata of the changelog topic, asked for once it is open (awaited by its first commit). */
+  private readonly warm = new Map<number, Promise<void>>();
   /** Per partition, the change and result batches of transactions that failed: they go into the next one, first. */
   private readonly carry = new Map<number, { changes: ChangeBatch[]; results: ChangeBatch[] }>();
   private cluster: KafkaCluster | undefined;
@@ -121,7 +168,8 @@ export class ChangelogKafka {
   /** Opens partition `p`'s transactional producer, fencing any previous owner (its open transaction is aborted, its next one refused). */
   async open(p: number): Promise<void> {
     if (this.producers.has(p)) return;
-    const producer = this.kafka.producer({
+    let cluster: KafkaCluster | undefined;
+    const producer = this.capturingCluster((c) => (cluster = c), () => this.kafka.producer({
       transactionalId: this.transactionalId(p),
       idempotent: true,
       maxInFlightRequests: 1,
@@ -132,7 +180,7 @@ export class ChangelogKafka {
       retry: TRANSACTION_RETRY,
       // Exactly-once results by key, to the partitions an at-least-once Kafka sink writes them to.
       createPartitioner: JavaCompatiblePartitioner,
-    });
+    }));
     try {
       await producer.connect();
       // kafkajs asks for the transactional producer id (InitProducerId: the fencing) at the
@@ -146,11 +194,40 @@ export class ChangelogKafka {
       throw new WeirError(`changelog: cannot open the transactional producer of partition ${p}: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
     }
     this.producers.set(p, producer);
+    if (cluster !== undefined) {
+      this.coordinators.set(p, new TransactionCoordinator(cluster));
+      // The changelog topic's metadata, which the first commit's send would otherwise ask
+      // for then: meanwhile the restore reads. A failure is the first send's to retry.
+      this.warm.set(p, cluster.addTargetTopic(this.o.changelog).catch(() => undefined));
+    }
+  }
+
+  /**
+   * `make()`, handing `take` the kafkajs cluster it creates (a producer's: kafkajs gives
+   * no other way to it). Without kafkajs's cluster factory, `take` is not called.
+   */
+  private capturingCluster<T>(take: (c: KafkaCluster) => void, make: () => T): T {
+    const k = this.kafka as unknown as Record<symbol, (o: object) => KafkaCluster>;
+    const sym = Object.getOwnPropertySymbols(k).find((x) => x.description === 'private:Kafka:createCluster');
+    const create = sym === undefined ? undefined : k[sym];
+    if (sym === undefined || create === undefined) return make();
+    k[sym] = (o) => {
+      const c = create(o);
+      take(c);
+      return c;
+    };
+    try {
+      return make();
+    } finally {
+      k[sym] = create;
+    }
   }
 
   async close(p: number): Promise<void> {
     const producer = this.producers.get(p);
     this.producers.delete(p);
+    this.coordinators.delete(p);
+    this.warm.delete(p);
     this.carry.delete(p);
     await producer?.disconnect().catch(() => undefined);
   }
@@ -169,18 +246,24 @@ export class ChangelogKafka {
     const carried = this.carry.get(p) ?? { changes: [], results: [] };
     const all = { changes: [...carried.changes, ...changes], results: [...carried.results, ...results] };
     this.carry.set(p, all);
+    await this.warm.get(p);
+    this.warm.delete(p);
     const txn = await producer.transaction().catch((e: unknown) => {
       throw isFenced(e) ? new FencedError(p, e) : e;
     });
+    const coordinator = this.coordinators.get(p);
+    coordinator?.begin();
     try {
       let last = '';
       await this.sendAll(txn, this.o.changelog, p, all.changes, { key: Buffer.from(PARTITION_KEY), value: Buffer.from(partitionRecord) }, (o) => (last = o));
       for (const topic of resultTopics) await this.sendAll(txn, topic, undefined, all.results);
       await txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: this.o.topic, partitions: [{ partition: p, offset }] }] });
       await txn.commit();
+      coordinator?.end();
       this.carry.delete(p);
       return (BigInt(last) + 1n).toString();
     } catch (e) {
+      coordinator?.end();
       await txn.abort().catch(() => undefined);
       if (isFenced(e)) throw new FencedError(p, e);
       throw new WeirError(`changelog: the checkpoint transaction of partition ${p} failed: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
@@ -343,6 +426,8 @@ export class ChangelogKafka {
   async shutdown(): Promise<void> {
     const producers = [...this.producers.values()];
     this.producers.clear();
+    this.coordinators.clear();
+    this.warm.clear();
     await Promise.allSettled([...producers.map((x) => x.disconnect()), this.cluster?.disconnect()]);
     this.cluster = undefined;
     this.targeted = false;
