@@ -110,7 +110,7 @@ class TransactionCoordinator {
   private memo: Promise<unknown> | undefined;
   private scoped = false;
 
-  constructor(cluster: KafkaCluster) {
+  constructor(readonly cluster: KafkaCluster) {
     const find = cluster.findGroupCoordinator.bind(cluster);
     cluster.findGroupCoordinator = (o) => {
       if (!this.scoped || o.coordinatorType !== TRANSACTION_COORDINATOR) return find(o);
@@ -140,8 +140,6 @@ export class ChangelogKafka {
   private readonly producers = new Map<number, Producer>();
   /** Per partition: its producer's transaction coordinator lookups. */
   private readonly coordinators = new Map<number, TransactionCoordinator>();
-  /** Per partition: its producer's metadata of the changelog topic, asked for once it is open (awaited by its first commit). */
-  private readonly warm = new Map<number, Promise<void>>();
   /** Per partition, the change and result batches of transactions that failed: they go into the next one, first. */
   private readonly carry = new Map<number, { changes: ChangeBatch[]; results: ChangeBatch[] }>();
   private cluster: KafkaCluster | undefined;
@@ -171,7 +169,9 @@ export class ChangelogKafka {
     let cluster: KafkaCluster | undefined;
     const producer = this.capturingCluster((c) => (cluster = c), () => this.kafka.producer({
       transactionalId: this.transactionalId(p),
-      idempotent: true,
+      // Its transactions' sends are idempotent whatever this says; true would only have
+      // connect() ask for a non-transactional producer id too, a round trip at each open.
+      idempotent: false,
       maxInFlightRequests: 1,
       transactionTimeout: this.o.transactionTimeoutMs,
       // A transaction begun right after the previous commit is refused (CONCURRENT_TRANSACTIONS)
@@ -183,6 +183,10 @@ export class ChangelogKafka {
     }));
     try {
       await producer.connect();
+      // The changelog topic is the producer's topic before it first asks for metadata (the
+      // fencing below does): without a topic kafkajs asks for every topic of the cluster,
+      // 25 to 40 ms per producer on a broker with some hundreds.
+      await cluster?.addTargetTopic(this.o.changelog);
       // kafkajs asks for the transactional producer id (InitProducerId: the fencing) at the
       // first transaction, not at connect. Fence now, before the restore reads the
       // changelog: a previous owner that commits after the restore read would have its
@@ -194,12 +198,7 @@ export class ChangelogKafka {
       throw new WeirError(`changelog: cannot open the transactional producer of partition ${p}: ${messageOf(e)}`, { domain: 'external', retriable: true, cause: e });
     }
     this.producers.set(p, producer);
-    if (cluster !== undefined) {
-      this.coordinators.set(p, new TransactionCoordinator(cluster));
-      // The changelog topic's metadata, which the first commit's send would otherwise ask
-      // for then: meanwhile the restore reads. A failure is the first send's to retry.
-      this.warm.set(p, cluster.addTargetTopic(this.o.changelog).catch(() => undefined));
-    }
+    if (cluster !== undefined) this.coordinators.set(p, new TransactionCoordinator(cluster));
   }
 
   /**
@@ -227,7 +226,6 @@ export class ChangelogKafka {
     const producer = this.producers.get(p);
     this.producers.delete(p);
     this.coordinators.delete(p);
-    this.warm.delete(p);
     this.carry.delete(p);
     await producer?.disconnect().catch(() => undefined);
   }
@@ -246,8 +244,6 @@ export class ChangelogKafka {
     const carried = this.carry.get(p) ?? { changes: [], results: [] };
     const all = { changes: [...carried.changes, ...changes], results: [...carried.results, ...results] };
     this.carry.set(p, all);
-    await this.warm.get(p);
-    this.warm.delete(p);
     const txn = await producer.transaction().catch((e: unknown) => {
       throw isFenced(e) ? new FencedError(p, e) : e;
     });
@@ -427,7 +423,6 @@ export class ChangelogKafka {
     const producers = [...this.producers.values()];
     this.producers.clear();
     this.coordinators.clear();
-    this.warm.clear();
     await Promise.allSettled([...producers.map((x) => x.disconnect()), this.cluster?.disconnect()]);
     this.cluster = undefined;
     this.targeted = false;
