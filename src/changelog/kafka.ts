@@ -20,6 +20,7 @@ import '../kafkajs-grouping';
 import { pushRun, runsSupported, type RunMessage } from '../kafkajs-produce';
 import '../kafkajs-aborted';
 import { JavaCompatiblePartitioner } from '../sinks/partitioner';
+import { connectFor, newCluster, producerWithCluster, type KafkaCluster } from '../kafkajs-cluster';
 import { Kafka, logLevel, type Producer, type SASLOptions, type Transaction } from 'kafkajs';
 import Module from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
@@ -82,16 +83,6 @@ const Batch = load('./src/consumer/batch') as new (topic: string, fetchedOffset:
   rawMessages: unknown[];
 };
 
-interface KafkaCluster {
-  connect(): Promise<void>;
-  disconnect(): Promise<void>;
-  addTargetTopic(topic: string): Promise<void>;
-  refreshMetadata(): Promise<void>;
-  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
-  findBroker(b: { nodeId: string }): Promise<{ fetch(req: object): Promise<{ responses: Array<{ partitions: Array<Record<string, unknown> & { partition: number }> }> }> }>;
-  fetchTopicsOffset(t: Array<{ topic: string; fromBeginning: boolean; partitions: Array<{ partition: number }> }>): Promise<Array<{ partitions: Array<{ partition: number; offset: string }> }>>;
-  findGroupCoordinator(o: { groupId: string; coordinatorType?: number }): Promise<unknown>;
-}
 
 /** kafkajs's coordinator type of a transactional id. */
 const TRANSACTION_COORDINATOR = 1;
@@ -166,8 +157,7 @@ export class ChangelogKafka {
   /** Opens partition `p`'s transactional producer, fencing any previous owner (its open transaction is aborted, its next one refused). */
   async open(p: number): Promise<void> {
     if (this.producers.has(p)) return;
-    let cluster: KafkaCluster | undefined;
-    const producer = this.capturingCluster((c) => (cluster = c), () => this.kafka.producer({
+    const { producer, cluster } = producerWithCluster(this.kafka, {
       transactionalId: this.transactionalId(p),
       // Its transactions' sends are idempotent whatever this says; true would only have
       // connect() ask for a non-transactional producer id too, a round trip at each open.
@@ -180,13 +170,10 @@ export class ChangelogKafka {
       retry: TRANSACTION_RETRY,
       // Exactly-once results by key, to the partitions an at-least-once Kafka sink writes them to.
       createPartitioner: JavaCompatiblePartitioner,
-    }));
+    });
     try {
-      await producer.connect();
-      // The changelog topic is the producer's topic before it first asks for metadata (the
-      // fencing below does): without a topic kafkajs asks for every topic of the cluster,
-      // 25 to 40 ms per producer on a broker with some hundreds.
-      await cluster?.addTargetTopic(this.o.changelog);
+      // The changelog topic is the producer's before the fencing below asks for metadata (kafkajs-cluster.ts).
+      await connectFor(producer, cluster, this.o.changelog);
       // kafkajs asks for the transactional producer id (InitProducerId: the fencing) at the
       // first transaction, not at connect. Fence now, before the restore reads the
       // changelog: a previous owner that commits after the restore read would have its
@@ -201,26 +188,6 @@ export class ChangelogKafka {
     if (cluster !== undefined) this.coordinators.set(p, new TransactionCoordinator(cluster));
   }
 
-  /**
-   * `make()`, handing `take` the kafkajs cluster it creates (a producer's: kafkajs gives
-   * no other way to it). Without kafkajs's cluster factory, `take` is not called.
-   */
-  private capturingCluster<T>(take: (c: KafkaCluster) => void, make: () => T): T {
-    const k = this.kafka as unknown as Record<symbol, (o: object) => KafkaCluster>;
-    const sym = Object.getOwnPropertySymbols(k).find((x) => x.description === 'private:Kafka:createCluster');
-    const create = sym === undefined ? undefined : k[sym];
-    if (sym === undefined || create === undefined) return make();
-    k[sym] = (o) => {
-      const c = create(o);
-      take(c);
-      return c;
-    };
-    try {
-      return make();
-    } finally {
-      k[sym] = create;
-    }
-  }
 
   async close(p: number): Promise<void> {
     const producer = this.producers.get(p);
@@ -331,10 +298,8 @@ export class ChangelogKafka {
 
   private async clusterOf(): Promise<KafkaCluster> {
     if (this.cluster === undefined) {
-      const sym = Object.getOwnPropertySymbols(this.kafka).find((s) => s.description === 'private:Kafka:createCluster');
-      if (sym === undefined) throw new WeirError('changelog: this kafkajs has no cluster factory (Weir needs kafkajs 2.2)', { domain: 'internal' });
-      const create = (this.kafka as unknown as Record<symbol, (o: object) => KafkaCluster>)[sym]!;
-      const cluster = create({ isolationLevel: READ_COMMITTED, allowAutoTopicCreation: false, metadataMaxAge: 300_000 });
+      const cluster = newCluster(this.kafka, { isolationLevel: READ_COMMITTED, allowAutoTopicCreation: false, metadataMaxAge: 300_000 });
+      if (cluster === undefined) throw new WeirError('changelog: this kafkajs has no cluster factory (Weir needs kafkajs 2.2)', { domain: 'internal' });
       try {
         await cluster.connect();
       } catch (e) {

@@ -9,6 +9,7 @@ import { deadLetterJson, type ResultBatch } from '../pipeline/results';
 import type { DeadLetter } from '../pipeline/types';
 import type { RecordSink } from './jsonl';
 import { JavaCompatiblePartitioner } from './partitioner';
+import { connectFor, producerWithCluster, type KafkaCluster } from '../kafkajs-cluster';
 
 export interface KafkaSinkOptions {
   brokers: string[];
@@ -71,6 +72,7 @@ class TopicProducer {
   static async open(opts: KafkaSinkOptions, what: string): Promise<TopicProducer> {
     if (opts.brokers.length === 0) throw new WeirError(`kafka ${what} (topic "${opts.topic}"): no brokers given`, { domain: 'user' });
     let producer: Producer;
+    let cluster: KafkaCluster | undefined;
     try {
       const kafka = new Kafka({
         clientId: opts.clientId ?? 'weir',
@@ -82,17 +84,18 @@ class TopicProducer {
         logLevel: opts.logLevel ?? logLevel.NOTHING,
       });
       // kafkajs checks the options here, synchronously (an idempotent producer needs retries > 0).
-      producer = kafka.producer({
+      ({ producer, cluster } = producerWithCluster(kafka, {
         idempotent: true,
         maxInFlightRequests: 1,
         // Java-client compatible murmur2 on the key: the same window always lands in the same partition.
         createPartitioner: JavaCompatiblePartitioner,
-      });
+      }));
     } catch (e) {
       throw kafkaError(`${what}: invalid producer options`, opts, e);
     }
     try {
-      await producer.connect();
+      // Its topic is the producer's before its connect asks for metadata (kafkajs-cluster.ts).
+      await connectFor(producer, cluster, opts.topic);
     } catch (e) {
       await producer.disconnect().catch(() => undefined);
       throw kafkaError(`${what}: cannot connect`, opts, e);

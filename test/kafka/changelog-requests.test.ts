@@ -2,13 +2,16 @@
 // transaction coordinator is looked up once per transaction (kafkajs asks before each of
 // its transactional requests), the producer asks for the changelog topic's metadata
 // alone, when it opens (not in its first transaction), what the transactions wrote is
-// read back, and a fenced producer's transaction still fails as fenced.
+// read back, and a fenced producer's transaction still fails as fenced. And a Kafka
+// sink's idempotent producer asks for its own topic's metadata alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Producer } from 'kafkajs';
 import { ChangelogKafka, FencedError, type ChangelogKafkaOptions } from '../../src/changelog/kafka';
 import { ensureChangelogTopic } from '../../src/changelog/topic';
 import { ChangeBatchWriter } from '../../src/state/batch';
+import { Kafka, logLevel } from 'kafkajs';
+import { connectFor, producerWithCluster, type KafkaCluster } from '../../src/kafkajs-cluster';
 import { BROKERS, createTopic, unique } from './helpers/kafka';
 
 /** kafkajs's request counts by API of the producer of partition `p`, from now on. */
@@ -72,5 +75,31 @@ test('a changelog transaction looks its coordinator up once, its producer asks f
     assert.equal(again.partitionRecord, JSON.stringify({ t: 3 }));
   } finally {
     await Promise.allSettled([ck.shutdown(), zombie.shutdown()]);
+  }
+});
+
+/** The topics whose metadata a cluster holds. */
+function metadataTopics(c: KafkaCluster | undefined): string[] {
+  return (c as unknown as { brokerPool: { metadata: { topicMetadata: Array<{ topic: string }> } } }).brokerPool.metadata.topicMetadata.map((t) => t.topic).sort();
+}
+
+test("an idempotent producer (the Kafka sinks') asks for its topic's metadata alone, and connects when its topic is not there yet", async () => {
+  const topic = unique('weir-sinkmeta');
+  await createTopic(topic, 1);
+  const kafka = new Kafka({ clientId: 'weir-test', brokers: BROKERS, logLevel: logLevel.NOTHING });
+  const plain = producerWithCluster(kafka, { idempotent: true, maxInFlightRequests: 1 });
+  const ours = producerWithCluster(kafka, { idempotent: true, maxInFlightRequests: 1 });
+  const missing = producerWithCluster(kafka, { idempotent: true, maxInFlightRequests: 1 });
+  try {
+    // kafkajs alone: every topic of the cluster (this one among them).
+    await plain.producer.connect();
+    const all = metadataTopics(plain.cluster);
+    assert.ok(all.length > 1 && all.includes(topic), `${all.length} topics`);
+    await connectFor(ours.producer, ours.cluster, topic);
+    assert.deepEqual(metadataTopics(ours.cluster), [topic]);
+    await ours.producer.send({ topic, acks: -1, messages: [{ key: 'k', value: 'v' }] });
+    await connectFor(missing.producer, missing.cluster, `${topic}-not-there`);
+  } finally {
+    await Promise.allSettled([plain.producer.disconnect(), ours.producer.disconnect(), missing.producer.disconnect()]);
   }
 });
