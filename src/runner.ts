@@ -358,9 +358,13 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
     // A run that failed before its loop (the state backend or the changelog) read
     // nothing: its consumer goes at once, not after a leave the brokers may not answer.
     const closeSource = loop === undefined && source?.kafka !== undefined ? source.kafka.abandon() : source?.close();
-    const closed = await Promise.allSettled([closeSource, metricsServer?.close(), ...[...sinks.map((x) => x.sink), ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]);
-    await checkpointer?.close();
-    await changelog?.shutdown().catch(() => undefined);
+    // The state backend and the changelog's clients close beside them: neither waits on
+    // the source or a sink, and no checkpoint is in flight any more.
+    const [closed, stores] = await Promise.all([
+      Promise.allSettled([closeSource, metricsServer?.close(), ...[...sinks.map((x) => x.sink), ...(dlq === undefined ? [] : [dlq])].map((s) => s.close())]),
+      Promise.allSettled([checkpointer?.close(), changelog?.shutdown().catch(() => undefined)]),
+    ]);
+    if (stores[0].status === 'rejected') throw stores[0].reason;
     const closeFailure = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (closeFailure !== undefined) {
       report(closeFailure.reason, 'cannot close the source, sinks or metrics server');
