@@ -83,15 +83,14 @@ const Batch = load('./src/consumer/batch') as new (topic: string, fetchedOffset:
   rawMessages: unknown[];
 };
 
-
 /** kafkajs's coordinator type of a transactional id. */
 const TRANSACTION_COORDINATOR = 1;
 
 /**
  * Lookups of a producer's transaction coordinator, answered once per transaction.
  * kafkajs asks the broker for it (a FindCoordinator request) before each of its
- * transactional requests: AddPartitionsToTxn, AddOffsetsToTxn and EndTxn, 3 to 4 of
- * a checkpoint transaction's 10 to 11 round trips. Within one transaction the answer
+ * transactional requests (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn): three of a
+ * checkpoint transaction's eleven round trips. Within one transaction the answer
  * is taken again; not across transactions, and not for the abort of one that failed
  * (a coordinator that moved fails a request, the transaction is aborted, and the
  * abort and the next transaction ask again). Group coordinator lookups go to the
@@ -187,7 +186,6 @@ export class ChangelogKafka {
     this.producers.set(p, producer);
     if (cluster !== undefined) this.coordinators.set(p, new TransactionCoordinator(cluster));
   }
-
 
   async close(p: number): Promise<void> {
     const producer = this.producers.get(p);
