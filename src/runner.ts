@@ -24,6 +24,8 @@ import type { StateBackend } from './state/backend';
 import type { DeadLetter, RecordBatch, StreamMessage } from './pipeline/types';
 import { RunDiagnostics } from './metrics/diagnostics';
 import { scanSpec } from './core/pathspec';
+import { usableCores } from './cores';
+import { scanAhead } from './sources/scan-ahead';
 import { Instrumentation, StatusModel, createMetrics, startMetricsServer, type MetricsServer } from './metrics';
 
 export interface RunSummary {
@@ -136,8 +138,11 @@ async function* thenEnd(batches: AsyncIterable<RecordBatch>): AsyncGenerator<Str
 function openSource(cfg: Config, batchSize: number, clock: () => number, onAssignment: AssignmentHook, log: Logger, onOwnPartitionsRead: () => void): OpenSource & { kafka?: KafkaSource } {
   const s = cfg.source;
   switch (s.type) {
-    case 'file':
-      return { messages: thenEnd(fileBatches(s.path, batchSize)), close: async () => {} };
+    case 'file': {
+      // With more than one core, the records' JSON is scanned on a thread of its own.
+      const lines = fileBatches(s.path, batchSize);
+      return { messages: thenEnd(usableCores() > 1 ? scanAhead(lines, scanSpec(cfg.eventTime.field, cfg.aggregations)) : lines), close: async () => {} };
+    }
     case 'stdin':
       // A stop leaves a read pending on stdin, which would keep the process alive.
       // Ticks let W move while stdin is quiet (eventTime.idleAdvance).
