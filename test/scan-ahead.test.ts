@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { validateConfig } from '../src/config';
 import { scanSpec } from '../src/core/pathspec';
 import { PartitionedOperator } from '../src/pipeline/partitioned';
-import type { Output } from '../src/pipeline/operator';
 import type { RecordBatch } from '../src/pipeline/types';
+import { stepSeen } from './helpers/results';
 import { generateLines } from '../src/sources/eventgen';
 import { fileBatches } from '../src/sources/lines';
 import { scanAhead } from '../src/sources/scan-ahead';
@@ -39,12 +39,6 @@ const AGGREGATIONS = [
   { name: 'latency', groupBy: ['data.model', 'data.region'], value: 'data.latency_ms', window: { type: 'tumbling', sizeMs: 2_000 } },
   { name: 'sessions', groupBy: ['metadata.user_id'], value: 'data.tokens', window: { type: 'session', gapMs: 1_500 } },
 ];
-
-function seen(out: Output): unknown {
-  const lines: string[] = [];
-  for (let i = 0; i < out.results.n; i++) lines.push(out.results.textOf(i));
-  return { lines, deadLetters: out.deadLetters, late: out.late, records: out.records };
-}
 
 test('a file scanned on the scan thread: every batch scanned, in order, and the same results and dead letters', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'weir-scan-ahead-'));
@@ -74,13 +68,13 @@ test('a file scanned on the scan thread: every batch scanned, in order, and the 
     assert.equal(x.n, y.n);
     assert.equal(x.firstOffset, y.firstOffset);
     for (let k = 0; k < x.n; k++) assert.ok(x.buf.subarray(x.starts[k], x.ends[k]).equals(y.buf.subarray(y.starts[k], y.ends[k])), `batch ${batches} record ${k}`);
-    assert.deepEqual(seen(pre.process(x)), seen(own.process(y)), `batch ${batches}`);
+    assert.deepEqual(stepSeen(pre.process(x)), stepSeen(own.process(y)), `batch ${batches}`);
   }
   assert.equal(records, 20_001);
   assert.ok(batches > 100);
   for (let done = false; !done; ) {
     const a = pre.finishStep(500), b = own.finishStep(500);
-    assert.deepEqual(seen(a.out), seen(b.out));
+    assert.deepEqual(stepSeen(a.out), stepSeen(b.out));
     done = a.done;
   }
 });

@@ -10,8 +10,8 @@ import { validateConfig } from '../../src/config';
 import { FIELD_BYTES, scanSpec } from '../../src/core/pathspec';
 import { BatchScanner } from '../../src/core/wasm';
 import { PartitionedOperator } from '../../src/pipeline/partitioned';
-import type { Output } from '../../src/pipeline/operator';
 import type { RecordBatch } from '../../src/pipeline/types';
+import { stepSeen } from '../helpers/results';
 import { generateLines } from '../../src/sources/eventgen';
 import { KafkaSource } from '../../src/sources/kafka';
 import { FAST, BROKERS, createTopic, produce, sleep, sourceConfig, unique } from './helpers/kafka';
@@ -51,13 +51,6 @@ const AGGREGATIONS = [
   { name: 'sessions', groupBy: ['metadata.user_id'], value: 'data.tokens', window: { type: 'session', gapMs: 1_500 } },
 ];
 
-/** What an operator step gave, as comparable data: result lines, dead letters, late counts, records. */
-function seen(out: Output): unknown {
-  const lines: string[] = [];
-  for (let i = 0; i < out.results.n; i++) lines.push(out.results.textOf(i));
-  return { lines, deadLetters: out.deadLetters, late: out.late, records: out.records };
-}
-
 test('records scanned on the consumer thread: the same bytes as a scan on the operator thread, the same results and dead letters', async () => {
   const topic = unique('weir-prescan');
   await createTopic(topic, 2);
@@ -95,7 +88,7 @@ test('records scanned on the consumer thread: the same bytes as a scan on the op
         assert.ok(got.equals(want), `partition ${b.partition} from offset ${b.firstOffset}: the consumer thread's scan differs`);
       }
       const { scanned: _s, ...unscanned } = b;
-      assert.deepEqual(seen(pre.process(b)), seen(plain.process(unscanned)), `partition ${b.partition} from offset ${b.firstOffset}`);
+      assert.deepEqual(stepSeen(pre.process(b)), stepSeen(plain.process(unscanned)), `partition ${b.partition} from offset ${b.firstOffset}`);
       // A slow operator: batches wait for it, and the consumer's thread scans them.
       await sleep(5);
     }
@@ -107,7 +100,7 @@ test('records scanned on the consumer thread: the same bytes as a scan on the op
   assert.ok(scanned >= batches / 2, `${scanned} of ${batches} batches scanned on the consumer thread`);
   for (let done = false; !done; ) {
     const a = pre.finishStep(1000), b = plain.finishStep(1000);
-    assert.deepEqual(seen(a.out), seen(b.out));
+    assert.deepEqual(stepSeen(a.out), stepSeen(b.out));
     assert.equal(a.done, b.done);
     done = a.done;
   }
