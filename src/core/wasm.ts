@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIELD_BYTES, type ScanSpec } from './pathspec';
+import type { ScannedFields } from '../pipeline/types';
 
 /** Offsets and sizes mirrored from assembly/layout.ts. */
 export const Layout = {
@@ -111,6 +112,20 @@ function instantiate(what: string, module = wasmModule()): CoreExports {
   return instance.exports as unknown as CoreExports;
 }
 
+/** Bytes BatchScanner.scan writes for n records scanned for `paths` paths: their field records, then their status bytes. */
+export function scanBytes(n: number, paths: number): number {
+  return n * (paths * FIELD_BYTES + 1);
+}
+
+/**
+ * The scan BatchScanner.scan wrote from byte `at` of `buf` for n records, as a batch
+ * carries it (RecordBatch.scanned); its token offsets count from byte `base` of the batch's buffer.
+ */
+export function scannedAt(buf: ArrayBuffer, at: number, n: number, paths: number, base: number): ScannedFields {
+  const fieldBytes = n * paths * FIELD_BYTES;
+  return { fields: new Uint8Array(buf, at, fieldBytes), status: new Uint8Array(buf, at + fieldBytes, n), base, paths };
+}
+
 /**
  * The core's JSON scanner (assembly/scan.ts) in an instance of its own, for the Kafka
  * consumer's thread: it scans each batch as the operator's ScanDecoder would, with the
@@ -140,7 +155,7 @@ export class BatchScanner {
 
   /** Bytes scan() writes for n records: their field records, then their status bytes. */
   bytesFor(n: number): number {
-    return n * (this.plan.paths * FIELD_BYTES + 1);
+    return scanBytes(n, this.plan.paths);
   }
 
   /**

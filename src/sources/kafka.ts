@@ -40,7 +40,8 @@ import { ConfigError, WeirError, messageOf, toWeirError } from '../errors/errors
 import type { Logger } from '../log';
 import { offsetOf, type RecordBatch, type StreamMessage } from '../pipeline/types';
 import { fastDecoderInPlace } from './kafka-decode';
-import { FIELD_BYTES, type ScanSpec } from '../core/pathspec';
+import type { ScanSpec } from '../core/pathspec';
+import { scannedAt } from '../core/wasm';
 import { serve, type FromWorker, type KafkaLogEntry, type LookupResult, type PlainError, type Request, type ToWorker, type WorkerInit } from './kafka-worker';
 
 export type { KafkaLogEntry } from './kafka-worker';
@@ -681,10 +682,7 @@ export class KafkaSource {
         if (m.offsets !== undefined) batch.offsets = m.offsets;
         if (m.nullOffsets !== undefined) batch.nullOffsets = m.nullOffsets;
         const paths = this.init.scan?.paths;
-        if (m.scanAt !== undefined && paths !== undefined && m.n > 0) {
-          const fieldBytes = m.n * paths * FIELD_BYTES;
-          batch.scanned = { fields: new Uint8Array(m.buf, m.scanAt, fieldBytes), status: new Uint8Array(m.buf, m.scanAt + fieldBytes, m.n), base: m.starts[0]!, paths };
-        }
+        if (m.scanAt !== undefined && paths !== undefined && m.n > 0) batch.scanned = scannedAt(m.buf, m.scanAt, m.n, paths, m.starts[0]!);
         this.queue.push({ kind: 'batch', msg: { kind: 'batch', batch }, partition: p, next: BigInt(m.next), memory: m.buf });
         this.stats.queued++;
         this.stats.maxQueued = Math.max(this.stats.maxQueued, this.stats.queued);

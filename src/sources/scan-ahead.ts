@@ -5,7 +5,8 @@
 // and every batch is scanned there.
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { FIELD_BYTES, type ScanSpec } from '../core/pathspec';
+import type { ScanSpec } from '../core/pathspec';
+import { scanBytes, scannedAt } from '../core/wasm';
 import { WeirError } from '../errors/errors';
 import type { RecordBatch } from '../pipeline/types';
 import type { ScanReply, ScanRequest } from './scan-thread';
@@ -23,7 +24,6 @@ const BUFFER_STEP = 64 * 1024;
 export async function* scanAhead(batches: AsyncIterable<RecordBatch>, spec: ScanSpec): AsyncGenerator<RecordBatch> {
   const worker = new Worker(join(__dirname, 'scan-thread.js'), { workerData: { scanSpec: spec } });
   worker.unref();
-  const perRecord = spec.paths * FIELD_BYTES + 1;
   const spare: ArrayBuffer[] = [];
   const waiting = new Map<number, { resolve: (r: ScanReply) => void; reject: (e: Error) => void }>();
   let gone: Error | undefined;
@@ -46,7 +46,7 @@ export async function* scanAhead(batches: AsyncIterable<RecordBatch>, spec: Scan
     if (gone !== undefined) throw gone;
     const n = b.n;
     const base = b.starts[0]!, span = b.ends[n - 1]! - base;
-    const size = span + n * perRecord;
+    const size = span + scanBytes(n, spec.paths);
     let buf = spare.pop();
     if (buf === undefined || buf.byteLength < size) buf = Buffer.allocUnsafeSlow(Math.ceil(size / BUFFER_STEP) * BUFFER_STEP).buffer;
     new Uint8Array(buf, 0, span).set(b.buf.subarray(base, base + span));
@@ -79,10 +79,7 @@ export async function* scanAhead(batches: AsyncIterable<RecordBatch>, spec: Scan
       const { batch, span } = next;
       const r = await next.reply;
       batch.buf = Buffer.from(r.buf, 0, span);
-      if (r.failed === undefined) {
-        const fieldBytes = batch.n * spec.paths * FIELD_BYTES;
-        batch.scanned = { fields: new Uint8Array(r.buf, span, fieldBytes), status: new Uint8Array(r.buf, span + fieldBytes, batch.n), base: 0, paths: spec.paths };
-      }
+      if (r.failed === undefined) batch.scanned = scannedAt(r.buf, span, batch.n, spec.paths, 0);
       handed = r.buf;
       yield batch;
     }
