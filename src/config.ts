@@ -305,6 +305,15 @@ export const configSchema = z.strictObject({
        * loop. @default 10
        */
       backgroundNice: z.number().int().min(0).max(19).default(10),
+      /**
+       * Where the state backend and the changelog's Kafka clients run: `own`, threads of
+       * their own (a checkpoint's background work takes no time from the loop); `main`,
+       * the loop's thread (no threads to start); `auto`, `main` for a bounded Kafka read
+       * whose consumer is on the main thread (one core: source.consumerThread), where
+       * the run's total time counts and the threads would only take turns with the
+       * loop, `own` otherwise. @default auto
+       */
+      backgroundThreads: z.enum(['auto', 'own', 'main']).default('auto'),
     })
     .prefault({}),
   /**

@@ -17,6 +17,7 @@ import type { QueueLimits } from './sinks/queue';
 import { PartitionedOperator } from './pipeline/partitioned';
 import { Checkpointer } from './checkpoint/coordinator';
 import { Changelog } from './changelog/thread';
+import type { ChangelogKafkaOptions } from './changelog/kafka';
 import { CheckpointScheduler } from './checkpoint/scheduler';
 import { OperatorLoop } from './loop';
 import { openStateBackend } from './state';
@@ -68,6 +69,17 @@ export interface RunOptions {
   logger?: Logger;
   /** Waits between retries of sink writes (tests inject one that returns at once). @default a timer */
   sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Whether the state backend and the changelog's clients run on the loop's thread
+ * (processing.backgroundThreads): `auto` puts them there for a bounded read whose
+ * consumer is on the main thread, as on one core it is (source.consumerThread).
+ */
+export function backgroundHere(cfg: Config, kafka: KafkaSource | undefined): boolean {
+  const where = cfg.processing.backgroundThreads;
+  if (where !== 'auto') return where === 'main';
+  return cfg.source.type === 'kafka' && cfg.source.bounded && kafka?.stats.onMainThread === true;
 }
 
 /** A Kafka sink's own brokers, or else the Kafka source's cluster with its client id, TLS and SASL. */
@@ -278,34 +290,41 @@ export async function runEmbedded(cfg: Config, opts: RunOptions = {}): Promise<R
       source = open();
       source.kafka?.start();
       const src = cfg.source;
-      // On a thread of its own: a checkpoint's writes take no time from the loop. Its
-      // partitions are the group's (Redis keys name the group, not the instance): state
-      // follows a partition to whichever instance is assigned it.
+      // The state backend and the changelog's clients run on threads of their own: a
+      // checkpoint's writes take no time from the loop. With one core and a bounded read
+      // they run on this thread instead (backgroundHere). The backend's partitions are the
+      // group's (Redis keys name the group, not the instance): state follows a partition
+      // to whichever instance is assigned it.
       const nice = cfg.processing.backgroundNice;
-      // The changelog's thread (its topic checked or created on the broker) starts while
-      // the state backend's opens: each takes a good part of the start. If the backend
-      // fails, its error is the one named and the changelog's start is stopped.
+      const here = backgroundHere(cfg, source.kafka);
+      log.info({ backgroundThreads: here ? 'main' : 'own' }, `state backend${cfg.changelog.enabled ? ' and changelog' : ''} on ${here ? 'the main thread' : 'threads of their own'}`);
+      // The changelog (its topic checked or created on the broker) starts while the state
+      // backend opens: each takes a good part of the start. If the backend fails, its
+      // error is the one named and the changelog's start is stopped.
       const sasl = saslOptions(src.sasl, process.env);
       const stop = new AbortController();
+      const clo: ChangelogKafkaOptions = {
+        brokers: src.brokers,
+        clientId: src.clientId,
+        ssl: sslOptions(src.ssl),
+        ...(sasl === undefined ? {} : { sasl }),
+        groupId: src.groupId,
+        topic: src.topic,
+        changelog: cfg.changelog.topic ?? `${src.groupId}-changelog`,
+        create: cfg.changelog.create,
+        transactionTimeoutMs: cfg.changelog.transactionTimeoutMs,
+      };
       const starting = cfg.changelog.enabled
-        ? Changelog.start({
-            brokers: src.brokers,
-            clientId: src.clientId,
-            ssl: sslOptions(src.ssl),
-            ...(sasl === undefined ? {} : { sasl }),
-            groupId: src.groupId,
-            topic: src.topic,
-            changelog: cfg.changelog.topic ?? `${src.groupId}-changelog`,
-            create: cfg.changelog.create,
-            transactionTimeoutMs: cfg.changelog.transactionTimeoutMs,
-          }, nice, stop.signal)
+        ? here
+          ? Changelog.startHere(clo, stop.signal)
+          : Changelog.start(clo, nice, stop.signal)
         : Promise.resolve(undefined);
       // Its failure is taken below, whichever finishes first.
       starting.catch(() => undefined);
       let backend: StateBackend;
       try {
         // With a changelog, the backend's checkpoints are a cache of it: written without an fsync.
-        backend = await openStateBackend({ ...cfg.state, sync: !cfg.changelog.enabled }, src.groupId, { thread: true, nice });
+        backend = await openStateBackend({ ...cfg.state, sync: !cfg.changelog.enabled }, src.groupId, { thread: !here, nice });
       } catch (e) {
         stop.abort();
         void starting.then((c) => c?.shutdown(), () => undefined);

@@ -75,6 +75,12 @@ aggregations:
   assert.match(r.stderr, /aggregations\[0\]\.window\.slideMs: must be at least sizeMs \/ 1000/);
 });
 
+test('processing.backgroundThreads: auto, own or main, named when it is anything else', () => {
+  assert.equal(validateConfig(base()).processing.backgroundThreads, 'auto', 'absent: auto');
+  for (const v of ['own', 'main'] as const) assert.equal(validateConfig(base({ processing: { backgroundThreads: v } })).processing.backgroundThreads, v);
+  refused(base({ processing: { backgroundThreads: 'worker' } }), /^config: processing\.backgroundThreads: .*"auto".*"own".*"main"/);
+});
+
 test('source.consumerThread: auto, own or main, named when it is anything else', () => {
   const kafka = (over: Record<string, unknown> = {}) => base({ source: { type: 'kafka', brokers: ['127.0.0.1:9092'], topic: 't', ...over } });
   const src = validateConfig(kafka()).source;

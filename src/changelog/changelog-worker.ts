@@ -29,6 +29,27 @@ function plain(e: unknown): PlainStateError & { fencedPartition?: number } {
   return p;
 }
 
+/** Runs one request on `kafka`: its result, and what of it to transfer. */
+export async function changelogCall(kafka: ChangelogKafka, m: ChangelogOp): Promise<{ result?: unknown; transfer?: ArrayBuffer[] }> {
+  switch (m.op) {
+    case 'open':
+      await kafka.open(m.partition);
+      return {};
+    case 'close':
+      await kafka.close(m.partition);
+      return {};
+    case 'commit':
+      return { result: await kafka.commit(m.partition, m.batches, m.record, m.offset, m.results, m.resultTopics) };
+    case 'restore': {
+      const r = await kafka.restore(m.partition, m.from);
+      return { result: r, transfer: transferable([r.batch]) };
+    }
+    case 'shutdown':
+      await kafka.shutdown();
+      return {};
+  }
+}
+
 async function serve(o: ChangelogKafkaOptions): Promise<void> {
   const port = parentPort!;
   const kafka = new ChangelogKafka(o);
@@ -39,27 +60,8 @@ async function serve(o: ChangelogKafkaOptions): Promise<void> {
     port.postMessage({ type: 'failed', error: plain(e) } satisfies FromChangelogWorker);
     return;
   }
-  const run = async (m: ChangelogOp): Promise<{ result?: unknown; transfer?: ArrayBuffer[] }> => {
-    switch (m.op) {
-      case 'open':
-        await kafka.open(m.partition);
-        return {};
-      case 'close':
-        await kafka.close(m.partition);
-        return {};
-      case 'commit':
-        return { result: await kafka.commit(m.partition, m.batches, m.record, m.offset, m.results, m.resultTopics) };
-      case 'restore': {
-        const r = await kafka.restore(m.partition, m.from);
-        return { result: r, transfer: transferable([r.batch]) };
-      }
-      case 'shutdown':
-        await kafka.shutdown();
-        return {};
-    }
-  };
   port.on('message', (m: ChangelogOp & { id: number }) => {
-    run(m).then(
+    changelogCall(kafka, m).then(
       ({ result, transfer }) => port.postMessage({ type: 'reply', id: m.id, result } satisfies FromChangelogWorker, transfer),
       (e: unknown) => port.postMessage({ type: 'reply', id: m.id, error: plain(e) } satisfies FromChangelogWorker),
     );

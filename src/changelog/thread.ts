@@ -1,6 +1,8 @@
 // The changelog, from the main thread: requests to the changelog thread
 // (changelog-worker.ts), which holds the Kafka clients. Errors come back as the same
-// classes, a fenced producer as FencedError.
+// classes, a fenced producer as FencedError. Or, where a thread would only take turns
+// with the loop for one core (processing.backgroundThreads), the same requests run
+// on this thread (Changelog.startHere).
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { WeirError } from '../errors/errors';
@@ -14,6 +16,14 @@ import type { ChangelogKafkaOptions, RestoreResult } from './kafka';
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  worker: Worker;
+}
+
+/** Where the Kafka clients are: the changelog thread, or this thread. */
+interface Host {
+  call(op: ChangelogOp, transfer: ArrayBuffer[]): Promise<unknown>;
+  /** Ends the thread, if there is one. */
+  end(): Promise<void>;
 }
 
 export class Changelog {
@@ -21,15 +31,37 @@ export class Changelog {
   private lastId = 0;
   private gone: Error | undefined;
   private closing: Promise<void> | undefined;
+  private readonly host: Host;
 
   private constructor(
-    private readonly worker: Worker,
+    worker: Worker | Host,
     readonly topic: string,
     /** Partitions of the changelog topic (= of the input topic). */
     readonly partitions: number,
     /** Tombstones older than this may have been compacted away (the topic's delete.retention.ms). */
     readonly deleteRetentionMs: number,
-  ) {}
+  ) {
+    this.host = worker instanceof Worker ? { call: (op, transfer) => this.request(worker, op, transfer), end: async () => void (await worker.terminate()) } : worker;
+  }
+
+  /**
+   * The changelog's Kafka clients on this thread (no thread to start); creates or checks
+   * the topic meanwhile, as start() does. Requests and their errors are the same.
+   */
+  static async startHere(o: ChangelogKafkaOptions, signal?: AbortSignal): Promise<Changelog> {
+    // Loaded here, not at the top: with a thread, this one never loads the Kafka clients' module.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { ChangelogKafka } = require('./kafka') as typeof import('./kafka');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { changelogCall } = require('./changelog-worker') as typeof import('./changelog-worker');
+    const kafka = new ChangelogKafka(o);
+    const [, topic] = await Promise.all([kafka.connect(), ensureChangelogTopic(o, signal)]).catch(async (e: unknown) => {
+      await kafka.shutdown();
+      throw e;
+    });
+    const host: Host = { call: async (op) => (await changelogCall(kafka, op)).result, end: async () => {} };
+    return new Changelog(host, o.changelog, topic.partitions, topic.deleteRetentionMs);
+  }
 
   /**
    * Starts the thread (at nice value `nice`: priority.ts; 0 leaves it) and, meanwhile on
@@ -84,16 +116,16 @@ export class Changelog {
 
   /** Opens partition `p`'s transactional producer: from now on, a previous owner is fenced. */
   open(p: number): Promise<void> {
-    return this.request({ op: 'open', partition: p }).then(() => undefined);
+    return this.call({ op: 'open', partition: p }).then(() => undefined);
   }
 
   close(p: number): Promise<void> {
-    return this.request({ op: 'close', partition: p }).then(() => undefined);
+    return this.call({ op: 'close', partition: p }).then(() => undefined);
   }
 
   /** Partition `p`'s changelog from offset `from` to its end, the last record of each key. */
   restore(p: number, from: string): Promise<RestoreResult> {
-    return this.request({ op: 'restore', partition: p, from }) as Promise<RestoreResult>;
+    return this.call({ op: 'restore', partition: p, from }) as Promise<RestoreResult>;
   }
 
   /**
@@ -102,27 +134,31 @@ export class Changelog {
    * changelog offset after it.
    */
   commit(p: number, batches: ChangeBatch[], record: string, offset: string, results: ChangeBatch[] = [], resultTopics: string[] = []): Promise<string> {
-    return this.request({ op: 'commit', partition: p, batches, record, offset, results, resultTopics }, transferable([...batches, ...results])) as Promise<string>;
+    return this.call({ op: 'commit', partition: p, batches, record, offset, results, resultTopics }, transferable([...batches, ...results])) as Promise<string>;
   }
 
   shutdown(): Promise<void> {
     this.closing ??= (async () => {
       try {
-        if (this.gone === undefined) await this.request({ op: 'shutdown' });
+        if (this.gone === undefined) await this.call({ op: 'shutdown' });
       } finally {
         this.gone ??= new WeirError('the changelog is closed', { domain: 'internal' });
-        await this.worker.terminate();
+        await this.host.end();
       }
     })();
     return this.closing;
   }
 
-  private request(op: ChangelogOp, transfer: ArrayBuffer[] = []): Promise<unknown> {
+  private call(op: ChangelogOp, transfer: ArrayBuffer[] = []): Promise<unknown> {
     if (this.gone !== undefined) return Promise.reject(this.gone);
+    return this.host.call(op, transfer);
+  }
+
+  private request(worker: Worker, op: ChangelogOp, transfer: ArrayBuffer[]): Promise<unknown> {
     const id = ++this.lastId;
-    const p = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    if (this.pending.size === 1) this.worker.ref();
-    this.worker.postMessage({ id, ...op }, transfer);
+    const p = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject, worker }));
+    if (this.pending.size === 1) worker.ref();
+    worker.postMessage({ id, ...op }, transfer);
     return p;
   }
 
@@ -130,7 +166,7 @@ export class Changelog {
     const r = this.pending.get(m.id);
     if (r === undefined) return;
     this.pending.delete(m.id);
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0) r.worker.unref();
     if (m.error === undefined) r.resolve(m.result);
     else if (m.error.fencedPartition !== undefined) r.reject(new FencedError(m.error.fencedPartition, revive(m.error)));
     else r.reject(revive(m.error));

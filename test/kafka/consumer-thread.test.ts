@@ -1,7 +1,10 @@
 // source.consumerThread: the Kafka source's consumer on the main thread, decoding with
 // Weir's decoder (consumer-on-main.ts, imported first here as `weir` does), reads
 // exactly what it reads on a thread of its own, recovers from kill -9 as exactly, and
-// `auto` puts it there when the process may use one core only.
+// `auto` puts it there when the process may use one core only. And
+// processing.backgroundThreads: the state backend and the changelog on the main thread
+// too recover as exactly, and `auto` puts them there for a bounded read whose consumer
+// is there.
 import '../../src/sources/consumer-on-main';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +15,8 @@ import { join } from 'node:path';
 import type { DeadLetter, WindowResult } from '../../src/pipeline/types';
 import { generateLines } from '../../src/sources/eventgen';
 import { KafkaSource } from '../../src/sources/kafka';
+import { validateConfig } from '../../src/config';
+import { backgroundHere } from '../../src/runner';
 import { FAST, Reader, byPartition, createTopic, produce, sourceConfig, unique, type Rec } from './helpers/kafka';
 import { assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, runThroughCrashes, spawnWeir, writeConfig, type CrashStep } from './helpers/weir';
 
@@ -107,5 +112,53 @@ test('consumerThread main: kill -9 inside checkpoints and at random moments, and
   const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
   assertSameFinals(finalResults(results), want, 'consumer on the main thread, after crashes');
   assertNeverHigher(results, want, 'consumer on the main thread, after crashes');
+  assert.deepEqual(deadLetterSet(readLines<DeadLetter>(join(dir, 'dlq.jsonl'))), deadLetterSet(readLines<DeadLetter>(join(refDir, 'dlq.jsonl'))));
+});
+
+test('backgroundThreads auto: on the main thread for a bounded read whose consumer is there; on threads of their own otherwise', () => {
+  const cfgOf = (bounded: boolean, backgroundThreads: 'auto' | 'own' | 'main' = 'auto') =>
+    validateConfig({ source: sourceConfig('t', 'g', { bounded }), aggregations: [{ name: 'a', value: 'v', window: { type: 'tumbling', sizeMs: 1000 } }], processing: { backgroundThreads } });
+  const sourceOn = (consumerThread: 'own' | 'main'): KafkaSource => new KafkaSource(sourceConfig('t', 'g', { consumerThread }), { batchSize: 64 });
+  const main = sourceOn('main'), own = sourceOn('own');
+  assert.equal(backgroundHere(cfgOf(true), main), true);
+  assert.equal(backgroundHere(cfgOf(false), main), false, 'unbounded: a checkpoint\'s work stays off the loop');
+  assert.equal(backgroundHere(cfgOf(true), own), false, 'a consumer thread: there are cores for threads');
+  assert.equal(backgroundHere(cfgOf(true, 'own'), main), false);
+  assert.equal(backgroundHere(cfgOf(false, 'main'), own), true);
+});
+
+test('backgroundThreads main: the state backend and the changelog on the main thread; kill -9 inside checkpoints and at random moments, and the restarted runs give the uninterrupted results', async () => {
+  const events = generateLines(12_000, { seed: 23, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, users: 60 });
+  const topic = unique('weir-here-crash');
+  await createTopic(topic, 1);
+  await produce(topic, events.map((value) => ({ value })));
+  // The reference: one uninterrupted run with the threads.
+  const refDir = mkdtempSync(join(tmpdir(), 'weir-ref-'));
+  const refBase = kafkaRunConfig(refDir, topic, unique('ref'));
+  const ref = await spawnWeir(writeConfig(refDir, { ...refBase, processing: { ...(refBase['processing'] as object), backgroundThreads: 'own' } })).exit;
+  assert.equal(ref.code, 0, ref.stderr.slice(-2000));
+  assert.match(ref.stderr, /state backend and changelog on threads of their own/);
+  const want = finalResults(readLines<WindowResult>(join(refDir, 'results.jsonl')));
+  assert.ok(want.size > 100, `reference has ${want.size} windows`);
+
+  const dir = mkdtempSync(join(tmpdir(), 'weir-here-'));
+  const base = kafkaRunConfig(dir, topic, unique('here'));
+  const cfg = writeConfig(dir, {
+    ...base,
+    source: { ...(base['source'] as object), maxBytesPerPartition: 8192 },
+    checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 },
+    processing: { ...(base['processing'] as object), backgroundThreads: 'main' },
+  });
+  // Inside a checkpoint (the local cache written, the changelog's transaction committed,
+  // the metadata written), then at random moments.
+  const plan: CrashStep[] = [{ fault: 'state-written:2' }, { fault: 'changelog-committed:3' }, { fault: 'metadata-written:2' }, { killAfterMs: 50 }, { killAfterMs: 150 }];
+  const exits = await runThroughCrashes(cfg, plan, 20);
+  for (const e of exits) assert.match(e.stderr, /state backend and changelog on the main thread/);
+  assert.ok(exits.length >= 4, `only ${exits.length - 1} runs were killed`);
+  // Restarts restored from the changelog (and the local cache) on the main thread.
+  assert.ok(exits.slice(1).some((e) => /restored from/.test(e.stderr)), 'a restart restored state');
+  const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
+  assertSameFinals(finalResults(results), want, 'state backend and changelog on the main thread, after crashes');
+  assertNeverHigher(results, want, 'state backend and changelog on the main thread, after crashes');
   assert.deepEqual(deadLetterSet(readLines<DeadLetter>(join(dir, 'dlq.jsonl'))), deadLetterSet(readLines<DeadLetter>(join(refDir, 'dlq.jsonl'))));
 });
