@@ -22,7 +22,7 @@ interface Pending {
 /** Where the Kafka clients are: the changelog thread, or this thread. */
 interface Host {
   call(op: ChangelogOp, transfer: ArrayBuffer[]): Promise<unknown>;
-  /** Ends the thread, if there is one. */
+  /** Ends the thread, if there is one (its teardown is not waited for: its clients are closed). */
   end(): Promise<void>;
 }
 
@@ -41,7 +41,7 @@ export class Changelog {
     /** Tombstones older than this may have been compacted away (the topic's delete.retention.ms). */
     readonly deleteRetentionMs: number,
   ) {
-    this.host = worker instanceof Worker ? { call: (op, transfer) => this.request(worker, op, transfer), end: async () => void (await worker.terminate()) } : worker;
+    this.host = worker instanceof Worker ? { call: (op, transfer) => this.request(worker, op, transfer), end: async () => void worker.terminate().catch(() => undefined) } : worker;
   }
 
   /**

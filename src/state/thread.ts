@@ -102,7 +102,8 @@ export class ThreadStateBackend implements StateBackend {
         if (this.gone === undefined) await this.request({ op: 'shutdown' });
       } finally {
         this.gone ??= new StateError('the state backend is closed', { domain: 'internal' });
-        await this.worker.terminate();
+        // The thread's teardown is not waited for: its stores are closed.
+        this.worker.terminate().catch(() => undefined);
       }
     })();
     return this.closing;
