@@ -56,6 +56,7 @@ import { KafkaRecord } from './kafka-decode';
 import { BatchScanner } from '../core/wasm';
 import type { ScanSpec } from '../core/pathspec';
 import { wakeSleepers } from '../kafkajs-sleep';
+import { receiveSocketFactory } from '../kafkajs-receive';
 import { Kafka, logLevel as LogLevel, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type KafkaConfig, type KafkaMessage, type LogEntry, type SASLOptions } from 'kafkajs';
 
 export type LogLevelName = 'error' | 'warn' | 'info' | 'debug';
@@ -105,6 +106,8 @@ export interface WorkerStats {
   maxPostedAhead: number;
   /** Fetched records are decoded by kafka-decode.ts, not by kafkajs's own decoder. */
   fastDecoder: boolean;
+  /** Fetch responses are received into buffers used again (kafkajs-receive.ts). */
+  receiver: boolean;
 }
 
 export type Request =
@@ -354,7 +357,7 @@ class ConsumerSide {
     private readonly init: WorkerInit,
     fastDecoder: boolean,
   ) {
-    this.stats = { fetches: 0, kafkaBatches: 0, kafkaBatchesInFlight: 0, maxKafkaBatchesInFlight: 0, batchesBuilt: 0, maxPostedAhead: 0, fastDecoder };
+    this.stats = { fetches: 0, kafkaBatches: 0, kafkaBatchesInFlight: 0, maxKafkaBatchesInFlight: 0, batchesBuilt: 0, maxPostedAhead: 0, fastDecoder, receiver: false };
     this.topic = init.topic;
     // Batches posted before it is ready are scanned on the operator's thread, as without it.
     if (init.scan !== undefined)
@@ -374,7 +377,10 @@ class ConsumerSide {
       if (secret !== undefined && secret.length > 0) text = text.split(secret).join('***');
       this.postLog({ level: LEVEL_NAMES[e.level] ?? 'debug', namespace: e.namespace, message: text, extra });
     };
-    const kafka = new Kafka({ ...init.client, logLevel: threshold ?? LogLevel.NOTHING, logCreator });
+    // Fetch responses into buffers used again: eachBatch keeps nothing of its messages (postBatch copies their values).
+    const socketFactory = sasl === undefined ? receiveSocketFactory() : undefined;
+    this.stats.receiver = socketFactory !== undefined;
+    const kafka = new Kafka({ ...init.client, ...(socketFactory === undefined ? {} : { socketFactory }), logLevel: threshold ?? LogLevel.NOTHING, logCreator });
     this.heartbeatIntervalMs = init.consumer.heartbeatInterval ?? 3000;
     this.consumer = kafka.consumer(init.consumer);
     this.admin = kafka.admin();

@@ -172,6 +172,8 @@ export interface KafkaSourceStats {
   maxPostedAhead: number;
   /** The consumer decodes fetched records with kafka-decode.ts (false: kafkajs's own decoder). */
   fastDecoder: boolean;
+  /** Fetch responses are received into buffers used again (kafkajs-receive.ts; false: kafkajs's own receiving). */
+  receiver: boolean;
   /** The consumer runs on the thread that reads the source (source.consumerThread), not on a thread of its own. */
   onMainThread: boolean;
   /** RecordBatches arrived but not yet pulled: now, and at most ever. */
@@ -285,6 +287,7 @@ export class KafkaSource {
     batchesDropped: 0,
     maxPostedAhead: 0,
     fastDecoder: false,
+    receiver: false,
     onMainThread: false,
     queued: 0,
     maxQueued: 0,
