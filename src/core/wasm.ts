@@ -675,10 +675,28 @@ export class WasmCore {
   }
 
   keyBytes(a: number, id: number): Buffer {
+    const p = this.keyStart(a, id);
+    return this.mem.subarray(p, p + this.keyLength);
+  }
+
+  /**
+   * Where the bytes of raw key id `id` of aggregation a start in memory() (keyLength:
+   * how many): keyBytes without a Buffer per key, for a new key per few events.
+   */
+  keyStart(a: number, id: number): number {
     const t = this.x.keyTable(a);
-    const p = this.x.internBytes(t, id), len = this.x.internLen(t, id);
+    const p = this.x.internBytes(t, id);
+    this.keyLength = this.x.internLen(t, id);
     this.refresh();
-    // A view of the one Buffer over memory: no ArrayBuffer lookup per key.
-    return this.mem.subarray(p, p + len);
+    return p;
+  }
+
+  /** The length of the key keyStart() found last. */
+  keyLength = 0;
+
+  /** The one Buffer over the core's memory (valid until memory grows: take it after the call that may grow it). */
+  memoryBuffer(): Buffer {
+    this.refresh();
+    return this.mem;
   }
 }

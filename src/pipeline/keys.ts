@@ -77,13 +77,14 @@ export class KeyRegistry {
    * id: then it needs no remapping), else a released id or the next one. `unique`:
    * the caller knows that no key registered as unique has these values unless it is
    * this very one (the scan decoder: a raw key spelled only one way, interned once).
+   * `owned`: the caller gives `values` up, and a new key keeps that array, not a copy.
    */
-  idOf(values: readonly string[], preferred?: number, unique = false): number {
+  idOf(values: readonly string[], preferred?: number, unique = false, owned = false): number {
     const fields = this.fields;
     let key = values.length === 0 ? '' : fields[0] + '=' + keyValue(values[0]!);
     for (let j = 1; j < values.length; j++) key += ':' + fields[j] + '=' + keyValue(values[j]!);
-    if (unique && this.ids === undefined) return this.register(key, values.slice(), preferred);
-    return this.indexed().get(key) ?? this.register(key, values.slice(), preferred);
+    if (unique && this.ids === undefined) return this.register(key, owned ? (values as string[]) : values.slice(), preferred);
+    return this.indexed().get(key) ?? this.register(key, owned ? (values as string[]) : values.slice(), preferred);
   }
 
   /** The id of key string `key`, if it is registered. */

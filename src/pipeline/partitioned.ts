@@ -32,7 +32,8 @@ export class PartitionedOperator {
    * it holds KEY_HOMES_MAX keys, so that it stays bounded with keys ever seen (a key
    * shared by two partitions fires in both again and again, and is found after a clear).
    */
-  private readonly keyHome = new Map<string, number>();
+  /** Per aggregation (index): the partition each key's results were first seen from. */
+  private readonly keyHome: Array<Map<string, number>> = [];
   private readonly sharedWarned = new Set<string>();
   /** Called for every operator created (checkpointing turns change tracking on). */
   onCreate: ((op: WindowOperator, partition: number) => void) | undefined;
@@ -183,11 +184,11 @@ export class PartitionedOperator {
       k.homeNoted = true;
       const { name, key } = k;
       if (this.sharedWarned.has(name)) continue;
-      const id = `${name}\0${key}`;
-      const home = this.keyHome.get(id);
+      const homes = (this.keyHome[k.agg] ??= new Map<string, number>());
+      const home = homes.get(key);
       if (home === undefined) {
-        if (this.keyHome.size >= KEY_HOMES_MAX) this.keyHome.clear();
-        this.keyHome.set(id, p);
+        if (homes.size >= KEY_HOMES_MAX) homes.clear();
+        homes.set(key, p);
       } else if (home !== p) {
         this.sharedWarned.add(name);
         this.onSharedKey?.(name, key, [home, p]);

@@ -131,8 +131,8 @@ export class ScanDecoder implements Decoder {
     for (const r of core.takeFreshKeys(a)) {
       let id: number;
       try {
-        const values = decodeKey(core.keyBytes(a, r));
-        id = this.registries[a]!.idOf(values, r, decodedUnique);
+        const start = core.keyStart(a, r);
+        id = this.registries[a]!.idOf(decodeKey(core.memoryBuffer(), start, start + core.keyLength), r, decodedUnique, true);
       } catch (e) {
         // The same bytes intern to the same raw id again: every record with them fails alike.
         id = -1;
@@ -192,29 +192,29 @@ export class ScanDecoder implements Decoder {
  */
 let decodedUnique = false;
 
-/** Value strings of an interned key: per field a kind byte, the raw token, a 0 byte. */
-function decodeKey(bytes: Buffer): string[] {
+/** Value strings of an interned key, bytes[start, end): per field a kind byte, the raw token, a 0 byte. */
+function decodeKey(bytes: Buffer, start: number, end: number): string[] {
   const values: string[] = [];
-  let pos = 0;
+  let pos = start;
   decodedUnique = true;
-  while (pos < bytes.length) {
+  while (pos < end) {
     const kind = bytes[pos]!;
     // A raw token holds no 0 byte: JSON text has none outside strings, and none raw inside one.
-    let end = pos + 1;
-    while (bytes[end] !== 0) end++;
+    let stop = pos + 1;
+    while (bytes[stop] !== 0) stop++;
     if (kind !== KIND_STRING) decodedUnique = false;
     if (kind === KIND_MISSING) values.push('null');
     else if (kind === KIND_STRING) {
       // Without an escape, the bytes between the quotes are the value, as JSON.parse reads them (the scanner has checked the token).
-      const form = stringForm(bytes, pos + 1, end);
+      const form = stringForm(bytes, pos + 1, stop);
       if (form !== PLAIN_ASCII) decodedUnique = false;
-      values.push(form === ESCAPED ? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))) : bytes.toString(form === PLAIN_ASCII ? 'latin1' : 'utf8', pos + 2, end - 1));
+      values.push(form === ESCAPED ? groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, stop))) : bytes.toString(form === PLAIN_ASCII ? 'latin1' : 'utf8', pos + 2, stop - 1));
     }
-    else if (kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(bytes.toString('latin1', pos + 1, end))));
+    else if (kind === KIND_NUMBER) values.push(groupValueString(JSON.parse(bytes.toString('latin1', pos + 1, stop))));
     else if (kind === KIND_TRUE) values.push('true');
     else if (kind === KIND_FALSE) values.push('false');
-    else values.push(groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, end))));
-    pos = end + 1;
+    else values.push(groupValueString(JSON.parse(bytes.toString('utf8', pos + 1, stop))));
+    pos = stop + 1;
   }
   return values;
 }
