@@ -194,34 +194,86 @@ function headOf(s: usize, key: u32): usize {
   return ldu(sp + SLOT_SID) == serial && (ldu(sp + SLOT_FLAGS) & SLOT_LIVE) != 0;
 }
 
-/** Fires every session with end <= w once, then purges those with end + lateness <= w. */
+// Timers taken out together (sessionsAdvance): slot and serial of each.
+const TAKEN: u32 = 32;
+let taken: usize = 0;
+
+/**
+ * Reads, for each of the first n timers taken out, its slot's first words and (fire
+ * timers) its sketch's positive bucket array: with a session per user each timer's
+ * slot, then its buckets, would miss the cache one after the other; read ahead of
+ * need, the misses overlap (as touchSessions does for events).
+ */
+function touchTaken(n: u32, buckets: bool): void {
+  let acc: u64 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const sp = slotAddr(ldu(taken + (<usize>i << 3)));
+    acc ^= load<u64>(sp + SLOT_SID) ^ load<u64>(sp + SLOT_END);
+  }
+  if (buckets)
+    for (let i: u32 = 0; i < n; i++) {
+      const st = slotAddr(ldu(taken + (<usize>i << 3))) + SLOT_SKETCH + SK_POS;
+      if (ldu(st + ST_CAP) != 0) acc ^= load<u64>(<usize>ldu(st + ST_PTR));
+    }
+  if (touchBox == 0) touchBox = heap.alloc(8);
+  store<u64>(touchBox, acc);
+}
+
+/**
+ * Fires every session with end <= w once, then purges those with end + lateness <= w.
+ * Due timers are taken out up to TAKEN at a time and their slots read ahead
+ * (touchTaken), then handled in the order they came out: a timer pushed back while
+ * they are handled is after w, so the due ones come out in the same order as one at
+ * a time.
+ */
 export function sessionsAdvance(a: u32, s: usize, w: f64): bool {
+  if (taken == 0) taken = heap.alloc(<usize>TAKEN << 3);
   const fire = fireTimers(s);
   while (timersDue(fire, w)) {
-    // At the limit: the rest fire, and then the purges run, at the next call.
+    // At the limit: the rest fire, and then the purges run, at the next call. Each
+    // timer fires one result at most: no more are taken out than may fire.
     if (outCount >= fireLimit) return true;
-    timersPop(fire);
-    const slot = poppedSlot;
-    if (!current(slot, poppedSerial)) continue;
-    const sp = slotAddr(slot);
-    const flags = ldu(sp + SLOT_FLAGS) & ~ARMED;
-    stu(sp + SLOT_FLAGS, flags);
-    if (flags & SLOT_FIRED) continue;
-    if (ldf(sp + SLOT_END) > w) {
-      stu(sp + SLOT_FLAGS, flags | ARMED);
-      timersPush(fire, ldf(sp + SLOT_END), slot, poppedSerial);
-    } else fireSession(a, s, slot, false);
+    const room = fireLimit - outCount;
+    let n: u32 = 0;
+    while (n < TAKEN && n < room && timersDue(fire, w)) {
+      timersPop(fire);
+      stu(taken + (<usize>n << 3), poppedSlot);
+      stu(taken + (<usize>n << 3) + 4, poppedSerial);
+      n++;
+    }
+    if (n > 1) touchTaken(n, true);
+    for (let i: u32 = 0; i < n; i++) {
+      const slot = ldu(taken + (<usize>i << 3)), serial = ldu(taken + (<usize>i << 3) + 4);
+      if (!current(slot, serial)) continue;
+      const sp = slotAddr(slot);
+      const flags = ldu(sp + SLOT_FLAGS) & ~ARMED;
+      stu(sp + SLOT_FLAGS, flags);
+      if (flags & SLOT_FIRED) continue;
+      if (ldf(sp + SLOT_END) > w) {
+        stu(sp + SLOT_FLAGS, flags | ARMED);
+        timersPush(fire, ldf(sp + SLOT_END), slot, serial);
+      } else fireSession(a, s, slot, false);
+    }
   }
   const lateness = ldf(s + S_LATENESS);
   while (purgeDue(s, w)) {
-    purgePop(s);
-    const slot = poppedSlot;
-    if (!current(slot, poppedSerial)) continue;
-    const due = ldf(slotAddr(slot) + SLOT_END) + lateness;
-    if (due > w) purgePush(s, due, slot, poppedSerial);
-    else {
-      unlink(s, slot);
-      drop(a, s, slot);
+    let n: u32 = 0;
+    while (n < TAKEN && purgeDue(s, w)) {
+      purgePop(s);
+      stu(taken + (<usize>n << 3), poppedSlot);
+      stu(taken + (<usize>n << 3) + 4, poppedSerial);
+      n++;
+    }
+    if (n > 1) touchTaken(n, false);
+    for (let i: u32 = 0; i < n; i++) {
+      const slot = ldu(taken + (<usize>i << 3)), serial = ldu(taken + (<usize>i << 3) + 4);
+      if (!current(slot, serial)) continue;
+      const due = ldf(slotAddr(slot) + SLOT_END) + lateness;
+      if (due > w) purgePush(s, due, slot, serial);
+      else {
+        unlink(s, slot);
+        drop(a, s, slot);
+      }
     }
   }
   return false;
