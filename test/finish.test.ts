@@ -88,3 +88,32 @@ test('finish in steps, then events: W stays at the end, and nothing fires twice'
   assert.equal(again.done, true);
   assert.equal(again.out.results.n, 0);
 });
+
+test('sessions finish in steps of at most n results, however many are due together', () => {
+  const sessionsOnly = testConfig({
+    eventTime: { field: 'timestamp', maxOutOfOrdernessMs: 2_000, allowedLatenessMs: 5_000 },
+    aggregations: [{ name: 'sessions', groupBy: ['k'], value: 'v', window: { type: 'session', gapMs: 700 } }],
+  });
+  // 500 keys in one partition, each with one open session at the end: all due together.
+  const feed = (): PartitionedOperator => {
+    const op = new PartitionedOperator(sessionsOnly, { clock: () => 1_000_000 });
+    const lines = Array.from({ length: 500 }, (_, i) => JSON.stringify({ timestamp: 100_000 + (i % 50), k: `k${i}`, v: i }));
+    for (const r of resultParts(op.process(batchOfLines(lines, 0, 0)))) r.release();
+    return op;
+  };
+  const want = linesOf(feed().finish());
+  assert.equal(want.length, 500);
+  for (const n of [1, 7, 31, 33, 100]) {
+    const op = feed();
+    const got: string[] = [];
+    for (let done = false, steps = 0; !done; steps++) {
+      const s = op.finishStep(n);
+      done = s.done;
+      const lines = linesOf(s.out);
+      assert.ok(lines.length <= n, `steps of ${n}: a step of ${lines.length} results`);
+      got.push(...lines);
+      assert.ok(steps < 10_000, 'finishStep never says done');
+    }
+    assert.deepEqual(got, want, `steps of ${n}`);
+  }
+});
