@@ -18,7 +18,7 @@ import { KafkaSource } from '../../src/sources/kafka';
 import { validateConfig } from '../../src/config';
 import { backgroundHere } from '../../src/runner';
 import { FAST, Reader, byPartition, createTopic, produce, sourceConfig, unique, type Rec } from './helpers/kafka';
-import { assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, runThroughCrashes, spawnWeir, writeConfig, type CrashStep } from './helpers/weir';
+import { assertNeverHigher, assertSameFinals, deadLetterSet, finalResults, kafkaRunConfig, readLines, runThroughCrashes, spawnWeir, writeConfig, type CrashStep, type Exit } from './helpers/weir';
 
 /** Every record of a bounded read of `topic`, and the source's stats. */
 async function readAll(topic: string, consumerThread: 'own' | 'main'): Promise<{ records: Rec[]; stats: KafkaSource['stats'] }> {
@@ -83,36 +83,55 @@ test('consumerThread auto: the main thread on one core with Weir\'s decoder in p
   assert.equal(autoPlacement(false, true), availableParallelism() === 1);
 });
 
-test('consumerThread main: kill -9 inside checkpoints and at random moments, and the restarted runs give the uninterrupted results', async () => {
-  const events = generateLines(12_000, { seed: 11, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, users: 60 });
-  // One partition: with more, which events come late depends on how far each partition was read.
-  const topic = unique('weir-main-crash');
+type Cfg = Record<string, unknown>;
+
+/**
+ * 12,000 events of `seed` in a topic of one partition (with more, which events come
+ * late depends on how far each partition was read); one uninterrupted run of `weir`
+ * with `reference(config)`, its stderr matching `refSays`; then runs with
+ * `crashed(config)`, killed as `plan` says until one finishes (at least `killed` of them
+ * killed), each saying `says`. Their final results (never above the reference's on the
+ * way) and dead letters are the uninterrupted run's. Returns the crashed runs' exits.
+ */
+async function recoversExactly(o: { seed: number; name: string; reference: (c: Cfg, dir: string) => Cfg; refSays: RegExp; crashed: (c: Cfg, dir: string) => Cfg; says: RegExp; plan: CrashStep[]; killed: number }): Promise<Exit[]> {
+  const events = generateLines(12_000, { seed: o.seed, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, users: 60 });
+  const topic = unique(`weir-${o.name}-crash`);
   await createTopic(topic, 1);
   await produce(topic, events.map((value) => ({ value })));
-  // The reference: one uninterrupted run, its consumer on a thread of its own.
   const refDir = mkdtempSync(join(tmpdir(), 'weir-ref-'));
-  const refBase = kafkaRunConfig(refDir, topic, unique('ref'));
-  const ref = await spawnWeir(writeConfig(refDir, { ...refBase, source: { ...(refBase['source'] as object), consumerThread: 'own' } })).exit;
+  const ref = await spawnWeir(writeConfig(refDir, o.reference(kafkaRunConfig(refDir, topic, unique('ref')), refDir))).exit;
   assert.equal(ref.code, 0, ref.stderr.slice(-2000));
-  assert.match(ref.stderr, /kafka consumer of topic \S+ on a thread of its own/);
+  assert.match(ref.stderr, o.refSays);
   const want = finalResults(readLines<WindowResult>(join(refDir, 'results.jsonl')));
   assert.ok(want.size > 100, `reference has ${want.size} windows`);
 
-  const dir = mkdtempSync(join(tmpdir(), 'weir-main-'));
-  const base = kafkaRunConfig(dir, topic, unique('main'));
-  const cfg = writeConfig(dir, {
-    ...base,
-    source: { ...(base['source'] as object), consumerThread: 'main', maxBytesPerPartition: 8192 },
-    checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 },
-  });
-  const plan: CrashStep[] = [{ fault: 'state-written:2' }, { fault: 'metadata-written:2' }, { killAfterMs: 50 }, { killAfterMs: 150 }];
-  const exits = await runThroughCrashes(cfg, plan, 20);
-  for (const e of exits) assert.match(e.stderr, /kafka consumer of topic \S+ on the main thread/);
-  assert.ok(exits.length >= 3, `only ${exits.length - 1} runs were killed`);
+  const dir = mkdtempSync(join(tmpdir(), `weir-${o.name}-`));
+  const exits = await runThroughCrashes(writeConfig(dir, o.crashed(kafkaRunConfig(dir, topic, unique(o.name)), dir)), o.plan, 20);
+  for (const e of exits) assert.match(e.stderr, o.says);
+  assert.ok(exits.length > o.killed, `only ${exits.length - 1} runs were killed`);
   const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
-  assertSameFinals(finalResults(results), want, 'consumer on the main thread, after crashes');
-  assertNeverHigher(results, want, 'consumer on the main thread, after crashes');
+  assertSameFinals(finalResults(results), want, `${o.name}, after crashes`);
+  assertNeverHigher(results, want, `${o.name}, after crashes`);
   assert.deepEqual(deadLetterSet(readLines<DeadLetter>(join(dir, 'dlq.jsonl'))), deadLetterSet(readLines<DeadLetter>(join(refDir, 'dlq.jsonl'))));
+  return exits;
+}
+
+test('consumerThread main: kill -9 inside checkpoints and at random moments, and the restarted runs give the uninterrupted results', async () => {
+  await recoversExactly({
+    seed: 11,
+    name: 'main',
+    // The reference: its consumer on a thread of its own.
+    reference: (c) => ({ ...c, source: { ...(c['source'] as object), consumerThread: 'own' } }),
+    refSays: /kafka consumer of topic \S+ on a thread of its own/,
+    crashed: (c, dir) => ({
+      ...c,
+      source: { ...(c['source'] as object), consumerThread: 'main', maxBytesPerPartition: 8192 },
+      checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 },
+    }),
+    says: /kafka consumer of topic \S+ on the main thread/,
+    plan: [{ fault: 'state-written:2' }, { fault: 'metadata-written:2' }, { killAfterMs: 50 }, { killAfterMs: 150 }],
+    killed: 2,
+  });
 });
 
 test('backgroundThreads auto: on the main thread for a bounded read whose consumer is there; on threads of their own otherwise', () => {
@@ -128,38 +147,25 @@ test('backgroundThreads auto: on the main thread for a bounded read whose consum
 });
 
 test('backgroundThreads main: the state backend and the changelog on the main thread; kill -9 inside checkpoints and at random moments, and the restarted runs give the uninterrupted results', async () => {
-  const events = generateLines(12_000, { seed: 23, eventsPerSecond: 40, outOfOrderMs: 5000, lateFraction: 0.01, invalidFraction: 0.005, users: 60 });
-  const topic = unique('weir-here-crash');
-  await createTopic(topic, 1);
-  await produce(topic, events.map((value) => ({ value })));
-  // The reference: one uninterrupted run with the threads.
-  const refDir = mkdtempSync(join(tmpdir(), 'weir-ref-'));
-  const refBase = kafkaRunConfig(refDir, topic, unique('ref'));
-  const ref = await spawnWeir(writeConfig(refDir, { ...refBase, processing: { ...(refBase['processing'] as object), backgroundThreads: 'own' } })).exit;
-  assert.equal(ref.code, 0, ref.stderr.slice(-2000));
-  assert.match(ref.stderr, /state backend and changelog on threads of their own/);
-  const want = finalResults(readLines<WindowResult>(join(refDir, 'results.jsonl')));
-  assert.ok(want.size > 100, `reference has ${want.size} windows`);
-
-  const dir = mkdtempSync(join(tmpdir(), 'weir-here-'));
-  const base = kafkaRunConfig(dir, topic, unique('here'));
-  const cfg = writeConfig(dir, {
-    ...base,
-    source: { ...(base['source'] as object), maxBytesPerPartition: 8192 },
-    checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 },
-    processing: { ...(base['processing'] as object), backgroundThreads: 'main' },
+  const exits = await recoversExactly({
+    seed: 23,
+    name: 'here',
+    // The reference: with the threads.
+    reference: (c) => ({ ...c, processing: { ...(c['processing'] as object), backgroundThreads: 'own' } }),
+    refSays: /state backend and changelog on threads of their own/,
+    crashed: (c, dir) => ({
+      ...c,
+      source: { ...(c['source'] as object), maxBytesPerPartition: 8192 },
+      checkpoint: { dir: join(dir, 'checkpoints'), intervalMs: 20, retain: 3 },
+      processing: { ...(c['processing'] as object), backgroundThreads: 'main' },
+    }),
+    says: /state backend and changelog on the main thread/,
+    // Inside a checkpoint (the local cache written, the changelog's transaction committed,
+    // the metadata written), then at random moments; early in each run: the rest of the
+    // input is read in well under a second.
+    plan: [{ fault: 'changelog-committed:2' }, { fault: 'state-written:1' }, { fault: 'metadata-written:1' }, { killAfterMs: 50 }, { killAfterMs: 150 }],
+    killed: 3,
   });
-  // Inside a checkpoint (the local cache written, the changelog's transaction committed,
-  // the metadata written), then at random moments.
-  // (Early in each run: the rest of the input is read in well under a second.)
-  const plan: CrashStep[] = [{ fault: 'changelog-committed:2' }, { fault: 'state-written:1' }, { fault: 'metadata-written:1' }, { killAfterMs: 50 }, { killAfterMs: 150 }];
-  const exits = await runThroughCrashes(cfg, plan, 20);
-  for (const e of exits) assert.match(e.stderr, /state backend and changelog on the main thread/);
-  assert.ok(exits.length >= 4, `only ${exits.length - 1} runs were killed`);
   // Restarts restored from the changelog (and the local cache) on the main thread.
   assert.ok(exits.slice(1).some((e) => /restored from/.test(e.stderr)), 'a restart restored state');
-  const results = readLines<WindowResult>(join(dir, 'results.jsonl'));
-  assertSameFinals(finalResults(results), want, 'state backend and changelog on the main thread, after crashes');
-  assertNeverHigher(results, want, 'state backend and changelog on the main thread, after crashes');
-  assert.deepEqual(deadLetterSet(readLines<DeadLetter>(join(dir, 'dlq.jsonl'))), deadLetterSet(readLines<DeadLetter>(join(refDir, 'dlq.jsonl'))));
 });
