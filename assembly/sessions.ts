@@ -198,6 +198,19 @@ function headOf(s: usize, key: u32): usize {
 const TAKEN: u32 = 32;
 let taken: usize = 0;
 
+/** Keeps the timer just popped (poppedSlot, poppedSerial) as the i-th taken out. */
+// @ts-ignore: decorator
+@inline function keepPopped(i: u32): void {
+  stu(taken + (<usize>i << 3), poppedSlot);
+  stu(taken + (<usize>i << 3) + 4, poppedSerial);
+}
+
+// @ts-ignore: decorator
+@inline function takenSlot(i: u32): u32 { return ldu(taken + (<usize>i << 3)); }
+
+// @ts-ignore: decorator
+@inline function takenSerial(i: u32): u32 { return ldu(taken + (<usize>i << 3) + 4); }
+
 /**
  * Reads, for each of the first n timers taken out, its slot's first words and (fire
  * timers) its sketch's positive bucket array: with a session per user each timer's
@@ -207,16 +220,15 @@ let taken: usize = 0;
 function touchTaken(n: u32, buckets: bool): void {
   let acc: u64 = 0;
   for (let i: u32 = 0; i < n; i++) {
-    const sp = slotAddr(ldu(taken + (<usize>i << 3)));
+    const sp = slotAddr(takenSlot(i));
     acc ^= load<u64>(sp + SLOT_SID) ^ load<u64>(sp + SLOT_END);
   }
   if (buckets)
     for (let i: u32 = 0; i < n; i++) {
-      const st = slotAddr(ldu(taken + (<usize>i << 3))) + SLOT_SKETCH + SK_POS;
+      const st = slotAddr(takenSlot(i)) + SLOT_SKETCH + SK_POS;
       if (ldu(st + ST_CAP) != 0) acc ^= load<u64>(<usize>ldu(st + ST_PTR));
     }
-  if (touchBox == 0) touchBox = heap.alloc(8);
-  store<u64>(touchBox, acc);
+  keepReads(acc);
 }
 
 /**
@@ -237,13 +249,12 @@ export function sessionsAdvance(a: u32, s: usize, w: f64): bool {
     let n: u32 = 0;
     while (n < TAKEN && n < room && timersDue(fire, w)) {
       timersPop(fire);
-      stu(taken + (<usize>n << 3), poppedSlot);
-      stu(taken + (<usize>n << 3) + 4, poppedSerial);
+      keepPopped(n);
       n++;
     }
     if (n > 1) touchTaken(n, true);
     for (let i: u32 = 0; i < n; i++) {
-      const slot = ldu(taken + (<usize>i << 3)), serial = ldu(taken + (<usize>i << 3) + 4);
+      const slot = takenSlot(i), serial = takenSerial(i);
       if (!current(slot, serial)) continue;
       const sp = slotAddr(slot);
       const flags = ldu(sp + SLOT_FLAGS) & ~ARMED;
@@ -260,13 +271,12 @@ export function sessionsAdvance(a: u32, s: usize, w: f64): bool {
     let n: u32 = 0;
     while (n < TAKEN && purgeDue(s, w)) {
       purgePop(s);
-      stu(taken + (<usize>n << 3), poppedSlot);
-      stu(taken + (<usize>n << 3) + 4, poppedSerial);
+      keepPopped(n);
       n++;
     }
     if (n > 1) touchTaken(n, false);
     for (let i: u32 = 0; i < n; i++) {
-      const slot = ldu(taken + (<usize>i << 3)), serial = ldu(taken + (<usize>i << 3) + 4);
+      const slot = takenSlot(i), serial = takenSerial(i);
       if (!current(slot, serial)) continue;
       const due = ldf(slotAddr(slot) + SLOT_END) + lateness;
       if (due > w) purgePush(s, due, slot, serial);
@@ -415,6 +425,12 @@ export function processSessions(a: u32, s: usize, n: u32, ts: usize, wm: usize, 
 
 // Where touchSessions leaves what it read, so that the optimizer keeps the reads.
 let touchBox: usize = 0;
+
+/** Stores what the touch passes read, so that the optimizer keeps the reads. */
+function keepReads(acc: u64): void {
+  if (touchBox == 0) touchBox = heap.alloc(8);
+  store<u64>(touchBox, acc);
+}
 /** Keys (the heads array's capacity) below which touchSessions is not worth its passes. */
 const TOUCH_MIN_KEYS: u32 = 16384;
 
@@ -445,8 +461,7 @@ function touchSessions(s: usize, n: u32, keys: usize): void {
     const st = pool + <usize>cur * SLOT_BYTES + SLOT_SKETCH + SK_POS;
     if (ldu(st + ST_CAP) != 0) acc ^= load<u64>(<usize>ldu(st + ST_PTR));
   }
-  if (touchBox == 0) touchBox = heap.alloc(8);
-  store<u64>(touchBox, acc);
+  keepReads(acc);
 }
 
 /**
