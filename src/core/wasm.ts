@@ -674,25 +674,15 @@ export class WasmCore {
     return this.u8.subarray(this.mark, this.mark + cap);
   }
 
-  keyBytes(a: number, id: number): Buffer {
-    const p = this.keyStart(a, id);
-    return this.mem.subarray(p, p + this.keyLength);
-  }
-
-  /**
-   * Where the bytes of raw key id `id` of aggregation a start in memory() (keyLength:
-   * how many): keyBytes without a Buffer per key, for a new key per few events.
-   */
+  /** Where the bytes of raw key id `id` of aggregation a start in memoryBuffer(). */
   keyStart(a: number, id: number): number {
-    const t = this.x.keyTable(a);
-    const p = this.x.internBytes(t, id);
-    this.keyLength = this.x.internLen(t, id);
-    this.refresh();
-    return p;
+    return this.x.internBytes(this.x.keyTable(a), id);
   }
 
-  /** The length of the key keyStart() found last. */
-  keyLength = 0;
+  /** How many bytes raw key id `id` of aggregation a has (from keyStart). */
+  keyLength(a: number, id: number): number {
+    return this.x.internLen(this.x.keyTable(a), id);
+  }
 
   /** The one Buffer over the core's memory (valid until memory grows: take it after the call that may grow it). */
   memoryBuffer(): Buffer {

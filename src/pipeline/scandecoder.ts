@@ -132,7 +132,7 @@ export class ScanDecoder implements Decoder {
       let id: number;
       try {
         const start = core.keyStart(a, r);
-        id = this.registries[a]!.idOf(decodeKey(core.memoryBuffer(), start, start + core.keyLength), r, decodedUnique, true);
+        id = this.registries[a]!.idOf(decodeKey(core.memoryBuffer(), start, start + core.keyLength(a, r)), r, decodedUnique, true);
       } catch (e) {
         // The same bytes intern to the same raw id again: every record with them fails alike.
         id = -1;
